@@ -1,0 +1,20 @@
+"""Neural-ODE machinery. It knows nothing of segmentation (cf. torchdiffeq).
+
+`odeint` integrates a derivative with a solver named in `SOLVERS`; `ODEBlock` wraps a
+Keras layer as the derivative of a serialisable Keras layer; `ConcatConv2D` gives a
+derivative the time as an input channel.
+"""
+
+from kseg.ode.block import ConcatConv2D, ODEBlock
+from kseg.ode.odeint import MaxStepsExceededError, SolveInfo, odeint
+from kseg.ode.solvers import SOLVERS, get_solver
+
+__all__ = [
+    "SOLVERS",
+    "ConcatConv2D",
+    "ODEBlock",
+    "MaxStepsExceededError",
+    "SolveInfo",
+    "get_solver",
+    "odeint",
+]

@@ -1,0 +1,207 @@
+"""`ODEBlock`: a Keras layer whose output is the solution of dy/dt = func(t, y), y(0) = x."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+
+from kseg.ode.odeint import DEFAULT_MAX_NUM_STEPS, odeint
+from kseg.ode.solvers import get_solver
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class ODEBlock(keras.layers.Layer):
+    """Neural-ODE block (Chen et al. 2018): integrates a Keras layer as a derivative.
+
+    The derivative `func` maps a state to its time derivative with the same shape; if its
+    `call` takes a `t` argument it receives the time (see `ConcatConv2D`). Adaptive methods
+    (dopri5, bdf) train with tfp's adjoint method, so memory does not grow with the
+    number of steps; fixed-grid methods (euler, midpoint, heun, rk4) unroll `steps`
+    steps into plain ops, which is how ODE models export to TFLite.
+
+    After each call, `nfe` holds the number of function evaluations of that call (for a
+    batch, shared by its images). `set_solver` switches a trained block to other
+    tolerances or to a fixed grid without retraining (SegNode section 4.8); re-trace
+    compiled functions afterwards (e.g. `model.compile(...)` again).
+
+    Args:
+        func: Keras layer or model, the derivative.
+        t1: end time of the integration, which starts at 0.
+        method: solver name, see `kseg.ode.SOLVERS`.
+        rtol, atol: tolerances of adaptive methods.
+        steps: number of steps of fixed-grid methods over [0, t1] (default 10).
+        return_times: increasing times in [0, t1]; if given, the output is the trajectory
+            at those times with a time axis after the batch axis, (batch, T, ...).
+        max_num_steps: an adaptive solve beyond this raises `MaxStepsExceededError`.
+
+    Example:
+        >>> func = keras.Sequential([keras.layers.Conv2D(8, 3, padding="same")])
+        >>> block = ODEBlock(func, method="dopri5")
+        >>> block(np.zeros((2, 16, 16, 8), "float32")).shape
+        TensorShape([2, 16, 16, 8])
+    """
+
+    def __init__(
+        self,
+        func: keras.layers.Layer,
+        t1: float = 1.0,
+        method: str = "dopri5",
+        rtol: float = 1e-3,
+        atol: float = 1e-3,
+        steps: int | None = None,
+        return_times: Sequence[float] | None = None,
+        max_num_steps: int | None = DEFAULT_MAX_NUM_STEPS,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.func = func
+        self.t1 = float(t1)
+        self.return_times = None if return_times is None else [float(t) for t in return_times]
+        self.max_num_steps = max_num_steps
+        self.set_solver(method, rtol, atol, steps)
+        if self.return_times is not None:
+            rt = self.return_times
+            if (
+                not rt
+                or rt[0] < 0
+                or rt[-1] > self.t1
+                or any(b <= a for a, b in zip(rt, rt[1:], strict=False))
+            ):
+                raise ValueError(
+                    f"return_times must be strictly increasing within [0, t1={self.t1}], got {rt}"
+                )
+        self._takes_t = "t" in inspect.signature(func.call).parameters
+
+    def set_solver(
+        self,
+        method: str | None = None,
+        rtol: float | None = None,
+        atol: float | None = None,
+        steps: int | None = None,
+    ) -> None:
+        """Changes the solver used from the next call on; None keeps a setting."""
+        if method is not None:
+            get_solver(method)  # validates the name
+            self.method = method
+        self.rtol = self.rtol if rtol is None else float(rtol)
+        self.atol = self.atol if atol is None else float(atol)
+        self.steps = self.steps if steps is None and hasattr(self, "steps") else steps
+
+    def build(self, input_shape):
+        if not self.func.built:
+            self.func.build(input_shape)
+        self.nfe = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, dtype="float32", name="nfe"
+        )
+
+    def _derivative(self, t, y):
+        return self.func(y, t=t) if self._takes_t else self.func(y)
+
+    def _times(self) -> list[float]:
+        if self.return_times is None:
+            return [0.0, self.t1]
+        return self.return_times if self.return_times[0] == 0 else [0.0, *self.return_times]
+
+    def call(self, inputs):
+        times = self._times()
+        fixed = not get_solver(self.method).adaptive
+        states, info = odeint(
+            self._derivative,
+            inputs,
+            times,
+            method=self.method,
+            rtol=self.rtol,
+            atol=self.atol,
+            max_num_steps=self.max_num_steps,
+            options={"steps": self.steps or 10} if fixed else None,
+            return_info=True,
+        )
+        self.nfe.assign(tf.cast(info.nfe, "float32"))
+        if self.return_times is None:
+            return states[-1]
+        if self.return_times[0] != 0:
+            states = states[1:]
+        rank = len(states.shape)
+        return tf.transpose(states, [1, 0, *range(2, rank)])
+
+    def compute_output_shape(self, input_shape):
+        if self.return_times is None:
+            return tuple(input_shape)
+        return (input_shape[0], len(self.return_times), *input_shape[1:])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "func": keras.saving.serialize_keras_object(self.func),
+            "t1": self.t1,
+            "method": self.method,
+            "rtol": self.rtol,
+            "atol": self.atol,
+            "steps": self.steps,
+            "return_times": self.return_times,
+            "max_num_steps": self.max_num_steps,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["func"] = keras.saving.deserialize_keras_object(config["func"])
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class ConcatConv2D(keras.layers.Layer):
+    """Conv2D that sees the time as an extra constant input channel.
+
+    As `ConcatConv2d` in Carrara et al.'s official code (fabiocarrara/neural-ode-features),
+    the t channel is concatenated before the image channels.
+
+    Args:
+        filters, kernel_size, strides, padding, use_bias: as for `keras.layers.Conv2D`.
+
+    Example:
+        >>> ConcatConv2D(16, 3)(np.zeros((1, 8, 8, 16), "float32"), t=0.5).shape
+        TensorShape([1, 8, 8, 16])
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int = 3,
+        strides: int = 1,
+        padding: str = "same",
+        use_bias: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.strides = strides
+        self.padding = padding
+        self.use_bias = use_bias
+        self.conv = keras.layers.Conv2D(
+            filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias, name="conv"
+        )
+
+    def build(self, input_shape):
+        self.conv.build((*input_shape[:-1], input_shape[-1] + 1))
+
+    def call(self, inputs, t=0.0):
+        t_channel = tf.ones_like(inputs[..., :1]) * tf.cast(t, inputs.dtype)
+        return self.conv(tf.concat([t_channel, inputs], axis=-1))
+
+    def compute_output_shape(self, input_shape):
+        return self.conv.compute_output_shape((*input_shape[:-1], input_shape[-1] + 1))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "use_bias": self.use_bias,
+        }

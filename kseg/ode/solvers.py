@@ -1,0 +1,133 @@
+"""ODE solvers by name: adaptive ones from `tfp.math.ode`, fixed-grid ones in plain ops.
+
+| name     | kind                    | order | gradients                     | TFLite builtins |
+|----------|-------------------------|-------|-------------------------------|-----------------|
+| dopri5   | adaptive, Dormand-Prince| 5(4)  | adjoint (tfp, memory flat)    | no (while loop) |
+| bdf      | adaptive, implicit BDF  | 1-5   | adjoint (tfp)                 | no              |
+| euler    | fixed grid              | 1     | back-prop through the steps   | yes             |
+| midpoint | fixed grid              | 2     | back-prop through the steps   | yes             |
+| heun     | fixed grid              | 2     | back-prop through the steps   | yes             |
+| rk4      | fixed grid (3/8 rule)   | 4     | back-prop through the steps   | yes             |
+
+Fixed-grid solvers share one base class with one hook, `step(func, t, dt, y)`, and are
+unrolled into a static number of steps: plain TensorFlow ops that convert to TFLite.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+Func = Callable  # func(t, y) -> dy/dt, y a nested structure of tensors
+
+
+def _axpy(y, dt, *terms):
+    """y + dt * sum(c_i * k_i) for nested structures; terms are (c_i, k_i) pairs."""
+
+    def combine(yi, *ks):
+        acc = sum(c * k for (c, _), k in zip(terms, ks, strict=True))
+        return yi + dt * acc
+
+    return tf.nest.map_structure(combine, y, *(k for _, k in terms))
+
+
+class FixedGridSolver:
+    """Explicit Runge-Kutta on a fixed grid; subclasses define `step` and `order`."""
+
+    order: int = 0
+    adaptive = False
+
+    def step(self, func: Func, t, dt, y):
+        raise NotImplementedError
+
+    def integrate(self, func: Func, y0, times: list[float], steps: int):
+        """States at `times` (a static list), `steps` uniform steps over the whole span.
+
+        Each interval between output times gets its share of the steps (at least one),
+        so the grid hits every output time exactly. Returns (states, nfe).
+        """
+        span = times[-1] - times[0]
+        states, y, nfe = [y0], y0, 0
+        for t0, t1 in zip(times[:-1], times[1:], strict=True):
+            n = max(1, math.ceil(round(steps * abs(t1 - t0) / abs(span), 9))) if span else 1
+            dt = (t1 - t0) / n
+            for i in range(n):
+                y = self.step(func, t0 + i * dt, dt, y)
+                nfe += self.evaluations
+            states.append(y)
+        return states, nfe
+
+    @property
+    def evaluations(self) -> int:
+        """Function evaluations per step."""
+        raise NotImplementedError
+
+
+class Euler(FixedGridSolver):
+    order, evaluations = 1, 1
+
+    def step(self, func, t, dt, y):
+        return _axpy(y, dt, (1.0, func(t, y)))
+
+
+class Midpoint(FixedGridSolver):
+    order, evaluations = 2, 2
+
+    def step(self, func, t, dt, y):
+        k1 = func(t, y)
+        k2 = func(t + dt / 2, _axpy(y, dt / 2, (1.0, k1)))
+        return _axpy(y, dt, (1.0, k2))
+
+
+class Heun(FixedGridSolver):
+    order, evaluations = 2, 2
+
+    def step(self, func, t, dt, y):
+        k1 = func(t, y)
+        k2 = func(t + dt, _axpy(y, dt, (1.0, k1)))
+        return _axpy(y, dt, (0.5, k1), (0.5, k2))
+
+
+class RK4(FixedGridSolver):
+    """Fourth-order Runge-Kutta, 3/8 rule (torchdiffeq's `rk4` uses the same tableau)."""
+
+    order, evaluations = 4, 4
+
+    def step(self, func, t, dt, y):
+        k1 = func(t, y)
+        k2 = func(t + dt / 3, _axpy(y, dt, (1 / 3, k1)))
+        k3 = func(t + 2 * dt / 3, _axpy(y, dt, (-1 / 3, k1), (1.0, k2)))
+        k4 = func(t + dt, _axpy(y, dt, (1.0, k1), (-1.0, k2), (1.0, k3)))
+        return _axpy(y, dt, (1 / 8, k1), (3 / 8, k2), (3 / 8, k3), (1 / 8, k4))
+
+
+class AdaptiveSolver:
+    """A `tfp.math.ode` solver; tfp differentiates it with the adjoint method."""
+
+    adaptive = True
+
+    def __init__(self, tfp_class):
+        self.tfp_class = tfp_class
+
+    def make(self, rtol: float, atol: float, max_num_steps: int | None, **options):
+        return self.tfp_class(rtol=rtol, atol=atol, max_num_steps=max_num_steps, **options)
+
+
+SOLVERS: dict[str, FixedGridSolver | AdaptiveSolver] = {
+    "dopri5": AdaptiveSolver(tfp.math.ode.DormandPrince),
+    "bdf": AdaptiveSolver(tfp.math.ode.BDF),
+    "euler": Euler(),
+    "midpoint": Midpoint(),
+    "heun": Heun(),
+    "rk4": RK4(),
+}
+
+
+def get_solver(method: str) -> FixedGridSolver | AdaptiveSolver:
+    """The solver registered as `method`; an unknown name lists the valid ones."""
+    if method not in SOLVERS:
+        raise ValueError(f"unknown ODE method {method!r}; choose one of {', '.join(SOLVERS)}")
+    return SOLVERS[method]

@@ -1,0 +1,136 @@
+"""ODEBlock and ConcatConv2D: a Keras layer around odeint."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kseg.ode import ConcatConv2D, ODEBlock, odeint
+
+
+@keras.saving.register_keras_serializable(package="kseg_tests")
+class ConvFunc(keras.layers.Layer):
+    """GroupNorm-ReLU-ConcatConv twice: the derivative shape of Carrara et al.'s ODE nets."""
+
+    def __init__(self, channels=8, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = channels
+        self.norm1 = keras.layers.GroupNormalization(2)
+        self.conv1 = ConcatConv2D(channels, 3)
+        self.norm2 = keras.layers.GroupNormalization(2)
+        self.conv2 = ConcatConv2D(channels, 3)
+
+    def build(self, input_shape):
+        self.norm1.build(input_shape)
+        self.conv1.build(input_shape)
+        self.norm2.build(input_shape)
+        self.conv2.build(input_shape)
+
+    def call(self, inputs, t=0.0):
+        x = self.conv1(tf.nn.relu(self.norm1(inputs)), t=t)
+        return self.conv2(tf.nn.relu(self.norm2(x)), t=t)
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels}
+
+
+def _model(**block_kwargs):
+    inputs = keras.Input((8, 8, 8))
+    x = ODEBlock(ConvFunc(8), name="ode", **block_kwargs)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3)(x))
+
+
+def _data(n=8):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, 8, 8, 8)).astype("float32"), rng.integers(0, 3, n)
+
+
+def test_linear_derivative_matches_closed_form():
+    dense = keras.layers.Dense(2, use_bias=False)
+    dense.build((None, 2))
+    dense.set_weights([np.array([[0.0, 1.0], [-1.0, 0.0]], "float32")])  # rotation
+    block = ODEBlock(dense, t1=1.0, rtol=1e-6, atol=1e-6)
+    y = block(np.array([[1.0, 0.0]], "float32"))
+    np.testing.assert_allclose(y, [[np.cos(1.0), np.sin(1.0)]], atol=1e-5)
+
+
+def test_gradients_reach_every_weight_of_a_conv_derivative():
+    model = _model()
+    x, _ = _data(2)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(model(x, training=True) ** 2)
+    grads = tape.gradient(loss, model.trainable_weights)
+    assert all(g is not None and np.any(g) for g in grads)
+    assert model.get_layer("ode").nfe.numpy() > 0
+
+
+def test_fit_in_graph_mode_and_nfe_is_logged():
+    model = _model()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data()
+    history = model.fit(x, y, epochs=3, batch_size=4, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    nfe = model.get_layer("ode").nfe.numpy()
+    assert nfe >= 6 and nfe % 1 == 0
+
+
+def test_keras_round_trip(tmp_path):
+    model = _model(method="rk4", steps=4)
+    x, _ = _data(2)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded(x), model(x), rtol=1e-5, atol=1e-6)
+    assert loaded.get_layer("ode").get_config()["method"] == "rk4"
+
+
+def test_return_times_gives_the_trajectory():
+    func = ConvFunc(8)
+    block = ODEBlock(func, return_times=[0.0, 0.25, 1.0], method="rk4", steps=8)
+    x, _ = _data(2)
+    traj = block(x)
+    assert traj.shape == (2, 3, 8, 8, 8)
+    np.testing.assert_allclose(traj[:, 0], x, atol=1e-6)
+    final = ODEBlock(func, method="rk4", steps=8)(x)
+    np.testing.assert_allclose(traj[:, -1], final, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        ODEBlock(func, return_times=[0.5, 0.2])
+
+
+def test_set_solver_switches_to_a_fixed_grid_close_to_the_adaptive_solve():
+    func = ConvFunc(8)
+    block = ODEBlock(func, rtol=1e-6, atol=1e-6)
+    x, _ = _data(2)
+    reference = block(x).numpy()
+    errors = []
+    for steps, tol in ((2, 1e-2), (16, 1e-3)):
+        block.set_solver("rk4", steps=steps)
+        errors.append(abs(block(x).numpy() - reference).max())
+        assert errors[-1] < tol
+        assert block.nfe.numpy() == 4 * steps
+    assert errors[1] < errors[0] / 10  # float32 and the reference's own error limit the rest
+    with pytest.raises(ValueError, match="choose one of"):
+        block.set_solver("ode45")
+
+
+def test_concat_conv_sees_time():
+    conv = ConcatConv2D(4, 3)
+    x = np.ones((1, 5, 5, 3), "float32")
+    a, b = conv(x, t=0.0), conv(x, t=1.0)
+    kernel_t = conv.conv.kernel.numpy()[:, :, 0, :]  # the t channel's weights (first input)
+    np.testing.assert_allclose((b - a)[0, 2, 2], kernel_t.sum(axis=(0, 1)), rtol=1e-5)
+    assert conv.conv.kernel.shape == (3, 3, 4, 4)
+
+
+def test_fixed_grid_block_equals_odeint():
+    func = ConvFunc(8)
+    x, _ = _data(1)
+    block = ODEBlock(func, method="midpoint", steps=5)
+    want = odeint(
+        lambda t, y: func(y, t=t),
+        tf.constant(x),
+        [0.0, 1.0],
+        method="midpoint",
+        options={"steps": 5},
+    )[-1]
+    np.testing.assert_allclose(block(x), want, rtol=1e-6, atol=1e-6)
