@@ -6,15 +6,18 @@ derivative the time as an input channel.
 """
 
 from kseg.ode.block import ConcatConv2D, ODEBlock
+from kseg.ode.callbacks import NFELogger, ode_blocks
 from kseg.ode.odeint import MaxStepsExceededError, SolveInfo, odeint
 from kseg.ode.solvers import SOLVERS, get_solver
 
 __all__ = [
     "SOLVERS",
     "ConcatConv2D",
+    "NFELogger",
     "ODEBlock",
     "MaxStepsExceededError",
     "SolveInfo",
     "get_solver",
+    "ode_blocks",
     "odeint",
 ]

@@ -127,6 +127,18 @@ class ODEBlock(keras.layers.Layer):
         rank = len(states.shape)
         return tf.transpose(states, [1, 0, *range(2, rank)])
 
+    def per_sample_nfe(self, images) -> list[int]:
+        """Function evaluations that each image needs when solved alone (eager).
+
+        In a batch, an adaptive solver takes the steps its hardest image needs; this is
+        the per-image count of Carrara et al. (Table 1 mean and deviation, Fig. 1).
+        """
+        counts = []
+        for i in range(len(images)):
+            self(images[i : i + 1])
+            counts.append(int(self.nfe.numpy()))
+        return counts
+
     def compute_output_shape(self, input_shape):
         if self.return_times is None:
             return tuple(input_shape)

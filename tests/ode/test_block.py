@@ -134,3 +134,50 @@ def test_fixed_grid_block_equals_odeint():
         options={"steps": 5},
     )[-1]
     np.testing.assert_allclose(block(x), want, rtol=1e-6, atol=1e-6)
+
+
+def test_nfe_logger_puts_evaluations_in_the_history():
+    from kseg.ode import NFELogger
+
+    model = _model(method="rk4", steps=3)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data()
+    history = model.fit(x, y, epochs=2, batch_size=4, verbose=0, callbacks=[NFELogger()])
+    assert history.history["ode_nfe"] == [12.0, 12.0]  # rk4: 4 evaluations x 3 steps
+
+
+def test_per_sample_nfe_differs_between_easy_and_hard_images():
+    dense = keras.layers.Dense(2, use_bias=False)
+    dense.build((None, 2))
+    dense.set_weights([np.array([[-1.0, 0.0], [0.0, -1.0]], "float32")])  # dy/dt = -y
+    block = ODEBlock(dense, rtol=1e-6, atol=1e-6)
+    counts = block.per_sample_nfe(np.array([[0.0, 0.0], [50.0, -50.0]], "float32"))
+    assert counts[0] < counts[1]  # the zero state is exact from the first step
+
+
+@pytest.mark.parametrize("method", ["dopri5", "rk4"])
+def test_jit_compile_trains(method):
+    model = _model(method=method, steps=2)
+    model.compile(
+        "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=True
+    )
+    x, y = _data(4)
+    history = model.fit(x, y, epochs=2, batch_size=4, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+
+
+def test_fixed_grid_block_converts_to_builtin_tflite(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    inputs = keras.Input((8, 8, 8), batch_size=1)
+    model = keras.Model(inputs, ODEBlock(ConvFunc(8), method="rk4", steps=3)(inputs))
+    x, _ = _data(1)
+    model.export(str(tmp_path / "sm"), verbose=False)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "sm"))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # no Select TF ops
+    interpreter = Interpreter(model_content=converter.convert())
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(got, model(x), rtol=1e-5, atol=1e-5)

@@ -1,0 +1,44 @@
+"""Keras callback that logs the function evaluations of every ODEBlock in a model."""
+
+from __future__ import annotations
+
+import keras
+
+from kseg.ode.block import ODEBlock
+
+
+def ode_blocks(model: keras.Model) -> list[ODEBlock]:
+    """Every ODEBlock in `model`, nested ones included."""
+    return [
+        layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, ODEBlock)
+    ]
+
+
+class NFELogger(keras.callbacks.Callback):
+    """Adds `{block}_nfe` to the logs: the last batch's evaluations, and their epoch mean.
+
+    Place it before other callbacks (CSVLogger, TensorBoard) so they see the values.
+
+    Example:
+        >>> model.fit(ds, callbacks=[NFELogger(), keras.callbacks.CSVLogger("log.csv")])
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._sums, self._count = {}, 0
+
+    def _record(self, logs):
+        if logs is None:
+            return
+        for block in ode_blocks(self.model):
+            value = float(block.nfe.numpy())
+            logs[f"{block.name}_nfe"] = value
+            self._sums[block.name] = self._sums.get(block.name, 0.0) + value
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._count += 1
+        self._record(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self._count:
+            for name, total in self._sums.items():
+                logs[f"{name}_nfe"] = total / self._count
