@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -17,16 +17,16 @@ class MaxStepsExceededError(RuntimeError):
     """An adaptive solve needed more steps than `max_num_steps` allows."""
 
 
-@dataclass
-class SolveInfo:
+class SolveInfo(NamedTuple):
     """Step accounting of one solve: function evaluations (exact, a scalar int32 tensor).
+
+    A NamedTuple, so a `tf.function` can return it.
 
     tfp's solvers report evaluations but not the accepted/rejected split; for dopri5 one
     attempted step costs 6 evaluations, so `nfe / 6` bounds the attempted steps.
     """
 
     nfe: tf.Tensor
-    method: str
 
 
 def _static_times(t) -> list[float]:
@@ -101,7 +101,7 @@ def odeint(
         states = tf.nest.map_structure(lambda *ys: tf.stack(ys), *trajectory)
         nfe = tf.constant(n, tf.int32)
     if return_info:
-        return states, SolveInfo(nfe=nfe, method=method)
+        return states, SolveInfo(nfe=nfe)
     return states
 
 

@@ -1,0 +1,195 @@
+"""kseg.ode dopri5 against torchdiffeq dopri5, and adjoint vs direct back-prop memory.
+
+Part 1: the same derivative (GroupNorm-ReLU-Conv3x3 twice, 64 channels, GroupNorm of 32
+groups) on a batch of 8 states of 32x32x64, same weights, rtol = atol = 1e-3: function
+evaluations, forward time and forward+backward time (both sides train with the adjoint),
+as ratios kseg / torchdiffeq.
+
+Part 2: peak resident memory of one forward+backward, each configuration in a fresh
+process: the adaptive dopri5 adjoint at tightening tolerances against direct
+back-propagation through an rk4 grid of growing step count.
+
+    python bench/ode_speed.py [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from _peer import run_peer  # noqa: E402
+
+from kseg.ode import odeint  # noqa: E402
+
+C, HW, BATCH = 64, 32, 8
+
+
+class Func(keras.layers.Layer):
+    def __init__(self):
+        super().__init__()
+        self.gn1 = keras.layers.GroupNormalization(32, epsilon=1e-5)
+        self.gn2 = keras.layers.GroupNormalization(32, epsilon=1e-5)
+        self.conv1 = keras.layers.Conv2D(C, 3, padding="same")
+        self.conv2 = keras.layers.Conv2D(C, 3, padding="same")
+
+    def build(self, shape):
+        for layer in (self.gn1, self.gn2, self.conv1, self.conv2):
+            layer.build(shape)
+
+    def call(self, y):
+        return self.conv2(tf.nn.relu(self.gn2(self.conv1(tf.nn.relu(self.gn1(y))))))
+
+
+def make_func(seed: int = 0):
+    func = Func()
+    func.build((None, HW, HW, C))
+    rng = np.random.default_rng(seed)
+    for conv in (func.conv1, func.conv2):  # small weights keep the ODE non-stiff
+        conv.kernel.assign(rng.normal(scale=0.03, size=conv.kernel.shape).astype("float32"))
+        conv.bias.assign(rng.normal(scale=0.01, size=conv.bias.shape).astype("float32"))
+    x = rng.normal(size=(BATCH, HW, HW, C)).astype("float32")
+    return func, x
+
+
+def timed(fn, runs):
+    fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def speed(runs: int, tol: float) -> None:
+    func, x = make_func()
+    x = tf.constant(x)
+
+    @tf.function
+    def forward(x):
+        return odeint(lambda t, y: func(y), x, [0.0, 1.0], rtol=tol, atol=tol, return_info=True)
+
+    @tf.function
+    def forward_backward(x):
+        with tf.GradientTape() as tape:
+            y = odeint(lambda t, y: func(y), x, [0.0, 1.0], rtol=tol, atol=tol)[-1]
+            loss = tf.reduce_sum(y**2)
+        return tape.gradient(loss, func.trainable_weights)
+
+    states, info = forward(x)
+    reference = odeint(lambda t, y: func(y), x, [0.0, 1.0], rtol=1e-7, atol=1e-7)[-1].numpy()
+    fwd = timed(lambda: forward(x)[0].numpy(), runs)
+    fwdbwd = timed(lambda: [g.numpy() for g in forward_backward(x)], runs)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "weights.npz")
+        np.savez(
+            path,
+            x=x.numpy(),
+            conv1_kernel=func.conv1.kernel.numpy(),
+            conv1_bias=func.conv1.bias.numpy(),
+            conv2_kernel=func.conv2.kernel.numpy(),
+            conv2_bias=func.conv2.bias.numpy(),
+        )
+        peer = run_peer("ode_torchdiffeq.py", f"--weights={path}", f"--runs={runs}", f"--tol={tol}")
+        theirs = np.load(path.replace(".npz", "_torch_out.npy"))
+
+    print(f"dopri5, rtol=atol={tol}, batch {BATCH} x {HW}x{HW}x{C}, median of {runs} runs")
+    print(f"{'':28s} {'kseg':>9s} {'torchdiffeq':>12s} {'kseg/peer':>10s}")
+    rows = [
+        ("function evaluations", float(info.nfe), float(peer["nfe"])),
+        ("forward s", fwd, peer["forward_s"]),
+        ("forward+backward s", fwdbwd, peer["forward_backward_s"]),
+    ]
+    for name, ours, theirs in rows:
+        print(f"{name:28s} {ours:9.3f} {theirs:12.3f} {ours / theirs:10.2f}")
+    ours = states[-1].numpy()
+    print(
+        f"max |y(1) - reference| (kseg dopri5 at rtol=atol=1e-7): "
+        f"kseg {np.abs(ours - reference).max():.2e}, "
+        f"torchdiffeq {np.abs(theirs - reference).max():.2e}; "
+        f"max |y_kseg - y_torchdiffeq| {np.abs(ours - theirs).max():.2e}"
+    )
+
+
+def memory_child(method: str, setting: float) -> None:
+    func, x = make_func()
+    x = tf.constant(x)
+    kwargs = (
+        {"rtol": setting, "atol": setting, "max_num_steps": 100_000}
+        if method == "dopri5"
+        else {"options": {"steps": int(setting)}}
+    )
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            y, info = odeint(
+                lambda t, y: func(y), x, [0.0, 1.0], method=method, return_info=True, **kwargs
+            )
+            loss = tf.reduce_sum(y[-1] ** 2)
+        return tape.gradient(loss, func.trainable_weights), info.nfe
+
+    concrete = step.get_concrete_function(x)
+    concrete(x)  # the first run also optimises the graph; measure the second
+    base = _status_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:  # Linux: reset the peak (VmHWM) to now
+        f.write("5")
+    _, nfe = concrete(x)
+    peak = _status_kib("VmHWM")
+    print(json.dumps({"nfe": int(nfe), "extra_mib": (peak - base) / 1024}))
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status (this benchmark needs Linux)")
+
+
+def memory() -> None:
+    print("\npeak extra resident memory of one forward+backward (MiB), fresh process each")
+    print(f"{'gradient':36s} {'setting':>10s} {'nfe':>6s} {'MiB':>8s}")
+    cases = [("dopri5", tol) for tol in (1e-2, 1e-3, 1e-4)] + [("rk4", n) for n in (4, 16, 64)]
+    for method, setting in cases:
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory-child", method, str(setting)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        label = "adjoint (dopri5, tol)" if method == "dopri5" else "direct back-prop (rk4, steps)"
+        print(f"{label:36s} {setting:10g} {r['nfe']:6d} {r['extra_mib']:8.1f}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--tol", type=float, default=1e-3)
+    p.add_argument("--memory-child", nargs=2, metavar=("METHOD", "SETTING"))
+    args = p.parse_args()
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    if args.memory_child:
+        memory_child(args.memory_child[0], float(args.memory_child[1]))
+        return
+    speed(args.runs, args.tol)
+    memory()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Peer for bench/ode_speed.py, run inside bench/.peer-venv: torchdiffeq dopri5.
+
+Loads the derivative's weights from the .npz the kseg side wrote, so both integrate the
+same ODE. Prints one JSON line.
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torchdiffeq import odeint_adjoint
+
+
+class Func(nn.Module):
+    def __init__(self, w):
+        super().__init__()
+        c = w["conv1_kernel"].shape[-1]
+        self.gn1, self.gn2 = nn.GroupNorm(32, c, eps=1e-5), nn.GroupNorm(32, c, eps=1e-5)
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1)
+        with torch.no_grad():
+            for name in ("conv1", "conv2"):  # Keras HWIO -> torch OIHW
+                conv = getattr(self, name)
+                conv.weight.copy_(torch.from_numpy(w[f"{name}_kernel"].transpose(3, 2, 0, 1)))
+                conv.bias.copy_(torch.from_numpy(w[f"{name}_bias"]))
+        self.nfe = 0
+
+    def forward(self, t, y):
+        self.nfe += 1
+        return self.conv2(torch.relu(self.gn2(self.conv1(torch.relu(self.gn1(y))))))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--weights", required=True)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--tol", type=float, default=1e-3)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    w = np.load(args.weights)
+    func = Func(w)
+    x = torch.from_numpy(w["x"].transpose(0, 3, 1, 2).copy())
+    t = torch.tensor([0.0, 1.0])
+    solve = lambda: odeint_adjoint(func, x, t, method="dopri5", rtol=args.tol, atol=args.tol)  # noqa: E731
+
+    func.nfe = 0
+    with torch.no_grad():
+        y = solve()[-1]
+    nfe = func.nfe
+    fwd, fwdbwd = [], []
+    for _ in range(args.runs):
+        start = time.perf_counter()
+        with torch.no_grad():
+            solve()
+        fwd.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        (solve()[-1] ** 2).sum().backward()
+        fwdbwd.append(time.perf_counter() - start)
+    out = y.numpy().transpose(0, 2, 3, 1)
+    np.save(args.weights.replace(".npz", "_torch_out.npy"), out)
+    print(
+        json.dumps(
+            {
+                "nfe": nfe,
+                "forward_s": statistics.median(fwd),
+                "forward_backward_s": statistics.median(fwdbwd),
+                "torch": torch.__version__,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
