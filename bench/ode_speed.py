@@ -17,11 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -29,6 +27,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from _peer import run_peer  # noqa: E402
+from peers.timing import timed  # noqa: E402
 
 from kseg.ode import odeint  # noqa: E402
 
@@ -60,16 +59,6 @@ def make_func(seed: int = 0):
         conv.bias.assign(rng.normal(scale=0.01, size=conv.bias.shape).astype("float32"))
     x = rng.normal(size=(BATCH, HW, HW, C)).astype("float32")
     return func, x
-
-
-def timed(fn, runs):
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def speed(runs: int, tol: float) -> None:

@@ -7,25 +7,13 @@ and, exported to ONNX, in onnxruntime. Prints one JSON line.
 import argparse
 import json
 import os
-import statistics
 import tempfile
-import time
 
 import numpy as np
 import onnxruntime as ort
 import torch
 from pytorchcv.models.contextnet import ctxnet_cityscapes
-
-
-def timed(fn, runs, warmup=1):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from timing import timed
 
 
 def main():

@@ -6,12 +6,11 @@ same ODE. Prints one JSON line.
 
 import argparse
 import json
-import statistics
-import time
 
 import numpy as np
 import torch
 import torch.nn as nn
+from timing import timed
 from torchdiffeq import odeint_adjoint
 
 
@@ -52,23 +51,21 @@ def main():
     with torch.no_grad():
         y = solve()[-1]
     nfe = func.nfe
-    fwd, fwdbwd = [], []
-    for _ in range(args.runs):
-        start = time.perf_counter()
+
+    def forward():
         with torch.no_grad():
             solve()
-        fwd.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        (solve()[-1] ** 2).sum().backward()
-        fwdbwd.append(time.perf_counter() - start)
+
+    fwd = timed(forward, args.runs)
+    fwdbwd = timed(lambda: (solve()[-1] ** 2).sum().backward(), args.runs)
     out = y.numpy().transpose(0, 2, 3, 1)
     np.save(args.weights.replace(".npz", "_torch_out.npy"), out)
     print(
         json.dumps(
             {
                 "nfe": nfe,
-                "forward_s": statistics.median(fwd),
-                "forward_backward_s": statistics.median(fwdbwd),
+                "forward_s": fwd,
+                "forward_backward_s": fwdbwd,
                 "torch": torch.__version__,
             }
         )
