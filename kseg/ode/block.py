@@ -61,7 +61,8 @@ class ODEBlock(keras.layers.Layer):
         self.t1 = float(t1)
         self.return_times = None if return_times is None else [float(t) for t in return_times]
         self.max_num_steps = max_num_steps
-        self.set_solver(method, rtol, atol, steps)
+        get_solver(method)  # validates the name
+        self.method, self.rtol, self.atol, self.steps = method, float(rtol), float(atol), steps
         if self.return_times is not None:
             rt = self.return_times
             if (
@@ -88,7 +89,7 @@ class ODEBlock(keras.layers.Layer):
             self.method = method
         self.rtol = self.rtol if rtol is None else float(rtol)
         self.atol = self.atol if atol is None else float(atol)
-        self.steps = self.steps if steps is None and hasattr(self, "steps") else steps
+        self.steps = self.steps if steps is None else steps
 
     def build(self, input_shape):
         if not self.func.built:
