@@ -101,8 +101,8 @@ def speed(runs: int, tol: float) -> None:
         ("forward s", fwd, peer["forward_s"]),
         ("forward+backward s", fwdbwd, peer["forward_backward_s"]),
     ]
-    for name, ours, theirs in rows:
-        print(f"{name:28s} {ours:9.3f} {theirs:12.3f} {ours / theirs:10.2f}")
+    for name, kseg_value, peer_value in rows:
+        print(f"{name:28s} {kseg_value:9.3f} {peer_value:12.3f} {kseg_value / peer_value:10.2f}")
     ours = states[-1].numpy()
     print(
         f"max |y(1) - reference| (kseg dopri5 at rtol=atol=1e-7): "
