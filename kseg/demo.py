@@ -19,7 +19,7 @@ import tensorflow as tf  # noqa: E402
 
 from kseg.models import ContextNet, create_model  # noqa: E402
 from kseg.models.contextnet.contextnet_presets import TABLE4_PARAMS_M  # noqa: E402
-from kseg.utils import count_params, measure_latency, summarize  # noqa: E402
+from kseg.utils import measure_latency, summarize  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         info = summarize(m, shape, print_fn=None)
         lat = measure_latency(m, shape, runs=args.runs)["median_s"]
         print(
-            f"{m.name:22s} {count_params(m):9,d} {paper_m:7.2f}M {info['macs'] / 1e9:7.2f} "
+            f"{m.name:22s} {info['params']:9,d} {paper_m:7.2f}M {info['macs'] / 1e9:7.2f} "
             f"{lat:10.3f}"
         )
     print(

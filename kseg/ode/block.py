@@ -117,7 +117,7 @@ class ODEBlock(keras.layers.Layer):
             rtol=self.rtol,
             atol=self.atol,
             max_num_steps=self.max_num_steps,
-            options={"steps": self.steps or 10} if fixed else None,
+            options={"steps": self.steps} if fixed else None,
             return_info=True,
         )
         self.nfe.assign(tf.cast(info.nfe, "float32"))

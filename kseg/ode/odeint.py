@@ -75,6 +75,7 @@ def odeint(
     """
     solver = get_solver(method)
     options = dict(options or {})
+    y0 = tf.nest.map_structure(tf.convert_to_tensor, y0)
     if adjoint is not None and adjoint != solver.adaptive:
         raise ValueError(
             f"{method!r} cannot be differentiated with adjoint={adjoint}: the adaptive "
@@ -95,7 +96,6 @@ def odeint(
         steps = 10 if steps is None else int(steps)
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
-        y0 = tf.nest.map_structure(tf.convert_to_tensor, y0)
         wrapped = lambda s, y: func(tf.constant(s, dtype=_dtype(y0)), y)  # noqa: E731
         trajectory, n = solver.integrate(wrapped, y0, times, steps)
         states = tf.nest.map_structure(lambda *ys: tf.stack(ys), *trajectory)
@@ -110,7 +110,6 @@ def _dtype(y0):
 
 
 def _solve_adaptive(solver, func, y0, t, rtol, atol, max_num_steps, options):
-    y0 = tf.nest.map_structure(tf.convert_to_tensor, y0)
     t = tf.cast(tf.convert_to_tensor(t), _dtype(y0))
     tfp_solver = solver.make(rtol, atol, max_num_steps, **options)
     try:

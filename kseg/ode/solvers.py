@@ -35,9 +35,11 @@ def _axpy(y, dt, *terms):
 
 
 class FixedGridSolver:
-    """Explicit Runge-Kutta on a fixed grid; subclasses define `step` and `order`."""
+    """Explicit Runge-Kutta on a fixed grid; subclasses define `step`, `order` and
+    `evaluations` (function evaluations per step)."""
 
     order: int = 0
+    evaluations: int = 0
     adaptive = False
 
     def step(self, func: Func, t, dt, y):
@@ -59,11 +61,6 @@ class FixedGridSolver:
                 nfe += self.evaluations
             states.append(y)
         return states, nfe
-
-    @property
-    def evaluations(self) -> int:
-        """Function evaluations per step."""
-        raise NotImplementedError
 
 
 class Euler(FixedGridSolver):
