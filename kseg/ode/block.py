@@ -22,10 +22,12 @@ class ODEBlock(keras.layers.Layer):
     number of steps; fixed-grid methods (euler, midpoint, heun, rk4) unroll `steps`
     steps into plain ops, which is how ODE models export to TFLite.
 
-    After each call, `nfe` holds the number of function evaluations of that call (for a
-    batch, shared by its images). `set_solver` switches a trained block to other
-    tolerances or to a fixed grid without retraining (SegNode section 4.8); re-trace
-    compiled functions afterwards (e.g. `model.compile(...)` again).
+    After each call, the non-trainable weights `nfe`, `accepted_steps` and `rejected_steps`
+    hold that call's function evaluations and steps (for a batch, shared by its images;
+    -1 where the method does not report them, see `kseg.ode.SolveInfo`). `set_solver`
+    switches a trained block to other tolerances or to a fixed grid without retraining
+    (SegNode section 4.8); re-trace compiled functions afterwards (e.g. `model.compile(...)`
+    again).
 
     Args:
         func: Keras layer or model, the derivative.
@@ -94,8 +96,9 @@ class ODEBlock(keras.layers.Layer):
     def build(self, input_shape):
         if not self.func.built:
             self.func.build(input_shape)
-        self.nfe = self.add_weight(
-            shape=(), initializer="zeros", trainable=False, dtype="float32", name="nfe"
+        self.nfe, self.accepted_steps, self.rejected_steps = (
+            self.add_weight(shape=(), initializer="zeros", trainable=False, dtype="float32", name=n)
+            for n in ("nfe", "accepted_steps", "rejected_steps")
         )
 
     def _derivative(self, t, y):
@@ -120,7 +123,10 @@ class ODEBlock(keras.layers.Layer):
             options={"steps": self.steps} if fixed else None,
             return_info=True,
         )
-        self.nfe.assign(tf.cast(info.nfe, "float32"))
+        for weight, count in zip(
+            (self.nfe, self.accepted_steps, self.rejected_steps), info, strict=True
+        ):
+            weight.assign(tf.cast(count, weight.dtype))
         if self.return_times is None:
             return states[-1]
         if self.return_times[0] != 0:

@@ -1,4 +1,4 @@
-"""Keras callback that logs the function evaluations of every ODEBlock in a model."""
+"""Keras callback that logs the step accounting of every ODEBlock in a model."""
 
 from __future__ import annotations
 
@@ -14,8 +14,12 @@ def ode_blocks(model: keras.Model) -> list[ODEBlock]:
     ]
 
 
+COUNTS = {"nfe": "nfe", "accepted": "accepted_steps", "rejected": "rejected_steps"}
+
+
 class NFELogger(keras.callbacks.Callback):
-    """Adds `{block}_nfe` to the logs: the last batch's evaluations, and their epoch mean.
+    """Adds `{block}_nfe`, `{block}_accepted` and `{block}_rejected` to the logs: the last
+    batch's function evaluations and steps, and at the epoch end their epoch means.
 
     Place it before other callbacks (CSVLogger, TensorBoard) so they see the values.
 
@@ -30,9 +34,11 @@ class NFELogger(keras.callbacks.Callback):
         if logs is None:
             return
         for block in ode_blocks(self.model):
-            value = float(block.nfe.numpy())
-            logs[f"{block.name}_nfe"] = value
-            self._sums[block.name] = self._sums.get(block.name, 0.0) + value
+            for suffix, weight in COUNTS.items():
+                key = f"{block.name}_{suffix}"
+                value = float(getattr(block, weight).numpy())
+                logs[key] = value
+                self._sums[key] = self._sums.get(key, 0.0) + value
 
     def on_train_batch_end(self, batch, logs=None):
         self._count += 1
@@ -40,5 +46,5 @@ class NFELogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and self._count:
-            for name, total in self._sums.items():
-                logs[f"{name}_nfe"] = total / self._count
+            for key, total in self._sums.items():
+                logs[key] = total / self._count

@@ -18,15 +18,20 @@ class MaxStepsExceededError(RuntimeError):
 
 
 class SolveInfo(NamedTuple):
-    """Step accounting of one solve: function evaluations (exact, a scalar int32 tensor).
+    """Step accounting of one solve, as scalar int32 tensors (a NamedTuple, so a
+    `tf.function` can return it).
 
-    A NamedTuple, so a `tf.function` can return it.
-
-    tfp's solvers report evaluations but not the accepted/rejected split; for dopri5 one
-    attempted step costs 6 evaluations, so `nfe / 6` bounds the attempted steps.
+    nfe: calls of the function in the forward solve.
+    accepted: steps that advanced the solution (for fixed grids, every step).
+    rejected: steps retried with a smaller size (0 for fixed grids).
+    `bdf` reports -1 for accepted and rejected (tfp does not expose them) and its nfe
+    leaves out the evaluations inside Jacobians. The adjoint's backward solve is not
+    counted.
     """
 
     nfe: tf.Tensor
+    accepted: tf.Tensor
+    rejected: tf.Tensor
 
 
 def _static_times(t) -> list[float]:
@@ -39,6 +44,7 @@ def _static_times(t) -> list[float]:
     return [float(v) for v in np.atleast_1d(value)]
 
 
+@tf.autograph.experimental.do_not_convert  # static Python loops only; tfp builds its own
 def odeint(
     func: Func,
     y0,
@@ -67,7 +73,8 @@ def odeint(
             None means unbounded.
         options: for fixed-grid methods `{"steps": N}` (default 10) or `{"step_size": h}`;
             for adaptive ones, extra keyword arguments of the tfp solver.
-        return_info: also return a `SolveInfo` with the function evaluations.
+        return_info: also return a `SolveInfo`: function evaluations, accepted and
+            rejected steps.
 
     Returns:
         The states (structure of y0, each with a leading time axis), and with
@@ -83,7 +90,7 @@ def odeint(
             "(euler, midpoint, heun, rk4) back-propagate through their steps"
         )
     if isinstance(solver, AdaptiveSolver):
-        states, nfe = _solve_adaptive(solver, func, y0, t, rtol, atol, max_num_steps, options)
+        states, counts = _solve_adaptive(solver, func, y0, t, rtol, atol, max_num_steps, options)
     else:
         times = _static_times(t)
         if any(b <= a for a, b in zip(times[:-1], times[1:], strict=True)):
@@ -97,11 +104,11 @@ def odeint(
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
         wrapped = lambda s, y: func(tf.constant(s, dtype=_dtype(y0)), y)  # noqa: E731
-        trajectory, n = solver.integrate(wrapped, y0, times, steps)
+        trajectory, taken = solver.integrate(wrapped, y0, times, steps)
         states = tf.nest.map_structure(lambda *ys: tf.stack(ys), *trajectory)
-        nfe = tf.constant(n, tf.int32)
+        counts = (taken * solver.evaluations, taken, 0)
     if return_info:
-        return states, SolveInfo(nfe=nfe)
+        return states, SolveInfo(*(tf.cast(c, tf.int32) for c in counts))
     return states
 
 
@@ -111,9 +118,8 @@ def _dtype(y0):
 
 def _solve_adaptive(solver, func, y0, t, rtol, atol, max_num_steps, options):
     t = tf.cast(tf.convert_to_tensor(t), _dtype(y0))
-    tfp_solver = solver.make(rtol, atol, max_num_steps, **options)
     try:
-        result = tfp_solver.solve(func, t[0], y0, solution_times=t)
+        return solver.integrate(func, y0, t, rtol, atol, max_num_steps, options)
     except tf.errors.InvalidArgumentError as e:
         if "max_num_steps" in str(e):
             raise MaxStepsExceededError(
@@ -122,4 +128,3 @@ def _solve_adaptive(solver, func, y0, t, rtol, atol, max_num_steps, options):
                 "or use a fixed-grid method"
             ) from None
         raise
-    return result.states, result.diagnostics.num_ode_fn_evaluations

@@ -9,8 +9,10 @@
 | heun     | fixed grid              | 2     | back-prop through the steps   | yes             |
 | rk4      | fixed grid (3/8 rule)   | 4     | back-prop through the steps   | yes             |
 
-Fixed-grid solvers share one base class with one hook, `step(func, t, dt, y)`, and are
-unrolled into a static number of steps: plain TensorFlow ops that convert to TFLite.
+`dopri5` is tfp's solver with torchdiffeq's first step and step control, see
+`kseg.ode.dopri`. Fixed-grid solvers share one base class with one hook,
+`step(func, t, dt, y)`, and are unrolled into a static number of steps: plain TensorFlow
+ops that convert to TFLite.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 import tensorflow_probability as tfp
+
+from kseg.ode.dopri import DormandPrince
 
 Func = Callable  # func(t, y) -> dy/dt, y a nested structure of tensors
 
@@ -49,18 +53,18 @@ class FixedGridSolver:
         """States at `times` (a static list), `steps` uniform steps over the whole span.
 
         Each interval between output times gets its share of the steps (at least one),
-        so the grid hits every output time exactly. Returns (states, nfe).
+        so the grid hits every output time exactly. Returns (states, steps taken).
         """
         span = times[-1] - times[0]
-        states, y, nfe = [y0], y0, 0
+        states, y, taken = [y0], y0, 0
         for t0, t1 in zip(times[:-1], times[1:], strict=True):
             n = max(1, math.ceil(round(steps * abs(t1 - t0) / abs(span), 9))) if span else 1
             dt = (t1 - t0) / n
             for i in range(n):
                 y = self.step(func, t0 + i * dt, dt, y)
-                nfe += self.evaluations
+                taken += 1
             states.append(y)
-        return states, nfe
+        return states, taken
 
 
 class Euler(FixedGridSolver):
@@ -112,9 +116,26 @@ class AdaptiveSolver:
     def make(self, rtol: float, atol: float, max_num_steps: int | None, **options):
         return self.tfp_class(rtol=rtol, atol=atol, max_num_steps=max_num_steps, **options)
 
+    def integrate(self, func: Func, y0, t: tf.Tensor, rtol, atol, max_num_steps, options):
+        """States at the times `t` (the first is the initial time), and the step accounting
+        (evaluations, accepted, rejected) as int32 scalars, -1 where the solver cannot say.
+
+        kseg's Dormand-Prince counts everything (see `kseg.ode.dopri`). For tfp's BDF the
+        evaluations are tfp's count, which leaves out those inside Jacobians, and the
+        accepted/rejected split is not reported.
+        """
+        solver = self.make(rtol, atol, max_num_steps, **options)
+        result = solver.solve(func, t[0], y0, solution_times=t)
+        diagnostics = result.diagnostics
+        if isinstance(solver, DormandPrince):
+            return result.states, (solver.evaluations(diagnostics), *solver.steps(diagnostics))
+        unknown = tf.constant(-1, tf.int32)
+        nfe = tf.cast(diagnostics.num_ode_fn_evaluations, tf.int32)
+        return result.states, (nfe, unknown, unknown)
+
 
 SOLVERS: dict[str, FixedGridSolver | AdaptiveSolver] = {
-    "dopri5": AdaptiveSolver(tfp.math.ode.DormandPrince),
+    "dopri5": AdaptiveSolver(DormandPrince),
     "bdf": AdaptiveSolver(tfp.math.ode.BDF),
     "euler": Euler(),
     "midpoint": Midpoint(),

@@ -95,7 +95,7 @@ def test_nfe_is_reported():
         method="rk4",
         return_info=True,
     )
-    assert int(info.nfe) == 28
+    assert (int(info.nfe), int(info.accepted), int(info.rejected)) == (28, 7, 0)
     nfe = [
         int(
             odeint(lambda t, y: -y, tf.ones(1), [0.0, 1.0], rtol=tol, atol=tol, return_info=True)[
