@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 
 .PHONY: demo test lint
 demo: $(VENV)/.installed
-	$(PY) -m kseg.demo
+	$(PY) -m kseg.recipes.cityscapes --demo --out runs/demo
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -5,18 +5,20 @@ DepthwiseConv2D, Add, ...) to a functional graph under a common name prefix, the
 `keras.applications` builds MobileNetV2. Every kseg model is therefore a flat graph of
 built-in layers that the filter pruner, the FLOP counter and the TFLite converter all see
 through. Custom `keras.layers.Layer` classes exist only where Keras has no built-in:
-adaptive pooling and resizing to the size of another tensor.
+adaptive pooling, resizing to the size of another tensor, and upsampling of unknown
+sizes (UpSampling2D fails on those).
 """
 
 from kseg.layers.bottleneck import inverted_residual
 from kseg.layers.conv import conv_bn_act, depthwise_bn_act, separable_conv_bn_act
 from kseg.layers.head import segmentation_head
 from kseg.layers.pooling import AdaptiveAveragePooling2D, pyramid_pooling
-from kseg.layers.resize import ResizeLike
+from kseg.layers.resize import ResizeLike, Upsample
 
 __all__ = [
     "AdaptiveAveragePooling2D",
     "ResizeLike",
+    "Upsample",
     "conv_bn_act",
     "depthwise_bn_act",
     "inverted_residual",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from kseg.layers.resize import Upsample
+
 
 def segmentation_head(
     x,
@@ -21,7 +23,5 @@ def segmentation_head(
         x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
     x = keras.layers.Conv2D(num_classes, 1, name=f"{name}_classifier")(x)
     if upsample > 1:
-        x = keras.layers.UpSampling2D(upsample, interpolation="bilinear", name=f"{name}_upsample")(
-            x
-        )
+        x = Upsample(upsample, name=f"{name}_upsample")(x)
     return keras.layers.Activation("linear", dtype="float32", name=f"{name}_logits")(x)

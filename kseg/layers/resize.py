@@ -40,3 +40,39 @@ class ResizeLike(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "interpolation": self.interpolation}
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class Upsample(keras.layers.Layer):
+    """Upsamples height and width by an integer `factor`, also for unknown sizes.
+
+    `keras.layers.UpSampling2D(interpolation="bilinear")` fails in graph mode when the
+    height or width is unknown (Keras 3.15 tests the symbolic size in Python), which
+    whole-image evaluation of variable-size datasets needs. Same values as UpSampling2D
+    (`tf.image.resize` with half-pixel centres); lowers to TFLite's builtin resize ops.
+
+    Example:
+        >>> Upsample(4)(np.zeros((1, 8, 16, 3), "float32")).shape
+        TensorShape([1, 32, 64, 3])
+    """
+
+    def __init__(self, factor: int, interpolation: str = "bilinear", **kwargs):
+        super().__init__(**kwargs)
+        if interpolation not in ("bilinear", "nearest"):
+            raise ValueError(
+                f"interpolation must be 'bilinear' or 'nearest', got {interpolation!r}"
+            )
+        self.factor = int(factor)
+        self.interpolation = interpolation
+
+    def call(self, inputs):
+        size = tf.shape(inputs)[1:3] * self.factor
+        return tf.cast(tf.image.resize(inputs, size, method=self.interpolation), inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        scale = lambda d: None if d is None else d * self.factor  # noqa: E731
+        return (n, scale(h), scale(w), c)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor, "interpolation": self.interpolation}

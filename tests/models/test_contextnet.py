@@ -35,10 +35,10 @@ def test_branch_resolutions_and_fusion_dilation(variant, deep_factor, fusion_ups
     ups = [
         lay for lay in model.layers if lay.name.startswith("fusion") and lay.name.endswith("_up")
     ]
-    assert [u.size[0] for u in ups] == fusion_ups
+    assert [u.factor for u in ups] == fusion_ups
     for up in ups:
         dw = model.get_layer(up.name.replace("_up", "_low_dw_dwconv"))
-        assert dw.dilation_rate == (up.size[0],) * 2  # Table 3: dilation = upsampling factor
+        assert dw.dilation_rate == (up.factor,) * 2  # Table 3: dilation = upsampling factor
     spatial = [
         layer
         for layer in model.layers

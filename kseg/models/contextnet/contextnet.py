@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from kseg.layers import (
+    Upsample,
     conv_bn_act,
     depthwise_bn_act,
     inverted_residual,
@@ -62,7 +63,7 @@ def _deep_branch(x, width: float, use_pyramid_pooling: bool, name: str):
 
 def _fusion_unit(high, low, up: int, channels: int, name: str):
     """Table 3: low branch upsampled, depthwise conv dilated by the same factor, 1x1 convs, add."""
-    low = keras.layers.UpSampling2D(up, interpolation="bilinear", name=f"{name}_up")(low)
+    low = Upsample(up, name=f"{name}_up")(low)
     low = depthwise_bn_act(low, 3, dilation_rate=up, name=f"{name}_low_dw")
     low = conv_bn_act(low, channels, 1, activation=None, name=f"{name}_low_pw")
     high = conv_bn_act(high, channels, 1, activation=None, name=f"{name}_high_pw")

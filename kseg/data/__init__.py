@@ -1,0 +1,38 @@
+"""Datasets in their official layouts and the tf.data pipelines that read them."""
+
+from kseg.data.base import IGNORE_LABEL, Sample, SegmentationDataset
+from kseg.data.camvid import CamVid
+from kseg.data.cityscapes import Cityscapes
+from kseg.data.classification import load_cifar, load_svhn, load_tiny_imagenet
+from kseg.data.errors import CorruptFileError, DatasetLayoutError
+from kseg.data.lip import LIP
+from kseg.data.pascal_context import PascalContext
+from kseg.data.pipeline import Augmentation, segmentation_pipeline
+from kseg.data.voc import VOC
+
+SEGMENTATION_DATASETS: dict[str, type[SegmentationDataset]] = {
+    "cityscapes": Cityscapes,
+    "camvid": CamVid,
+    "voc": VOC,
+    "lip": LIP,
+    "pascal_context": PascalContext,
+}
+
+__all__ = [
+    "IGNORE_LABEL",
+    "SEGMENTATION_DATASETS",
+    "Augmentation",
+    "CamVid",
+    "Cityscapes",
+    "CorruptFileError",
+    "DatasetLayoutError",
+    "LIP",
+    "PascalContext",
+    "Sample",
+    "SegmentationDataset",
+    "VOC",
+    "load_cifar",
+    "load_svhn",
+    "load_tiny_imagenet",
+    "segmentation_pipeline",
+]

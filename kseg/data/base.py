@@ -1,0 +1,167 @@
+"""What every segmentation dataset reader provides: file pairs, classes and label mapping."""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from kseg.data.errors import CorruptFileError, DatasetLayoutError
+
+IGNORE_LABEL = 255
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One image and its label image on disk."""
+
+    image: str
+    label: str
+
+
+class SegmentationDataset:
+    """A semantic-segmentation dataset in its official on-disk layout.
+
+    Subclasses set the class attributes and implement `_samples(split)`. Labels on disk are
+    mapped to training ids 0..num_classes-1 by `label_map` (a 256-entry table), everything
+    else to `IGNORE_LABEL` (255).
+
+    Args:
+        root: the dataset folder (see each reader's `LAYOUT`).
+        on_bad: "raise" stops at unreadable files or image/label size mismatches, naming
+            them; "skip" leaves them out with a warning.
+    """
+
+    name: str = ""
+    class_names: tuple[str, ...] = ()
+    palette: np.ndarray = np.zeros((0, 3), np.uint8)  # RGB colour per training id
+    # Labels stored as colour PNGs: uint8[K, 3] colours whose row index is the label value
+    # (None: labels are stored as values). Decoders map colours back to values.
+    label_colors: np.ndarray | None = None
+    splits: tuple[str, ...] = ("train", "val")
+    LAYOUT: str = ""
+    SOURCE: str = ""
+    expected_counts: dict[str, int] = {}
+
+    def __init__(self, root: str, on_bad: str = "raise"):
+        if on_bad not in ("raise", "skip"):
+            raise ValueError(f"on_bad must be 'raise' or 'skip', got {on_bad!r}")
+        self.root = os.path.abspath(os.path.expanduser(root))
+        self.on_bad = on_bad
+        if not os.path.isdir(self.root):
+            self.layout_error(f"the folder {self.root} does not exist")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def label_map(self) -> np.ndarray:
+        """uint8[256]: label value on disk -> training id or 255. Identity by default."""
+        table = np.full(256, IGNORE_LABEL, np.uint8)
+        table[: self.num_classes] = np.arange(self.num_classes)
+        return table
+
+    def layout_error(self, problem: str):
+        raise DatasetLayoutError(self.name, problem, self.LAYOUT, self.SOURCE)
+
+    def _samples(self, split: str) -> list[Sample]:
+        raise NotImplementedError
+
+    def samples(self, split: str, verify: bool = True) -> list[Sample]:
+        """The (image, label) files of `split`, sorted, checked unless `verify=False`."""
+        if split not in self.splits:
+            raise ValueError(f"{self.name} has splits {self.splits}, not {split!r}")
+        samples = self._samples(split)
+        if not samples:
+            self.layout_error(f"no {split} images found under {self.root}")
+        expected = self.expected_counts.get(split)
+        if expected is not None and len(samples) != expected:
+            warnings.warn(
+                f"{self.name} {split}: {len(samples)} images, the standard split has "
+                f"{expected}; results will not compare with published ones",
+                stacklevel=2,
+            )
+        return self.verify(samples) if verify else samples
+
+    def verify(self, samples: Sequence[Sample]) -> list[Sample]:
+        """Reads every file's header and checks image and label sizes agree."""
+        good, problems = [], []
+        for s in samples:
+            problem = _check_pair(s)
+            if problem:
+                problems.append(problem)
+            else:
+                good.append(s)
+        if problems and self.on_bad == "raise":
+            raise CorruptFileError(self.name, problems)
+        if problems:
+            warnings.warn(
+                f"{self.name}: skipped {len(problems)} bad file(s): {problems[:3]}", stacklevel=2
+            )
+        return good
+
+    # Helpers for subclasses.
+    def require_dir(self, *parts: str) -> str:
+        path = os.path.join(self.root, *parts)
+        if not os.path.isdir(path):
+            self.layout_error(f"missing folder {path}")
+        return path
+
+    def pair(self, images: list[str], labels: list[str], key, split: str) -> list[Sample]:
+        """Pairs images with labels by `key(path)`; an image without a label is an error."""
+        by_key = {key(p): p for p in labels}
+        missing = [p for p in images if key(p) not in by_key]
+        if missing:
+            self.layout_error(
+                f"{len(missing)} of {len(images)} {split} image(s) have no label file, "
+                f"e.g. {missing[:3]}"
+            )
+        return [Sample(p, by_key[key(p)]) for p in sorted(images)]
+
+    def read_list(self, *parts: str) -> list[str]:
+        """Names listed one per line in a split file (VOC-style ImageSets)."""
+        path = os.path.join(self.root, *parts)
+        if not os.path.isfile(path):
+            self.layout_error(f"missing split list {path}")
+        with open(path) as f:
+            return [line.split()[0] for line in f if line.strip()]
+
+    def existing(self, paths: list[str], split: str) -> list[str]:
+        """`paths` if all exist, else a layout error naming the missing ones."""
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing:
+            self.layout_error(
+                f"{len(missing)} of {len(paths)} {split} file(s) listed in the split file are "
+                f"missing, e.g. {missing[:3]}"
+            )
+        return paths
+
+
+def stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def _check_pair(s: Sample) -> str | None:
+    sizes = []
+    for path in (s.image, s.label):
+        try:
+            with Image.open(path) as im:
+                im.verify()  # PNG: checks the chunk checksums
+            with Image.open(path) as im:
+                sizes.append(im.size)
+        except Exception as e:  # PIL raises many types for bad files
+            return f"{path}: unreadable ({type(e).__name__}: {e})"
+    if sizes[0] != sizes[1]:
+        (iw, ih), (lw, lh) = sizes
+        return f"{s.image} is {iw}x{ih} but its label {s.label} is {lw}x{lh}"
+    return None
+
+
+def list_files(folder: str, pattern: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(folder, pattern), recursive=True))

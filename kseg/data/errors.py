@@ -1,0 +1,25 @@
+"""Errors of the dataset readers: each says what is wrong and what to do."""
+
+from __future__ import annotations
+
+
+class DatasetLayoutError(FileNotFoundError):
+    """A dataset folder is missing or incomplete; the message shows the expected layout."""
+
+    def __init__(self, dataset: str, problem: str, layout: str, source: str):
+        super().__init__(
+            f"{dataset}: {problem}\n\nExpected layout:\n{layout.rstrip()}\n\n"
+            f"Where the data comes from: {source}"
+        )
+
+
+class CorruptFileError(ValueError):
+    """Files that cannot be read, or an image and label of different sizes, listed by name."""
+
+    def __init__(self, dataset: str, problems: list[str]):
+        shown = "\n".join(f"  {p}" for p in problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        super().__init__(
+            f"{dataset}: {len(problems)} bad file(s):\n{shown}{more}\n"
+            "Fix or remove them, or pass on_bad='skip' (--skip-bad-files) to leave them out."
+        )

@@ -1,0 +1,185 @@
+"""tf.data pipelines: decode, map labels, augment (ContextNet section 3.1), batch, prefetch.
+
+Training: random scale (0.5-2), random crop padded with the ignore label, horizontal flip,
+hue/saturation/brightness/contrast jitter. Evaluation: the whole image, padded at the
+bottom and right to the model's input multiple with the ignore label. Images come out as
+float32 in [0, 1], labels as int32 training ids with 255 ignored.
+
+With a `seed`, every random choice is a stateless op whose seed comes from a seeded
+`tf.data.Dataset.random` stream, and the dataset is made deterministic: the same seed
+gives the same batches, epoch after epoch, on any number of cores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from kseg.data.base import IGNORE_LABEL, Sample, SegmentationDataset
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """Training-time augmentation. The paper (ContextNet section 3.1) names the operations
+    but not their ranges beyond the scale; the jitter ranges are kseg's choice."""
+
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    flip: bool = True
+    hue: float = 0.05  # max delta, fraction of the hue circle
+    saturation: tuple[float, float] = (0.75, 1.25)
+    brightness: float = 0.125  # max delta on [0, 1] images
+    contrast: tuple[float, float] = (0.75, 1.25)
+
+    @classmethod
+    def none(cls) -> Augmentation:
+        return cls((1.0, 1.0), False, 0.0, (1.0, 1.0), 0.0, (1.0, 1.0))
+
+
+def _color_table(colors: np.ndarray) -> tf.lookup.StaticHashTable:
+    c = colors.astype(np.int64)
+    codes = c[:, 0] * 65536 + c[:, 1] * 256 + c[:, 2]
+    if len(np.unique(codes)) != len(codes):
+        raise ValueError("label colours must be distinct to map them back to values")
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(codes, tf.int64), tf.range(len(colors), dtype=tf.int64)
+        ),
+        default_value=IGNORE_LABEL,
+    )
+
+
+def make_decoder(dataset: SegmentationDataset):
+    """A function (image_path, label_path) -> (uint8 HxWx3 image, uint8 HxW training ids)."""
+    label_map = tf.constant(dataset.label_map, tf.uint8)
+    colors = None if dataset.label_colors is None else _color_table(dataset.label_colors)
+
+    def decode(image_path, label_path):
+        image = tf.io.decode_image(tf.io.read_file(image_path), channels=3, expand_animations=False)
+        raw = tf.io.decode_png(tf.io.read_file(label_path), channels=0)
+        if colors is not None:
+            # Palette PNGs decode to RGB(A); value PNGs (e.g. VOC's SegmentationClassAug)
+            # decode to one channel and are used as they are.
+            def from_colors():
+                rgb = tf.cast(raw[..., :3], tf.int64)
+                code = rgb[..., 0] * 65536 + rgb[..., 1] * 256 + rgb[..., 2]
+                return tf.cast(colors.lookup(code), tf.uint8)
+
+            values = tf.cond(tf.shape(raw)[-1] >= 3, from_colors, lambda: raw[..., 0])
+        else:
+            values = raw[..., 0]
+        label = tf.gather(label_map, tf.cast(values, tf.int32))
+        image.set_shape([None, None, 3])
+        label.set_shape([None, None])
+        return image, label
+
+    return decode
+
+
+def _seeds(seed, n: int):
+    return tf.unstack(tf.random.experimental.stateless_split(seed, n))
+
+
+def augment(image, label, seed, crop: tuple[int, int], aug: Augmentation):
+    """Random scale, crop (padded with 0 / the ignore label), flip and colour jitter.
+
+    `image` uint8 HxWx3, `label` uint8 HxW, `seed` an int64[2]. Returns float32 [0, 1]
+    image and int32 label of size `crop`.
+    """
+    s_scale, s_crop_y, s_crop_x, s_flip, s_hue, s_sat, s_bri, s_con = _seeds(seed, 8)
+    size = tf.cast(tf.shape(image)[:2], tf.float32)
+    lo, hi = aug.scale_range
+    scale = tf.random.stateless_uniform([], s_scale, lo, hi) if hi > lo else tf.constant(lo)
+    new = tf.maximum(tf.cast(tf.round(size * scale), tf.int32), 1)
+    img = tf.image.resize(tf.cast(image, tf.float32) / 255.0, new, method="bilinear")
+    lab = tf.image.resize(label[..., None], new, method="nearest")[..., 0]
+    ch, cw = crop
+    pad_h, pad_w = tf.maximum(ch - new[0], 0), tf.maximum(cw - new[1], 0)
+    img = tf.pad(img, [[0, pad_h], [0, pad_w], [0, 0]])
+    lab = tf.pad(tf.cast(lab, tf.int32), [[0, pad_h], [0, pad_w]], constant_values=IGNORE_LABEL)
+    h, w = tf.shape(lab)[0], tf.shape(lab)[1]
+    y = tf.random.stateless_uniform([], s_crop_y, 0, h - ch + 1, dtype=tf.int32)
+    x = tf.random.stateless_uniform([], s_crop_x, 0, w - cw + 1, dtype=tf.int32)
+    img, lab = img[y : y + ch, x : x + cw], lab[y : y + ch, x : x + cw]
+    if aug.flip:
+        flip = tf.random.stateless_uniform([], s_flip) < 0.5
+        img = tf.cond(flip, lambda: img[:, ::-1], lambda: img)
+        lab = tf.cond(flip, lambda: lab[:, ::-1], lambda: lab)
+    if aug.hue:
+        img = tf.image.stateless_random_hue(img, aug.hue, s_hue)
+    if aug.saturation != (1.0, 1.0):
+        img = tf.image.stateless_random_saturation(img, *aug.saturation, s_sat)
+    if aug.brightness:
+        img = tf.image.stateless_random_brightness(img, aug.brightness, s_bri)
+    if aug.contrast != (1.0, 1.0):
+        img = tf.image.stateless_random_contrast(img, *aug.contrast, s_con)
+    img = tf.clip_by_value(img, 0.0, 1.0)
+    img.set_shape([ch, cw, 3])
+    lab.set_shape([ch, cw])
+    return img, lab
+
+
+def pad_to_multiple(image, label, multiple: int):
+    """Pads bottom and right so height and width are multiples of `multiple`."""
+    shape = tf.shape(label)
+    pad_h = (-shape[0]) % multiple
+    pad_w = (-shape[1]) % multiple
+    image = tf.pad(tf.cast(image, tf.float32) / 255.0, [[0, pad_h], [0, pad_w], [0, 0]])
+    label = tf.pad(tf.cast(label, tf.int32), [[0, pad_h], [0, pad_w]], constant_values=IGNORE_LABEL)
+    return image, label
+
+
+def segmentation_pipeline(
+    dataset: SegmentationDataset,
+    samples: list[Sample],
+    batch_size: int,
+    training: bool,
+    crop: tuple[int, int] | None = None,
+    augmentation: Augmentation | None = None,
+    seed: int | None = None,
+    pad_multiple: int = 1,
+    shuffle_buffer: int = 1000,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Batches of (image float32 NxHxWx3 in [0, 1], label int32 NxHxW) from `samples`.
+
+    Args:
+        dataset: the reader (its label mapping and colours).
+        samples: `dataset.samples(split)`.
+        training: shuffle, augment and crop (to `crop`, required) and drop the last
+            partial batch; otherwise whole images padded to `pad_multiple`, batched with
+            padding (0 for images, 255 for labels).
+        seed: makes the whole pipeline deterministic.
+        drop_remainder: evaluation only; leave out a last partial batch (a distribution
+            strategy needs every replica to get images).
+    """
+    if training and crop is None:
+        raise ValueError("training pipelines need a crop size (height, width)")
+    augmentation = augmentation or Augmentation()
+    decode = make_decoder(dataset)
+    paths = tf.data.Dataset.from_tensor_slices(
+        ([s.image for s in samples], [s.label for s in samples])
+    )
+    options = tf.data.Options()
+    options.deterministic = seed is not None
+    paths = paths.with_options(options)
+    if training:
+        paths = paths.shuffle(
+            min(shuffle_buffer, len(samples)), seed=seed, reshuffle_each_iteration=True
+        )
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((paths, seeds)).map(
+            lambda p, s: augment(*decode(*p), s, crop, augmentation),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        ds = ds.batch(batch_size, drop_remainder=True)
+    else:
+        ds = paths.map(
+            lambda image, label: pad_to_multiple(*decode(image, label), pad_multiple),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        ds = ds.padded_batch(
+            batch_size, padding_values=(0.0, IGNORE_LABEL), drop_remainder=drop_remainder
+        )
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,1 @@
+"""Dataset recipes: `python -m kseg.recipes.<dataset> {train,evaluate,predict}`."""

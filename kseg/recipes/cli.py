@@ -1,0 +1,330 @@
+"""The command line shared by the dataset recipes: train, evaluate and predict.
+
+    python -m kseg.recipes.<dataset> {train,evaluate,predict} --model contextnet_cn14 \
+        --data-dir DIR [options]
+    python -m kseg.recipes.cityscapes --demo      # the embedded default, end to end
+
+Defaults are the paper's (see `kseg.train.presets`); `--help` shows them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """What differs between datasets: the reader, splits and the crop size."""
+
+    dataset: str  # key of kseg.data.SEGMENTATION_DATASETS
+    crop: tuple[int, int]  # training crop (height, width) before rounding to the model
+    crop_source: str
+    train_split: str = "train"
+    eval_split: str = "val"
+    demo: bool = False
+
+
+DEMO = {"epochs": 30, "batch_size": 8, "crop": (128, 256), "learning_rate": 0.01}
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        message = f"expected HEIGHTxWIDTH, e.g. 512x1024; got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    return h, w
+
+
+def build_parser(recipe: Recipe) -> argparse.ArgumentParser:
+    from kseg.train.presets import PRESETS
+    from kseg.train.strategy import STRATEGIES
+
+    preset = PRESETS["contextnet"]
+    p = argparse.ArgumentParser(
+        prog=f"python -m kseg.recipes.{recipe.dataset}",
+        description=f"Train, evaluate and predict on {recipe.dataset}.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "command",
+        nargs="?",
+        choices=("train", "evaluate", "predict"),
+        help="what to do; with --demo and no command: all three",
+    )
+    p.add_argument(
+        "--model", default="contextnet_cn14", help="a name from kseg.models.list_models()"
+    )
+    p.add_argument("--data-dir", help="the dataset folder in its official layout")
+    p.add_argument(
+        "--out", help="run folder (checkpoints, logs, results); default runs/<dataset>-<model>"
+    )
+    if recipe.demo:
+        p.add_argument(
+            "--demo",
+            action="store_true",
+            help="build a small real-image set in the Cityscapes layout and run on it "
+            f"(epochs {DEMO['epochs']}, batch {DEMO['batch_size']}, crop "
+            f"{DEMO['crop'][0]}x{DEMO['crop'][1]}, learning rate {DEMO['learning_rate']})",
+        )
+    p.add_argument("--epochs", type=int, help=f"default {preset.epochs} ({preset.source})")
+    p.add_argument("--batch-size", type=int, help=f"default {preset.batch_size}")
+    p.add_argument(
+        "--learning-rate", type=float, help=f"poly base rate, default {preset.learning_rate}"
+    )
+    p.add_argument(
+        "--crop",
+        type=_size,
+        help=f"training crop HxW, default {recipe.crop[0]}x{recipe.crop[1]} "
+        f"({recipe.crop_source}), rounded up to the model's input multiple",
+    )
+    p.add_argument(
+        "--steps-per-epoch", type=int, help="limit each epoch (default: the whole split)"
+    )
+    p.add_argument("--seed", type=int, help="deterministic pipeline and initial weights")
+    p.add_argument(
+        "--no-resume", action="store_true", help="start afresh even if --out has a checkpoint"
+    )
+    p.add_argument(
+        "--skip-bad-files",
+        action="store_true",
+        help="leave out unreadable or mismatched files instead of stopping",
+    )
+    p.add_argument(
+        "--strategy", choices=STRATEGIES, default="default", help="tf.distribute strategy"
+    )
+    p.add_argument(
+        "--logical-cpus",
+        type=int,
+        default=0,
+        help="split the CPU into this many logical devices (try --strategy mirrored)",
+    )
+    p.add_argument("--mixed-precision", choices=("none", "float16", "bfloat16"), default="none")
+    p.add_argument("--no-tensorboard", action="store_true")
+    p.add_argument(
+        "--precise-bn-batches",
+        type=int,
+        default=8,
+        help="re-estimate BatchNorm statistics on this many training batches before each "
+        "validation (0: keep the moving averages, as the paper)",
+    )
+    p.add_argument(
+        "--checkpoint", help="model for evaluate/predict (default: best, else last, in --out)"
+    )
+    p.add_argument("--split", help=f"split for evaluate/predict (default {recipe.eval_split})")
+    p.add_argument("--limit", type=int, help="evaluate/predict only the first N images")
+    p.add_argument(
+        "--label-ids",
+        action="store_true",
+        help="predict: also write official Cityscapes labelIds PNGs",
+    )
+    p.add_argument("--verbose", default="auto", help="Keras progress bars: auto, 0, 1 or 2")
+    return p
+
+
+def main(recipe: Recipe, argv: list[str] | None = None) -> None:
+    args = build_parser(recipe).parse_args(argv)
+    demo = getattr(args, "demo", False)
+    if args.command is None and not demo:
+        build_parser(recipe).error("give a command (train, evaluate, predict) or --demo")
+    if args.logical_cpus:
+        from kseg.train.strategy import split_cpu
+
+        split_cpu(args.logical_cpus)
+    import keras
+
+    if args.mixed_precision != "none":
+        keras.mixed_precision.set_global_policy(f"mixed_{args.mixed_precision}")
+    if args.seed is not None:
+        keras.utils.set_random_seed(args.seed)
+    out = args.out or os.path.join("runs", f"{recipe.dataset}-{args.model}")
+    if demo:
+        from kseg.data.demo_data import build_demo_cityscapes
+
+        args.data_dir = args.data_dir or build_demo_cityscapes(os.path.join(out, "demo-data"))
+        warnings.filterwarnings("ignore", message=".*the standard split has")
+        for key, value in DEMO.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+    if not args.data_dir:
+        build_parser(recipe).error("--data-dir is required (or --demo)")
+    from kseg.data import SEGMENTATION_DATASETS
+
+    dataset = SEGMENTATION_DATASETS[recipe.dataset](
+        args.data_dir, on_bad="skip" if args.skip_bad_files else "raise"
+    )
+    commands = [args.command] if args.command else ["train", "evaluate", "predict"]
+    started = time.time()
+    for command in commands:
+        {"train": train, "evaluate": evaluate, "predict": predict}[command](
+            recipe, dataset, args, out
+        )
+    if demo:
+        print(f"\nDemo finished in {time.time() - started:.0f} s. Everything is in {out}/:")
+        print("  demo-data/        the generated images and labels (Cityscapes layout)")
+        print("  best.keras, last-epoch*.keras, state.json, log.csv, tensorboard/")
+        print("  evaluation.csv, evaluation.json   per-class IoU")
+        print("  predictions/      colour PNGs and overlays")
+
+
+def _round_up(size: tuple[int, int], multiple: int) -> tuple[int, int]:
+    return tuple(-(-s // multiple) * multiple for s in size)
+
+
+def train(recipe: Recipe, dataset, args, out: str) -> None:
+    from kseg.data import segmentation_pipeline
+    from kseg.models import create_model
+    from kseg.train import compile_model, get_strategy, preset_for
+    from kseg.train.engine import fit, resume_point
+
+    preset = preset_for(args.model)
+    if args.learning_rate is not None:
+        preset = dataclasses.replace(preset, learning_rate=args.learning_rate)
+    epochs = args.epochs or preset.epochs
+    batch = args.batch_size or preset.batch_size
+    strategy = get_strategy(args.strategy)
+    train_samples = dataset.samples(recipe.train_split)
+    val_samples = dataset.samples(recipe.eval_split)
+    with strategy.scope():
+        resumed = None if args.no_resume else resume_point(out)
+        if resumed:
+            model, initial_epoch, state = resumed
+            print(f"Resuming {out}: {initial_epoch} of {epochs} epochs done")
+        else:
+            model = create_model(args.model, num_classes=dataset.num_classes)
+            initial_epoch, state = 0, None
+        multiple = getattr(model, "input_multiple", 1)
+        crop = _round_up(args.crop or recipe.crop, multiple)
+        train_ds = segmentation_pipeline(
+            dataset, train_samples, batch, training=True, crop=crop, seed=args.seed
+        )
+        steps = args.steps_per_epoch or max(1, len(train_samples) // batch)
+        if args.steps_per_epoch:
+            train_ds = train_ds.repeat().take(steps)
+        # One image per replica; a strategy leaves out the last partial batch (the
+        # evaluate command scores every image).
+        replicas = strategy.num_replicas_in_sync
+        val_ds = segmentation_pipeline(
+            dataset,
+            val_samples,
+            replicas,
+            training=False,
+            pad_multiple=multiple,
+            drop_remainder=replicas > 1,
+        )
+        if not resumed:
+            compile_model(model, preset, dataset.num_classes, total_steps=epochs * steps)
+    if initial_epoch >= epochs:
+        print(f"{out} already has {initial_epoch} epochs (asked for {epochs}); nothing to train")
+        return
+    print(
+        f"Training {args.model} on {dataset.name} {recipe.train_split} ({len(train_samples)} "
+        f"images), crop {crop[0]}x{crop[1]}, batch {batch}, {steps} steps x {epochs} epochs, "
+        f"{strategy.num_replicas_in_sync} replica(s); "
+        f"preset: {preset.source}"
+    )
+    verbose = int(args.verbose) if str(args.verbose).isdigit() else args.verbose
+    fit(
+        model,
+        train_ds,
+        val_ds,
+        epochs,
+        out,
+        initial_epoch=initial_epoch,
+        state=state,
+        tensorboard=not args.no_tensorboard,
+        precise_bn_batches=args.precise_bn_batches,
+        verbose=verbose,
+    )
+
+
+def _load(args, out: str):
+    import keras
+
+    path = args.checkpoint
+    if path is None:
+        from kseg.train.checkpoints import BEST, last_checkpoint
+
+        best = os.path.join(out, BEST)
+        last = last_checkpoint(out)
+        path = best if os.path.exists(best) else (last[0] if last else None)
+    if path is None or not os.path.exists(path):
+        sys.exit(
+            f"no model to use: {path or out + '/best.keras'} does not exist; train first "
+            "or pass --checkpoint"
+        )
+    return keras.saving.load_model(path, compile=False), path
+
+
+def evaluate(recipe: Recipe, dataset, args, out: str) -> dict:
+    from kseg.data import segmentation_pipeline
+    from kseg.train.engine import evaluate_confusion
+    from kseg.train.metrics import iou_per_class, iou_table, mean_iou
+
+    model, path = _load(args, out)
+    split = args.split or recipe.eval_split
+    samples = dataset.samples(split)[: args.limit]
+    ds = segmentation_pipeline(
+        dataset, samples, 1, training=False, pad_multiple=getattr(model, "input_multiple", 1)
+    )
+    confusion = evaluate_confusion(model, ds, dataset.num_classes)
+    print(f"\n{dataset.name} {split}, {len(samples)} images, model {path}")
+    print(iou_table(confusion, dataset.class_names))
+    iou = iou_per_class(confusion)
+    result = {
+        "dataset": dataset.name,
+        "split": split,
+        "images": len(samples),
+        "checkpoint": path,
+        "mean_iou": mean_iou(confusion),
+        "iou": {
+            n: (None if v != v else float(v)) for n, v in zip(dataset.class_names, iou, strict=True)
+        },
+        "confusion": confusion.tolist(),
+    }
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "evaluation.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    with open(os.path.join(out, "evaluation.csv"), "w") as f:
+        f.write("class,iou\n")
+        for name, value in result["iou"].items():
+            f.write(f"{name},{'' if value is None else f'{value:.6f}'}\n")
+        f.write(f"mean,{result['mean_iou']:.6f}\n")
+    return result
+
+
+def predict(recipe: Recipe, dataset, args, out: str) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from kseg.train.engine import predict_labels
+
+    model, path = _load(args, out)
+    split = args.split or recipe.eval_split
+    samples = dataset.samples(split, verify=False)[: args.limit or 8]
+    folder = os.path.join(out, "predictions")
+    os.makedirs(folder, exist_ok=True)
+    palette = np.zeros((256, 3), np.uint8)
+    palette[: len(dataset.palette)] = dataset.palette
+    multiple = getattr(model, "input_multiple", 1)
+    for s in samples:
+        image = np.asarray(Image.open(s.image).convert("RGB"))
+        labels = predict_labels(model, image, multiple)
+        stem = os.path.splitext(os.path.basename(s.image))[0]
+        coloured = Image.fromarray(labels, mode="P")
+        coloured.putpalette(palette.reshape(-1).tolist())
+        coloured.save(os.path.join(folder, f"{stem}_pred.png"))
+        overlay = (0.5 * image + 0.5 * palette[labels]).astype(np.uint8)
+        Image.fromarray(overlay).save(os.path.join(folder, f"{stem}_overlay.jpg"), quality=90)
+        if args.label_ids and hasattr(dataset, "train_ids_to_label_ids"):
+            ids = dataset.train_ids_to_label_ids(labels)
+            Image.fromarray(ids).save(os.path.join(folder, f"{stem}_labelIds.png"))
+    print(f"\nWrote {len(samples)} predictions (colour PNG and overlay) of {path} to {folder}")

@@ -1,0 +1,84 @@
+"""Confusion matrices, IoU per class and mean IoU, with the ignore label left out."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kseg.data.base import IGNORE_LABEL
+
+
+def confusion_matrix(labels, predictions, num_classes: int) -> tf.Tensor:
+    """int64[num_classes, num_classes], rows = ground truth, columns = prediction.
+
+    Pixels whose label is outside [0, num_classes) (the ignore label) are not counted.
+    """
+    labels = tf.reshape(tf.cast(labels, tf.int64), [-1])
+    predictions = tf.reshape(tf.cast(predictions, tf.int64), [-1])
+    keep = (labels >= 0) & (labels < num_classes)
+    index = tf.boolean_mask(labels, keep) * num_classes + tf.boolean_mask(predictions, keep)
+    counts = tf.math.bincount(
+        index, minlength=num_classes**2, maxlength=num_classes**2, dtype=tf.int64
+    )
+    return tf.reshape(counts, [num_classes, num_classes])
+
+
+def iou_per_class(confusion: np.ndarray) -> np.ndarray:
+    """IoU = TP / (TP + FP + FN) per class; NaN for a class absent from labels and
+    predictions (left out of the mean, as the official Cityscapes evaluation does)."""
+    confusion = np.asarray(confusion, np.float64)
+    tp = np.diag(confusion)
+    denominator = confusion.sum(0) + confusion.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, tp / denominator, np.nan)
+
+
+def mean_iou(confusion: np.ndarray) -> float:
+    iou = iou_per_class(confusion)
+    return float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else float("nan")
+
+
+def iou_table(confusion: np.ndarray, class_names) -> str:
+    """A printable per-class table with pixel accuracy and mean IoU."""
+    iou = iou_per_class(confusion)
+    lines = [f"{'class':20s} {'IoU':>7s}"]
+    for name, value in zip(class_names, iou, strict=True):
+        lines.append(f"{name:20s} {'nan' if np.isnan(value) else f'{100 * value:6.2f}':>7s}")
+    accuracy = np.trace(confusion) / max(np.sum(confusion), 1)
+    lines.append(f"{'mean IoU':20s} {100 * mean_iou(confusion):6.2f}")
+    lines.append(f"{'pixel accuracy':20s} {100 * accuracy:6.2f}")
+    return "\n".join(lines)
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class MeanIoU(keras.metrics.Metric):
+    """Mean IoU over an epoch from logits (N, H, W, C) and labels with 255 ignored."""
+
+    def __init__(self, num_classes: int, name: str = "mean_iou", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.num_classes = num_classes
+        self.confusion = self.add_weight(
+            shape=(num_classes, num_classes), initializer="zeros", dtype="int64", name="confusion"
+        )
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        predictions = tf.argmax(y_pred, axis=-1)
+        self.confusion.assign_add(confusion_matrix(y_true, predictions, self.num_classes))
+
+    def result(self):
+        cm = tf.cast(self.confusion, tf.float64)
+        tp = tf.linalg.diag_part(cm)
+        denominator = tf.reduce_sum(cm, 0) + tf.reduce_sum(cm, 1) - tp
+        present = denominator > 0
+        iou = tf.boolean_mask(tp, present) / tf.boolean_mask(denominator, present)
+        return tf.cast(tf.reduce_mean(iou), tf.float32)
+
+    def reset_state(self):
+        self.confusion.assign(tf.zeros_like(self.confusion))
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
+
+
+__all__ = ["IGNORE_LABEL", "MeanIoU", "confusion_matrix", "iou_per_class", "iou_table", "mean_iou"]

@@ -1,0 +1,122 @@
+"""tf.data pipelines: determinism, padding with the ignore label, flip and scale."""
+
+import os
+import warnings
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from kseg.data import Augmentation, Cityscapes, Sample, segmentation_pipeline
+from kseg.data.pipeline import augment
+
+NO_JITTER = dict(hue=0.0, saturation=(1.0, 1.0), brightness=0.0, contrast=(1.0, 1.0))
+
+
+def _cityscapes(root):
+    data = Cityscapes(root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return data, data.samples("train")
+
+
+def _batches(ds, n=2):
+    return [(x.numpy(), y.numpy()) for x, y in ds.take(n)]
+
+
+def test_same_seed_same_batches_other_seed_other_batches(demo_cityscapes):
+    data, samples = _cityscapes(demo_cityscapes)
+
+    def run(seed):
+        ds = segmentation_pipeline(data, samples, 2, training=True, crop=(32, 64), seed=seed)
+        return _batches(ds, 3)
+
+    a, b, c = run(1), run(1), run(2)
+    for (xa, ya), (xb, yb) in zip(a, b, strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    assert any(not np.array_equal(xa, xc) for (xa, _), (xc, _) in zip(a, c, strict=True))
+    x, y = a[0]
+    assert x.shape == (2, 32, 64, 3) and x.dtype == np.float32 and y.dtype == np.int32
+    assert 0.0 <= x.min() and x.max() <= 1.0
+
+
+def _coded_pair(h=40, w=60):
+    """An image whose grey level encodes its label, so any geometric op must keep the pair."""
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 12, (h, w)).astype(np.uint8)
+    image = np.repeat((label * 20)[..., None], 3, axis=-1).astype(np.uint8)
+    return tf.constant(image), tf.constant(label)
+
+
+def test_crop_pads_with_ignore_and_flip_keeps_image_and_label_together():
+    image, label = _coded_pair()
+    aug = Augmentation(scale_range=(1.0, 1.0), flip=True, **NO_JITTER)
+    flipped = 0
+    for s in range(8):
+        x, y = augment(image, label, tf.constant([s, 7], tf.int64), (64, 64), aug)
+        x, y = x.numpy(), y.numpy()
+        valid = y != 255
+        assert valid.sum() == 40 * 60  # the whole image, the rest padded with 255
+        np.testing.assert_array_equal(np.round(x[..., 0] * 255 / 20)[valid], y[valid])
+        assert np.all(x[~valid] == 0)
+        rows, cols = np.nonzero(valid)
+        window = y[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        flipped += np.array_equal(window, label.numpy()[:, ::-1])
+    assert 0 < flipped < 8  # both orientations occur
+
+
+def test_random_scale_stays_in_range():
+    image, label = _coded_pair()
+    aug = Augmentation(scale_range=(0.5, 2.0), flip=False, **NO_JITTER)
+    areas = []
+    for s in range(12):
+        _, y = augment(image, label, tf.constant([s, 1], tf.int64), (128, 128), aug)
+        areas.append(int((y.numpy() != 255).sum()))
+    scales = np.sqrt(np.array(areas) / (40 * 60))
+    assert scales.min() >= 0.5 - 0.03 and scales.max() <= 2.0 + 0.03
+    assert scales.max() - scales.min() > 0.5
+
+
+def test_colour_jitter_changes_colours_not_labels():
+    image, label = _coded_pair()
+    plain = Augmentation(scale_range=(1.0, 1.0), flip=False, **NO_JITTER)
+    jitter = Augmentation(scale_range=(1.0, 1.0), flip=False)
+    seed = tf.constant([3, 4], tf.int64)
+    x0, y0 = augment(image, label, seed, (40, 60), plain)
+    x1, y1 = augment(image, label, seed, (40, 60), jitter)
+    np.testing.assert_array_equal(y0, y1)
+    assert np.abs(x0.numpy() - x1.numpy()).max() > 0.01
+
+
+def test_evaluation_pads_whole_images_to_the_model_multiple(tmp_path):
+    data_root = tmp_path / "cs"
+    for split, size in (("val", (50, 70)),):
+        img_dir = data_root / "leftImg8bit" / split / "c"
+        lab_dir = data_root / "gtFine" / split / "c"
+        os.makedirs(img_dir)
+        os.makedirs(lab_dir)
+        Image.new("RGB", size[::-1], (255, 0, 0)).save(img_dir / "c_0_0_leftImg8bit.png")
+        Image.fromarray(np.full(size, 7, np.uint8)).save(lab_dir / "c_0_0_gtFine_labelIds.png")
+    data = Cityscapes(str(data_root))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        samples = data.samples("val")
+    ((x, y),) = _batches(
+        segmentation_pipeline(data, samples, 1, training=False, pad_multiple=32), 1
+    )
+    assert x.shape == (1, 64, 96, 3) and y.shape == (1, 64, 96)
+    assert np.all(y[0, :50, :70] == 0) and np.all(y[0, 50:] == 255) and np.all(y[0, :, 70:] == 255)
+    assert np.all(x[0, :50, :70, 0] == 1.0) and np.all(x[0, 50:] == 0)
+
+
+def test_training_needs_a_crop(demo_cityscapes):
+    import pytest
+
+    data, samples = _cityscapes(demo_cityscapes)
+    with pytest.raises(ValueError, match="crop size"):
+        segmentation_pipeline(data, samples, 2, training=True)
+
+
+def test_samples_are_plain_dataclasses():
+    assert Sample("a", "b").label == "b"

@@ -1,0 +1,79 @@
+"""Confusion matrix and IoU against scikit-learn, hand counts and the official Cityscapes
+evaluation (cityscapesscripts)."""
+
+import glob
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+
+from kseg.data import Cityscapes
+from kseg.train.metrics import MeanIoU, confusion_matrix, iou_per_class, iou_table, mean_iou
+
+
+def test_confusion_matrix_matches_sklearn_and_leaves_out_the_ignore_label():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, (3, 20, 30))
+    labels[:, :4] = 255
+    predictions = rng.integers(0, 5, (3, 20, 30))
+    ours = confusion_matrix(labels, predictions, 5).numpy()
+    keep = labels != 255
+    theirs = sk_confusion_matrix(labels[keep], predictions[keep], labels=range(5))
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_iou_by_hand():
+    # class 0: TP 3, FP 1, FN 2 -> 3/6; class 1: TP 4, FP 2, FN 1 -> 4/7; class 2 absent.
+    confusion = np.array([[3, 2, 0], [1, 4, 0], [0, 0, 0]])
+    np.testing.assert_allclose(iou_per_class(confusion)[:2], [3 / 6, 4 / 7])
+    assert np.isnan(iou_per_class(confusion)[2])
+    assert mean_iou(confusion) == pytest.approx((3 / 6 + 4 / 7) / 2)
+    table = iou_table(confusion, ["a", "b", "c"])
+    assert "nan" in table and "53.57" in table  # mean IoU in percent
+
+
+def test_keras_metric_accumulates_like_the_function():
+    rng = np.random.default_rng(1)
+    metric = MeanIoU(4)
+    total = np.zeros((4, 4), np.int64)
+    for _ in range(3):
+        labels = rng.integers(0, 4, (2, 8, 8))
+        logits = rng.normal(size=(2, 8, 8, 4)).astype("float32")
+        metric.update_state(labels, logits)
+        total += confusion_matrix(labels, logits.argmax(-1), 4).numpy()
+    assert float(metric.result()) == pytest.approx(mean_iou(total), abs=1e-6)
+    metric.reset_state()
+    assert int(np.sum(metric.confusion.numpy())) == 0
+
+
+def test_mean_iou_agrees_with_the_official_cityscapes_evaluation(demo_cityscapes, tmp_path):
+    """Predictions written as labelIds, scored by cityscapesscripts and by kseg."""
+    import cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling as official
+
+    data = Cityscapes(demo_cityscapes)
+    ground_truth = sorted(glob.glob(os.path.join(demo_cityscapes, "gtFine", "*", "*", "*.png")))
+    rng = np.random.default_rng(0)
+    predictions, confusion = [], np.zeros((19, 19), np.int64)
+    for i, path in enumerate(ground_truth):
+        train_ids = data.label_map[np.asarray(Image.open(path))]
+        guess = np.where(train_ids == 255, 0, train_ids)
+        wrong = rng.random(guess.shape) < 0.3  # 30% of pixels get a random class
+        guess = np.where(wrong, rng.integers(0, 19, guess.shape), guess).astype(np.uint8)
+        out = tmp_path / f"pred_{i}.png"
+        Image.fromarray(data.train_ids_to_label_ids(guess)).save(out)
+        predictions.append(str(out))
+        confusion += confusion_matrix(train_ids, guess, 19).numpy()
+
+    args = official.args
+    args.quiet, args.JSONOutput, args.evalInstLevelScore = True, False, False
+    result = official.evaluateImgLists(predictions, ground_truth, args)
+    theirs = result["averageScoreClasses"]
+    assert mean_iou(confusion) == pytest.approx(theirs, abs=0.01)
+    for name, iou in zip(data.class_names, iou_per_class(confusion), strict=True):
+        official_iou = result["classScores"][name]
+        if np.isnan(iou):
+            assert np.isnan(official_iou)
+        else:
+            assert iou == pytest.approx(official_iou, abs=1e-9)
