@@ -1,7 +1,8 @@
-"""Peer for bench/contextnet_speed.py, run inside bench/.peer-venv (PyTorch).
+"""Peer for bench/contextnet_speed.py and bench/export_speed.py, run in bench/.peer-venv.
 
 Times pytorchcv's ContextNet (`ctxnet_cityscapes`, 876,563 parameters) in torch eager mode
-and, exported to ONNX, in onnxruntime. Prints one JSON line.
+and, exported to ONNX, in onnxruntime (`run` with numpy in and out, and with IOBinding).
+Prints one JSON line.
 """
 
 import argparse
@@ -39,12 +40,21 @@ def main():
         sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
         feed = {"image": x.numpy()}
         onnx_s = timed(lambda: sess.run(None, feed), args.runs)
+        # The same with input and output bound to buffers allocated once (IOBinding), the
+        # counterpart of timing TFLite's invoke on its own tensors.
+        binding = sess.io_binding()
+        binding.bind_cpu_input("image", feed["image"])
+        for output, value in zip(sess.get_outputs(), sess.run(None, feed), strict=True):
+            buffer = ort.OrtValue.ortvalue_from_shape_and_type(value.shape, value.dtype)
+            binding.bind_ortvalue_output(output.name, buffer)
+        bound_s = timed(lambda: sess.run_with_iobinding(binding), args.runs)
     print(
         json.dumps(
             {
                 "params": params,
                 "torch_eager_s": eager,
                 "onnxruntime_s": onnx_s,
+                "onnxruntime_bound_s": bound_s,
                 "torch": torch.__version__,
                 "onnxruntime": ort.__version__,
             }

@@ -41,3 +41,25 @@ class SegmentationModel(keras.Model):
     def call(self, inputs, training=None, mask=None):
         check_image_shape(inputs.shape, self.input_multiple, self.input_shape[-1], self.name)
         return super().call(inputs, training=training, mask=mask)
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class GraphSegmentationModel(SegmentationModel):
+    """A segmentation model kept as its layer graph, with its `input_multiple`.
+
+    What graph rewrites such as `kseg.export.prune_filters` return: the architecture is no
+    longer one a model class can rebuild from its arguments (a pruned ContextNet has
+    per-layer channel counts), so the `.keras` file stores the graph itself, like a
+    `keras.Model(inputs, outputs)`, plus the input size rule of the original model.
+
+    Args:
+        *args, **kwargs: as `keras.Model(inputs, outputs, name=...)`.
+        input_multiple: image height and width must be multiples of this.
+    """
+
+    def __init__(self, *args, input_multiple: int = 1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.input_multiple = int(input_multiple)
+
+    def get_config(self):
+        return {**super().get_config(), "input_multiple": self.input_multiple}

@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -42,6 +43,14 @@ def _size(text: str) -> tuple[int, int]:
         message = f"expected HEIGHTxWIDTH, e.g. 512x1024; got {text!r}"
         raise argparse.ArgumentTypeError(message) from None
     return h, w
+
+
+def _widths(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        message = f"expected widths like 1.5,1.25,1.0; got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
 
 
 def build_parser(recipe: Recipe) -> argparse.ArgumentParser:
@@ -85,6 +94,24 @@ def build_parser(recipe: Recipe) -> argparse.ArgumentParser:
         type=_size,
         help=f"training crop HxW, default {recipe.crop[0]}x{recipe.crop[1]} "
         f"({recipe.crop_source}), rounded up to the model's input multiple",
+    )
+    p.add_argument(
+        "--prune-from",
+        type=float,
+        help="progressive pruning (ContextNet section 3.2.2): train at this width "
+        "multiplier (the paper: 2.0), then prune to each of --prune-to with fine-tuning",
+    )
+    p.add_argument(
+        "--prune-to",
+        type=_widths,
+        default=(1.5, 1.25, 1.0),
+        help="the widths of the pruning steps (section 3.2.2)",
+    )
+    p.add_argument(
+        "--finetune-epochs",
+        type=int,
+        help="epochs after each pruning step, at a tenth of the learning rate (the paper "
+        "does not say; default a quarter of --epochs)",
     )
     p.add_argument(
         "--steps-per-epoch", type=int, help="limit each epoch (default: the whole split)"
@@ -168,11 +195,13 @@ def main(recipe: Recipe, argv: list[str] | None = None) -> None:
             recipe, dataset, args, out
         )
     if demo:
+        export_demo(recipe, dataset, args, out)
         print(f"\nDemo finished in {time.time() - started:.0f} s. Everything is in {out}/:")
         print("  demo-data/        the generated images and labels (Cityscapes layout)")
         print("  best.keras, last-epoch*.keras, state.json, log.csv, tensorboard/")
         print("  evaluation.csv, evaluation.json   per-class IoU")
         print("  predictions/      colour PNGs and overlays")
+        print("  export/           TFLite fp32 and int8 (builtin ops), verified in LiteRT")
 
 
 def _round_up(size: tuple[int, int], multiple: int) -> tuple[int, int]:
@@ -180,26 +209,47 @@ def _round_up(size: tuple[int, int], multiple: int) -> tuple[int, int]:
 
 
 def train(recipe: Recipe, dataset, args, out: str) -> None:
-    from kseg.data import segmentation_pipeline
     from kseg.models import create_model
+
+    if args.prune_from:
+        return train_progressive(recipe, dataset, args, out)
+    _train_stage(
+        recipe, dataset, args, out,
+        lambda: create_model(args.model, num_classes=dataset.num_classes),
+        epochs=args.epochs, learning_rate=args.learning_rate,
+    )  # fmt: skip
+
+
+def _train_stage(
+    recipe: Recipe,
+    dataset,
+    args,
+    folder: str,
+    make_model,
+    epochs: int | None,
+    learning_rate: float | None,
+) -> None:
+    """Trains the model of `make_model()` (or resumes the one in `folder`) for `epochs`."""
+    from kseg.data import segmentation_pipeline
     from kseg.train import compile_model, get_strategy, preset_for
     from kseg.train.engine import fit, resume_point
+    from kseg.utils.summary import count_params
 
     preset = preset_for(args.model)
-    if args.learning_rate is not None:
-        preset = dataclasses.replace(preset, learning_rate=args.learning_rate)
-    epochs = args.epochs or preset.epochs
+    if learning_rate is not None:
+        preset = dataclasses.replace(preset, learning_rate=learning_rate)
+    epochs = epochs or preset.epochs
     batch = args.batch_size or preset.batch_size
     strategy = get_strategy(args.strategy)
     train_samples = dataset.samples(recipe.train_split)
     val_samples = dataset.samples(recipe.eval_split)
     with strategy.scope():
-        resumed = None if args.no_resume else resume_point(out)
+        resumed = None if args.no_resume else resume_point(folder)
         if resumed:
             model, initial_epoch, state = resumed
-            print(f"Resuming {out}: {initial_epoch} of {epochs} epochs done")
+            print(f"Resuming {folder}: {initial_epoch} of {epochs} epochs done")
         else:
-            model = create_model(args.model, num_classes=dataset.num_classes)
+            model = make_model()
             initial_epoch, state = 0, None
         multiple = getattr(model, "input_multiple", 1)
         crop = _round_up(args.crop or recipe.crop, multiple)
@@ -223,13 +273,13 @@ def train(recipe: Recipe, dataset, args, out: str) -> None:
         if not resumed:
             compile_model(model, preset, dataset.num_classes, total_steps=epochs * steps)
     if initial_epoch >= epochs:
-        print(f"{out} already has {initial_epoch} epochs (asked for {epochs}); nothing to train")
+        print(f"{folder} already has {initial_epoch} epochs (asked for {epochs}); nothing to train")
         return
     print(
-        f"Training {args.model} on {dataset.name} {recipe.train_split} ({len(train_samples)} "
-        f"images), crop {crop[0]}x{crop[1]}, batch {batch}, {steps} steps x {epochs} epochs, "
-        f"{strategy.num_replicas_in_sync} replica(s); "
-        f"preset: {preset.source}"
+        f"Training {model.name} ({count_params(model):,} parameters) on {dataset.name} "
+        f"{recipe.train_split} ({len(train_samples)} images), crop {crop[0]}x{crop[1]}, "
+        f"batch {batch}, {steps} steps x {epochs} epochs, "
+        f"{strategy.num_replicas_in_sync} replica(s); preset: {preset.source}"
     )
     verbose = int(args.verbose) if str(args.verbose).isdigit() else args.verbose
     fit(
@@ -237,13 +287,92 @@ def train(recipe: Recipe, dataset, args, out: str) -> None:
         train_ds,
         val_ds,
         epochs,
-        out,
+        folder,
         initial_epoch=initial_epoch,
         state=state,
         tensorboard=not args.no_tensorboard,
         precise_bn_batches=args.precise_bn_batches,
         verbose=verbose,
     )
+
+
+def _stage_result(folder: str) -> str:
+    """The model a finished stage hands on: its best checkpoint, else its last."""
+    from kseg.train.checkpoints import BEST, last_checkpoint
+
+    best = os.path.join(folder, BEST)
+    return best if os.path.exists(best) else last_checkpoint(folder)[0]
+
+
+def train_progressive(recipe: Recipe, dataset, args, out: str) -> None:
+    """ContextNet's progressive pruning (section 3.2.2): train at `--prune-from` times the
+    width, then prune the lowest-L1 filters to each of `--prune-to` in turn, fine-tuning
+    after each step. Stage k lives in `out/width<w>/` and resumes there; the last stage's
+    best model is copied to `out/best.keras` and `out/pruning.json` sums the stages up."""
+    import keras
+
+    from kseg.export.pruning import prune_filters, width_schedule
+    from kseg.models import create_model
+    from kseg.train import preset_for
+    from kseg.train.checkpoints import BEST, atomic_write, read_state
+    from kseg.utils.summary import count_params
+
+    widths = [args.prune_from, *args.prune_to]
+    ratios = width_schedule(args.prune_from, args.prune_to)
+    folders = [os.path.join(out, f"width{w:g}") for w in widths]
+    preset = preset_for(args.model)
+    preset_rate = args.learning_rate or preset.learning_rate
+    finetune_epochs = args.finetune_epochs or max(1, (args.epochs or preset.epochs) // 4)
+    print(
+        f"Progressive pruning: train at width {widths[0]:g}, then prune to "
+        f"{', '.join(f'{w:g}' for w in widths[1:])} with {finetune_epochs} fine-tuning "
+        f"epoch(s) each at learning rate {preset_rate / 10:g}"
+    )
+    _train_stage(
+        recipe, dataset, args, folders[0],
+        lambda: create_model(
+            args.model, num_classes=dataset.num_classes, width_multiplier=args.prune_from
+        ),
+        epochs=args.epochs, learning_rate=args.learning_rate,
+    )  # fmt: skip
+    stages = []
+    for k, ratio in enumerate(ratios, start=1):
+        source = _stage_result(folders[k - 1])
+
+        def pruned(source=source, ratio=ratio):
+            model = prune_filters(keras.saving.load_model(source, compile=False), ratio=ratio)
+            print(f"Pruned {source}: {ratio:.1%} of the filters removed")
+            return model
+
+        _train_stage(
+            recipe, dataset, args, folders[k], pruned,
+            epochs=finetune_epochs, learning_rate=preset_rate / 10,
+        )  # fmt: skip
+    for w, folder in zip(widths, folders, strict=True):
+        path = _stage_result(folder)
+        best = (read_state(folder) or {}).get("best")
+        model = keras.saving.load_model(path, compile=False)
+        stages.append(
+            {
+                "width": w,
+                "model": path,
+                "params": count_params(model),
+                "best_val_miou": best if best is not None and abs(best) != float("inf") else None,
+            }
+        )
+    final = _stage_result(folders[-1])
+    atomic_write(os.path.join(out, BEST), lambda tmp: shutil.copyfile(final, tmp))
+
+    def write_summary(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump({"stages": stages}, f, indent=1)
+
+    atomic_write(os.path.join(out, "pruning.json"), write_summary)
+    for s in stages:
+        best = s["best_val_miou"]
+        score = "" if best is None else f", best validation mIoU {100 * best:.2f}"
+        print(f"  width {s['width']:g}: {s['params']:,} parameters{score}  ({s['model']})")
+    print(f"Final model: {os.path.join(out, BEST)}")
 
 
 def _load(args, out: str):
@@ -328,3 +457,20 @@ def predict(recipe: Recipe, dataset, args, out: str) -> None:
             ids = dataset.train_ids_to_label_ids(labels)
             Image.fromarray(ids).save(os.path.join(folder, f"{stem}_labelIds.png"))
     print(f"\nWrote {len(samples)} predictions (colour PNG and overlay) of {path} to {folder}")
+
+
+def export_demo(recipe: Recipe, dataset, args, out: str) -> None:
+    """The demo's last step: the best model as builtins-only TFLite, fp32 and int8
+    (calibrated on validation images), each run in the LiteRT interpreter against Keras."""
+    from kseg.export import export, table
+    from kseg.export.calibration import calibration_data
+
+    model, path = _load(args, out)
+    height, width = _round_up(args.crop or recipe.crop, getattr(model, "input_multiple", 1))
+    images, labels = calibration_data(dataset, recipe.eval_split, 8, height, width)
+    artefacts = export(
+        model, os.path.join(out, "export"), formats=("tflite",), quantize=("fp32", "int8"),
+        input_size=(height, width), images=images, labels=labels,
+    )  # fmt: skip
+    print(f"\nExported {path} at {height}x{width}:")
+    print(table(artefacts))

@@ -112,3 +112,47 @@ def test_every_dataset_has_a_recipe_whose_missing_data_error_shows_the_layout(na
     assert module.RECIPE.dataset == name and name in SEGMENTATION_DATASETS
     with pytest.raises(DatasetLayoutError, match="Expected layout"):
         module.main(["train", "--data-dir", str(tmp_path / "missing")])
+
+
+def test_progressive_pruning_trains_wide_then_prunes_and_fine_tunes(demo_cityscapes, tmp_path):
+    """--prune-from: width 0.5 -> 0.375 -> 0.25 with fine-tuning; a second run resumes
+    every finished stage instead of training it again."""
+    import keras
+
+    from kseg.utils.summary import count_params
+
+    out = str(tmp_path / "run")
+    args = ["train", "--data-dir", demo_cityscapes, "--out", out, "--epochs", "1",
+            "--prune-from", "0.5", "--prune-to", "0.375,0.25", "--finetune-epochs", "1",
+            *FAST]  # fmt: skip
+    cityscapes.main(args)
+    summary = json.load(open(os.path.join(out, "pruning.json")))["stages"]
+    assert [s["width"] for s in summary] == [0.5, 0.375, 0.25]
+    params = [s["params"] for s in summary]
+    assert params[0] > params[1] > params[2]
+    final = keras.saving.load_model(os.path.join(out, "best.keras"), compile=False)
+    assert count_params(final) == params[2] and final.input_multiple == 32
+    first_conv = final.get_layer("deep_stem_conv").kernel.shape[-1]
+    assert first_conv == 8  # make_divisible(32 * 0.5) = 16, pruned by 25% and then by a third
+    for folder in ("width0.5", "width0.375", "width0.25"):
+        assert last_checkpoint(os.path.join(out, folder))[1] == 1
+    process = _run(args)
+    printed = process.communicate(timeout=600)[0]
+    assert process.returncode == 0, printed
+    assert printed.count("nothing to train") == 3, printed
+
+
+def test_the_demo_exports_its_model_to_verified_tflite(demo_cityscapes, tmp_path, capsys):
+    from kseg.data import Cityscapes
+    from kseg.recipes.cli import build_parser, export_demo
+
+    out = str(tmp_path / "run")
+    common = ["--data-dir", demo_cityscapes, "--out", out]
+    cityscapes.main(["train", *common, "--epochs", "1", *FAST])
+    args = build_parser(cityscapes.RECIPE).parse_args(["evaluate", *common, "--crop", "64x128"])
+    export_demo(cityscapes.RECIPE, Cityscapes(demo_cityscapes), args, out)
+    printed = capsys.readouterr().out
+    for mode in ("fp32", "int8"):
+        assert os.path.exists(os.path.join(out, "export", f"contextnet_cn14_{mode}.tflite"))
+        assert f"tflite_{mode}" in printed
+    assert "mIoU" in printed  # int8's change on the validation images

@@ -1,0 +1,101 @@
+"""ContextNet cn14 on the edge runtime: TFLite fp32 and int8 against pytorchcv's ContextNet
+through onnxruntime, and pruned against unpruned, all measured in this run.
+
+kseg's model is exported with `kseg.export` (builtin ops only) and run by the ai-edge-litert
+interpreter with its default XNNPACK delegate; the peer (pytorchcv ContextNet exported
+with torch.onnx) runs in bench/.peer-venv in a child process, with the same thread count.
+Prints medians and speed-ups peer / kseg (above 1.0: kseg is faster).
+
+    python bench/export_speed.py [--runs 5] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+from _peer import run_peer  # noqa: E402
+
+from kseg.export import export_saved_model, export_tflite, prune_filters, sample_images  # noqa: E402
+from kseg.export.formats import file_size_mb  # noqa: E402
+from kseg.export.runtimes import tflite_latency  # noqa: E402
+from kseg.models import ContextNet  # noqa: E402
+from kseg.utils import count_params  # noqa: E402
+
+TARGETS = {"fp32": 1.0, "int8": 1.5}  # speed-up over the onnxruntime peer (issue 5)
+
+
+def _tflite(model, folder: str, mode: str, images: np.ndarray, threads: int, runs: int):
+    """(seconds in place, seconds with numpy copies, MiB) of `model` as TFLite `mode`."""
+    h, w = images.shape[1:3]
+    saved = export_saved_model(model, os.path.join(folder, f"{model.name}_saved"), h, w, False)
+    path = os.path.join(folder, f"{model.name}_{mode}.tflite")
+    export_tflite(saved, path, mode, calibration=lambda: iter(images))
+    in_place = tflite_latency(path, images[0], threads, runs)
+    copies = tflite_latency(path, images[0], threads, runs, copies=True)
+    return in_place, copies, file_size_mb(path)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--height", type=int, default=1024)
+    p.add_argument("--width", type=int, default=2048)
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+
+    images = sample_images(args.height, args.width)  # calibration: the VOC photo, mirrored
+    model = ContextNet(num_classes=19, aux_head=False)
+    pruned = prune_filters(model, ratio=0.5, name="contextnet_cn14_pruned50")
+    rows = []  # name, params, MiB, in place s, with copies s, mode
+    with tempfile.TemporaryDirectory() as folder:
+        for m in (model, pruned):
+            for mode in ("fp32", "int8"):
+                in_place, copies, size = _tflite(m, folder, mode, images, args.threads, args.runs)
+                rows.append(
+                    (f"kseg {m.name} TFLite {mode}", count_params(m), size, in_place, copies, mode)
+                )
+    peer = run_peer(
+        "contextnet_torch.py",
+        f"--height={args.height}",
+        f"--width={args.width}",
+        f"--runs={args.runs}",
+        f"--threads={args.threads}",
+    )
+    bound, run = peer["onnxruntime_bound_s"], peer["onnxruntime_s"]
+    rows.append(
+        (f"pytorchcv onnxruntime {peer['onnxruntime']}", peer["params"], None, bound, run, "")
+    )
+
+    print(
+        f"ContextNet cn14, 1x{args.height}x{args.width}x3, {args.threads} threads, "
+        f"median of {args.runs} runs, {platform.processor() or platform.machine()}"
+    )
+    print("in place: TFLite invoke on its own tensors / onnxruntime with IOBinding;")
+    print("copies: image copied in and logits copied out through numpy / onnxruntime run()")
+    header = (
+        f"{'implementation':42s} {'params':>9s} {'MiB':>5s} {'in place s':>10s} {'copies s':>9s}"
+    )
+    print(f"{header} {'peer/kseg':>9s} {'(copies)':>9s}")
+    for name, params, size, in_place, copies, _ in rows:
+        mib = f"{size:5.2f}" if size else f"{'-':>5s}"
+        line = f"{name:42s} {params:9,d} {mib} {in_place:10.3f} {copies:9.3f}"
+        if name.startswith("kseg"):
+            line += f" {bound / in_place:9.2f} {run / copies:9.2f}"
+        print(line)
+    unpruned = {mode: s for _, _, _, s, _, mode in rows[:2]}
+    for mode, target in TARGETS.items():
+        got = bound / unpruned[mode]
+        verdict = "met" if got >= target else "NOT met"
+        print(f"target cn14 TFLite {mode} speed-up over the peer >= {target}: {got:.2f}, {verdict}")
+    fp32 = [s for _, _, _, s, _, mode in rows if mode == "fp32"]
+    print(f"pruned 50% / unpruned, fp32 latency: {fp32[1] / fp32[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
