@@ -16,7 +16,6 @@ to compare (flat for the adjoint, the activations of every evaluation for back-p
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import subprocess
@@ -28,6 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _memory import peak_extra_mib  # noqa: E402
 from _peer import run_peer  # noqa: E402
 from peers.timing import timed  # noqa: E402
 
@@ -133,27 +133,8 @@ def memory_child(method: str, setting: float) -> None:
         return tape.gradient(loss, func.trainable_weights), info.nfe
 
     concrete = step.get_concrete_function(x)
-    concrete(x)  # the first call also optimises the graph
-    libc = ctypes.CDLL("libc.so.6")
-    extra = []
-    for _ in range(3):
-        # Hand freed pages back to the OS (glibc keeps them resident for reuse, which hides
-        # the next call's growth), reset the peak to the current size (Linux), then call.
-        libc.malloc_trim(0)
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        base = _status_kib("VmRSS")
-        _, nfe = concrete(x)
-        extra.append((_status_kib("VmHWM") - base) / 1024)
-    print(json.dumps({"nfe": int(nfe), "extra_mib": float(np.median(extra))}))
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status (this benchmark needs Linux)")
+    extra, _, (_, nfe) = peak_extra_mib(lambda: concrete(x))
+    print(json.dumps({"nfe": int(nfe), "extra_mib": extra}))
 
 
 MEMORY_CASES = {"dopri5": (1e-2, 1e-4, 1e-6), "rk4": (4, 16, 64)}

@@ -1,6 +1,19 @@
 """kseg's models, by class and by registry name."""
 
 from kseg.models.contextnet import ContextNet
+from kseg.models.hrnet import HRNetV2, ResidualHRNet
 from kseg.models.registry import create_model, list_models, register_model
+from kseg.models.segnode import SegNode
+from kseg.models.unet_ode import NODEsUNet, UNode
 
-__all__ = ["ContextNet", "create_model", "list_models", "register_model"]
+__all__ = [
+    "ContextNet",
+    "HRNetV2",
+    "NODEsUNet",
+    "ResidualHRNet",
+    "SegNode",
+    "UNode",
+    "create_model",
+    "list_models",
+    "register_model",
+]

@@ -16,7 +16,8 @@ from kseg.ode.solvers import get_solver
 class ODEBlock(keras.layers.Layer):
     """Neural-ODE block (Chen et al. 2018): integrates a Keras layer as a derivative.
 
-    The derivative `func` maps a state to its time derivative with the same shape; if its
+    The derivative `func` maps a state to its time derivative with the same shape (a
+    state may be a list of tensors, e.g. SegNode's four streams); if its
     `call` takes a `t` argument it receives the time (see `ConcatConv2D`). Adaptive methods
     (dopri5, bdf) train with tfp's adjoint method, so memory does not grow with the
     number of steps; fixed-grid methods (euler, midpoint, heun, rk4) unroll `steps`
@@ -128,11 +129,13 @@ class ODEBlock(keras.layers.Layer):
         ):
             weight.assign(tf.cast(count, weight.dtype))
         if self.return_times is None:
-            return states[-1]
-        if self.return_times[0] != 0:
-            states = states[1:]
-        rank = len(states.shape)
-        return tf.transpose(states, [1, 0, *range(2, rank)])
+            return tf.nest.map_structure(lambda s: s[-1], states)
+        skip = 0 if self.return_times[0] == 0 else 1
+
+        def batch_first(s):
+            return tf.transpose(s[skip:], [1, 0, *range(2, len(s.shape))])
+
+        return tf.nest.map_structure(batch_first, states)
 
     def per_sample_nfe(self, images) -> list[int]:
         """Function evaluations that each image needs when solved alone (eager).
@@ -147,9 +150,11 @@ class ODEBlock(keras.layers.Layer):
         return counts
 
     def compute_output_shape(self, input_shape):
-        if self.return_times is None:
-            return tuple(input_shape)
-        return (input_shape[0], len(self.return_times), *input_shape[1:])
+        if _is_shape(input_shape):
+            if self.return_times is None:
+                return tuple(input_shape)
+            return (input_shape[0], len(self.return_times), *input_shape[1:])
+        return [self.compute_output_shape(s) for s in input_shape]
 
     def get_config(self):
         return {
@@ -169,6 +174,11 @@ class ODEBlock(keras.layers.Layer):
         config = dict(config)
         config["func"] = keras.saving.deserialize_keras_object(config["func"])
         return cls(**config)
+
+
+def _is_shape(shape) -> bool:
+    """True for one tensor's shape, False for a list of shapes (a nested state)."""
+    return all(d is None or isinstance(d, int) for d in shape)
 
 
 @keras.saving.register_keras_serializable(package="kseg")

@@ -2,16 +2,19 @@
 fixed grid; every registered model converts to builtins-only TFLite."""
 
 import os
+from contextlib import nullcontext
 
 import keras
 import numpy as np
 import pytest
 
 from kseg.export import ExportParityError, Parity, export, export_saved_model, export_tflite, table
+from kseg.export.ode import fixed_grid
 from kseg.export.parity import check
 from kseg.export.runtimes import run_tflite
 from kseg.models import ContextNet, create_model, list_models
-from kseg.ode import ODEBlock
+from kseg.ode import ODEBlock, ode_blocks
+from tests.tiny_models import TINY
 
 SIZE = (64, 128)
 
@@ -60,15 +63,20 @@ def test_all_formats_agree_with_keras_in_their_runtimes(tiny_contextnet, tmp_pat
 
 @pytest.mark.parametrize("name", list_models())
 def test_every_registered_model_converts_to_builtins_only_tflite(name, tmp_path):
-    model = create_model(name, num_classes=3)
+    kwargs, _ = TINY[name]
+    model = create_model(name, num_classes=3, **kwargs)
     multiple = getattr(model, "input_multiple", 1)
-    h, w = multiple, 2 * multiple
-    saved = export_saved_model(model, str(tmp_path / "sm"), h, w)
-    path = export_tflite(saved, str(tmp_path / "m.tflite"))  # TFLITE_BUILTINS only
+    h = max(multiple, 32)  # tiny U-Nets: 32x64, so no GroupNorm sees a 1x2 map
+    w = 2 * h
     x = np.random.default_rng(0).random((1, h, w, 3)).astype("float32")
-    out = model(x, training=False)
+    with fixed_grid(model, steps=1, method="rk4") if ode_blocks(model) else nullcontext():
+        saved = export_saved_model(model, str(tmp_path / "sm"), h, w)
+        out = model(x, training=False)
+    path = export_tflite(saved, str(tmp_path / "m.tflite"))  # TFLITE_BUILTINS only
     want = out["logits"] if isinstance(out, dict) else out
-    np.testing.assert_allclose(run_tflite(path, x), want, atol=1e-4)
+    # 1e-3: GroupNorm over one-channel groups of small maps (the tiny U-Nets) amplifies
+    # TFLite's different summation order to ~2e-4
+    np.testing.assert_allclose(run_tflite(path, x), want, atol=1e-3)
 
 
 class Derivative(keras.layers.Layer):

@@ -24,5 +24,5 @@ def test_contextnet_preset_is_section_3_1():
     assert isinstance(optimizer, keras.optimizers.RMSprop)
     assert (optimizer.rho, optimizer.momentum, optimizer.epsilon) == (0.9, 0.9, 1.0)
     assert "section 3.1" in preset.source
-    with pytest.raises(ValueError, match="presets exist for: contextnet"):
-        preset_for("segnode_hrnet")
+    with pytest.raises(ValueError, match="presets exist for models starting with: contextnet"):
+        preset_for("pspnet_resnet50")

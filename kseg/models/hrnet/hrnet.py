@@ -1,0 +1,211 @@
+"""HRNetV2 for segmentation and its residual form, SegNode's Baseline network."""
+
+from __future__ import annotations
+
+import keras
+
+from kseg.layers.hrnet import (
+    concat_branches,
+    hr_layer1,
+    hr_module,
+    hr_stem,
+    hr_transition,
+    norm_layer,
+)
+from kseg.layers.ocr import ocr_head
+from kseg.layers.resize import Upsample
+from kseg.models.base import SegmentationModel, check_image_shape
+
+INPUT_MULTIPLE = 32  # the lowest branch is at 1/32 of the image
+
+
+def branch_channels(width: int) -> list[int]:
+    """Widths of the four branches: W, 2W, 4W, 8W (48, 96, 192, 384 for W48)."""
+    return [width * 2**i for i in range(4)]
+
+
+def hrnet_front(x, width: int, stage_modules=(1, 4), blocks: int = 4, name: str = "hrnet"):
+    """HRNetV2 up to its fourth stage: stem, stage 1, stages 2 and 3 with their transitions,
+    and the transition to four branches. Returns the four branch tensors."""
+    channels = branch_channels(width)
+    x = hr_stem(x, name=f"{name}_stem")
+    x = hr_layer1(x, name=f"{name}_layer1")
+    xs = [x]
+    for stage, modules in enumerate(stage_modules, start=2):
+        xs = hr_transition(xs, channels[:stage], name=f"{name}_transition{stage - 1}_")
+        for m in range(modules):
+            xs = hr_module(xs, blocks, name=f"{name}_stage{stage}_module{m + 1}")
+    return hr_transition(xs, channels, name=f"{name}_transition3_")
+
+
+def hrnet_head(xs, num_classes: int, ocr: bool, name: str = "head"):
+    """HRNetV2's head (concatenate the upsampled branches, 1x1 conv-BN-ReLU, 1x1 to classes)
+    or, with `ocr`, the object-contextual head; logits at 1/4, upsampled to the image.
+    Returns the logits, or (logits, aux_logits) with OCR."""
+    x = concat_branches(xs, name=f"{name}_concat")
+    if ocr:
+        logits, aux = ocr_head(x, num_classes, name=f"{name}_ocr")
+        return upsample_logits(logits, f"{name}_logits"), upsample_logits(aux, f"{name}_aux_logits")
+    c = x.shape[-1]
+    # seg_hrnet gives this conv a bias; before batch norm it has no effect (zero gradient).
+    x = keras.layers.Conv2D(c, 1, use_bias=False, name=f"{name}_conv")(x)
+    x = norm_layer("batch", c, f"{name}_bn")(x)
+    x = keras.layers.ReLU(name=f"{name}_relu")(x)
+    x = keras.layers.Conv2D(num_classes, 1, name=f"{name}_classifier")(x)
+    return upsample_logits(x, f"{name}_logits")
+
+
+def upsample_logits(x, name: str):
+    """Logits at 1/4 to the image size (bilinear), float32 under mixed precision."""
+    x = Upsample(4, name=f"{name}_upsample")(x)
+    return keras.layers.Activation("linear", dtype="float32", name=name)(x)
+
+
+class _HRNetBase(SegmentationModel):
+    """Input checks, outputs (with or without the OCR auxiliary logits) and config."""
+
+    def _finish(self, inputs, outputs, name, num_classes, config, kwargs):
+        if isinstance(outputs, tuple):
+            outputs = {"logits": outputs[0], "aux_logits": outputs[1]}
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        self.num_classes = num_classes
+        self.input_multiple = INPUT_MULTIPLE
+        self._config = config
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, **self._config}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _check(num_classes: int, width: int, image_shape, name: str) -> None:
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    if not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be a positive int (48 for HRNetV2-W48), got {width!r}")
+    check_image_shape((None, *image_shape), INPUT_MULTIPLE, None, name)
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class HRNetV2(_HRNetBase):
+    """HRNetV2 for semantic segmentation (Wang et al. 2019), the first row of SegNode's
+    Table 1 and Table 2 (65.8M parameters for W48).
+
+    Stem of two stride-2 3x3 convs; stage 1 of four bottlenecks; stages 2-4 with 2, 3 and
+    4 branches of `width * 2**i` channels (1, 4 and 3 modules of four basic blocks per
+    branch) and multi-resolution fusion after every module; all branches upsampled to 1/4
+    and concatenated; 1x1 conv-BN-ReLU and 1x1 conv to classes; bilinear to the input size.
+    As `HRNet/HRNet-Semantic-Segmentation` (seg_hrnet.py, w48 config: 65.86M parameters
+    for 19 classes), except that Keras's "same" padding of stride-2 convs pads bottom/right
+    where PyTorch pads both sides, and the head's first conv has no bias (batch norm
+    follows it).
+
+    Args:
+        num_classes: number of classes.
+        width: channels of the highest-resolution branch (48 for W48, 18 for W18; tests
+            use 4).
+        ocr: replace the head with the object-contextual representation head (Yuan et al.
+            2020, HRNetV2+OCR of Table 1); outputs become `{"logits", "aux_logits"}`.
+        stage_modules: modules in stages 2, 3 and 4 (HRNetV2: 1, 4, 3).
+        blocks: basic blocks per branch in every module (HRNetV2: 4).
+        image_shape: (height, width, channels); height and width multiples of 32 or None.
+
+    Example:
+        >>> model = HRNetV2(num_classes=19, width=48)
+        >>> model(np.zeros((1, 512, 1024, 3), "float32")).shape
+        TensorShape([1, 512, 1024, 19])
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 19,
+        width: int = 48,
+        ocr: bool = False,
+        stage_modules: tuple[int, int, int] = (1, 4, 3),
+        blocks: int = 4,
+        image_shape: tuple[int | None, int | None, int] = (None, None, 3),
+        **kwargs,
+    ):
+        name = kwargs.pop("name", f"hrnetv2_w{width}{'_ocr' if ocr else ''}")
+        _check(num_classes, width, image_shape, name)
+        stage_modules = tuple(int(m) for m in stage_modules)
+        inputs = keras.Input(shape=image_shape, name="image")
+        xs = hrnet_front(inputs, width, stage_modules[:2], blocks, name="hrnet")
+        for m in range(stage_modules[2]):
+            xs = hr_module(xs, blocks, name=f"hrnet_stage4_module{m + 1}")
+        outputs = hrnet_head(xs, num_classes, ocr)
+        config = {
+            "num_classes": num_classes,
+            "width": width,
+            "ocr": ocr,
+            "stage_modules": stage_modules,
+            "blocks": blocks,
+            "image_shape": tuple(image_shape),
+        }
+        self._finish(inputs, outputs, name, num_classes, config, kwargs)
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class ResidualHRNet(_HRNetBase):
+    """SegNode's Baseline network (Khoshsirat & Kambhamettu, section 3.1, Fig. 2): HRNetV2
+    whose fourth stage is its four-branch module repeated `modules` times (six), each
+    repetition a residual unit, h <- h + module(h), with the skip at module level.
+
+    The module is the residual form of `kseg.layers.hrnet.hr_module`: on every branch
+    `blocks` pre-activation basic blocks, each two BN-ReLU-conv units (Fig. 2's "small
+    blocks"), then HRNet's fusion without a final ReLU. Two blocks per branch is what
+    Table 2's 70.9M parameters fix: HRNetV2-W48's own stage-4 module (four blocks, 15.9M)
+    six times would give 113M, two blocks (8.8M) give 71.1M. Stages 1-3 and the head are
+    HRNetV2's; a BN-ReLU on each branch closes the pre-activation chain before the head.
+
+    Args:
+        num_classes, width, ocr, image_shape: as `HRNetV2`.
+        modules: residual module repetitions (the paper: six).
+        blocks: pre-activation basic blocks per branch in each module (two, see above).
+        stage_modules, front_blocks: modules in HRNetV2's stages 2 and 3 (1, 4) and basic
+            blocks per branch in them (4), as `HRNetV2`.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 19,
+        width: int = 48,
+        modules: int = 6,
+        blocks: int = 2,
+        ocr: bool = False,
+        stage_modules: tuple[int, int] = (1, 4),
+        front_blocks: int = 4,
+        image_shape: tuple[int | None, int | None, int] = (None, None, 3),
+        **kwargs,
+    ):
+        name = kwargs.pop("name", f"residual_hrnet_w{width}{'_ocr' if ocr else ''}")
+        _check(num_classes, width, image_shape, name)
+        stage_modules = tuple(int(m) for m in stage_modules)
+        inputs = keras.Input(shape=image_shape, name="image")
+        xs = hrnet_front(inputs, width, stage_modules, front_blocks, name="hrnet")
+        for m in range(modules):
+            updates = hr_module(xs, blocks, preact=True, name=f"residual{m + 1}")
+            xs = [
+                keras.layers.Add(name=f"residual{m + 1}_skip{i}")([x, u])
+                for i, (x, u) in enumerate(zip(xs, updates, strict=True))
+            ]
+        xs = [
+            keras.layers.ReLU(name=f"residual_out{i}_relu")(
+                norm_layer("batch", x.shape[-1], f"residual_out{i}_bn")(x)
+            )
+            for i, x in enumerate(xs)
+        ]
+        outputs = hrnet_head(xs, num_classes, ocr)
+        config = {
+            "num_classes": num_classes,
+            "width": width,
+            "modules": modules,
+            "blocks": blocks,
+            "ocr": ocr,
+            "stage_modules": stage_modules,
+            "front_blocks": front_blocks,
+            "image_shape": tuple(image_shape),
+        }
+        self._finish(inputs, outputs, name, num_classes, config, kwargs)

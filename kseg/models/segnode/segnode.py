@@ -1,0 +1,168 @@
+"""SegNode (Khoshsirat & Kambhamettu, "Semantic Segmentation using Neural Ordinary
+Differential Equations"): HRNet's four-branch module as the derivative of a neural ODE."""
+
+from __future__ import annotations
+
+import keras
+
+from kseg.layers.hrnet import (
+    concat_branches,
+    conv_norm,
+    hr_layer1,
+    hr_module,
+    hr_stem,
+    strided_chain,
+)
+from kseg.layers.ocr import ocr_head
+from kseg.layers.resize import ResizeLike
+from kseg.models.base import SegmentationModel, check_image_shape
+from kseg.models.hrnet.hrnet import INPUT_MULTIPLE, branch_channels, upsample_logits
+from kseg.ode import ODEBlock
+
+ODE_LAYER = "segnode_ode"
+
+
+def hr_ode_function(
+    channels: list[int], modules: int = 2, blocks: int = 2, norm: str = "batch"
+) -> keras.Model:
+    """The derivative of SegNode's ODE: `modules` residual-form HRNet modules in sequence
+    (`kseg.layers.hrnet.hr_module(preact=True)`), four streams in, four out."""
+    inputs = [keras.Input((None, None, c), name=f"stream{i}") for i, c in enumerate(channels)]
+    xs = inputs
+    for m in range(modules):
+        xs = hr_module(xs, blocks, preact=True, norm=norm, name=f"module{m + 1}")
+    return keras.Model(inputs, xs, name="segnode_function")
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class SegNode(SegmentationModel):
+    """SegNode (Fig. 1, sections 3.2 and 4.1): stem, four convs creating the four stream
+    states, an ODE block whose derivative is HRNet's module, four 1x1 convs to classes,
+    bilinear upsampling and sum.
+
+    - Stem: two stride-2 3x3 convs to 1/4 (section 4.1), followed by HRNet's stage 1
+      (four bottlenecks to 256 channels) as in HRNetV2, whose design SegNode adopts.
+    - Stream states: for branch i a 3x3 conv-BN-ReLU, through i stride-2 3x3 convs (the
+      form of HRNet's fuse and transition layers) to `width * 2**i` channels at 1/2**(i+2).
+    - ODE block: dh/dt = f(h) on [0, `t1`], f = `modules` (two, section 4.1) residual-form
+      HRNet modules, each `blocks` pre-activation basic blocks per branch and fusion
+      (`kseg.layers.hrnet`); autonomous (no time input), as the paper turns the Baseline's
+      residual units h + module(h) into the ODE. Solved by `method` (dopri5, the Runge-Kutta
+      solver of torchdiffeq the paper uses) with tfp's adjoint, or on a fixed grid.
+    - Head: a 1x1 conv per stream to classes, bilinear to 1/4, summed, bilinear to the
+      image. With `ocr`, HRNetV2+OCR's head on the concatenated streams instead.
+
+    With W48, two modules of two blocks, 19 classes: 21.4M parameters, Table 2 says 20.9M.
+    The two readings above (stage 1 in the stem, stride-2 chains from 256 channels) are what
+    bring the count there; single convs from the 64-channel stem would give 18.2M.
+
+    Args:
+        num_classes: number of classes.
+        width: channels of the highest-resolution stream (48).
+        modules, blocks: HRNet modules in the ODE function and basic blocks per branch.
+        method, rtol, atol, steps, t1, max_num_steps: the ODE solve (`kseg.ode.ODEBlock`);
+            `ODEBlock.set_solver` changes them on a trained model.
+        norm: "batch" (HRNet's) or "group" normalisation inside the ODE function.
+        ocr: the OCR head (SegNode+OCR of Table 1); outputs `{"logits", "aux_logits"}`.
+        image_shape: (height, width, channels); height and width multiples of 32 or None.
+
+    Example:
+        >>> model = SegNode(num_classes=19)
+        >>> model.get_layer("segnode_ode").set_solver("rk4", steps=4)  # fixed grid
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 19,
+        width: int = 48,
+        modules: int = 2,
+        blocks: int = 2,
+        method: str = "dopri5",
+        rtol: float = 1e-3,
+        atol: float = 1e-3,
+        steps: int | None = None,
+        t1: float = 1.0,
+        max_num_steps: int | None = 1000,
+        norm: str = "batch",
+        ocr: bool = False,
+        image_shape: tuple[int | None, int | None, int] = (None, None, 3),
+        **kwargs,
+    ):
+        name = kwargs.pop("name", "segnode_ocr" if ocr else "segnode")
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        check_image_shape((None, *image_shape), INPUT_MULTIPLE, None, name)
+        channels = branch_channels(width)
+
+        inputs = keras.Input(shape=image_shape, name="image")
+        x = hr_layer1(hr_stem(inputs, name="stem"), name="layer1")
+        states = [conv_norm(x, channels[0], 3, name="state0")]
+        for i in range(1, 4):
+            states.append(strided_chain(x, channels[i], i, name=f"state{i}"))
+        block = ODEBlock(
+            hr_ode_function(channels, modules, blocks, norm),
+            t1=t1,
+            method=method,
+            rtol=rtol,
+            atol=atol,
+            steps=steps,
+            max_num_steps=max_num_steps,
+            name=ODE_LAYER,
+        )
+        xs = block(states)
+        if ocr:
+            logits, aux = ocr_head(concat_branches(xs, name="head_concat"), num_classes)
+            outputs = {
+                "logits": upsample_logits(logits, "head_logits"),
+                "aux_logits": upsample_logits(aux, "head_aux_logits"),
+            }
+        else:
+            outputs = upsample_logits(_streams_to_logits(xs, num_classes), "head_logits")
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        self.num_classes = num_classes
+        self.input_multiple = INPUT_MULTIPLE
+        self._config = {
+            "num_classes": num_classes,
+            "width": width,
+            "modules": modules,
+            "blocks": blocks,
+            "method": method,
+            "rtol": rtol,
+            "atol": atol,
+            "steps": steps,
+            "t1": t1,
+            "max_num_steps": max_num_steps,
+            "norm": norm,
+            "ocr": ocr,
+            "image_shape": tuple(image_shape),
+        }
+
+    @property
+    def ode_block(self) -> ODEBlock:
+        return self.get_layer(ODE_LAYER)
+
+    def get_config(self):
+        block = self.ode_block  # the solver may have been changed by set_solver
+        solver = {"method": block.method, "rtol": block.rtol, "atol": block.atol}
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            **self._config,
+            **solver,
+            "steps": block.steps,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _streams_to_logits(xs, num_classes: int):
+    """Fig. 1's head: a 1x1 conv per stream to classes, bilinear to 1/4, summed."""
+    logits = [
+        keras.layers.Conv2D(num_classes, 1, name=f"head_classifier{i}")(x) for i, x in enumerate(xs)
+    ]
+    ups = [logits[0]] + [
+        ResizeLike(name=f"head_up{i}")([y, xs[0]]) for i, y in enumerate(logits) if i
+    ]
+    return keras.layers.Add(name="head_sum")(ups)

@@ -1,0 +1,16 @@
+"""Registry entries: the neural-ODE U-Nets of SegNode's Table 1."""
+
+from __future__ import annotations
+
+from kseg.models.registry import register_model
+from kseg.models.unet_ode.unet_ode import NODEsUNet, UNode
+
+
+@register_model("unode")
+def unode(**kwargs) -> UNode:
+    return UNode(**kwargs)
+
+
+@register_model("nodes_unet")
+def nodes_unet(**kwargs) -> NODEsUNet:
+    return NODEsUNet(**kwargs)

@@ -1,0 +1,27 @@
+"""Tiny configurations of every registered model, for the shared model tests and the
+export tests: (keyword arguments, image size). ODE models solve on a short fixed grid
+here; their adaptive solves are tested in tests/ode and tests/models/test_segnode.py."""
+
+_FIXED = {"method": "euler", "steps": 2}
+_HRNET = {"width": 4, "stage_modules": (1, 1, 1), "blocks": 1}
+
+TINY = {
+    "contextnet_cn14": ({"width_multiplier": 0.25}, (64, 64)),
+    "contextnet_cn12": ({"width_multiplier": 0.25}, (32, 64)),
+    # cn18 at 64x64 would shrink its deep branch to 1x1, where a bias before a training-mode
+    # batch norm is a constant the norm removes: a genuinely zero gradient.
+    "contextnet_cn18": ({"width_multiplier": 0.25}, (128, 128)),
+    "contextnet_cn124": ({"width_multiplier": 0.25}, (64, 64)),
+    "contextnet_cn14_500": ({}, (64, 64)),
+    "contextnet_cn14_160": ({}, (64, 64)),
+    "hrnetv2_w48": (_HRNET, (64, 64)),
+    "hrnetv2_w48_ocr": (_HRNET, (64, 64)),
+    "residual_hrnet": (
+        {"width": 4, "modules": 1, "blocks": 1, "stage_modules": (1, 1), "front_blocks": 1},
+        (64, 64),
+    ),
+    "segnode": ({"width": 4, "modules": 1, "blocks": 1, **_FIXED}, (64, 64)),
+    "segnode_ocr": ({"width": 4, "modules": 1, "blocks": 1, **_FIXED}, (64, 64)),
+    "unode": ({"width": 4, "levels": 2, **_FIXED}, (32, 32)),
+    "nodes_unet": ({"width": 4, "levels": 2, **_FIXED}, (32, 32)),
+}
