@@ -13,8 +13,10 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(PY) -m kseg.recipes.cityscapes --demo --out runs/demo
 
+# Two pytest workers share the 2 cores (graph tracing, which dominates many tests, is
+# single-threaded); worksteal hands the slow recipe and export tests to whichever is free.
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist worksteal
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check kseg tests bench

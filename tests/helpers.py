@@ -24,6 +24,18 @@ def voc_batch(height: int, width: int, num_classes: int = 21, batch: int = 2):
     return images.astype("float32"), labels.astype("int32")
 
 
+@functools.lru_cache
+def digits_batch(height: int, width: int, num_classes: int = 10, batch: int = 4):
+    """Real handwritten digits of scikit-learn (8x8 scans), resized to RGB images in
+    [0, 1], with their digit modulo `num_classes` as the label."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    gray = data.images[:batch, ..., None].astype("float32") / 16.0
+    images = tf.image.resize(np.repeat(gray, 3, axis=-1), (height, width)).numpy()
+    return images.astype("float32"), (data.target[:batch] % num_classes).astype("int32")
+
+
 def _as_dict(outputs):
     return outputs if isinstance(outputs, dict) else {"logits": outputs}
 
@@ -38,8 +50,9 @@ def check_config_round_trip(model: keras.Model) -> None:
 def check_output_shapes(model: keras.Model, images, num_classes: int) -> None:
     outputs = _as_dict(model(images, training=False))
     n, h, w = images.shape[:3]
+    want = (n, num_classes) if _classifies(model) else (n, h, w, num_classes)
     for name, y in outputs.items():
-        assert tuple(y.shape) == (n, h, w, num_classes), name
+        assert tuple(y.shape) == want, name
         assert np.all(np.isfinite(y)), name
 
 
@@ -82,9 +95,15 @@ def check_fit_lowers_loss(model: keras.Model, images, labels, steps: int = 6) ->
     assert losses[-1] < losses[0], losses
 
 
+def _classifies(model: keras.Model) -> bool:
+    return getattr(model, "task", "segmentation") == "classification"
+
+
 def run_model_tests(model: keras.Model, num_classes: int, image_size, tmp_path) -> None:
-    """Config round trip, output shapes, .keras reload, gradients and a short fit on real data."""
-    images, labels = voc_batch(*image_size, num_classes=num_classes)
+    """Config round trip, output shapes, .keras reload, gradients and a short fit on real
+    data: the VOC photo for segmentation models, scikit-learn's digits for classifiers."""
+    batch = digits_batch if _classifies(model) else voc_batch
+    images, labels = batch(*image_size, num_classes=num_classes)
     check_config_round_trip(model)
     check_output_shapes(model, images, num_classes)
     check_saving(model, images, tmp_path)

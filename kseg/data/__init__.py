@@ -4,6 +4,12 @@ from kseg.data.base import IGNORE_LABEL, Sample, SegmentationDataset
 from kseg.data.camvid import CamVid
 from kseg.data.cityscapes import Cityscapes
 from kseg.data.classification import load_cifar, load_svhn, load_tiny_imagenet
+from kseg.data.classification_pipeline import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    ClassificationAugmentation,
+    classification_pipeline,
+)
 from kseg.data.errors import CorruptFileError, DatasetLayoutError
 from kseg.data.lip import LIP
 from kseg.data.pascal_context import PascalContext
@@ -19,6 +25,9 @@ SEGMENTATION_DATASETS: dict[str, type[SegmentationDataset]] = {
 }
 
 __all__ = [
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "ClassificationAugmentation",
     "IGNORE_LABEL",
     "SEGMENTATION_DATASETS",
     "Augmentation",
@@ -31,6 +40,7 @@ __all__ = [
     "Sample",
     "SegmentationDataset",
     "VOC",
+    "classification_pipeline",
     "load_cifar",
     "load_svhn",
     "load_tiny_imagenet",

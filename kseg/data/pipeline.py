@@ -77,7 +77,8 @@ def make_decoder(dataset: SegmentationDataset):
     return decode
 
 
-def _seeds(seed, n: int):
+def split_seeds(seed, n: int):
+    """`n` independent stateless seeds from one int64[2] seed."""
     return tf.unstack(tf.random.experimental.stateless_split(seed, n))
 
 
@@ -87,7 +88,7 @@ def augment(image, label, seed, crop: tuple[int, int], aug: Augmentation):
     `image` uint8 HxWx3, `label` uint8 HxW, `seed` an int64[2]. Returns float32 [0, 1]
     image and int32 label of size `crop`.
     """
-    s_scale, s_crop_y, s_crop_x, s_flip, s_hue, s_sat, s_bri, s_con = _seeds(seed, 8)
+    s_scale, s_crop_y, s_crop_x, s_flip, s_hue, s_sat, s_bri, s_con = split_seeds(seed, 8)
     size = tf.cast(tf.shape(image)[:2], tf.float32)
     lo, hi = aug.scale_range
     scale = tf.random.stateless_uniform([], s_scale, lo, hi) if hi > lo else tf.constant(lo)

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 
 from kseg.layers import AdaptiveAveragePooling2D, ResizeLike, Upsample
-from kseg.models.base import GraphSegmentationModel, SegmentationModel
+from kseg.models.base import GraphImageModel, ImageModel
 
 Spec = tuple[tuple[int, int], ...]  # a tensor's channels: (group id, size) segments
 
@@ -304,8 +304,8 @@ def prune_filters(
         name: of the pruned model; default the original's.
 
     Returns:
-        A new model of the same graph with fewer channels. A kseg segmentation model comes
-        back as a `GraphSegmentationModel` that keeps its `input_multiple` and saves to
+        A new model of the same graph with fewer channels. A kseg model comes back as a
+        `GraphImageModel` that keeps its `input_multiple` and `task` and saves to
         `.keras`. With `ratio=0` it is an exact copy.
 
     Example:
@@ -367,12 +367,13 @@ def apply_plan(model: keras.Model, plan: PruningPlan, name: str | None = None) -
             values.append(value)
         new.set_weights(values)
     name = name or model.name
-    if isinstance(model, SegmentationModel):
-        return GraphSegmentationModel(
+    if isinstance(model, ImageModel):
+        return GraphImageModel(
             inputs=clone_model.input,
             outputs=clone_model.output,
             name=name,
             input_multiple=model.input_multiple,
+            task=model.task,
         )
     return keras.Model(clone_model.input, clone_model.output, name=name)
 

@@ -12,7 +12,9 @@ sizes (UpSampling2D fails on those).
 from kseg.layers.bottleneck import inverted_residual
 from kseg.layers.conv import conv_bn_act, depthwise_bn_act, separable_conv_bn_act
 from kseg.layers.head import segmentation_head
+from kseg.layers.norm import group_norm
 from kseg.layers.pooling import AdaptiveAveragePooling2D, pyramid_pooling
+from kseg.layers.residual import preact_residual_block
 from kseg.layers.resize import ResizeLike, Upsample
 
 __all__ = [
@@ -21,7 +23,9 @@ __all__ = [
     "Upsample",
     "conv_bn_act",
     "depthwise_bn_act",
+    "group_norm",
     "inverted_residual",
+    "preact_residual_block",
     "pyramid_pooling",
     "segmentation_head",
     "separable_conv_bn_act",

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import keras
 
+from kseg.layers.norm import group_norm
 from kseg.layers.resize import ResizeLike
 
 # PyTorch's BatchNorm2d(momentum=0.1), as HRNet trains with, is Keras momentum 0.9.
@@ -39,10 +40,7 @@ def norm_layer(kind: str, channels: int, name: str) -> keras.layers.Layer:
             momentum=HRNET_BN_MOMENTUM, epsilon=HRNET_BN_EPSILON, name=name
         )
     if kind == "group":
-        groups = min(32, channels)
-        while channels % groups:
-            groups -= 1
-        return keras.layers.GroupNormalization(groups, epsilon=HRNET_BN_EPSILON, name=name)
+        return group_norm(channels, name, epsilon=HRNET_BN_EPSILON)
     raise ValueError(f"norm must be 'batch' or 'group', got {kind!r}")
 
 

@@ -2,6 +2,7 @@
 
 from kseg.models.contextnet import ContextNet
 from kseg.models.hrnet import HRNetV2, ResidualHRNet
+from kseg.models.ode_nets import ODEOnlyNet, ResNetGN, ResODENet
 from kseg.models.registry import create_model, list_models, register_model
 from kseg.models.segnode import SegNode
 from kseg.models.unet_ode import NODEsUNet, UNode
@@ -10,6 +11,9 @@ __all__ = [
     "ContextNet",
     "HRNetV2",
     "NODEsUNet",
+    "ODEOnlyNet",
+    "ResNetGN",
+    "ResODENet",
     "ResidualHRNet",
     "SegNode",
     "UNode",

@@ -1,4 +1,5 @@
-"""Base class of kseg's functional segmentation models: input checks live here."""
+"""Base classes of kseg's functional models (segmentation, classification): input checks
+live here."""
 
 from __future__ import annotations
 
@@ -28,38 +29,57 @@ def check_image_shape(shape, multiple: int, channels: int | None, model_name: st
         )
 
 
-class SegmentationModel(keras.Model):
-    """A functional model mapping images (N, H, W, C) to per-pixel logits.
+class ImageModel(keras.Model):
+    """A functional model of images (N, H, W, C); `call` checks the input first.
 
-    Subclasses build their graph and call `super().__init__(inputs, outputs, ...)`, then set
-    `input_multiple`: the number that image height and width must be divisible by. Calling
-    the model on an image of another size raises a ValueError that names the allowed sizes.
+    Subclasses build their graph and call `super().__init__(inputs, outputs, ...)`, then may
+    set `input_multiple`: the number that image height and width must be divisible by.
+    Calling the model on an image of another size raises a ValueError that names the
+    allowed sizes. `task` ("segmentation" or "classification") tells recipes, tests and the
+    exporter what the logits are.
     """
 
     input_multiple: int = 1
+    task: str = "segmentation"
 
     def call(self, inputs, training=None, mask=None):
         check_image_shape(inputs.shape, self.input_multiple, self.input_shape[-1], self.name)
         return super().call(inputs, training=training, mask=mask)
 
 
+class SegmentationModel(ImageModel):
+    """Images (N, H, W, C) to per-pixel logits (N, H, W, classes)."""
+
+    task: str = "segmentation"
+
+
+class ClassificationModel(ImageModel):
+    """Images (N, H, W, C) to class logits (N, classes)."""
+
+    task: str = "classification"
+
+
 @keras.saving.register_keras_serializable(package="kseg")
-class GraphSegmentationModel(SegmentationModel):
-    """A segmentation model kept as its layer graph, with its `input_multiple`.
+class GraphImageModel(ImageModel):
+    """A kseg model kept as its layer graph, with its `input_multiple` and `task`.
 
     What graph rewrites such as `kseg.export.prune_filters` return: the architecture is no
     longer one a model class can rebuild from its arguments (a pruned ContextNet has
     per-layer channel counts), so the `.keras` file stores the graph itself, like a
-    `keras.Model(inputs, outputs)`, plus the input size rule of the original model.
+    `keras.Model(inputs, outputs)`, plus the input size rule and task of the original.
 
     Args:
         *args, **kwargs: as `keras.Model(inputs, outputs, name=...)`.
         input_multiple: image height and width must be multiples of this.
+        task: "segmentation" or "classification".
     """
 
-    def __init__(self, *args, input_multiple: int = 1, **kwargs):
+    def __init__(self, *args, input_multiple: int = 1, task: str = "segmentation", **kwargs):
         super().__init__(*args, **kwargs)
+        if task not in ("segmentation", "classification"):
+            raise ValueError(f"task must be 'segmentation' or 'classification', got {task!r}")
         self.input_multiple = int(input_multiple)
+        self.task = task
 
     def get_config(self):
-        return {**super().get_config(), "input_multiple": self.input_multiple}
+        return {**super().get_config(), "input_multiple": self.input_multiple, "task": self.task}

@@ -137,17 +137,68 @@ class ODEBlock(keras.layers.Layer):
 
         return tf.nest.map_structure(batch_first, states)
 
-    def per_sample_nfe(self, images) -> list[int]:
-        """Function evaluations that each image needs when solved alone (eager).
+    def solve(
+        self,
+        inputs,
+        times: Sequence[float],
+        method: str | None = None,
+        steps: int | None = None,
+    ):
+        """The state at each of `times` (increasing, within [0, t1]) from y(0) = `inputs`.
 
-        In a batch, an adaptive solver takes the steps its hardest image needs; this is
-        the per-image count of Carrara et al. (Table 1 mean and deviation, Fig. 1).
+        Each tensor of the state gets a leading time axis, (len(times), batch, ...): the
+        trajectory z(t) that Carrara et al. read features from and SegNode's read-out
+        decodes. `method` and `steps` override the block's solver for this call only.
         """
-        counts = []
+        times = [float(t) for t in times]
+        if (
+            not times
+            or times[0] < 0
+            or times[-1] > self.t1 + 1e-9
+            or any(b <= a for a, b in zip(times, times[1:], strict=False))
+        ):
+            raise ValueError(
+                f"times must be strictly increasing within [0, t1={self.t1}], got {times}"
+            )
+        method = method or self.method
+        grid = times if times[0] == 0 else [0.0, *times]
+        fixed = not get_solver(method).adaptive
+        states = odeint(
+            self._derivative,
+            inputs,
+            grid,
+            method=method,
+            rtol=self.rtol,
+            atol=self.atol,
+            max_num_steps=self.max_num_steps,
+            options={"steps": steps or self.steps} if fixed else None,
+        )
+        first = len(grid) - len(times)
+        return tf.nest.map_structure(lambda s: s[first:], states)
+
+    def per_sample_stats(self, images) -> dict[str, list[int]]:
+        """Function evaluations, accepted and rejected steps of each image solved alone.
+
+        In a batch, an adaptive solver takes the steps its hardest image needs; these are
+        the per-image counts of Carrara et al. (Table 1 mean and deviation, Fig. 1).
+        `images` are the block's input states; one compiled solve runs per image.
+        """
+
+        @tf.function(reduce_retracing=True)
+        def solve_one(x):
+            self(x)
+            return [tf.identity(w) for w in (self.nfe, self.accepted_steps, self.rejected_steps)]
+
+        stats = {"nfe": [], "accepted_steps": [], "rejected_steps": []}
         for i in range(len(images)):
-            self(images[i : i + 1])
-            counts.append(int(self.nfe.numpy()))
-        return counts
+            counts = solve_one(tf.convert_to_tensor(images[i : i + 1]))
+            for key, count in zip(stats, counts, strict=True):
+                stats[key].append(int(count.numpy()))
+        return stats
+
+    def per_sample_nfe(self, images) -> list[int]:
+        """Function evaluations that each image needs when solved alone."""
+        return self.per_sample_stats(images)["nfe"]
 
     def compute_output_shape(self, input_shape):
         if _is_shape(input_shape):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import keras
 
+from kseg.layers.norm import group_norm
 from kseg.ode.block import ConcatConv2D
 
 
@@ -14,11 +15,13 @@ class ConvODEFunc(keras.layers.Layer):
 
     The `ODEfunc` of Chen et al.'s official code (torchdiffeq's odenet_mnist example,
     also `fabiocarrara/neural-ode-features` model.py): 3x3 convs that see t as an extra
-    input channel, GroupNorm with min(32, channels) groups.
+    input channel, GroupNorm with min(32, channels) groups and torch's epsilon 1e-5.
 
     Args:
         channels: channels of the state (input and output).
         kernel_size: of both convs.
+        use_bias: conv biases; the official code has them (Carrara et al.'s ODE Nets use
+            them, their parameter counts include them); kseg's U-Net peers go without.
 
     Example:
         >>> block = ODEBlock(ConvODEFunc(16))
@@ -26,16 +29,14 @@ class ConvODEFunc(keras.layers.Layer):
         TensorShape([1, 8, 8, 16])
     """
 
-    def __init__(self, channels: int, kernel_size: int = 3, **kwargs):
+    def __init__(self, channels: int, kernel_size: int = 3, use_bias: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.channels = int(channels)
         self.kernel_size = int(kernel_size)
-        groups = min(32, self.channels)
-        while self.channels % groups:
-            groups -= 1
-        self.norms = [keras.layers.GroupNormalization(groups, name=f"norm{i}") for i in (1, 2, 3)]
+        self.use_bias = bool(use_bias)
+        self.norms = [group_norm(self.channels, f"norm{i}") for i in (1, 2, 3)]
         self.convs = [
-            ConcatConv2D(self.channels, self.kernel_size, use_bias=False, name=f"conv{i}")
+            ConcatConv2D(self.channels, self.kernel_size, use_bias=self.use_bias, name=f"conv{i}")
             for i in (1, 2)
         ]
 
@@ -52,4 +53,9 @@ class ConvODEFunc(keras.layers.Layer):
         return tuple(input_shape)
 
     def get_config(self):
-        return {**super().get_config(), "channels": self.channels, "kernel_size": self.kernel_size}
+        return {
+            **super().get_config(),
+            "channels": self.channels,
+            "kernel_size": self.kernel_size,
+            "use_bias": self.use_bias,
+        }

@@ -35,6 +35,8 @@ class SolveInfo(NamedTuple):
 
 
 def _static_times(t) -> list[float]:
+    if isinstance(t, (list, tuple)) and all(isinstance(v, (int, float)) for v in t):
+        return [float(v) for v in t]  # as given, not rounded through float32
     value = tf.get_static_value(tf.convert_to_tensor(t))
     if value is None:
         raise ValueError(

@@ -296,14 +296,6 @@ def _train_stage(
     )
 
 
-def _stage_result(folder: str) -> str:
-    """The model a finished stage hands on: its best checkpoint, else its last."""
-    from kseg.train.checkpoints import BEST, last_checkpoint
-
-    best = os.path.join(folder, BEST)
-    return best if os.path.exists(best) else last_checkpoint(folder)[0]
-
-
 def train_progressive(recipe: Recipe, dataset, args, out: str) -> None:
     """ContextNet's progressive pruning (section 3.2.2): train at `--prune-from` times the
     width, then prune the lowest-L1 filters to each of `--prune-to` in turn, fine-tuning
@@ -314,7 +306,7 @@ def train_progressive(recipe: Recipe, dataset, args, out: str) -> None:
     from kseg.export.pruning import prune_filters, width_schedule
     from kseg.models import create_model
     from kseg.train import preset_for
-    from kseg.train.checkpoints import BEST, atomic_write, read_state
+    from kseg.train.checkpoints import BEST, atomic_write, best_or_last, read_state
     from kseg.utils.summary import count_params
 
     widths = [args.prune_from, *args.prune_to]
@@ -337,7 +329,7 @@ def train_progressive(recipe: Recipe, dataset, args, out: str) -> None:
     )  # fmt: skip
     stages = []
     for k, ratio in enumerate(ratios, start=1):
-        source = _stage_result(folders[k - 1])
+        source = best_or_last(folders[k - 1])
 
         def pruned(source=source, ratio=ratio):
             model = prune_filters(keras.saving.load_model(source, compile=False), ratio=ratio)
@@ -349,7 +341,7 @@ def train_progressive(recipe: Recipe, dataset, args, out: str) -> None:
             epochs=finetune_epochs, learning_rate=preset_rate / 10,
         )  # fmt: skip
     for w, folder in zip(widths, folders, strict=True):
-        path = _stage_result(folder)
+        path = best_or_last(folder)
         best = (read_state(folder) or {}).get("best")
         model = keras.saving.load_model(path, compile=False)
         stages.append(
@@ -360,7 +352,7 @@ def train_progressive(recipe: Recipe, dataset, args, out: str) -> None:
                 "best_val_miou": best if best is not None and abs(best) != float("inf") else None,
             }
         )
-    final = _stage_result(folders[-1])
+    final = best_or_last(folders[-1])
     atomic_write(os.path.join(out, BEST), lambda tmp: shutil.copyfile(final, tmp))
 
     def write_summary(tmp: str) -> None:

@@ -34,6 +34,17 @@ def last_checkpoint(folder: str) -> tuple[str, int] | None:
     return path, epoch
 
 
+def best_or_last(folder: str) -> str:
+    """The model a finished run hands on: its best checkpoint, else its last."""
+    best = os.path.join(folder, BEST)
+    if os.path.exists(best):
+        return best
+    found = last_checkpoint(folder)
+    if found is None:
+        raise FileNotFoundError(f"{folder} has no {BEST} and no last-epoch*.keras; train first")
+    return found[0]
+
+
 def atomic_write(path: str, write) -> None:
     """Calls `write(tmp_path)`, then renames the temporary file over `path`."""
     folder, name = os.path.split(os.path.abspath(path))

@@ -24,6 +24,9 @@ def output_names(model: keras.Model) -> list[str] | None:
 
 
 def monitor_name(model: keras.Model) -> str:
+    """The validation score that picks the best checkpoint."""
+    if getattr(model, "task", "segmentation") == "classification":
+        return "val_accuracy"
     return "val_logits_mean_iou" if output_names(model) else "val_mean_iou"
 
 
@@ -57,6 +60,17 @@ def compile_model(
             metrics=[MeanIoU(num_classes)],
             jit_compile=False,
         )
+    return model
+
+
+def compile_classifier(model: keras.Model, preset: TrainingPreset, total_steps: int) -> keras.Model:
+    """Cross-entropy on the class logits, the preset's optimiser and schedule, accuracy."""
+    model.compile(
+        optimizer=preset.make_optimizer(total_steps),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=False,
+    )
     return model
 
 

@@ -27,10 +27,22 @@ class TrainingPreset:
     rho: float = 0.9  # RMSprop discounting factor
     epsilon: float = 1e-7
     weight_decay: float | None = None
+    # "poly" (PolyDecay over the run) or "plateau": a constant rate that
+    # `plateau_callback` divides by 1 / plateau_factor when the validation accuracy stops
+    # improving for `plateau_patience` epochs.
+    schedule: str = "poly"
+    plateau_factor: float = 0.1
+    plateau_patience: int = 10
+    dropout: float | None = None  # where a paper states it (a model argument)
 
     def make_optimizer(self, total_steps: int) -> keras.optimizers.Optimizer:
-        """The optimiser with the poly schedule over `total_steps` steps."""
-        schedule = PolyDecay(self.learning_rate, total_steps, power=self.poly_power)
+        """The optimiser with its schedule (poly over `total_steps` steps, or plateau)."""
+        if self.schedule == "poly":
+            schedule = PolyDecay(self.learning_rate, total_steps, power=self.poly_power)
+        elif self.schedule == "plateau":
+            schedule = self.learning_rate
+        else:
+            raise ValueError(f"unknown schedule {self.schedule!r}: poly or plateau")
         if self.optimizer == "rmsprop":
             return keras.optimizers.RMSprop(
                 schedule,
@@ -112,6 +124,25 @@ PRESETS: dict[str, TrainingPreset] = {
         batch_size=16,
         momentum=0.9,
     ),
+    "ode_nets": TrainingPreset(
+        name="ode_nets",
+        source=(
+            "Carrara et al. 2019 (ODE Nets), section 5: 200 epochs, SGD momentum 0.9, batch "
+            "128, learning rate 0.1 divided by 10 when it plateaus (the official code: on "
+            "test accuracy, patience 10), weight decay 1e-4, dropout 0.5"
+        ),
+        optimizer="sgd",
+        learning_rate=0.1,
+        poly_power=0.0,
+        epochs=200,
+        batch_size=128,
+        momentum=0.9,
+        weight_decay=1e-4,
+        schedule="plateau",
+        plateau_factor=0.1,
+        plateau_patience=10,
+        dropout=0.5,
+    ),
 }
 
 
@@ -123,6 +154,9 @@ _FAMILIES = {
     "segnode": "segnode",
     "unode": "segnode_baseline",
     "nodes": "segnode_baseline",
+    "resnet": "ode_nets",
+    "res": "ode_nets",
+    "ode": "ode_nets",
 }
 
 # HRNet-OCR's auxiliary (soft object region) loss weight, Yuan et al. 2020 section 3.4.

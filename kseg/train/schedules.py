@@ -42,3 +42,31 @@ class PolyDecay(keras.optimizers.schedules.LearningRateSchedule):
             "power": self.power,
             "end_learning_rate": self.end_learning_rate,
         }
+
+
+class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+    """`ReduceLROnPlateau` that survives a resume.
+
+    The reduced rate itself is part of the optimiser state in the checkpoint; this callback
+    also replays the monitored values of the finished epochs (`history`, from the run's
+    `state.json`), so the patience count and the best value continue where they stopped.
+    """
+
+    def __init__(self, history: list[float] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.replay = [float(v) for v in history or []]
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.replay and self.monitor_op is None:
+            self._set_monitor_op()
+        for value in self.replay:
+            if self.in_cooldown():
+                self.cooldown_counter -= 1
+                self.wait = 0
+            if self._is_improvement(value, self.best):
+                self.best, self.wait = value, 0
+            elif not self.in_cooldown():
+                self.wait += 1
+                if self.wait >= self.patience:  # the rate was reduced at this epoch
+                    self.cooldown_counter, self.wait = self.cooldown, 0

@@ -7,7 +7,7 @@ import pytest
 
 from kseg.export import plan_pruning, prune_filters, width_schedule
 from kseg.models import ContextNet
-from kseg.models.base import GraphSegmentationModel
+from kseg.models.base import GraphImageModel
 from kseg.utils.summary import count_macs, count_params
 
 
@@ -41,7 +41,8 @@ def test_a_2x_contextnet_pruned_by_half_has_exactly_the_1x_architecture():
     assert count_params(slim) == count_params(reference)
     assert count_params(slim) < 0.3 * count_params(wide)
     assert count_macs(slim, (256, 512, 3)) < 0.35 * count_macs(wide, (256, 512, 3))
-    assert isinstance(slim, GraphSegmentationModel) and slim.input_multiple == 32
+    assert isinstance(slim, GraphImageModel) and slim.input_multiple == 32
+    assert slim.task == "segmentation"
     # the progressive schedule of the paper lands on the same shapes
     stepped = wide
     for ratio in width_schedule(2.0, (1.5, 1.25, 1.0)):
@@ -162,7 +163,7 @@ def test_target_params_and_round_trip(tmp_path):
     path = str(tmp_path / "pruned.keras")
     pruned.save(path)
     reloaded = keras.saving.load_model(path)
-    assert isinstance(reloaded, GraphSegmentationModel) and reloaded.input_multiple == 32
+    assert isinstance(reloaded, GraphImageModel) and reloaded.input_multiple == 32
     x = np.random.default_rng(0).uniform(size=(1, 64, 64, 3)).astype("float32")
     np.testing.assert_allclose(reloaded(x)["logits"], pruned(x)["logits"], atol=1e-5)
     with pytest.raises(ValueError, match="takes images whose height and width are multiples"):
@@ -172,3 +173,23 @@ def test_target_params_and_round_trip(tmp_path):
     with pytest.raises(ValueError, match="exactly one of"):
         prune_filters(model)
     assert prune_filters(model, ratio=0.0).count_params() == model.count_params()
+
+
+def test_a_pruned_classifier_stays_a_classifier(tmp_path):
+    """ResNetGN: GroupNorm ties each channel to its group's statistics, so the pruner keeps
+    those channels and says why; the result is still a classifier that saves and reloads."""
+    from kseg.export.pruning import plan_pruning
+    from kseg.models import ResNetGN
+
+    model = ResNetGN(num_classes=10, width=32, stem_width=16, blocks=2)
+    frozen = [f for g in plan_pruning(model).groups for f in g.frozen]
+    assert "GroupNormalization 'down1_norm1'" in frozen
+    x = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype("float32")
+    slim = prune_filters(model, ratio=0.5)
+    assert slim.task == "classification" and count_params(slim) == count_params(model)
+    np.testing.assert_allclose(slim(x), model(x), atol=1e-5)
+    path = str(tmp_path / "slim.keras")
+    slim.save(path)
+    reloaded = keras.saving.load_model(path)
+    assert reloaded.task == "classification"
+    np.testing.assert_allclose(reloaded(x), slim(x), atol=1e-5)

@@ -55,6 +55,29 @@ def test_linear_derivative_matches_closed_form():
     np.testing.assert_allclose(y, [[np.cos(1.0), np.sin(1.0)]], atol=1e-5)
 
 
+def test_solve_returns_the_trajectory_at_any_times():
+    """Rotation: y(t) = (cos t, sin t) at the 21 times of Carrara et al., adaptive and on a
+    fixed grid; times not starting at 0 and out-of-range times."""
+    dense = keras.layers.Dense(2, use_bias=False)
+    dense.build((None, 2))
+    dense.set_weights([np.array([[0.0, 1.0], [-1.0, 0.0]], "float32")])
+    block = ODEBlock(dense, t1=1.0, rtol=1e-6, atol=1e-6)
+    times = np.arange(21) * 0.05
+    want = np.stack([np.cos(times), np.sin(times)], -1)[:, None]
+    y0 = np.array([[1.0, 0.0]], "float32")
+    np.testing.assert_allclose(block.solve(y0, times), want, atol=1e-5)
+    np.testing.assert_allclose(block.solve(y0, times, method="rk4", steps=40), want, atol=1e-6)
+    np.testing.assert_allclose(block.solve(y0, [0.5]), want[10:11], atol=1e-5)
+    with pytest.raises(ValueError, match="strictly increasing within"):
+        block.solve(y0, [0.5, 1.5])
+    # 20 steps on 21 evenly spaced times is one step per interval, also when the times
+    # arrive as float32 (0.6 - 0.55 = 0.05000001 once must not become two steps).
+    for t in (list(times), tf.constant(times, tf.float32)):
+        _, info = odeint(lambda t, y: -y, y0, t, method="euler", options={"steps": 20},
+                         return_info=True)  # fmt: skip
+        assert int(info.accepted) == 20
+
+
 def test_gradients_reach_every_weight_of_a_conv_derivative():
     model = _model()
     x, _ = _data(2)

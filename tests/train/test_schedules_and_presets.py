@@ -26,3 +26,43 @@ def test_contextnet_preset_is_section_3_1():
     assert "section 3.1" in preset.source
     with pytest.raises(ValueError, match="presets exist for models starting with: contextnet"):
         preset_for("pspnet_resnet50")
+
+
+def test_plateau_callback_resumes_with_the_patience_it_had():
+    """Replaying a run's val_accuracy history gives the state Keras' own callback reached
+    by living through those epochs (the second path), including after a reduction."""
+    import keras
+
+    from kseg.train import ResumableReduceLROnPlateau
+
+    history = [0.5, 0.6, 0.6, 0.55, 0.6, 0.58, 0.7, 0.65]
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    for k in range(len(history) + 1):
+        lived = keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max", patience=2)
+        lived.set_model(model)
+        lived.on_train_begin()
+        for epoch, value in enumerate(history[:k]):
+            lived.on_epoch_end(epoch, {"val_accuracy": value})
+        replayed = ResumableReduceLROnPlateau(
+            history=history[:k], monitor="val_accuracy", mode="max", patience=2
+        )
+        replayed.set_model(model)
+        replayed.on_train_begin()
+        assert (replayed.best, replayed.wait, replayed.cooldown_counter) == (
+            lived.best,
+            lived.wait,
+            lived.cooldown_counter,
+        ), k
+
+
+def test_ode_nets_preset_is_section_5():
+    from kseg.train import preset_for
+
+    for name in ("resnet_gn", "res_ode_net", "ode_only_net"):
+        preset = preset_for(name)
+        assert (preset.optimizer, preset.learning_rate, preset.momentum) == ("sgd", 0.1, 0.9)
+        assert (preset.batch_size, preset.epochs, preset.weight_decay) == (128, 200, 1e-4)
+        assert (preset.schedule, preset.plateau_factor, preset.dropout) == ("plateau", 0.1, 0.5)
+        optimizer = preset.make_optimizer(total_steps=10)
+        assert float(optimizer.learning_rate) == pytest.approx(0.1)

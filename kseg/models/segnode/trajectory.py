@@ -9,7 +9,6 @@ import keras
 import numpy as np
 
 from kseg.models.segnode.segnode import ODE_LAYER
-from kseg.ode import get_solver, odeint
 from kseg.train.engine import main_logits
 from kseg.train.metrics import confusion_matrix, mean_iou
 
@@ -35,27 +34,10 @@ def trajectory_logits(
     is the model's own output. `method` and `steps` override the block's solver (e.g. a
     fixed grid, to see what a cheaper solve gives); the default is the block's own.
     """
-    times = [float(t) for t in times]
     encoder, block, decoder = _split(model)
-    if not times or times[0] < 0 or times[-1] > block.t1 + 1e-9:
-        raise ValueError(f"times must lie within [0, t1={block.t1}], got {times}")
-    method = method or block.method
-    grid = times if times[0] == 0 else [0.0, *times]
-    adaptive = get_solver(method).adaptive
-    options = None if adaptive else {"steps": steps or block.steps}
-    states = odeint(
-        block._derivative,
-        encoder(images, training=False),
-        grid,
-        method=method,
-        rtol=block.rtol,
-        atol=block.atol,
-        max_num_steps=block.max_num_steps,
-        options=options,
-    )
-    first = len(grid) - len(times)
+    states = block.solve(encoder(images, training=False), times, method=method, steps=steps)
     out = []
-    for k in range(first, len(grid)):
+    for k in range(len(times)):
         state = [s[k] for s in states]
         out.append(np.asarray(main_logits(decoder(state, training=False))))
     return np.stack(out)

@@ -1,0 +1,217 @@
+"""The image classifiers of Carrara et al. 2019, "Evaluation of continuous image features
+learned by ODE Nets" (section 4): a ResNet, the Res-ODE Net and the ODE-only Net.
+
+They follow the paper's official code (`fabiocarrara/neural-ode-features`, model.py),
+which fixes what the paper leaves open: a 3x3 stem conv without padding, pre-activation
+residual blocks with GroupNorm (min(32, C) groups, convs without bias), the ODE function of
+Chen et al. with t as an input channel and conv biases, and a GroupNorm-ReLU-pool-Dropout-
+Dense classifier. With 256 filters and 10 classes the counts are 7,921,290, 2,023,562 and
+1,201,930 parameters (Table 1: 7.92M, 2.02M, 1.20M).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from kseg.layers.norm import group_norm
+from kseg.layers.residual import preact_residual_block
+from kseg.models.base import ClassificationModel
+from kseg.ode import ConvODEFunc, ODEBlock
+
+ODE_LAYER = "ode"
+HEAD_NORM = "head_norm"
+
+
+def _residual_downsample(x, width: int, stem_width: int):
+    """Conv3x3 (no padding) to `stem_width`, then two stride-2 residual blocks, the second
+    to `width` channels (the official `ResDownsample`)."""
+    x = keras.layers.Conv2D(stem_width, 3, padding="valid", name="stem_conv")(x)
+    x = preact_residual_block(x, stem_width, strides=2, name="down1")
+    return preact_residual_block(x, width, strides=2, name="down2")
+
+
+def _classifier(x, num_classes: int, dropout: float):
+    """GroupNorm-ReLU-global average pool-Dropout-Dense: logits (N, classes)."""
+    x = keras.layers.ReLU(name="head_relu")(group_norm(x.shape[-1], HEAD_NORM)(x))
+    x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    return keras.layers.Dense(num_classes, name="classifier")(x)
+
+
+def _check(num_classes, image_shape, name):
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    if len(image_shape) != 3:
+        raise ValueError(f"{name}: image_shape is (height, width, channels), got {image_shape}")
+
+
+class _ODENetBase(ClassificationModel):
+    """Shared constructor tail and config of the three nets."""
+
+    def _finish(self, inputs, outputs, name, kwargs, config):
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        self.num_classes = config["num_classes"]
+        self._config = config
+
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable, **self._config}
+        if ODE_LAYER in [layer.name for layer in self.layers]:
+            block = self.get_layer(ODE_LAYER)  # set_solver may have changed the solver
+            config.update(method=block.method, rtol=block.rtol, atol=block.atol)
+            config.update(steps=block.steps)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _solver(method, rtol, atol, steps, max_num_steps) -> dict:
+    return {"method": method, "rtol": rtol, "atol": atol, "steps": steps,
+            "max_num_steps": max_num_steps}  # fmt: skip
+
+
+def _ode_block(width: int, solver: dict) -> ODEBlock:
+    """dz/dt = f(z, t) on [0, 1], f the official ODEfunc (t as an input channel)."""
+    func = ConvODEFunc(width, use_bias=True, name="ode_function")
+    return ODEBlock(func, t1=1.0, name=ODE_LAYER, **solver)
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class ResNetGN(_ODENetBase):
+    """The ResNet of Carrara et al. section 4 (Chen et al.'s baseline): two stride-2
+    residual blocks, six residual blocks of `width` filters, GroupNorm instead of batch norm.
+
+    Args:
+        num_classes: number of classes (10 for CIFAR-10).
+        width: filters of the six blocks (256).
+        stem_width: filters of the stem and the first downsampling block (64).
+        blocks: residual blocks after the downsampling (6).
+        dropout: before the classifier (0.5, section 5).
+        image_shape: (height, width, channels); any size (the classifier pools globally).
+
+    Example:
+        >>> model = ResNetGN()  # 7,921,290 parameters for CIFAR-10
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        width: int = 256,
+        stem_width: int = 64,
+        blocks: int = 6,
+        dropout: float = 0.5,
+        image_shape: tuple[int | None, int | None, int] = (None, None, 3),
+        **kwargs,
+    ):
+        name = kwargs.pop("name", "resnet_gn")
+        _check(num_classes, image_shape, name)
+        inputs = keras.Input(shape=image_shape, name="image")
+        x = _residual_downsample(inputs, width, stem_width)
+        for i in range(1, blocks + 1):
+            x = preact_residual_block(x, width, name=f"block{i}")
+        outputs = _classifier(x, num_classes, dropout)
+        config = {
+            "num_classes": num_classes,
+            "width": width,
+            "stem_width": stem_width,
+            "blocks": blocks,
+            "dropout": dropout,
+            "image_shape": tuple(image_shape),
+        }
+        self._finish(inputs, outputs, name, kwargs, config)
+
+    @property
+    def feature_layers(self) -> list[str]:
+        """The layers whose outputs `kseg.features.extract` reads: the last 7 residual
+        blocks (section 5), i.e. the second downsampling block and the six after it."""
+        names = ["down2_add", *(f"block{i}_add" for i in range(1, self._config["blocks"] + 1))]
+        return names[-7:]
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class ResODENet(_ODENetBase):
+    """The Res-ODE Net (Chen et al. 2018; Carrara et al. section 4): the ResNet with its six
+    residual blocks replaced by one ODE block on [0, 1] whose derivative is the same block
+    with t as an input channel. Solved by dopri5 at rtol = atol = 1e-3 (the official code),
+    trained with tfp's adjoint.
+
+    Args:
+        num_classes, width, stem_width, dropout, image_shape: as `ResNetGN`.
+        method, rtol, atol, steps, max_num_steps: the ODE solve (`kseg.ode.ODEBlock`).
+
+    Example:
+        >>> model = ResODENet()  # 2,023,562 parameters for CIFAR-10
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        width: int = 256,
+        stem_width: int = 64,
+        dropout: float = 0.5,
+        method: str = "dopri5",
+        rtol: float = 1e-3,
+        atol: float = 1e-3,
+        steps: int | None = None,
+        max_num_steps: int | None = 1000,
+        image_shape: tuple[int | None, int | None, int] = (None, None, 3),
+        **kwargs,
+    ):
+        name = kwargs.pop("name", "res_ode_net")
+        _check(num_classes, image_shape, name)
+        inputs = keras.Input(shape=image_shape, name="image")
+        x = _residual_downsample(inputs, width, stem_width)
+        solver = _solver(method, rtol, atol, steps, max_num_steps)
+        x = _ode_block(width, solver)(x)
+        outputs = _classifier(x, num_classes, dropout)
+        config = {"num_classes": num_classes, "width": width, "stem_width": stem_width,
+                  "dropout": dropout, **solver, "image_shape": tuple(image_shape)}  # fmt: skip
+        self._finish(inputs, outputs, name, kwargs, config)
+
+    @property
+    def ode_block(self) -> ODEBlock:
+        return self.get_layer(ODE_LAYER)
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class ODEOnlyNet(_ODENetBase):
+    """The ODE-only Net of Carrara et al. section 4: one 4x4 stride-2 conv of `width`
+    filters without activation, whose output is z(0) of the ODE block of `ResODENet`.
+
+    Args:
+        num_classes, width, dropout, image_shape: as `ResNetGN`.
+        method, rtol, atol, steps, max_num_steps: the ODE solve (`kseg.ode.ODEBlock`).
+
+    Example:
+        >>> model = ODEOnlyNet()  # 1,201,930 parameters for CIFAR-10
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        width: int = 256,
+        dropout: float = 0.5,
+        method: str = "dopri5",
+        rtol: float = 1e-3,
+        atol: float = 1e-3,
+        steps: int | None = None,
+        max_num_steps: int | None = 1000,
+        image_shape: tuple[int | None, int | None, int] = (None, None, 3),
+        **kwargs,
+    ):
+        name = kwargs.pop("name", "ode_only_net")
+        _check(num_classes, image_shape, name)
+        inputs = keras.Input(shape=image_shape, name="image")
+        x = keras.layers.Conv2D(width, 4, strides=2, padding="same", name="stem_conv")(inputs)
+        solver = _solver(method, rtol, atol, steps, max_num_steps)
+        x = _ode_block(width, solver)(x)
+        outputs = _classifier(x, num_classes, dropout)
+        config = {"num_classes": num_classes, "width": width, "dropout": dropout, **solver,
+                  "image_shape": tuple(image_shape)}  # fmt: skip
+        self._finish(inputs, outputs, name, kwargs, config)
+
+    @property
+    def ode_block(self) -> ODEBlock:
+        return self.get_layer(ODE_LAYER)

@@ -1,0 +1,28 @@
+"""`python -m kseg.recipes.cifar10`: CIFAR-10 (10 classes, 32x32) for the ODE Nets of
+Carrara et al. 2019 (`--model resnet_gn|res_ode_net|ode_only_net`); `--demo` trains on real
+images that ship here when CIFAR-10 is absent."""
+
+from functools import partial
+
+from kseg.data.classification import load_cifar
+from kseg.data.classification_pipeline import CIFAR10_MEAN, CIFAR10_STD
+from kseg.recipes.classify import ClassificationRecipe
+from kseg.recipes.classify import main as _main
+
+RECIPE = ClassificationRecipe(
+    dataset="cifar10",
+    title="CIFAR-10",
+    num_classes=10,
+    load=partial(load_cifar, classes=10),
+    mean=CIFAR10_MEAN,
+    std=CIFAR10_STD,
+    default_model="res_ode_net",
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    _main(RECIPE, argv)
+
+
+if __name__ == "__main__":
+    main()

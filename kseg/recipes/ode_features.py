@@ -1,0 +1,212 @@
+"""`python -m kseg.recipes.ode_features`: the transfer protocol of Carrara et al. 2019.
+
+    python -m kseg.recipes.ode_features --models runs/cifar10-res_ode_net/best.keras,... \
+        --target-dir DIR          # DIR/tiny-imagenet-200/ (Tiny-ImageNet-200 validation)
+    python -m kseg.recipes.ode_features --demo   # trains the three nets on the demo source
+
+For each source model (trained by a classification recipe, whose run folder holds
+`preprocessing.json`): the target images are resized to the source resolution and
+normalised with the source statistics; globally pooled features are read at t = 0, 0.05,
+..., 1 of the ODE block (the last 7 residual blocks of a ResNet); a linear SVM with C in
+{0.01, 0.1, 1, 10, 100} is chosen by 5-fold cross-validation and retrained on the whole
+set. Without --target-dir the target is scikit-learn's real digits without the source's
+classes. Written to --out: `transfer.csv` (accuracy per position), `transfer.png` (Fig. 2),
+`solver_steps.json` (steps per image, mean and deviation, Table 1) and
+`solver_steps-<model>.png` (the most and least demanding images, Fig. 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+DEMO_MODELS = ("resnet_gn", "res_ode_net", "ode_only_net")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from kseg.features import PAPER_CS
+
+    p = argparse.ArgumentParser(
+        prog="python -m kseg.recipes.ode_features",
+        description="Linear-SVM transfer of ODE Net features z(t) (Carrara et al. 2019).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--models", help="comma-separated .keras files of trained source models")
+    p.add_argument("--target-dir", help="folder holding tiny-imagenet-200/ (its val split)")
+    p.add_argument("--out", default=os.path.join("runs", "ode_features"), help="results folder")
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="without --models: first train resnet_gn, res_ode_net and "
+        "ode_only_net as `python -m kseg.recipes.cifar10 --demo` does",
+    )
+    p.add_argument("--limit", type=int, help="use the first N target images only")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds")
+    p.add_argument("--cs", default=",".join(f"{c:g}" for c in PAPER_CS), help="SVM C grid")
+    p.add_argument(
+        "--steps-images",
+        type=int,
+        default=200,
+        help="count solver steps on the first N target images (0: skip)",
+    )
+    p.add_argument("--demo-epochs", type=int, help="--demo: epochs of each source model")
+    p.add_argument("--jobs", type=int, default=None, help="parallel SVM fits (scikit-learn)")
+    return p
+
+
+def load_target(args, preprocessing: dict):
+    """(name, uint8 images at the source size, labels) of the target task."""
+    import numpy as np
+    from PIL import Image
+
+    if args.target_dir:
+        from kseg.data.classification import load_tiny_imagenet
+
+        images, labels = load_tiny_imagenet(args.target_dir, "val")
+        name = "Tiny-ImageNet-200 val"
+    else:
+        from kseg.data.demo_classification import demo_target
+
+        target = demo_target(preprocessing["source"])
+        images, labels = target.images, target.labels
+        name = f"{target.name} (embedded default: real images that ship here)"
+    if args.limit:
+        images, labels = images[: args.limit], labels[: args.limit]
+    h, w = preprocessing["image_size"]
+    if images.shape[1:3] != (h, w):
+        # Bilinear with PIL's antialiasing, as torchvision's Resize in the official code.
+        images = np.stack(
+            [np.asarray(Image.fromarray(im).resize((w, h), Image.BILINEAR)) for im in images]
+        )
+    return name, images, labels
+
+
+def train_demo_sources(args) -> list[str]:
+    from kseg.recipes import cifar10
+
+    paths = []
+    for name in DEMO_MODELS:
+        folder = os.path.join(args.out, f"source-{name}")
+        extra = ["--epochs", str(args.demo_epochs)] if args.demo_epochs else []
+        cifar10.main(
+            [
+                "train",
+                "--demo",
+                "--model",
+                name,
+                "--out",
+                folder,
+                "--verbose",
+                "0",
+                "--no-tensorboard",
+                "--seed",
+                "0",
+                *extra,
+            ]
+        )
+        paths.append(os.path.join(folder, "best.keras"))
+    return paths
+
+
+def run(args) -> list[dict]:
+    import keras
+    import numpy as np
+
+    from kseg.data.classification_pipeline import normalize_numpy
+    from kseg.features import (
+        extract,
+        linear_svm_transfer,
+        plot_accuracy_over_time,
+        plot_extreme_images,
+        solver_statistics,
+    )
+    from kseg.models.ode_nets.ode_nets import ODE_LAYER
+    from kseg.recipes.classify import read_preprocessing
+
+    os.makedirs(args.out, exist_ok=True)
+    paths = args.models.split(",") if args.models else train_demo_sources(args)
+    cs = [float(c) for c in args.cs.split(",")]
+    rows, curves, steps_summary, targets = [], {}, {}, set()
+    for path in paths:
+        if not os.path.exists(path):
+            raise SystemExit(f"{path} does not exist: give trained .keras files to --models")
+        model = keras.saving.load_model(path, compile=False)
+        pre = read_preprocessing(os.path.dirname(os.path.abspath(path)))
+        target, images, labels = load_target(args, pre)
+        targets.add(target)
+        x = normalize_numpy(images, pre["mean"], pre["std"])
+        started = time.time()
+        features = extract(model, x)
+        seconds = time.time() - started
+        accuracies = []
+        for position, name, values in zip(
+            features.positions, features.names, features.values, strict=True
+        ):
+            result = linear_svm_transfer(values, labels, cs, args.folds, n_jobs=args.jobs)
+            accuracies.append(result.cv_accuracy)
+            rows.append(
+                {
+                    "model": model.name,
+                    "source": pre["source"],
+                    "target": target,
+                    "position": float(position),
+                    "feature": name,
+                    "cv_accuracy": result.cv_accuracy,
+                    "C": result.c,
+                    "train_accuracy": result.train_accuracy,
+                    "converged": result.converged,
+                }
+            )
+        curves[model.name] = (features.positions, accuracies)
+        best = int(np.argmax(accuracies))
+        print(
+            f"{model.name}: best linear-SVM accuracy {100 * accuracies[best]:.1f}% at "
+            f"{features.names[best]} ({len(labels)} target images, features in "
+            f"{seconds:.0f} s)"
+        )
+        if args.steps_images and any(layer.name == ODE_LAYER for layer in model.layers):
+            n = min(args.steps_images, len(x))
+            stats = solver_statistics(model, x[:n])
+            steps = stats["accepted_steps"]
+            steps_summary[model.name] = {
+                "images": n,
+                **{f"{k}_mean": float(np.mean(v)) for k, v in stats.items()},
+                **{f"{k}_std": float(np.std(v)) for k, v in stats.items()},
+            }
+            print(f"  solver steps per target image: {np.mean(steps):.1f} ± {np.std(steps):.1f}")
+            plot_extreme_images(
+                images[:n],
+                steps,
+                os.path.join(args.out, f"solver_steps-{model.name}.png"),
+                title=f"{model.name}: most (top) and fewest (bottom) steps",
+            )
+    with open(os.path.join(args.out, "transfer.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(os.path.join(args.out, "solver_steps.json"), "w") as f:
+        json.dump(steps_summary, f, indent=1)
+    title = f"linear SVM on {' / '.join(sorted(targets))}"
+    plot_accuracy_over_time(curves, os.path.join(args.out, "transfer.png"), title)
+    print(f"Written: {args.out}/transfer.csv, transfer.png, solver_steps.json")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.models and not args.demo:
+        parser.error("give --models (trained .keras files) or --demo")
+    try:
+        run(args)
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None
+
+
+if __name__ == "__main__":
+    main()
