@@ -64,9 +64,9 @@ def test_train_evaluate_predict(demo_cityscapes, tmp_path, capsys):
     )
 
 
-def test_resume_after_a_kill_continues_from_the_last_epoch(demo_cityscapes, tmp_path):
+def test_resume_after_a_kill_continues_from_the_last_epoch(demo_cityscapes, tmp_path, capsys):
     out = str(tmp_path / "run")
-    args = ["train", "--data-dir", demo_cityscapes, "--out", out, "--epochs", "6", *FAST]
+    args = ["train", "--data-dir", demo_cityscapes, "--out", out, "--epochs", "3", *FAST]
     proc = _run(args)
     deadline = time.time() + 300
     while (read_state(out) or {}).get("epoch", 0) < 1:
@@ -76,20 +76,19 @@ def test_resume_after_a_kill_continues_from_the_last_epoch(demo_cityscapes, tmp_
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = last_checkpoint(out)[1]
-    assert 1 <= done < 6
-    resumed = _run(args)
-    output = resumed.communicate(timeout=600)[0]
-    assert resumed.returncode == 0, output
-    assert f"Resuming {out}: {done} of 6 epochs done" in output
+    assert 1 <= done < 3
+    capsys.readouterr()
+    cityscapes.main(args)  # the resumed run, in this process (cheaper than a second one)
+    assert f"Resuming {out}: {done} of 3 epochs done" in capsys.readouterr().out
     import keras
 
     path, epoch = last_checkpoint(out)
-    assert epoch == 6
+    assert epoch == 3
     model = keras.saving.load_model(path)
-    assert int(model.optimizer.iterations) == 6 * 2  # the step count carried over
+    assert int(model.optimizer.iterations) == 3 * 2  # the step count carried over
     lines = open(os.path.join(out, "log.csv")).read().strip().splitlines()
-    assert [int(line.split(",")[0]) for line in lines[1:]][-1] == 5  # epochs 0..5 logged
-    assert len(read_state(out)["history"]["loss"]) >= 6
+    assert [int(line.split(",")[0]) for line in lines[1:]][-1] == 2  # epochs 0..2 logged
+    assert len(read_state(out)["history"]["loss"]) >= 3
 
 
 def test_mirrored_strategy_on_two_logical_cpus(demo_cityscapes, tmp_path):
@@ -114,32 +113,34 @@ def test_every_dataset_has_a_recipe_whose_missing_data_error_shows_the_layout(na
         module.main(["train", "--data-dir", str(tmp_path / "missing")])
 
 
-def test_progressive_pruning_trains_wide_then_prunes_and_fine_tunes(demo_cityscapes, tmp_path):
-    """--prune-from: width 0.5 -> 0.375 -> 0.25 with fine-tuning; a second run resumes
-    every finished stage instead of training it again."""
+def test_progressive_pruning_trains_wide_then_prunes_and_fine_tunes(
+    demo_cityscapes, tmp_path, capsys
+):
+    """--prune-from: width 0.5 -> 0.25 with fine-tuning; a second run resumes every
+    finished stage instead of training it again."""
     import keras
 
     from kseg.utils.summary import count_params
 
     out = str(tmp_path / "run")
     args = ["train", "--data-dir", demo_cityscapes, "--out", out, "--epochs", "1",
-            "--prune-from", "0.5", "--prune-to", "0.375,0.25", "--finetune-epochs", "1",
+            "--prune-from", "0.5", "--prune-to", "0.25", "--finetune-epochs", "1",
             *FAST]  # fmt: skip
     cityscapes.main(args)
     summary = json.load(open(os.path.join(out, "pruning.json")))["stages"]
-    assert [s["width"] for s in summary] == [0.5, 0.375, 0.25]
+    assert [s["width"] for s in summary] == [0.5, 0.25]
     params = [s["params"] for s in summary]
-    assert params[0] > params[1] > params[2]
+    assert params[0] > params[1]
     final = keras.saving.load_model(os.path.join(out, "best.keras"), compile=False)
-    assert count_params(final) == params[2] and final.input_multiple == 32
+    assert count_params(final) == params[1] and final.input_multiple == 32
     first_conv = final.get_layer("deep_stem_conv").kernel.shape[-1]
-    assert first_conv == 8  # make_divisible(32 * 0.5) = 16, pruned by 25% and then by a third
-    for folder in ("width0.5", "width0.375", "width0.25"):
+    assert first_conv == 8  # make_divisible(32 * 0.5) = 16, pruned by half
+    for folder in ("width0.5", "width0.25"):
         assert last_checkpoint(os.path.join(out, folder))[1] == 1
-    process = _run(args)
-    printed = process.communicate(timeout=600)[0]
-    assert process.returncode == 0, printed
-    assert printed.count("nothing to train") == 3, printed
+    capsys.readouterr()
+    cityscapes.main(args)
+    printed = capsys.readouterr().out
+    assert printed.count("nothing to train") == 2, printed
 
 
 def test_the_demo_exports_its_model_to_verified_tflite(demo_cityscapes, tmp_path, capsys):
