@@ -29,4 +29,12 @@ TINY = {
     "resnet_gn": ({"width": 8, "stem_width": 8, "blocks": 2, "dropout": 0.1}, (32, 32)),
     "res_ode_net": ({"width": 8, "stem_width": 8, "dropout": 0.1, **_FIXED}, (32, 32)),
     "ode_only_net": ({"width": 8, "dropout": 0.1, **_FIXED}, (32, 32)),
+    # ChoiceNet (Rayhan et al.): one module per block, growth 4.
+    "choicenet_30": ({"width": 4, "modules": 1, "dropout": 0.1}, (16, 16)),
+    "choicenet_37": ({"width": 4, "modules": 1, "dropout": 0.1}, (16, 16)),
+    "choicenet_40": ({"width": 4, "modules": 1, "dropout": 0.1}, (16, 16)),
+    "unet": ({"width": 4, "levels": 2}, (32, 32)),
+    "res_unet": ({"width": 4, "levels": 2}, (32, 32)),
+    "dense_unet": ({"width": 8, "levels": 2}, (32, 32)),
+    "choicenet_unet": ({"width": 7, "levels": 2}, (32, 32)),
 }

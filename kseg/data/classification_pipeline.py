@@ -1,6 +1,7 @@
 """tf.data pipeline of image classification (CIFAR-style): random crop of the image padded
 by 4, colour jitter, horizontal flip and per-channel normalisation, as the official code of
-Carrara et al. 2019 trains on CIFAR-10 ("crop+jitter+flip+norm")."""
+Carrara et al. 2019 trains on CIFAR-10 ("crop+jitter+flip+norm"); with the channel
+statistics it normalises by and the held-out validation split."""
 
 from __future__ import annotations
 
@@ -31,6 +32,16 @@ class ClassificationAugmentation:
         return cls(pad=0, hue=0.0, saturation=0.0, flip=False)
 
 
+# By name, as training presets give them: the ODE nets' official augmentation, the
+# "standard" CIFAR augmentation of ResNet, DenseNet and ChoiceNet (random crop of the
+# image padded by 4, horizontal flip), and none (SVHN).
+AUGMENTATIONS = {
+    "crop_jitter_flip": ClassificationAugmentation(),
+    "crop_flip": ClassificationAugmentation(hue=0.0, saturation=0.0),
+    "none": ClassificationAugmentation.none(),
+}
+
+
 def normalize(images, mean, std):
     """uint8 (or [0, 255] float) images to float32 (x / 255 - mean) / std."""
     x = tf.cast(images, tf.float32) / 255.0
@@ -42,6 +53,31 @@ def normalize_numpy(images: np.ndarray, mean, std) -> np.ndarray:
     return ((images.astype(np.float32) / 255.0 - np.float32(mean)) / np.float32(std)).astype(
         np.float32
     )
+
+
+def channel_statistics(images) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of uint8 images, in [0, 1] units."""
+    total = np.zeros(images.shape[-1])
+    squares = np.zeros(images.shape[-1])
+    for i in range(0, len(images), 4096):  # float64 in chunks: SVHN+extra is 600k images
+        x = images[i : i + 4096].astype(np.float64) / 255.0
+        total += x.sum(axis=(0, 1, 2))
+        squares += (x**2).sum(axis=(0, 1, 2))
+    n = len(images) * images.shape[1] * images.shape[2]
+    mean = total / n
+    std = np.sqrt(squares / n - mean**2)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def split_holdout(images, labels, holdout: int | float, seed: int = 0):
+    """(train, validation): `holdout` images (a count, or a fraction of the set) drawn at
+    random with a fixed seed, so that a resumed run validates on the same images."""
+    n = int(round(holdout * len(images))) if isinstance(holdout, float) else int(holdout)
+    if not 0 < n < len(images):
+        raise ValueError(f"cannot hold out {holdout} of {len(images)} training images")
+    order = np.random.default_rng(seed).permutation(len(images))
+    val, keep = np.sort(order[:n]), np.sort(order[n:])
+    return (images[keep], labels[keep]), (images[val], labels[val])
 
 
 def _augment(image, seed, aug: ClassificationAugmentation):

@@ -10,7 +10,9 @@ sizes (UpSampling2D fails on those).
 """
 
 from kseg.layers.bottleneck import inverted_residual
+from kseg.layers.choice import choice_block, choice_module, choice_pool
 from kseg.layers.conv import conv_bn_act, depthwise_bn_act, separable_conv_bn_act
+from kseg.layers.dense import dense_block
 from kseg.layers.head import segmentation_head
 from kseg.layers.norm import group_norm
 from kseg.layers.pooling import AdaptiveAveragePooling2D, pyramid_pooling
@@ -21,7 +23,11 @@ __all__ = [
     "AdaptiveAveragePooling2D",
     "ResizeLike",
     "Upsample",
+    "choice_block",
+    "choice_module",
+    "choice_pool",
     "conv_bn_act",
+    "dense_block",
     "depthwise_bn_act",
     "group_norm",
     "inverted_residual",

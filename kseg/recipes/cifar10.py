@@ -1,6 +1,7 @@
 """`python -m kseg.recipes.cifar10`: CIFAR-10 (10 classes, 32x32) for the ODE Nets of
-Carrara et al. 2019 (`--model resnet_gn|res_ode_net|ode_only_net`); `--demo` trains on real
-images that ship here when CIFAR-10 is absent."""
+Carrara et al. 2019 (`--model resnet_gn|res_ode_net|ode_only_net`, validated on the test
+set as their official code) and ChoiceNet (`--model choicenet_30|37|40`, 5,000 training
+images held out); `--demo` trains on real images that ship here when CIFAR-10 is absent."""
 
 from functools import partial
 

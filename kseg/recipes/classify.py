@@ -1,11 +1,15 @@
 """The command line shared by the image-classification recipes: train and evaluate.
 
     python -m kseg.recipes.cifar10 {train,evaluate} --model res_ode_net --data-dir DIR
+    python -m kseg.recipes.cifar100 train --model choicenet_40 --data-dir DIR
     python -m kseg.recipes.cifar10 --demo      # real images that ship here, end to end
 
-Defaults are the paper's (`kseg.train.presets`); `--help` shows them. The run folder holds
-the checkpoints (atomic, resumed), `preprocessing.json` (the normalisation the model was
-trained with, which the ODE-features recipe reuses), `log.csv` and `results.json`.
+Defaults are the paper's (`kseg.train.presets`, chosen by the model); `--help` shows them.
+The preset also says which images pick the best epoch: the test set (the official code of
+the ODE nets) or images held out of the training set (ChoiceNet, `holdout` below).
+The run folder holds the checkpoints (atomic, resumed), `preprocessing.json` (the
+normalisation the model was trained with, which the ODE-features recipe reuses),
+`log.csv` and `results.json`.
 """
 
 from __future__ import annotations
@@ -30,24 +34,32 @@ class ClassificationRecipe:
     title: str  # e.g. "CIFAR-10"
     num_classes: int
     load: Callable  # (root, split) -> (uint8 images NxHxWx3, int32 labels)
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, float, float] | None  # None: computed from the training images
+    std: tuple[float, float, float] | None
     default_model: str
-    train_split: str = "train"
+    train_splits: tuple[str, ...] = ("train",)
     test_split: str = "test"
+    # Held out of the training images for validation when the preset asks for it: a
+    # count, or a fraction of the training set.
+    holdout: int | float = 5000
+    augment: bool = True  # SVHN trains without augmentation (ChoiceNet section 3.1.2)
 
 
-# --demo: a subset of the real demo source (Fashion-MNIST, or digits 0-4), a width of 64
+# --demo: a subset of the real demo source (Fashion-MNIST, or digits 0-4), small widths
 # and few epochs, so that it runs in minutes on two CPU cores.
 DEMO = {
     "epochs": 6,
     "batch_size": 64,
-    "learning_rate": 0.05,
-    "width": 64,
     "train_images": 2000,
     "test_images": 400,
     "steps_images": 100,
 }
+# Per preset: a width and a rate that learn in six epochs at that size.
+DEMO_MODEL = {
+    "ode_nets": {"width": 64, "learning_rate": 0.05},
+    "choicenet": {"width": 12, "learning_rate": 0.01},
+}
+DEMO_HOLDOUT = 0.1
 
 
 def build_parser(recipe: ClassificationRecipe) -> argparse.ArgumentParser:
@@ -79,14 +91,20 @@ def build_parser(recipe: ClassificationRecipe) -> argparse.ArgumentParser:
         action="store_true",
         help="train and evaluate on real images that ship here instead (Fashion-MNIST from "
         "Debian's dataset-fashion-mnist when installed, else scikit-learn's digits 0-4): "
-        + ", ".join(f"{k} {v}" for k, v in DEMO.items()),
+        + ", ".join(f"{k} {v}" for k, v in DEMO.items())
+        + "; per preset "
+        + "; ".join(f"{p}: {v}" for p, v in DEMO_MODEL.items()),
     )
     p.add_argument("--epochs", type=int, help=f"default {preset.epochs} ({preset.source})")
     p.add_argument("--batch-size", type=int, help=f"default {preset.batch_size}")
     p.add_argument("--learning-rate", type=float, help=f"default {preset.learning_rate}")
-    p.add_argument("--width", type=int, help="filters of the main blocks (paper: 256)")
+    p.add_argument(
+        "--width",
+        type=int,
+        help="filters of the main blocks (ODE nets: 256; ChoiceNet: the growth, 67/81/90)",
+    )
     p.add_argument("--train-images", type=int, help="train on the first N images only")
-    p.add_argument("--test-images", type=int, help="validate and test on the first N only")
+    p.add_argument("--test-images", type=int, help="test on the first N only")
     p.add_argument(
         "--steps-images",
         type=int,
@@ -115,12 +133,11 @@ class Data:
 def load_data(recipe: ClassificationRecipe, args) -> Data:
     """The dataset from --data-dir or the Keras cache, or the demo source with --demo."""
     if args.demo:
+        from kseg.data.classification_pipeline import channel_statistics
         from kseg.data.demo_classification import demo_source
 
         train, test = demo_source(args.train_images, args.test_images, seed=args.seed or 0)
-        x = train.images.astype("float64") / 255.0
-        mean = tuple(float(v) for v in x.mean(axis=(0, 1, 2)))
-        std = tuple(float(v) for v in x.std(axis=(0, 1, 2)))
+        mean, std = channel_statistics(train.images)
         classes = len(train.classes)
         name = (
             f"{train.name.rsplit(' ', 1)[0]} (demo: real images that ship here, not {recipe.title})"
@@ -128,14 +145,22 @@ def load_data(recipe: ClassificationRecipe, args) -> Data:
         return Data(
             name, (train.images, train.labels), (test.images, test.labels), classes, mean, std
         )
+    import numpy as np
+
     root = args.data_dir or os.path.join(os.path.expanduser("~"), ".keras", "datasets")
-    train = recipe.load(root, recipe.train_split)
+    parts = [recipe.load(root, split) for split in recipe.train_splits]
+    train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
     test = recipe.load(root, recipe.test_split)
     if args.train_images:
         train = (train[0][: args.train_images], train[1][: args.train_images])
     if args.test_images:
         test = (test[0][: args.test_images], test[1][: args.test_images])
-    return Data(recipe.title, train, test, recipe.num_classes, recipe.mean, recipe.std)
+    mean, std = recipe.mean, recipe.std
+    if mean is None:
+        from kseg.data.classification_pipeline import channel_statistics
+
+        mean, std = channel_statistics(train[0])
+    return Data(recipe.title, train, test, recipe.num_classes, mean, std)
 
 
 def main(recipe: ClassificationRecipe, argv: list[str] | None = None) -> None:
@@ -146,7 +171,10 @@ def main(recipe: ClassificationRecipe, argv: list[str] | None = None) -> None:
     import keras
 
     if args.demo:
-        for key, value in DEMO.items():
+        from kseg.train.presets import preset_for
+
+        demo_model = DEMO_MODEL.get(preset_for(args.model).name, {})
+        for key, value in {**DEMO, **demo_model}.items():
             if getattr(args, key) is None:
                 setattr(args, key, value)
     if args.seed is not None:
@@ -176,7 +204,11 @@ def _model_kwargs(args, preset, classes: int) -> dict:
 
 
 def train(recipe: ClassificationRecipe, data: Data, args, out: str) -> None:
-    from kseg.data.classification_pipeline import classification_pipeline
+    from kseg.data.classification_pipeline import (
+        AUGMENTATIONS,
+        classification_pipeline,
+        split_holdout,
+    )
     from kseg.models import create_model
     from kseg.train import ResumableReduceLROnPlateau, compile_classifier, preset_for
     from kseg.train.checkpoints import atomic_write
@@ -196,17 +228,25 @@ def train(recipe: ClassificationRecipe, data: Data, args, out: str) -> None:
         model = create_model(args.model, **_model_kwargs(args, preset, data.classes))
         initial_epoch, state = 0, None
     images, labels = data.train
+    if preset.validation == "holdout":
+        holdout = DEMO_HOLDOUT if args.demo else recipe.holdout
+        (images, labels), validation = split_holdout(images, labels, holdout)
+        validation_name = f"{len(validation[1])} images held out of the training set"
+    else:
+        validation, validation_name = data.test, "the test images"
+    augmentation = AUGMENTATIONS[preset.augmentation if recipe.augment else "none"]
     train_ds = classification_pipeline(
-        images, labels, batch, training=True, mean=data.mean, std=data.std, seed=args.seed
-    )
+        images, labels, batch, training=True, mean=data.mean, std=data.std,
+        augmentation=augmentation, seed=args.seed,
+    )  # fmt: skip
     steps = args.steps_per_epoch or -(-len(images) // batch)
     if args.steps_per_epoch:
         train_ds = train_ds.repeat().take(steps)
     val_ds = classification_pipeline(
-        *data.test, batch, training=False, mean=data.mean, std=data.std
+        *validation, batch, training=False, mean=data.mean, std=data.std
     )
     if not resumed:
-        compile_classifier(model, preset, total_steps=epochs * steps)
+        compile_classifier(model, preset, total_steps=epochs * steps, steps_per_epoch=steps)
     os.makedirs(out, exist_ok=True)
     preprocessing = {
         "source": data.name,
@@ -214,6 +254,8 @@ def train(recipe: ClassificationRecipe, data: Data, args, out: str) -> None:
         "mean": list(data.mean),
         "std": list(data.std),
         "image_size": list(images.shape[1:3]),
+        "validation": validation_name,
+        "augmentation": preset.augmentation if recipe.augment else "none",
     }
 
     def write(path):
@@ -226,8 +268,8 @@ def train(recipe: ClassificationRecipe, data: Data, args, out: str) -> None:
         return
     print(
         f"Training {model.name} ({count_params(model):,} parameters) on {data.name} "
-        f"({len(images)} images), batch {batch}, {steps} steps x {epochs} epochs; "
-        f"preset: {preset.source}"
+        f"({len(images)} images), batch {batch}, {steps} steps x {epochs} epochs, best epoch "
+        f"on {validation_name}; preset: {preset.source}"
     )
     callbacks = []
     if preset.schedule == "plateau":

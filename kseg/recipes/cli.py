@@ -271,7 +271,8 @@ def _train_stage(
             drop_remainder=replicas > 1,
         )
         if not resumed:
-            compile_model(model, preset, dataset.num_classes, total_steps=epochs * steps)
+            total = epochs * steps
+            compile_model(model, preset, dataset.num_classes, total, steps_per_epoch=steps)
     if initial_epoch >= epochs:
         print(f"{folder} already has {initial_epoch} epochs (asked for {epochs}); nothing to train")
         return

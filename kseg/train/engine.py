@@ -39,7 +39,11 @@ def with_targets(ds: tf.data.Dataset, model: keras.Model) -> tf.data.Dataset:
 
 
 def compile_model(
-    model: keras.Model, preset: TrainingPreset, num_classes: int, total_steps: int
+    model: keras.Model,
+    preset: TrainingPreset,
+    num_classes: int,
+    total_steps: int,
+    steps_per_epoch: int | None = None,
 ) -> keras.Model:
     """Cross-entropy with the ignore label on every output (auxiliary ones weighted by
     `preset.aux_weight`), the preset's optimiser and schedule, and mean IoU."""
@@ -47,7 +51,7 @@ def compile_model(
     names = output_names(model)
     if names:
         model.compile(
-            optimizer=preset.make_optimizer(total_steps),
+            optimizer=preset.make_optimizer(total_steps, steps_per_epoch),
             loss={n: loss for n in names},
             loss_weights={n: 1.0 if n == "logits" else preset.aux_weight for n in names},
             metrics={"logits": [MeanIoU(num_classes)]},
@@ -55,7 +59,7 @@ def compile_model(
         )
     else:
         model.compile(
-            optimizer=preset.make_optimizer(total_steps),
+            optimizer=preset.make_optimizer(total_steps, steps_per_epoch),
             loss=loss,
             metrics=[MeanIoU(num_classes)],
             jit_compile=False,
@@ -63,10 +67,15 @@ def compile_model(
     return model
 
 
-def compile_classifier(model: keras.Model, preset: TrainingPreset, total_steps: int) -> keras.Model:
+def compile_classifier(
+    model: keras.Model,
+    preset: TrainingPreset,
+    total_steps: int,
+    steps_per_epoch: int | None = None,
+) -> keras.Model:
     """Cross-entropy on the class logits, the preset's optimiser and schedule, accuracy."""
     model.compile(
-        optimizer=preset.make_optimizer(total_steps),
+        optimizer=preset.make_optimizer(total_steps, steps_per_epoch),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=False,

@@ -10,7 +10,7 @@ import dataclasses
 
 import keras
 
-from kseg.train.schedules import PolyDecay
+from kseg.train.schedules import PolyDecay, step_schedule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,19 +30,39 @@ class TrainingPreset:
     # "poly" (PolyDecay over the run) or "plateau": a constant rate that
     # `plateau_callback` divides by 1 / plateau_factor when the validation accuracy stops
     # improving for `plateau_patience` epochs.
+    # "step": the rate times step_factor ** (number of `step_epochs` passed).
     schedule: str = "poly"
     plateau_factor: float = 0.1
     plateau_patience: int = 10
+    step_epochs: tuple[int, ...] = ()
+    step_factor: float = 0.1
+    nesterov: bool = False
     dropout: float | None = None  # where a paper states it (a model argument)
+    # Classification: which images choose the best epoch, "test" (as the official code of
+    # the ODE nets does) or "holdout" (part of the training set, as ChoiceNet); and the
+    # training augmentation, "crop_jitter_flip" (ODE nets) or "crop_flip".
+    validation: str = "test"
+    augmentation: str = "crop_jitter_flip"
 
-    def make_optimizer(self, total_steps: int) -> keras.optimizers.Optimizer:
-        """The optimiser with its schedule (poly over `total_steps` steps, or plateau)."""
+    def make_optimizer(
+        self, total_steps: int, steps_per_epoch: int | None = None
+    ) -> keras.optimizers.Optimizer:
+        """The optimiser with its schedule: poly over `total_steps` steps, plateau, or
+        step (needs `steps_per_epoch`)."""
         if self.schedule == "poly":
             schedule = PolyDecay(self.learning_rate, total_steps, power=self.poly_power)
         elif self.schedule == "plateau":
             schedule = self.learning_rate
+        elif self.schedule == "step":
+            if not steps_per_epoch:
+                raise ValueError(
+                    f"preset {self.name!r} steps its rate per epoch: give steps_per_epoch"
+                )
+            schedule = step_schedule(
+                self.learning_rate, self.step_epochs, self.step_factor, steps_per_epoch
+            )
         else:
-            raise ValueError(f"unknown schedule {self.schedule!r}: poly or plateau")
+            raise ValueError(f"unknown schedule {self.schedule!r}: poly, plateau or step")
         if self.optimizer == "rmsprop":
             return keras.optimizers.RMSprop(
                 schedule,
@@ -53,7 +73,10 @@ class TrainingPreset:
             )
         if self.optimizer == "sgd":
             return keras.optimizers.SGD(
-                schedule, momentum=self.momentum, weight_decay=self.weight_decay
+                schedule,
+                momentum=self.momentum,
+                nesterov=self.nesterov,
+                weight_decay=self.weight_decay,
             )
         if self.optimizer == "adam":
             return keras.optimizers.Adam(schedule, weight_decay=self.weight_decay)
@@ -143,20 +166,67 @@ PRESETS: dict[str, TrainingPreset] = {
         plateau_patience=10,
         dropout=0.5,
     ),
+    "choicenet": TrainingPreset(
+        name="choicenet",
+        source=(
+            "Rayhan et al. (ChoiceNet), section 3.3.1: SGD, batch 128, learning rate 0.001 "
+            "for 100 epochs, 0.0001 for the next 100 and 0.00001 for the final 300; the "
+            "learning parameters of [13, 14] for the rest: Nesterov momentum 0.9, weight "
+            "decay 1e-4; section 3.4.1: dropout 0.5; section 3.1: the best epoch on "
+            "held-out training images (5,000 of CIFAR, 10% of SVHN)"
+        ),
+        optimizer="sgd",
+        learning_rate=1e-3,
+        poly_power=0.0,
+        epochs=500,
+        batch_size=128,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=1e-4,
+        schedule="step",
+        step_epochs=(100, 200),
+        step_factor=0.1,
+        dropout=0.5,
+        validation="holdout",
+        augmentation="crop_flip",
+    ),
+    "choicenet_unet": TrainingPreset(
+        name="choicenet_unet",
+        source=(
+            "Rayhan et al. (ChoiceNet), section 3.3.2, the U-Nets of Table 4: Adam, "
+            "learning rate 0.001 divided by 10 after every 100 epochs, weight decay 5e-4; "
+            "300 epochs and batch 4 are kseg's (the paper trains 'until the network "
+            "converged' and gives no batch size)"
+        ),
+        optimizer="adam",
+        learning_rate=1e-3,
+        poly_power=0.0,
+        epochs=300,
+        batch_size=4,
+        weight_decay=5e-4,
+        schedule="step",
+        step_epochs=(100, 200),
+        step_factor=0.1,
+    ),
 }
 
 
-# The registry name's first word picks the preset.
+# The longest registry-name prefix picks the preset.
 _FAMILIES = {
     "contextnet": "contextnet",
     "hrnetv2": "hrnetv2",
-    "residual": "segnode_baseline",
+    "residual_hrnet": "segnode_baseline",
     "segnode": "segnode",
     "unode": "segnode_baseline",
-    "nodes": "segnode_baseline",
-    "resnet": "ode_nets",
-    "res": "ode_nets",
-    "ode": "ode_nets",
+    "nodes_unet": "segnode_baseline",
+    "resnet_gn": "ode_nets",
+    "res_ode_net": "ode_nets",
+    "ode_only_net": "ode_nets",
+    "choicenet": "choicenet",
+    "choicenet_unet": "choicenet_unet",
+    "res_unet": "choicenet_unet",
+    "dense_unet": "choicenet_unet",
+    "unet": "choicenet_unet",
 }
 
 # HRNet-OCR's auxiliary (soft object region) loss weight, Yuan et al. 2020 section 3.4.
@@ -166,13 +236,13 @@ OCR_AUX_WEIGHT = 0.4
 def preset_for(model_name: str) -> TrainingPreset:
     """The preset of the paper that `model_name` (a registry name) comes from; OCR
     variants add the auxiliary loss of their soft object regions."""
-    family = _FAMILIES.get(model_name.split("_")[0])
-    if family is None:
+    prefixes = [p for p in _FAMILIES if model_name.startswith(p)]
+    if not prefixes:
         raise ValueError(
             f"no training preset for {model_name!r}; presets exist for models starting "
             f"with: {', '.join(_FAMILIES)}"
         )
-    preset = PRESETS[family]
+    preset = PRESETS[_FAMILIES[max(prefixes, key=len)]]
     if model_name.endswith("_ocr"):
         preset = dataclasses.replace(
             preset,

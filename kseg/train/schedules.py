@@ -44,6 +44,22 @@ class PolyDecay(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+def step_schedule(
+    learning_rate: float, epochs: tuple[int, ...], factor: float, steps_per_epoch: int
+) -> keras.optimizers.schedules.PiecewiseConstantDecay:
+    """`learning_rate` times `factor` ** k after the k-th epoch of `epochs` (ChoiceNet's
+    0.001 / 0.0001 / 0.00001 at epochs 100 and 200), as a per-step schedule."""
+    if list(epochs) != sorted(set(epochs)) or any(e < 1 for e in epochs):
+        raise ValueError(f"step epochs must increase and be positive, got {epochs}")
+    # The rate at iteration i drives update i + 1, and PiecewiseConstantDecay switches
+    # after a boundary: epoch e's last update is at iteration e * steps - 1.
+    boundaries = [int(e) * int(steps_per_epoch) - 1 for e in epochs]
+    values = [float(learning_rate * factor**k) for k in range(len(epochs) + 1)]
+    if not boundaries:
+        boundaries, values = [0], values * 2  # a constant rate
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
 class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
     """`ReduceLROnPlateau` that survives a resume.
 

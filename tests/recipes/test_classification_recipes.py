@@ -1,5 +1,6 @@
-"""`python -m kseg.recipes.cifar10` and `python -m kseg.recipes.ode_features` end to end on
-the embedded real images, with tiny widths."""
+"""The classification recipes (cifar10, cifar100, svhn) and `python -m
+kseg.recipes.ode_features` end to end, on the embedded real images or on files in the
+official layouts, with tiny widths."""
 
 import csv
 import json
@@ -8,7 +9,8 @@ import os
 import numpy as np
 import pytest
 
-from kseg.recipes import cifar10, ode_features
+from kseg.data.classification_pipeline import channel_statistics, split_holdout
+from kseg.recipes import cifar10, cifar100, ode_features, svhn
 from kseg.train.checkpoints import last_checkpoint
 
 TINY = [
@@ -111,3 +113,60 @@ def test_missing_tiny_imagenet_folder_shows_the_layout(trained, tmp_path):
             ]
         )
     assert "val/val_annotations.txt" in str(error.value)
+
+
+def test_choicenet_demo_holds_out_validation_images_and_evaluates(tmp_path, capsys):
+    out = str(tmp_path / "choicenet")
+    args = [*TINY, "--model", "choicenet_30", "--width", "4", "--epochs", "1", "--out", out]
+    cifar100.main(args)  # --demo and no command: train, then evaluate
+    pre = json.load(open(os.path.join(out, "preprocessing.json")))
+    assert pre["validation"] == "12 images held out of the training set"  # 10% of 120
+    assert pre["augmentation"] == "crop_flip"
+    results = json.load(open(os.path.join(out, "results.json")))
+    assert results["test_images"] == 60 and "solver" not in results
+    assert "held out" in capsys.readouterr().out
+
+
+def test_svhn_trains_on_train_and_extra_without_augmentation(tmp_path):
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(0)
+    sizes = {"train": 30, "extra": 10, "test": 8}
+    for split, n in sizes.items():
+        savemat(
+            tmp_path / f"{split}_32x32.mat",
+            {"X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
+             "y": rng.integers(1, 11, (n, 1))},
+        )  # fmt: skip
+    out = str(tmp_path / "run")
+    svhn.main(["train", "--data-dir", str(tmp_path), "--model", "choicenet_30", "--width", "4",
+               "--epochs", "1", "--batch-size", "16", "--verbose", "0", "--no-tensorboard",
+               "--out", out])  # fmt: skip
+    pre = json.load(open(os.path.join(out, "preprocessing.json")))
+    assert pre["validation"] == "4 images held out of the training set"  # 10% of 30 + 10
+    assert pre["augmentation"] == "none" and pre["source"] == "SVHN"
+    images = np.concatenate([svhn.RECIPE.load(str(tmp_path), s)[0] for s in ("train", "extra")])
+    x = images / 255.0
+    np.testing.assert_allclose(pre["mean"], x.mean(axis=(0, 1, 2)), rtol=1e-9)
+    np.testing.assert_allclose(pre["std"], x.std(axis=(0, 1, 2)), rtol=1e-9)
+
+
+def test_holdout_split_is_fixed_disjoint_and_sized():
+    images = np.arange(50)[:, None, None, None].astype(np.uint8)
+    labels = np.arange(50)
+    (train, _), (val, val_labels) = split_holdout(images, labels, 0.2)
+    assert len(val) == 10 and len(train) == 40
+    assert not set(train.ravel()) & set(val.ravel())
+    np.testing.assert_array_equal(val.ravel(), val_labels)
+    again = split_holdout(images, labels, 10)[1][1]
+    np.testing.assert_array_equal(again, val_labels)  # same images when a run resumes
+    with pytest.raises(ValueError, match="cannot hold out"):
+        split_holdout(images, labels, 50)
+
+
+def test_channel_statistics_match_numpy():
+    images = np.random.default_rng(1).integers(0, 256, (9000, 4, 4, 3), dtype=np.uint8)
+    mean, std = channel_statistics(images)  # three chunks
+    x = images / 255.0
+    np.testing.assert_allclose(mean, x.mean(axis=(0, 1, 2)), rtol=1e-10)
+    np.testing.assert_allclose(std, x.std(axis=(0, 1, 2)), rtol=1e-8)

@@ -66,3 +66,39 @@ def test_ode_nets_preset_is_section_5():
         assert (preset.schedule, preset.plateau_factor, preset.dropout) == ("plateau", 0.1, 0.5)
         optimizer = preset.make_optimizer(total_steps=10)
         assert float(optimizer.learning_rate) == pytest.approx(0.1)
+
+
+def test_choicenet_presets_are_sections_331_and_332():
+    from kseg.train import preset_for
+
+    spe = 7  # steps per epoch
+    for name in ("choicenet_30", "choicenet_37", "choicenet_40"):
+        preset = preset_for(name)
+        assert (preset.optimizer, preset.batch_size, preset.epochs) == ("sgd", 128, 500)
+        assert (preset.dropout, preset.validation, preset.augmentation) == (
+            0.5,
+            "holdout",
+            "crop_flip",
+        )
+        optimizer = preset.make_optimizer(total_steps=500 * spe, steps_per_epoch=spe)
+        assert optimizer.nesterov and optimizer.momentum == 0.9
+        # 0.001 for 100 epochs, 0.0001 for the next 100, 0.00001 for the final 300
+        steps = [0, 100 * spe - 1, 100 * spe, 200 * spe - 1, 200 * spe, 500 * spe]
+        for step, want in zip(steps, [1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5], strict=True):
+            optimizer.iterations.assign(step)
+            assert float(optimizer.learning_rate) == pytest.approx(want), step
+        with pytest.raises(ValueError, match="steps_per_epoch"):
+            preset.make_optimizer(total_steps=10)
+    for name in ("choicenet_unet", "res_unet", "dense_unet", "unet"):
+        preset = preset_for(name)
+        assert preset.name == "choicenet_unet"
+        optimizer = preset.make_optimizer(total_steps=300, steps_per_epoch=1)
+        assert isinstance(optimizer, keras.optimizers.Adam) and optimizer.weight_decay == 5e-4
+        rates = []
+        for step in (99, 100, 200):
+            optimizer.iterations.assign(step)
+            rates.append(float(optimizer.learning_rate))
+        assert rates == pytest.approx([1e-3, 1e-4, 1e-5])
+    # the longest registry-name prefix decides
+    assert preset_for("res_ode_net").name == "ode_nets"
+    assert preset_for("residual_hrnet").name == "segnode_baseline"

@@ -6,8 +6,9 @@ from __future__ import annotations
 import keras
 
 from kseg.layers.hrnet import conv_norm
-from kseg.layers.resize import ResizeLike
 from kseg.models.base import SegmentationModel, check_image_shape
+from kseg.models.unet.skeleton import unet_graph
+from kseg.models.unet.unet import double_conv_level
 from kseg.ode import ConvODEFunc, ODEBlock
 
 
@@ -16,14 +17,9 @@ def _ode(x, method: str, rtol: float, atol: float, steps: int | None, name: str)
     return ODEBlock(func, method=method, rtol=rtol, atol=atol, steps=steps, name=name)(x)
 
 
-def _double_conv(x, filters: int, name: str):
-    x = conv_norm(x, filters, 3, name=f"{name}_1")
-    return conv_norm(x, filters, 3, name=f"{name}_2")
-
-
 class _ODEUNet(SegmentationModel):
-    """A four-down U-Net whose level block is `_level(x, filters, name)`: max-pool down,
-    bilinear up, concatenation with the skip, 1x1 conv to classes."""
+    """A four-down U-Net (`kseg.models.unet.skeleton`) whose level block is
+    `_level(x, filters, name)`."""
 
     def __init__(
         self,
@@ -44,19 +40,7 @@ class _ODEUNet(SegmentationModel):
         check_image_shape((None, *image_shape), multiple, None, name)
         self._solver = {"method": method, "rtol": rtol, "atol": atol, "steps": steps}
         inputs = keras.Input(shape=image_shape, name="image")
-        x, skips = inputs, []
-        for level in range(levels):
-            x = self._level(x, width * 2**level, f"down{level}")
-            skips.append(x)
-            x = keras.layers.MaxPooling2D(2, name=f"down{level}_pool")(x)
-        x = self._level(x, width * 2**levels, "bottom")
-        for level in reversed(range(levels)):
-            skip = skips[level]
-            x = ResizeLike(name=f"up{level}_resize")([x, skip])
-            x = keras.layers.Concatenate(name=f"up{level}_concat")([x, skip])
-            x = self._level(x, width * 2**level, f"up{level}")
-        x = keras.layers.Conv2D(num_classes, 1, name="head_classifier")(x)
-        outputs = keras.layers.Activation("linear", dtype="float32", name="head_logits")(x)
+        outputs = unet_graph(inputs, self._level, num_classes, width, levels)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
         self.num_classes = num_classes
         self.input_multiple = multiple
@@ -110,5 +94,5 @@ class NODEsUNet(_ODEUNet):
     default_name = "nodes_unet"
 
     def _level(self, x, filters: int, name: str):
-        x = _double_conv(x, filters, name=name)
+        x = double_conv_level(x, filters, name=name)
         return _ode(x, name=f"{name}_ode", **self._solver)

@@ -1,0 +1,33 @@
+"""DenseNet's dense block (Huang et al. 2017), as a functional-graph builder."""
+
+from __future__ import annotations
+
+import keras
+
+from kseg.layers.hrnet import norm_layer
+
+
+def _bn_relu_conv(x, filters: int, kernel_size: int, name: str):
+    x = norm_layer("batch", x.shape[-1], f"{name}_bn")(x)
+    x = keras.layers.ReLU(name=f"{name}_relu")(x)
+    return keras.layers.Conv2D(
+        filters, kernel_size, padding="same", use_bias=False, name=f"{name}_conv"
+    )(x)
+
+
+def dense_block(x, growth: int, layers: int = 4, bottleneck: int = 4, name: str = "dense"):
+    """`layers` DenseNet-BC layers (BN-ReLU-1x1 conv to bottleneck x growth, BN-ReLU-3x3
+    conv to growth), each reading the concatenation of the input and all earlier layers'
+    outputs. Returns that concatenation: C + layers x growth channels."""
+    features = [x]
+    for i in range(1, layers + 1):
+        inp = (
+            features[0]
+            if len(features) == 1
+            else keras.layers.Concatenate(name=f"{name}_in{i}")(features)
+        )
+        y = inp
+        if bottleneck:
+            y = _bn_relu_conv(y, bottleneck * growth, 1, name=f"{name}_l{i}_1x1")
+        features.append(_bn_relu_conv(y, growth, 3, name=f"{name}_l{i}_3x3"))
+    return keras.layers.Concatenate(name=f"{name}_out")(features)
