@@ -1,8 +1,9 @@
 """tf.data pipelines: decode, map labels, augment (ContextNet section 3.1), batch, prefetch.
 
 Training: random scale (0.5-2), random crop padded with the ignore label, horizontal flip,
-hue/saturation/brightness/contrast jitter. Evaluation: the whole image, padded at the
-bottom and right to the model's input multiple with the ignore label. Images come out as
+hue/saturation/brightness/contrast jitter. Evaluation: the whole image (or its centre
+window, `eval_crop`), padded at the bottom and right to the model's input multiple with
+the ignore label. Images come out as
 float32 in [0, 1], labels as int32 training ids with 255 ignored.
 
 With a `seed`, every random choice is a stateless op whose seed comes from a seeded
@@ -131,6 +132,17 @@ def pad_to_multiple(image, label, multiple: int):
     return image, label
 
 
+def center_crop(image, label, size: tuple[int, int]):
+    """The central `size` window of an image and its label; a smaller image is padded
+    evenly (0 for the image, the ignore label for the label)."""
+    h, w = size
+    image = tf.image.resize_with_crop_or_pad(image, h, w)
+    # Shift labels by one so that the zero padding marks the border, then map it to 255.
+    shifted = tf.image.resize_with_crop_or_pad(tf.cast(label, tf.int32)[..., None] + 1, h, w)
+    label = tf.where(shifted[..., 0] == 0, IGNORE_LABEL, shifted[..., 0] - 1)
+    return image, label
+
+
 def segmentation_pipeline(
     dataset: SegmentationDataset,
     samples: list[Sample],
@@ -142,6 +154,7 @@ def segmentation_pipeline(
     pad_multiple: int = 1,
     shuffle_buffer: int = 1000,
     drop_remainder: bool = False,
+    eval_crop: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
     """Batches of (image float32 NxHxWx3 in [0, 1], label int32 NxHxW) from `samples`.
 
@@ -154,6 +167,8 @@ def segmentation_pipeline(
         seed: makes the whole pipeline deterministic.
         drop_remainder: evaluation only; leave out a last partial batch (a distribution
             strategy needs every replica to get images).
+        eval_crop: evaluation only; the centre (height, width) window of each image
+            (padded if smaller) instead of the whole image, as paper 003 validates on VOC.
     """
     if training and crop is None:
         raise ValueError("training pipelines need a crop size (height, width)")
@@ -176,10 +191,14 @@ def segmentation_pipeline(
         )
         ds = ds.batch(batch_size, drop_remainder=True)
     else:
-        ds = paths.map(
-            lambda image, label: pad_to_multiple(*decode(image, label), pad_multiple),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+
+        def load(image_path, label_path):
+            image, label = decode(image_path, label_path)
+            if eval_crop is not None:
+                image, label = center_crop(image, label, eval_crop)
+            return pad_to_multiple(image, label, pad_multiple)
+
+        ds = paths.map(load, num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.padded_batch(
             batch_size, padding_values=(0.0, IGNORE_LABEL), drop_remainder=drop_remainder
         )

@@ -2,6 +2,7 @@
 
 from kseg.models.choicenet import ChoiceNet
 from kseg.models.contextnet import ContextNet
+from kseg.models.deeplab import CrossCooperative, DeepLabV3Plus
 from kseg.models.hrnet import HRNetV2, ResidualHRNet
 from kseg.models.ode_nets import ODEOnlyNet, ResNetGN, ResODENet
 from kseg.models.registry import create_model, list_models, register_model
@@ -12,6 +13,8 @@ from kseg.models.unet_ode import NODEsUNet, UNode
 __all__ = [
     "ChoiceNet",
     "ContextNet",
+    "CrossCooperative",
+    "DeepLabV3Plus",
     "HRNetV2",
     "NODEsUNet",
     "ODEOnlyNet",

@@ -21,6 +21,8 @@ import os
 import time
 from collections.abc import Callable
 
+from kseg.recipes.cli import parse_model_kwargs
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PREPROCESSING = "preprocessing.json"
@@ -102,6 +104,12 @@ def build_parser(recipe: ClassificationRecipe) -> argparse.ArgumentParser:
         "--width",
         type=int,
         help="filters of the main blocks (ODE nets: 256; ChoiceNet: the growth, 67/81/90)",
+    )
+    p.add_argument(
+        "--model-kwargs",
+        type=parse_model_kwargs,
+        default={},
+        help="more model arguments as JSON, e.g. '{\"modules\": 2}' for ChoiceNet",
     )
     p.add_argument("--train-images", type=int, help="train on the first N images only")
     p.add_argument("--test-images", type=int, help="test on the first N only")
@@ -200,7 +208,7 @@ def _model_kwargs(args, preset, classes: int) -> dict:
         kwargs["width"] = args.width
     if preset.dropout is not None:
         kwargs["dropout"] = preset.dropout
-    return kwargs
+    return {**kwargs, **args.model_kwargs}
 
 
 def train(recipe: ClassificationRecipe, data: Data, args, out: str) -> None:

@@ -31,6 +31,8 @@ class Recipe:
     train_split: str = "train"
     eval_split: str = "val"
     demo: bool = False
+    # Used, with a note, when the dataset folder lacks `train_split` (VOC without SBD).
+    train_split_fallback: str | None = None
 
 
 DEMO = {"epochs": 30, "batch_size": 8, "crop": (128, 256), "learning_rate": 0.01}
@@ -43,6 +45,22 @@ def _size(text: str) -> tuple[int, int]:
         message = f"expected HEIGHTxWIDTH, e.g. 512x1024; got {text!r}"
         raise argparse.ArgumentTypeError(message) from None
     return h, w
+
+
+def _eval_crop(text: str) -> tuple[int, int] | str:
+    return "full" if text.lower() == "full" else _size(text)
+
+
+def parse_model_kwargs(text: str) -> dict:
+    """`--model-kwargs`: a JSON object of model arguments."""
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError as e:
+        message = f"expected a JSON object like '{{\"backbone_width\": 0.5}}'; got {text!r} ({e})"
+        raise argparse.ArgumentTypeError(message) from None
+    if not isinstance(kwargs, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return kwargs
 
 
 def _widths(text: str) -> tuple[float, ...]:
@@ -72,6 +90,12 @@ def build_parser(recipe: Recipe) -> argparse.ArgumentParser:
     p.add_argument(
         "--model", default="contextnet_cn14", help="a name from kseg.models.list_models()"
     )
+    p.add_argument(
+        "--model-kwargs",
+        type=parse_model_kwargs,
+        default={},
+        help='model arguments as JSON, e.g. \'{"paths": "one_way"}\' for cross_cooperative',
+    )
     p.add_argument("--data-dir", help="the dataset folder in its official layout")
     p.add_argument(
         "--out", help="run folder (checkpoints, logs, results); default runs/<dataset>-<model>"
@@ -92,8 +116,15 @@ def build_parser(recipe: Recipe) -> argparse.ArgumentParser:
     p.add_argument(
         "--crop",
         type=_size,
-        help=f"training crop HxW, default {recipe.crop[0]}x{recipe.crop[1]} "
-        f"({recipe.crop_source}), rounded up to the model's input multiple",
+        help=f"training crop HxW, default the preset's (DeepLabV3+: 513x513 on VOC, "
+        f"768x768 on Cityscapes), else {recipe.crop[0]}x{recipe.crop[1]} "
+        f"({recipe.crop_source}); rounded up to the model's input multiple",
+    )
+    p.add_argument(
+        "--eval-crop",
+        type=_eval_crop,
+        help="validate and evaluate on the centre HxW window of each image, or 'full' "
+        "images; default the preset's (DeepLabV3+ on VOC: 513x513), else full",
     )
     p.add_argument(
         "--prune-from",
@@ -215,9 +246,24 @@ def train(recipe: Recipe, dataset, args, out: str) -> None:
         return train_progressive(recipe, dataset, args, out)
     _train_stage(
         recipe, dataset, args, out,
-        lambda: create_model(args.model, num_classes=dataset.num_classes),
+        lambda: create_model(args.model, num_classes=dataset.num_classes, **args.model_kwargs),
         epochs=args.epochs, learning_rate=args.learning_rate,
     )  # fmt: skip
+
+
+def _train_samples(recipe: Recipe, dataset):
+    """(split, samples) of the recipe's training split, or of its fallback if the folder
+    lacks it."""
+    from kseg.data.errors import DatasetLayoutError
+
+    try:
+        return recipe.train_split, dataset.samples(recipe.train_split)
+    except DatasetLayoutError as e:
+        if recipe.train_split_fallback is None:
+            raise
+        first = str(e).splitlines()[0]
+        print(f"No {recipe.train_split} split ({first}); training on {recipe.train_split_fallback}")
+        return recipe.train_split_fallback, dataset.samples(recipe.train_split_fallback)
 
 
 def _train_stage(
@@ -235,13 +281,13 @@ def _train_stage(
     from kseg.train.engine import fit, resume_point
     from kseg.utils.summary import count_params
 
-    preset = preset_for(args.model)
+    preset = preset_for(args.model, recipe.dataset)
     if learning_rate is not None:
         preset = dataclasses.replace(preset, learning_rate=learning_rate)
     epochs = epochs or preset.epochs
     batch = args.batch_size or preset.batch_size
     strategy = get_strategy(args.strategy)
-    train_samples = dataset.samples(recipe.train_split)
+    train_split, train_samples = _train_samples(recipe, dataset)
     val_samples = dataset.samples(recipe.eval_split)
     with strategy.scope():
         resumed = None if args.no_resume else resume_point(folder)
@@ -252,7 +298,7 @@ def _train_stage(
             model = make_model()
             initial_epoch, state = 0, None
         multiple = getattr(model, "input_multiple", 1)
-        crop = _round_up(args.crop or recipe.crop, multiple)
+        crop = _round_up(args.crop or preset.crop or recipe.crop, multiple)
         train_ds = segmentation_pipeline(
             dataset, train_samples, batch, training=True, crop=crop, seed=args.seed
         )
@@ -269,6 +315,7 @@ def _train_stage(
             training=False,
             pad_multiple=multiple,
             drop_remainder=replicas > 1,
+            eval_crop=_eval_crop_size(args, preset),
         )
         if not resumed:
             total = epochs * steps
@@ -278,7 +325,7 @@ def _train_stage(
         return
     print(
         f"Training {model.name} ({count_params(model):,} parameters) on {dataset.name} "
-        f"{recipe.train_split} ({len(train_samples)} images), crop {crop[0]}x{crop[1]}, "
+        f"{train_split} ({len(train_samples)} images), crop {crop[0]}x{crop[1]}, "
         f"batch {batch}, {steps} steps x {epochs} epochs, "
         f"{strategy.num_replicas_in_sync} replica(s); preset: {preset.source}"
     )
@@ -313,7 +360,7 @@ def train_progressive(recipe: Recipe, dataset, args, out: str) -> None:
     widths = [args.prune_from, *args.prune_to]
     ratios = width_schedule(args.prune_from, args.prune_to)
     folders = [os.path.join(out, f"width{w:g}") for w in widths]
-    preset = preset_for(args.model)
+    preset = preset_for(args.model, recipe.dataset)
     preset_rate = args.learning_rate or preset.learning_rate
     finetune_epochs = args.finetune_epochs or max(1, (args.epochs or preset.epochs) // 4)
     print(
@@ -324,7 +371,9 @@ def train_progressive(recipe: Recipe, dataset, args, out: str) -> None:
     _train_stage(
         recipe, dataset, args, folders[0],
         lambda: create_model(
-            args.model, num_classes=dataset.num_classes, width_multiplier=args.prune_from
+            args.model,
+            num_classes=dataset.num_classes,
+            **{**args.model_kwargs, "width_multiplier": args.prune_from},
         ),
         epochs=args.epochs, learning_rate=args.learning_rate,
     )  # fmt: skip
@@ -368,6 +417,23 @@ def train_progressive(recipe: Recipe, dataset, args, out: str) -> None:
     print(f"Final model: {os.path.join(out, BEST)}")
 
 
+def _eval_crop_size(args, preset) -> tuple[int, int] | None:
+    """`--eval-crop`, else the preset's centre crop (None: whole images)."""
+    if args.eval_crop is not None:
+        return None if args.eval_crop == "full" else args.eval_crop
+    return preset.eval_crop if preset is not None else None
+
+
+def _preset_of(model, recipe: Recipe):
+    """The preset of a loaded model (kseg models keep their registry name), or None."""
+    from kseg.train import preset_for
+
+    try:
+        return preset_for(model.name, recipe.dataset)
+    except ValueError:
+        return None
+
+
 def _load(args, out: str):
     import keras
 
@@ -394,11 +460,18 @@ def evaluate(recipe: Recipe, dataset, args, out: str) -> dict:
     model, path = _load(args, out)
     split = args.split or recipe.eval_split
     samples = dataset.samples(split)[: args.limit]
+    crop = _eval_crop_size(args, _preset_of(model, recipe))
     ds = segmentation_pipeline(
-        dataset, samples, 1, training=False, pad_multiple=getattr(model, "input_multiple", 1)
+        dataset,
+        samples,
+        1,
+        training=False,
+        pad_multiple=getattr(model, "input_multiple", 1),
+        eval_crop=crop,
     )
     confusion = evaluate_confusion(model, ds, dataset.num_classes)
-    print(f"\n{dataset.name} {split}, {len(samples)} images, model {path}")
+    window = "whole images" if crop is None else f"centre {crop[0]}x{crop[1]} crops"
+    print(f"\n{dataset.name} {split}, {len(samples)} images ({window}), model {path}")
     print(iou_table(confusion, dataset.class_names))
     iou = iou_per_class(confusion)
     result = {
@@ -406,6 +479,7 @@ def evaluate(recipe: Recipe, dataset, args, out: str) -> dict:
         "split": split,
         "images": len(samples),
         "checkpoint": path,
+        "eval_crop": None if crop is None else list(crop),
         "mean_iou": mean_iou(confusion),
         "iou": {
             n: (None if v != v else float(v)) for n, v in zip(dataset.class_names, iou, strict=True)

@@ -45,15 +45,18 @@ def compile_model(
     total_steps: int,
     steps_per_epoch: int | None = None,
 ) -> keras.Model:
-    """Cross-entropy with the ignore label on every output (auxiliary ones weighted by
-    `preset.aux_weight`), the preset's optimiser and schedule, and mean IoU."""
+    """Cross-entropy with the ignore label on every output ("logits" weighted by
+    `preset.main_weight`, the others by `preset.aux_weight`), the preset's optimiser and
+    schedule, and mean IoU of "logits"."""
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=IGNORE_LABEL)
     names = output_names(model)
     if names:
         model.compile(
             optimizer=preset.make_optimizer(total_steps, steps_per_epoch),
             loss={n: loss for n in names},
-            loss_weights={n: 1.0 if n == "logits" else preset.aux_weight for n in names},
+            loss_weights={
+                n: preset.main_weight if n == "logits" else preset.aux_weight for n in names
+            },
             metrics={"logits": [MeanIoU(num_classes)]},
             jit_compile=False,
         )

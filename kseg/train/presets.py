@@ -22,7 +22,8 @@ class TrainingPreset:
     poly_power: float
     epochs: int
     batch_size: int
-    aux_weight: float = 0.0
+    aux_weight: float = 0.0  # loss weight of every output but "logits"
+    main_weight: float = 1.0  # loss weight of "logits"
     momentum: float = 0.9
     rho: float = 0.9  # RMSprop discounting factor
     epsilon: float = 1e-7
@@ -43,6 +44,10 @@ class TrainingPreset:
     # training augmentation, "crop_jitter_flip" (ODE nets) or "crop_flip".
     validation: str = "test"
     augmentation: str = "crop_jitter_flip"
+    # Segmentation: the training crop (None: the dataset recipe's) and, where a paper
+    # validates on centre crops, their size (None: whole images).
+    crop: tuple[int, int] | None = None
+    eval_crop: tuple[int, int] | None = None
 
     def make_optimizer(
         self, total_steps: int, steps_per_epoch: int | None = None
@@ -211,7 +216,46 @@ PRESETS: dict[str, TrainingPreset] = {
 }
 
 
-# The longest registry-name prefix picks the preset.
+def _deeplab(dataset: str, cooperative: bool) -> TrainingPreset:
+    """Paper 003's DeepLabV3+ and cross cooperative training on PASCAL VOC or Cityscapes."""
+    voc = dataset == "voc"
+    crop = (513, 513) if voc else (768, 768)
+    what = "the cross cooperative network" if cooperative else "the single DeepLabV3+ networks"
+    source = (
+        f"Ikedo & Hotta 2022 (cross cooperative learning), section 4.2, {what} on "
+        f"{'PASCAL VOC 2012' if voc else 'Cityscapes'}: SGD, batch 6, learning rate "
+        f"{0.007 if voc else 0.035}; section 4.1: random {crop[0]}x{crop[1]} crops"
+        f"{', centre crops for validation' if voc else ''}"
+        f"{'; equation 1: loss CE(top) + CE(bottom)' if cooperative else ''}. "
+        "Poly power 0.9 and momentum 0.9 are DeepLabV3+'s (Chen et al. 2018), weight "
+        "decay 4e-5 DeepLab's training default; "
+        f"{50 if voc else 240} epochs are kseg's (DeepLabV3+ trains 30K iterations at "
+        "batch 16 on VOC, about 45 epochs, and 90K at batch 8 on Cityscapes, 242 epochs)"
+    )
+    return TrainingPreset(
+        name=f"{'cross_cooperative' if cooperative else 'deeplabv3plus'}_{dataset}",
+        source=source,
+        optimizer="sgd",
+        learning_rate=0.007 if voc else 0.035,
+        poly_power=0.9,
+        epochs=50 if voc else 240,
+        batch_size=6,
+        momentum=0.9,
+        weight_decay=4e-5,
+        main_weight=0.0 if cooperative else 1.0,
+        aux_weight=1.0 if cooperative else 0.0,
+        crop=crop,
+        eval_crop=crop if voc else None,
+    )
+
+
+for _dataset in ("voc", "cityscapes"):
+    for _cooperative in (False, True):
+        _preset = _deeplab(_dataset, _cooperative)
+        PRESETS[_preset.name] = _preset
+
+# The longest registry-name prefix picks the preset; a dict picks it by dataset (None:
+# for any other dataset).
 _FAMILIES = {
     "contextnet": "contextnet",
     "hrnetv2": "hrnetv2",
@@ -227,22 +271,36 @@ _FAMILIES = {
     "res_unet": "choicenet_unet",
     "dense_unet": "choicenet_unet",
     "unet": "choicenet_unet",
+    "deeplabv3plus": {
+        "voc": "deeplabv3plus_voc",
+        "cityscapes": "deeplabv3plus_cityscapes",
+        None: "deeplabv3plus_voc",
+    },
+    "cross_cooperative": {
+        "voc": "cross_cooperative_voc",
+        "cityscapes": "cross_cooperative_cityscapes",
+        None: "cross_cooperative_voc",
+    },
 }
 
 # HRNet-OCR's auxiliary (soft object region) loss weight, Yuan et al. 2020 section 3.4.
 OCR_AUX_WEIGHT = 0.4
 
 
-def preset_for(model_name: str) -> TrainingPreset:
-    """The preset of the paper that `model_name` (a registry name) comes from; OCR
-    variants add the auxiliary loss of their soft object regions."""
+def preset_for(model_name: str, dataset: str | None = None) -> TrainingPreset:
+    """The preset of the paper that `model_name` (a registry name) comes from, for
+    `dataset` where the paper trains differently per dataset (paper 003: VOC or
+    Cityscapes); OCR variants add the auxiliary loss of their soft object regions."""
     prefixes = [p for p in _FAMILIES if model_name.startswith(p)]
     if not prefixes:
         raise ValueError(
             f"no training preset for {model_name!r}; presets exist for models starting "
             f"with: {', '.join(_FAMILIES)}"
         )
-    preset = PRESETS[_FAMILIES[max(prefixes, key=len)]]
+    family = _FAMILIES[max(prefixes, key=len)]
+    if isinstance(family, dict):
+        family = family.get(dataset, family[None])
+    preset = PRESETS[family]
     if model_name.endswith("_ocr"):
         preset = dataclasses.replace(
             preset,

@@ -120,3 +120,17 @@ def test_training_needs_a_crop(demo_cityscapes):
 
 def test_samples_are_plain_dataclasses():
     assert Sample("a", "b").label == "b"
+
+
+def test_evaluation_centre_crop_cuts_large_images_and_pads_small_ones(tmp_path):
+    from kseg.data.pipeline import center_crop
+
+    label = np.arange(6 * 9, dtype=np.uint8).reshape(6, 9)
+    image = np.repeat(label[..., None], 3, axis=-1)
+    x, y = center_crop(tf.constant(image), tf.constant(label), (4, 5))
+    np.testing.assert_array_equal(y, label[1:5, 2:7])  # (6-4)//2 = 1, (9-5)//2 = 2
+    np.testing.assert_array_equal(x[..., 0], label[1:5, 2:7])
+    x, y = center_crop(tf.constant(image), tf.constant(label), (10, 9))
+    assert y.shape == (10, 9)
+    np.testing.assert_array_equal(y[2:8], label)  # padded evenly: two rows each side
+    assert np.all(y.numpy()[[0, 1, 8, 9]] == 255) and np.all(x.numpy()[[0, 1, 8, 9]] == 0)

@@ -117,7 +117,8 @@ def test_missing_tiny_imagenet_folder_shows_the_layout(trained, tmp_path):
 
 def test_choicenet_demo_holds_out_validation_images_and_evaluates(tmp_path, capsys):
     out = str(tmp_path / "choicenet")
-    args = [*TINY, "--model", "choicenet_30", "--width", "4", "--epochs", "1", "--out", out]
+    args = [*TINY, "--model", "choicenet_30", "--width", "4", "--epochs", "1", "--out", out,
+            "--model-kwargs", '{"modules": 1}']  # fmt: skip
     cifar100.main(args)  # --demo and no command: train, then evaluate
     pre = json.load(open(os.path.join(out, "preprocessing.json")))
     assert pre["validation"] == "12 images held out of the training set"  # 10% of 120
@@ -141,7 +142,7 @@ def test_svhn_trains_on_train_and_extra_without_augmentation(tmp_path):
     out = str(tmp_path / "run")
     svhn.main(["train", "--data-dir", str(tmp_path), "--model", "choicenet_30", "--width", "4",
                "--epochs", "1", "--batch-size", "16", "--verbose", "0", "--no-tensorboard",
-               "--out", out])  # fmt: skip
+               "--out", out, "--model-kwargs", '{"modules": 1}'])  # fmt: skip
     pre = json.load(open(os.path.join(out, "preprocessing.json")))
     assert pre["validation"] == "4 images held out of the training set"  # 10% of 30 + 10
     assert pre["augmentation"] == "none" and pre["source"] == "SVHN"

@@ -102,3 +102,21 @@ def test_choicenet_presets_are_sections_331_and_332():
     # the longest registry-name prefix decides
     assert preset_for("res_ode_net").name == "ode_nets"
     assert preset_for("residual_hrnet").name == "segnode_baseline"
+
+
+def test_deeplab_presets_are_paper_003_section_4_per_dataset():
+    from kseg.train import preset_for
+
+    for name in ("deeplabv3plus_resnet101", "deeplabv3plus_xception65", "cross_cooperative"):
+        voc, cityscapes = preset_for(name, "voc"), preset_for(name, "cityscapes")
+        assert (voc.optimizer, voc.batch_size, voc.learning_rate) == ("sgd", 6, 0.007)
+        assert (cityscapes.batch_size, cityscapes.learning_rate) == (6, 0.035)
+        assert voc.crop == voc.eval_crop == (513, 513)  # random crops, centre crops
+        assert cityscapes.crop == (768, 768) and cityscapes.eval_crop is None
+        assert preset_for(name).name == voc.name  # other datasets: the VOC setting
+        optimizer = voc.make_optimizer(total_steps=100)
+        optimizer.iterations.assign(50)
+        assert float(optimizer.learning_rate) == pytest.approx(0.007 * 0.5**0.9)
+        # equation 1: CE(top) + CE(bottom), the mean prediction not trained on
+        weights = (voc.main_weight, voc.aux_weight)
+        assert weights == ((0.0, 1.0) if name == "cross_cooperative" else (1.0, 0.0))

@@ -1,0 +1,118 @@
+"""DeepLabV3+ (Chen et al. 2018) on a ResNet-101 or aligned Xception-65 built in kseg."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+from kseg.models.backbones import BACKBONES, build_backbone, load_backbone_weights
+from kseg.models.base import SegmentationModel, check_image_shape
+from kseg.models.deeplab.head import deeplabv3plus_head
+
+
+def check_head_args(num_classes, output_stride, rates) -> tuple[int, ...]:
+    """Validates the shared DeepLabV3+ arguments; returns the ASPP rates (None: DeepLab's
+    6, 12, 18 at output stride 16, doubled at 8)."""
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    if output_stride not in (8, 16):
+        raise ValueError(f"output_stride must be 8 or 16 (DeepLabV3+), got {output_stride!r}")
+    if rates is None:
+        rates = (6, 12, 18) if output_stride == 16 else (12, 24, 36)
+    return tuple(int(r) for r in rates)
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class DeepLabV3Plus(SegmentationModel):
+    """DeepLabV3+ (Chen et al., "Encoder-Decoder with Atrous Separable Convolution for
+    Semantic Image Segmentation", ECCV 2018), the single networks of paper 003's Tables 1
+    and 3.
+
+    The backbone's last features (output stride 16: the last stage dilated instead of
+    strided) go through ASPP; the decoder joins them with the backbone's stride-4
+    features (see `kseg.models.deeplab.head`). Any image size works: the decoder and the
+    logits are resized to the size of the tensors they join.
+
+    Args:
+        num_classes: output classes (21 for PASCAL VOC, 19 for Cityscapes).
+        backbone: "resnet101" (`kseg.models.backbones.resnet`) or "xception65"
+            (`kseg.models.backbones.xception`).
+        backbone_depth: None for the paper's depth; for tests, the ResNet's four stage
+            block counts or the number of Xception middle-flow modules.
+        backbone_width: multiplies the backbone's channels (1.0: the paper's).
+        head_channels: ASPP and decoder channels (256 in DeepLabV3+).
+        output_stride: 16 (paper 003 and DeepLabV3+ training) or 8.
+        aspp_rates: the dilated ASPP branches' rates; None: 6, 12, 18 (24, 36 at 8).
+        backbone_weights: None, a keras.applications ResNet101 no-top weights file, or
+            "imagenet" (that file from the Keras cache, downloaded if missing); ResNet-101
+            only. Loaded once at construction; not part of the config (a saved model
+            carries its own weights).
+        image_shape: (height, width, channels); height and width may be None.
+
+    Example:
+        >>> model = kseg.models.DeepLabV3Plus(num_classes=21, backbone="resnet101")
+        >>> model(np.zeros((1, 513, 513, 3), "float32")).shape
+        TensorShape([1, 513, 513, 21])
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 21,
+        backbone: str = "resnet101",
+        backbone_depth: int | Sequence[int] | None = None,
+        backbone_width: float = 1.0,
+        head_channels: int = 256,
+        output_stride: int = 16,
+        aspp_rates: Sequence[int] | None = None,
+        backbone_weights: str | None = None,
+        image_shape: tuple[int | None, int | None, int] = (None, None, 3),
+        **kwargs,
+    ):
+        rates = check_head_args(num_classes, output_stride, aspp_rates)
+        if backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+        name = kwargs.pop("name", f"deeplabv3plus_{backbone}")
+        check_image_shape((None, *image_shape), 1, None, name)
+
+        # === Functional Model ===
+        inputs = keras.Input(shape=image_shape, name="image")
+        high, low = build_backbone(backbone, inputs, backbone_depth, backbone_width, output_stride)
+        (logits,) = deeplabv3plus_head(
+            inputs, [high], [low], num_classes, channels=head_channels, rates=rates
+        )
+        super().__init__(inputs=inputs, outputs=logits, name=name, **kwargs)
+        if backbone_weights is not None:
+            load_backbone_weights(self, backbone, backbone_weights)
+
+        # === Config ===
+        self.num_classes = num_classes
+        self.backbone = backbone
+        self.backbone_depth = None if backbone_depth is None else _listify(backbone_depth)
+        self.backbone_width = backbone_width
+        self.head_channels = head_channels
+        self.output_stride = output_stride
+        self.aspp_rates = None if aspp_rates is None else list(rates)
+        self.image_shape = tuple(image_shape)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "num_classes": self.num_classes,
+            "backbone": self.backbone,
+            "backbone_depth": self.backbone_depth,
+            "backbone_width": self.backbone_width,
+            "head_channels": self.head_channels,
+            "output_stride": self.output_stride,
+            "aspp_rates": self.aspp_rates,
+            "image_shape": self.image_shape,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _listify(depth):
+    return int(depth) if isinstance(depth, int) else [int(d) for d in depth]
