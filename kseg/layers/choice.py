@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import keras
 
+from kseg.layers.dense import densely_connected
 from kseg.layers.hrnet import conv_norm
 
 POOLINGS = ("max", "avg", "both")
@@ -72,15 +73,12 @@ def choice_block(
 ):
     """`modules` ChoiceNet modules densely connected (Fig. 3): the output concatenates the
     input and every module's output, C + modules * 7 * growth channels."""
-    features = [x]
-    for i in range(1, modules + 1):
-        inp = (
-            features[0]
-            if len(features) == 1
-            else keras.layers.Concatenate(name=f"{name}_in{i}")(features)
-        )
-        features.append(choice_module(inp, growth, kernel_sizes, chain_length, f"{name}_m{i}"))
-    return keras.layers.Concatenate(name=f"{name}_out")(features)
+    return densely_connected(
+        x,
+        lambda inp, i: choice_module(inp, growth, kernel_sizes, chain_length, f"{name}_m{i}"),
+        modules,
+        name,
+    )
 
 
 def choice_pool(x, pooling: str = "both", global_pool: bool = False, name: str = "pool"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 
 from kseg.layers.hrnet import norm_layer
@@ -15,19 +17,29 @@ def _bn_relu_conv(x, filters: int, kernel_size: int, name: str):
     )(x)
 
 
-def dense_block(x, growth: int, layers: int = 4, bottleneck: int = 4, name: str = "dense"):
-    """`layers` DenseNet-BC layers (BN-ReLU-1x1 conv to bottleneck x growth, BN-ReLU-3x3
-    conv to growth), each reading the concatenation of the input and all earlier layers'
-    outputs. Returns that concatenation: C + layers x growth channels."""
+def densely_connected(x, layer: Callable, count: int, name: str):
+    """Dense connectivity (DenseNet, and ChoiceNet's Fig. 3): `layer(inputs, i)` for
+    i = 1..count, each reading the concatenation of `x` and every earlier output (named
+    `{name}_in{i}`); returns the concatenation of all of them (`{name}_out`)."""
     features = [x]
-    for i in range(1, layers + 1):
+    for i in range(1, count + 1):
         inp = (
             features[0]
             if len(features) == 1
             else keras.layers.Concatenate(name=f"{name}_in{i}")(features)
         )
-        y = inp
+        features.append(layer(inp, i))
+    return keras.layers.Concatenate(name=f"{name}_out")(features)
+
+
+def dense_block(x, growth: int, layers: int = 4, bottleneck: int = 4, name: str = "dense"):
+    """`layers` DenseNet-BC layers (BN-ReLU-1x1 conv to bottleneck x growth, BN-ReLU-3x3
+    conv to growth), each reading the concatenation of the input and all earlier layers'
+    outputs. Returns that concatenation: C + layers x growth channels."""
+
+    def layer(y, i):
         if bottleneck:
             y = _bn_relu_conv(y, bottleneck * growth, 1, name=f"{name}_l{i}_1x1")
-        features.append(_bn_relu_conv(y, growth, 3, name=f"{name}_l{i}_3x3"))
-    return keras.layers.Concatenate(name=f"{name}_out")(features)
+        return _bn_relu_conv(y, growth, 3, name=f"{name}_l{i}_3x3")
+
+    return densely_connected(x, layer, layers, name)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import keras
 
-from kseg.models.backbones import BACKBONES, build_backbone, load_backbone_weights
+from kseg.models.backbones import build_backbone, load_backbone_weights
 from kseg.models.base import SegmentationModel, check_image_shape
 from kseg.models.deeplab.deeplab import _listify, check_head_args
 from kseg.models.deeplab.head import deeplabv3plus_head
@@ -105,9 +105,6 @@ class CrossCooperative(SegmentationModel):
         **kwargs,
     ):
         rates = check_head_args(num_classes, output_stride, aspp_rates)
-        for b in (top, bottom):
-            if b not in BACKBONES:
-                raise ValueError(f"unknown backbone {b!r}; choose from {', '.join(BACKBONES)}")
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         mix = cooperative_mix(paths, connection1, connection2)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import keras
 
-from kseg.models.backbones import BACKBONES, build_backbone, load_backbone_weights
+from kseg.models.backbones import build_backbone, load_backbone_weights
 from kseg.models.base import SegmentationModel, check_image_shape
 from kseg.models.deeplab.head import deeplabv3plus_head
 
@@ -70,8 +70,6 @@ class DeepLabV3Plus(SegmentationModel):
         **kwargs,
     ):
         rates = check_head_args(num_classes, output_stride, aspp_rates)
-        if backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
         name = kwargs.pop("name", f"deeplabv3plus_{backbone}")
         check_image_shape((None, *image_shape), 1, None, name)
 
