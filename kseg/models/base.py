@@ -42,6 +42,19 @@ class ImageModel(keras.Model):
     input_multiple: int = 1
     task: str = "segmentation"
 
+    # What keras.Model's functional constructor takes; Keras ignores any other keyword
+    # silently, so a misspelt model argument would otherwise build the default model.
+    _MODEL_KWARGS = frozenset({"inputs", "outputs", "name", "trainable", "dtype"})
+
+    def __init__(self, *args, **kwargs):
+        unknown = sorted(set(kwargs) - self._MODEL_KWARGS)
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unknown argument(s): {', '.join(unknown)}. "
+                f"See help(kseg.models.{type(self).__name__}) for the arguments it takes."
+            )
+        super().__init__(*args, **kwargs)
+
     def call(self, inputs, training=None, mask=None):
         check_image_shape(inputs.shape, self.input_multiple, self.input_shape[-1], self.name)
         return super().call(inputs, training=training, mask=mask)

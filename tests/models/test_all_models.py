@@ -21,3 +21,10 @@ def test_model(name, tmp_path):
 def test_unknown_name_lists_the_valid_ones():
     with pytest.raises(ValueError, match="contextnet_cn14.*contextnet_cn18"):
         create_model("contextnet_cn99")
+
+
+def test_a_misspelt_model_argument_is_refused_not_ignored():
+    with pytest.raises(TypeError, match="unknown argument.*pathz.*help"):
+        create_model(
+            "cross_cooperative", num_classes=3, pathz="none", **TINY["cross_cooperative"][0]
+        )
