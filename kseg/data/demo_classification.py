@@ -76,8 +76,9 @@ def load_digits_set(digits: tuple[int, ...] = tuple(range(10))) -> ImageSet:
 def demo_source(train: int, test: int, seed: int = 0) -> tuple[ImageSet, ImageSet]:
     """(train, test) of the demo source task: Fashion-MNIST if installed, else digits 0-4.
 
-    Fashion-MNIST keeps `train` / `test` images drawn from its own splits; the 901 digits
-    0-4 are split in the same proportion.
+    Fashion-MNIST draws `train` / `test` images from its own splits. The 901 digits 0-4 give
+    `train` / `test` images drawn without overlap, or, when more are asked for than exist,
+    all 901 split in the proportion asked for.
     """
     rng = np.random.default_rng(seed)
     if fashion_mnist_available():
@@ -89,8 +90,10 @@ def demo_source(train: int, test: int, seed: int = 0) -> tuple[ImageSet, ImageSe
         return sets[0], sets[1]
     full = load_digits_set((0, 1, 2, 3, 4))
     order = rng.permutation(len(full.labels))
-    cut = int(len(order) * train / (train + test))
-    parts = (np.sort(order[:cut]), np.sort(order[cut:]))
+    if train + test > len(order):
+        train = int(len(order) * train / (train + test))
+        test = len(order) - train
+    parts = (np.sort(order[:train]), np.sort(order[train : train + test]))
     return tuple(
         ImageSet(f"{full.name} {s}", full.images[p], full.labels[p], full.classes)
         for s, p in zip(("train", "test"), parts, strict=True)

@@ -88,7 +88,9 @@ def test_without_fashion_mnist_the_demo_trains_on_digits_0_to_4(monkeypatch):
     monkeypatch.setattr(demo, "fashion_mnist_available", lambda *a: False)
     train, test = demo.demo_source(100, 50)
     assert train.name.startswith("scikit-learn digits 0-4")
-    assert len(train.labels) + len(test.labels) == 901  # every scan of 0-4
+    assert (len(train.labels), len(test.labels)) == (100, 50)  # as many as asked for
     assert set(train.labels) == set(range(5))
+    big_train, big_test = demo.demo_source(2000, 400)  # more than the 901 scans of 0-4
+    assert (len(big_train.labels), len(big_test.labels)) == (750, 151)  # all, 2000:400
     target = demo.demo_target(train.name)
     assert target.classes == ("5", "6", "7", "8", "9")
