@@ -1,6 +1,7 @@
 """Neural-ODE machinery. It knows nothing of segmentation (cf. torchdiffeq).
 
-`odeint` integrates a derivative with a solver named in `SOLVERS`; `ODEBlock` wraps a
+`odeint` integrates a derivative with a solver named in `SOLVERS` (adaptive solves are
+differentiated by the adjoint method, `kseg.ode.adjoint`); `ODEBlock` wraps a
 Keras layer as the derivative of a serialisable Keras layer; `ConcatConv2D` gives a
 derivative the time as an input channel; `ConvODEFunc` is Chen et al.'s conv derivative.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Sequence
 
@@ -19,7 +20,7 @@ class ODEBlock(keras.layers.Layer):
     The derivative `func` maps a state to its time derivative with the same shape (a
     state may be a list of tensors, e.g. SegNode's four streams); if its
     `call` takes a `t` argument it receives the time (see `ConcatConv2D`). Adaptive methods
-    (dopri5, bdf) train with tfp's adjoint method, so memory does not grow with the
+    (dopri5, bdf) train with the adjoint method, so memory does not grow with the
     number of steps; fixed-grid methods (euler, midpoint, heun, rk4) unroll `steps`
     steps into plain ops, which is how ODE models export to TFLite.
 
@@ -102,19 +103,23 @@ class ODEBlock(keras.layers.Layer):
             for n in ("nfe", "accepted_steps", "rejected_steps")
         )
 
-    def _derivative(self, t, y):
-        return self.func(y, t=t) if self._takes_t else self.func(y)
+    def _derivative(self, t, y, training=None):
+        if self._takes_t:
+            return self.func(y, t=t, training=training)
+        return self.func(y, training=training)
 
     def _times(self) -> list[float]:
         if self.return_times is None:
             return [0.0, self.t1]
         return self.return_times if self.return_times[0] == 0 else [0.0, *self.return_times]
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         times = self._times()
         fixed = not get_solver(self.method).adaptive
         states, info = odeint(
-            self._derivative,
+            # The adjoint's backward solve runs outside this call: it must see the same
+            # `training` (batch statistics in batch norm) as the forward solve.
+            functools.partial(self._derivative, training=training),
             inputs,
             times,
             method=self.method,

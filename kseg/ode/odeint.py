@@ -69,8 +69,9 @@ def odeint(
             "heun", "rk4").
         rtol, atol: tolerances of the adaptive methods.
         adjoint: None takes the method's own gradient: the adjoint sensitivity method for
-            the adaptive (tfp) methods, back-propagation through the steps for fixed-grid
-            ones. A value the method cannot honour raises ValueError.
+            the adaptive methods (kseg's for dopri5, `kseg.ode.adjoint`; tfp's for bdf),
+            back-propagation through the steps for fixed-grid ones. A value the method
+            cannot honour raises ValueError.
         max_num_steps: adaptive methods stop with `MaxStepsExceededError` beyond this;
             None means unbounded.
         options: for fixed-grid methods `{"steps": N}` (default 10) or `{"step_size": h}`;
@@ -88,7 +89,7 @@ def odeint(
     if adjoint is not None and adjoint != solver.adaptive:
         raise ValueError(
             f"{method!r} cannot be differentiated with adjoint={adjoint}: the adaptive "
-            "methods (dopri5, bdf) always use tfp's adjoint, the fixed-grid ones "
+            "methods (dopri5, bdf) always use the adjoint method, the fixed-grid ones "
             "(euler, midpoint, heun, rk4) back-propagate through their steps"
         )
     if isinstance(solver, AdaptiveSolver):

@@ -2,17 +2,18 @@
 
 | name     | kind                    | order | gradients                     | TFLite builtins |
 |----------|-------------------------|-------|-------------------------------|-----------------|
-| dopri5   | adaptive, Dormand-Prince| 5(4)  | adjoint (tfp, memory flat)    | no (while loop) |
-| bdf      | adaptive, implicit BDF  | 1-5   | adjoint (tfp)                 | no              |
+| dopri5   | adaptive, Dormand-Prince| 5(4)  | adjoint (kseg, memory flat)   | no (while loop) |
+| bdf      | adaptive, implicit BDF  | 1-5   | adjoint (tfp, memory flat)    | no              |
 | euler    | fixed grid              | 1     | back-prop through the steps   | yes             |
 | midpoint | fixed grid              | 2     | back-prop through the steps   | yes             |
 | heun     | fixed grid              | 2     | back-prop through the steps   | yes             |
 | rk4      | fixed grid (3/8 rule)   | 4     | back-prop through the steps   | yes             |
 
 `dopri5` is tfp's solver with torchdiffeq's first step and step control, see
-`kseg.ode.dopri`. Fixed-grid solvers share one base class with one hook,
-`step(func, t, dt, y)`, and are unrolled into a static number of steps: plain TensorFlow
-ops that convert to TFLite.
+`kseg.ode.dopri`; its gradients come from kseg's adjoint (`kseg.ode.adjoint`), which keeps
+the parameter gradients out of the stepped state, and `bdf`'s from tfp's own adjoint.
+Fixed-grid solvers share one base class with one hook, `step(func, t, dt, y)`, and are
+unrolled into a static number of steps: plain TensorFlow ops that convert to TFLite.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from kseg.ode.adjoint import odeint_adjoint
 from kseg.ode.dopri import DormandPrince
 
 Func = Callable  # func(t, y) -> dy/dt, y a nested structure of tensors
@@ -107,12 +109,16 @@ class RK4(FixedGridSolver):
 
 
 class AdaptiveSolver:
-    """A `tfp.math.ode` solver; tfp differentiates it with the adjoint method."""
+    """A `tfp.math.ode` solver, differentiated with the adjoint method: kseg's
+    (`kseg.ode.adjoint`, parameter gradients outside the stepped state) or tfp's own."""
 
     adaptive = True
 
-    def __init__(self, tfp_class):
+    def __init__(self, tfp_class, adjoint: str = "kseg"):
+        if adjoint not in ("kseg", "tfp"):
+            raise ValueError(f"adjoint must be 'kseg' or 'tfp', got {adjoint!r}")
         self.tfp_class = tfp_class
+        self.adjoint = adjoint
 
     def make(self, rtol: float, atol: float, max_num_steps: int | None, **options):
         return self.tfp_class(rtol=rtol, atol=atol, max_num_steps=max_num_steps, **options)
@@ -126,18 +132,26 @@ class AdaptiveSolver:
         accepted/rejected split is not reported.
         """
         solver = self.make(rtol, atol, max_num_steps, **options)
-        result = solver.solve(func, t[0], y0, solution_times=t)
-        diagnostics = result.diagnostics
-        if isinstance(solver, DormandPrince):
-            return result.states, (solver.evaluations(diagnostics), *solver.steps(diagnostics))
-        unknown = tf.constant(-1, tf.int32)
-        nfe = tf.cast(diagnostics.num_ode_fn_evaluations, tf.int32)
-        return result.states, (nfe, unknown, unknown)
+
+        def solve(y0):
+            result = solver.solve(func, t[0], y0, solution_times=t)
+            diagnostics = result.diagnostics
+            if isinstance(solver, DormandPrince):
+                return result.states, (solver.evaluations(diagnostics), *solver.steps(diagnostics))
+            unknown = tf.constant(-1, tf.int32)
+            nfe = tf.cast(diagnostics.num_ode_fn_evaluations, tf.int32)
+            return result.states, (nfe, unknown, unknown)
+
+        if self.adjoint == "tfp":
+            return solve(y0)
+        return odeint_adjoint(solve, func, y0, t, rtol, atol, max_num_steps)
 
 
 SOLVERS: dict[str, FixedGridSolver | AdaptiveSolver] = {
     "dopri5": AdaptiveSolver(DormandPrince),
-    "bdf": AdaptiveSolver(tfp.math.ode.BDF),
+    # A stiff problem's backward solve needs an implicit method too: tfp's adjoint steps
+    # it with BDF; kseg's adjoint is explicit Dormand-Prince.
+    "bdf": AdaptiveSolver(tfp.math.ode.BDF, adjoint="tfp"),
     "euler": Euler(),
     "midpoint": Midpoint(),
     "heun": Heun(),

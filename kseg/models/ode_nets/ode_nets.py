@@ -135,7 +135,7 @@ class ResODENet(_ODENetBase):
     """The Res-ODE Net (Chen et al. 2018; Carrara et al. section 4): the ResNet with its six
     residual blocks replaced by one ODE block on [0, 1] whose derivative is the same block
     with t as an input channel. Solved by dopri5 at rtol = atol = 1e-3 (the official code),
-    trained with tfp's adjoint.
+    trained with the adjoint method (`kseg.ode.adjoint`).
 
     Args:
         num_classes, width, stem_width, dropout, image_shape: as `ResNetGN`.

@@ -48,7 +48,8 @@ class SegNode(SegmentationModel):
       HRNet modules, each `blocks` pre-activation basic blocks per branch and fusion
       (`kseg.layers.hrnet`); autonomous (no time input), as the paper turns the Baseline's
       residual units h + module(h) into the ODE. Solved by `method` (dopri5, the Runge-Kutta
-      solver of torchdiffeq the paper uses) with tfp's adjoint, or on a fixed grid.
+      solver of torchdiffeq the paper uses) with the adjoint method (`kseg.ode.adjoint`), or
+      on a fixed grid.
     - Head: a 1x1 conv per stream to classes, bilinear to 1/4, summed, bilinear to the
       image. With `ocr`, HRNetV2+OCR's head on the concatenated streams instead.
 
