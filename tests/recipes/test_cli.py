@@ -37,10 +37,18 @@ def test_help_lists_the_paper_defaults():
         assert text in " ".join(out.split()), text
 
 
-def test_train_evaluate_predict(demo_cityscapes, tmp_path, capsys):
-    out = str(tmp_path / "run")
+@pytest.fixture(scope="module")
+def trained(demo_cityscapes, tmp_path_factory):
+    """One two-epoch training run, shared by the tests that read it (a train step's graph
+    takes ~15 s to trace)."""
+    out = str(tmp_path_factory.mktemp("trained") / "run")
+    cityscapes.main(["train", "--data-dir", demo_cityscapes, "--out", out, "--epochs", "2", *FAST])
+    return out
+
+
+def test_train_evaluate_predict(demo_cityscapes, trained, capsys):
+    out = trained
     common = ["--data-dir", demo_cityscapes, "--out", out]
-    cityscapes.main(["train", *common, "--epochs", "2", *FAST])
     assert last_checkpoint(out)[1] == 2 and os.path.exists(os.path.join(out, "best.keras"))
     cityscapes.main(["evaluate", *common])
     printed = capsys.readouterr().out
@@ -143,13 +151,12 @@ def test_progressive_pruning_trains_wide_then_prunes_and_fine_tunes(
     assert printed.count("nothing to train") == 2, printed
 
 
-def test_the_demo_exports_its_model_to_verified_tflite(demo_cityscapes, tmp_path, capsys):
+def test_the_demo_exports_its_model_to_verified_tflite(demo_cityscapes, trained, capsys):
     from kseg.data import Cityscapes
     from kseg.recipes.cli import build_parser, export_demo
 
-    out = str(tmp_path / "run")
+    out = trained
     common = ["--data-dir", demo_cityscapes, "--out", out]
-    cityscapes.main(["train", *common, "--epochs", "1", *FAST])
     args = build_parser(cityscapes.RECIPE).parse_args(["evaluate", *common, "--crop", "64x128"])
     export_demo(cityscapes.RECIPE, Cityscapes(demo_cityscapes), args, out)
     printed = capsys.readouterr().out
