@@ -78,7 +78,7 @@ def export(
     """Writes `formats` of `model` to `out` and checks every artefact in its runtime.
 
     Args:
-        quantize: TFLite variants among fp32, fp16, dynamic, int8.
+        quantize: TFLite variants among fp32, fp16, dynamic, int8, int8_io.
         images: (N, H, W, 3) float images in [0, 1] for the parity checks and int8
             calibration; default: `sample_images`.
         labels: (N, H, W) training ids of `images`; with them, int8 reports its mIoU change.

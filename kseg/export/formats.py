@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-TFLITE_MODES = ("fp32", "fp16", "dynamic", "int8")
+TFLITE_MODES = ("fp32", "fp16", "dynamic", "int8", "int8_io")
 
 
 def main_logits(outputs):
@@ -71,7 +71,12 @@ def export_tflite(
         mode: "fp32"; "fp16" (float16 weights); "dynamic" (int8 weights, float
             activations); "int8" (weights and activations int8, float input and output;
             needs `calibration`, a callable returning an iterable of (H, W, 3) or
-            (1, H, W, 3) images in [0, 1]).
+            (1, H, W, 3) images in [0, 1]); "int8_io" (as "int8" with integer input and
+            output, the full-integer form of integer-only accelerators: a uint8 image and
+            int8 logits, each with the scale and zero point stored in the file, so the
+            runtime neither quantises the image nor dequantises the logits; the arg-max of
+            the int8 logits is the label map. `kseg.export.runtimes` applies the stored
+            parameters).
     """
     if mode not in TFLITE_MODES:
         raise ValueError(f"unknown TFLite mode {mode!r}; choose one of {', '.join(TFLITE_MODES)}")
@@ -81,7 +86,7 @@ def export_tflite(
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "fp16":
         converter.target_spec.supported_types = [tf.float16]
-    if mode == "int8":
+    if mode in ("int8", "int8_io"):
         if calibration is None:
             raise ValueError("int8 needs calibration images (e.g. --calib-data DIR)")
 
@@ -92,6 +97,9 @@ def export_tflite(
 
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if mode == "int8_io":
+            converter.inference_input_type = tf.uint8
+            converter.inference_output_type = tf.int8
     try:
         content = converter.convert()
     except Exception as e:  # the converter raises ConverterError and others

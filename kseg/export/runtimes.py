@@ -12,13 +12,40 @@ import time
 import numpy as np
 
 
+def quantize_input(details: dict, x: np.ndarray) -> np.ndarray:
+    """`x` (float, the model's [0, 1] input) in the dtype of the tensor `details` describes:
+    unchanged for a float tensor, quantised with its stored scale and zero point for an
+    integer one (an `int8_io` file)."""
+    dtype = details["dtype"]
+    if not np.issubdtype(dtype, np.integer):
+        return np.asarray(x, dtype)
+    scale, zero = details["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+
+def dequantize_output(details: dict, y: np.ndarray) -> np.ndarray:
+    """Float values of an output tensor (integer outputs through their scale and zero point)."""
+    if not np.issubdtype(details["dtype"], np.integer):
+        return y
+    scale, zero = details["quantization"]
+    return (y.astype(np.float32) - zero) * scale
+
+
 def run_tflite(path: str, images: np.ndarray, threads: int = 2) -> np.ndarray:
-    """Logits for each (1, H, W, 3) image, through the `ai-edge-litert` interpreter."""
+    """Float logits for each (1, H, W, 3) image, through the `ai-edge-litert` interpreter;
+    integer inputs and outputs are (de)quantised with the parameters stored in the file."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=path, num_threads=threads)
     runner = interpreter.get_signature_runner("serve")
-    return np.concatenate([runner(image=x[None])["logits"] for x in images])
+    inputs, outputs = runner.get_input_details()["image"], runner.get_output_details()["logits"]
+    return np.concatenate(
+        [
+            dequantize_output(outputs, runner(image=quantize_input(inputs, x[None]))["logits"])
+            for x in images
+        ]
+    )
 
 
 def tflite_latency(
@@ -36,9 +63,10 @@ def tflite_latency(
 
     interpreter = Interpreter(model_path=path, num_threads=threads)
     interpreter.allocate_tensors()
-    index = interpreter.get_input_details()[0]["index"]
+    details = interpreter.get_input_details()[0]
+    index = details["index"]
     outputs = [d["index"] for d in interpreter.get_output_details()]
-    x = np.asarray(image, np.float32)[None]
+    x = quantize_input(details, np.asarray(image, np.float32)[None])
     interpreter.set_tensor(index, x)
 
     def run():

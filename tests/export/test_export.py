@@ -30,7 +30,7 @@ def test_all_formats_agree_with_keras_in_their_runtimes(tiny_contextnet, tmp_pat
 
     images, labels = voc_batch(*SIZE, num_classes=5)
     artefacts = export(
-        tiny_contextnet, str(tmp_path), quantize=("fp32", "fp16", "dynamic", "int8"),
+        tiny_contextnet, str(tmp_path), quantize=("fp32", "fp16", "dynamic", "int8", "int8_io"),
         input_size=SIZE, images=images, labels=labels, threads=(1,),
     )  # fmt: skip
     by_name = {a.format: a for a in artefacts}
@@ -42,6 +42,7 @@ def test_all_formats_agree_with_keras_in_their_runtimes(tiny_contextnet, tmp_pat
             "tflite_fp16",
             "tflite_dynamic",
             "tflite_int8",
+            "tflite_int8_io",
             "onnx",
         ]
     )
@@ -50,6 +51,17 @@ def test_all_formats_agree_with_keras_in_their_runtimes(tiny_contextnet, tmp_pat
         assert by_name[name].parity.argmax_agreement == 1.0, name
     assert by_name["tflite_fp16"].parity.argmax_agreement >= 0.999
     assert "mIoU" in by_name["tflite_int8"].note
+    # int8_io: the same integer network without the quantise / dequantise at its edges, so
+    # its dequantised logits are int8's; its file takes uint8 and gives int8
+    from ai_edge_litert.interpreter import Interpreter
+
+    io = Interpreter(model_path=by_name["tflite_int8_io"].path)
+    assert io.get_input_details()[0]["dtype"] == np.uint8
+    assert io.get_output_details()[0]["dtype"] == np.int8
+    np.testing.assert_array_equal(
+        run_tflite(by_name["tflite_int8_io"].path, images),
+        run_tflite(by_name["tflite_int8"].path, images),
+    )
     # int8 weights: smaller although this tiny model is mostly graph and quantisation data
     assert by_name["tflite_int8"].size_mb < 0.7 * by_name["tflite_fp32"].size_mb
     assert set(by_name["tflite_fp32"].latency_s) == {1}
