@@ -188,9 +188,6 @@ def odeint_adjoint(
     structure = y0
     flat_y0 = tf.nest.flatten(y0)
     times = tf.convert_to_tensor(times, flat_y0[0].dtype)
-    n_times = times.shape[0]
-    if n_times is None:
-        raise ValueError("the adjoint needs the number of output times when the graph is built")
     max_steps = max_num_steps if max_num_steps is not None else 2**31 - 1
     counts = []
 
@@ -207,14 +204,30 @@ def odeint_adjoint(
                 tf.zeros_like(s) if d is None else d
                 for s, d in zip(flat_states, d_states, strict=True)
             ]
-            a = [d[-1] for d in d_states]
-            g = [tf.zeros_like(p) for p in params]
-            for i in range(n_times - 1, 0, -1):
-                y = [s[i] for s in flat_states]  # restart from the stored forward output
+
+            def interval(i, a, g):
+                """From output time i back to i - 1; the state restarts from the stored
+                forward output, and the adjoint takes the cotangent of output i - 1."""
+                y = [tf.gather(s, i) for s in flat_states]
                 _, a, g = _backward_interval(
-                    aug, times[i], times[i - 1], y, a, g, rtol, atol, max_steps
-                )
-                a = [ai + d[i - 1] for ai, d in zip(a, d_states, strict=True)]
+                    aug, tf.gather(times, i), tf.gather(times, i - 1), y, a, g, rtol, atol,
+                    max_steps,
+                )  # fmt: skip
+                a = [ai + tf.gather(d, i - 1) for ai, d in zip(a, d_states, strict=True)]
+                return i - 1, a, g
+
+            # A loop rather than a Python loop over the intervals: one copy of the backward
+            # solve in the graph, however many output times.
+            _, a, g = tf.while_loop(
+                lambda i, a, g: i > 0,
+                interval,
+                (
+                    tf.size(times) - 1,
+                    [d[-1] for d in d_states],
+                    [tf.zeros_like(p) for p in params],
+                ),
+                parallel_iterations=1,
+            )
             if not variables:
                 return a
             by_param = {id(p): gi for p, gi in zip(params, g, strict=True)}
