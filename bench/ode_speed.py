@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from _memory import peak_extra_mib  # noqa: E402
+from _memory import peak_memory  # noqa: E402
 from _peer import run_peer  # noqa: E402
 from peers.timing import timed  # noqa: E402
 
@@ -133,16 +133,17 @@ def memory_child(method: str, setting: float) -> None:
         return tape.gradient(loss, func.trainable_weights), info.nfe
 
     concrete = step.get_concrete_function(x)
-    extra, _, (_, nfe) = peak_extra_mib(lambda: concrete(x))
-    print(json.dumps({"nfe": int(nfe), "extra_mib": extra}))
+    peak = peak_memory(lambda: concrete(x))
+    print(json.dumps({"nfe": int(peak.result[1]), "extra_mib": peak.extra_mib}))
 
 
 MEMORY_CASES = {"dopri5": (1e-2, 1e-4, 1e-6), "rk4": (4, 16, 64)}
 
 
 def memory() -> None:
-    print("\npeak memory of one forward+backward: growth of the peak resident size (MiB)")
-    print("during a call of the traced step, median of 3 calls, each case in a fresh process")
+    print("\npeak memory of one forward+backward: peak of live tensors during a call of the")
+    print("traced step above those live before it (MiB, TF's allocator statistics), median of")
+    print("3 calls, each case in a fresh process")
     print(f"{'gradient':34s} {'setting':>8s} {'nfe':>5s} {'MiB':>8s}")
     results = {}
     for method, settings in MEMORY_CASES.items():

@@ -70,7 +70,7 @@ def _scaled_rms(error, old, new, rtol, atol):
         tf.reduce_sum(tf.square(e / (atol + rtol * tf.maximum(tf.abs(a), tf.abs(b)))))
         for e, a, b in zip(error, old, new, strict=True)
     ]
-    count = tf.add_n([tf.size(e, out_type=squares[0].dtype) for e in error])
+    count = tf.cast(tf.add_n([tf.size(e) for e in error]), squares[0].dtype)
     return tf.sqrt(tf.add_n(squares) / count)
 
 
