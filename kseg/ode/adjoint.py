@@ -36,9 +36,15 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from kseg.ode.dopri import _TABLEAU, initial_step_size
+from kseg.ode.dopri import (
+    _TABLEAU,
+    DormandPrince,
+    initial_step_size,
+    scaled_error_rms,
+    step_factor,
+)
 
-ERROR_ORDER = 4  # of Dormand-Prince's embedded error estimate
+ERROR_ORDER = DormandPrince.ERROR_ORDER  # of the embedded error estimate
 SAFETY, MIN_FACTOR, MAX_FACTOR = 0.9, 0.2, 10.0  # step control of torchdiffeq and scipy
 _A = [0.0, *_TABLEAU.a]  # stage times
 _B = _TABLEAU.b  # stage coefficients
@@ -61,17 +67,6 @@ def _combine(base, h, weights, ks):
         else:
             out.append(base[j] if acc is None else base[j] + h * acc)
     return out
-
-
-def _scaled_rms(error, old, new, rtol, atol):
-    """RMS over every element of error / (atol + rtol max(|old|, |new|)), without
-    concatenating the state into one more buffer."""
-    squares = [
-        tf.reduce_sum(tf.square(e / (atol + rtol * tf.maximum(tf.abs(a), tf.abs(b)))))
-        for e, a, b in zip(error, old, new, strict=True)
-    ]
-    count = tf.cast(tf.add_n([tf.size(e) for e in error]), squares[0].dtype)
-    return tf.sqrt(tf.add_n(squares) / count)
 
 
 class _Augmented:
@@ -144,11 +139,11 @@ def _backward_interval(aug, t_hi, t_lo, y, a, g, rtol, atol, max_steps):
         a1 = _combine(a, h, _SOLUTION, ka)
         stages = [ky_i + ka_i for ky_i, ka_i in zip(ky, ka, strict=True)]  # (y, a) lists joined
         error = _combine(None, h, _ERROR, stages)
-        ratio = _scaled_rms(error, y + a, y1 + a1, rtol, atol)
+        ratio = scaled_error_rms(error, y + a, y1 + a1, rtol, atol)
         accept = ratio <= 1
-        factor = SAFETY * ratio ** (-1.0 / (ERROR_ORDER + 1))
-        lowest = tf.where(accept, tf.constant(1.0, dtype), tf.constant(MIN_FACTOR, dtype))
-        factor = tf.clip_by_value(factor, lowest, MAX_FACTOR)
+        factor = step_factor(
+            ratio, accept, ERROR_ORDER, SAFETY, tf.constant(MIN_FACTOR, dtype), MAX_FACTOR
+        )
         # tf.cond hands the chosen tensors on; tf.where would write copies of them.
         g, y, a = tf.cond(
             accept,

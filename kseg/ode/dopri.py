@@ -41,9 +41,12 @@ FIRST_STEP_EVALUATIONS = 1
 
 
 def _rms(structure) -> tf.Tensor:
-    """Root mean square over every element of a nested structure."""
-    flat = [tf.reshape(x, [-1]) for x in tf.nest.flatten(structure)]
-    return tf.sqrt(tf.reduce_mean(tf.square(tf.concat(flat, 0))))
+    """Root mean square over every element of a nested structure, summed tensor by tensor
+    (no concatenated copy of the state: the adjoint's memory counts it)."""
+    flat = tf.nest.flatten(structure)
+    squares = tf.add_n([tf.reduce_sum(tf.square(x)) for x in flat])
+    count = tf.cast(tf.add_n([tf.size(x) for x in flat]), squares.dtype)
+    return tf.sqrt(squares / count)
 
 
 def initial_step_size(func, t0, y0, f0, order: int, rtol, atol) -> tf.Tensor:
@@ -71,11 +74,23 @@ def initial_step_size(func, t0, y0, f0, order: int, rtol, atol) -> tf.Tensor:
     return tf.minimum(100 * h0, h1)
 
 
-def _scaled_error_rms(error, y0, y1, rtol, atol) -> tf.Tensor:
+def scaled_error_rms(error, y0, y1, rtol, atol) -> tf.Tensor:
+    """RMS of error / (atol + rtol max(|y0|, |y1|)) over a nested structure: a step is
+    accepted when it is at most 1."""
+
     def scaled(e, a, b):
         return e / (atol + rtol * tf.maximum(tf.abs(a), tf.abs(b)))
 
     return _rms(tf.nest.map_structure(scaled, error, y0, y1))
+
+
+def step_factor(ratio, accept, order: int, safety, min_factor, max_factor) -> tf.Tensor:
+    """torchdiffeq's and scipy's next step / this step: safety * ratio^(-1/(order + 1)),
+    clipped to [min_factor after a rejection or 1 after an acceptance, max_factor]. A ratio
+    of 0 gives an infinite factor, which the clip turns into max_factor."""
+    factor = safety * ratio ** (-1.0 / (order + 1))
+    lowest = tf.where(accept, tf.ones_like(min_factor), min_factor)
+    return tf.clip_by_value(factor, lowest, max_factor)
 
 
 class DormandPrince(tfp.math.ode.DormandPrince):
@@ -138,11 +153,9 @@ class DormandPrince(tfp.math.ode.DormandPrince):
             )
         with tf.control_dependencies(checks):
             y1, f1, error, k = rk_util.runge_kutta_step(ode_fn, y0, f0, t0, dt, _TABLEAU)
-        ratio = _scaled_error_rms(error, y0, y1, rtol, atol)
+        ratio = scaled_error_rms(error, y0, y1, rtol, atol)
         accept = ratio <= 1
-        # ratio 0 gives an infinite factor, which the clip turns into ifactor.
-        factor = safety * ratio ** (-1.0 / (self.ERROR_ORDER + 1))
-        factor = tf.clip_by_value(factor, tf.where(accept, tf.ones_like(dfactor), dfactor), ifactor)
+        factor = step_factor(ratio, accept, self.ERROR_ORDER, safety, dfactor, ifactor)
         coefficients = rk_util.rk_fourth_order_interpolation_coefficients(y0, y1, k, dt, _TABLEAU)
         new_state = solver_state._replace(
             current_state=rk_util.nest_where(accept, y1, y0),
