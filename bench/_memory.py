@@ -3,11 +3,11 @@ report as memory.
 
 The resident size of the process is no measure here: on x86 TensorFlow allocates through
 oneDNN's CPU allocator, which pools large blocks and keeps them after the tensors are
-freed, so after the first call the resident size hardly moves (a second training step of
-HRNetV2-W48 at 2x256x512 grew it by 372 MiB while its tensors peaked 1.5 GiB above what
-was resident before). `tf.config.experimental.get_memory_info` counts the bytes of live
-tensors instead, the quantity a GPU's allocator reports: weights, optimizer state,
-activations, gradients and solver buffers. oneDNN's own scratch space is not in it.
+freed, so after the first call the resident size hardly moves (measured once by hand: a
+second training step of HRNetV2-W48 at 2x256x512 grew it by 372 MiB while its tensors
+peaked 1.5 GiB above what was resident before). `tf.config.experimental.get_memory_info`
+counts the bytes of live tensors instead, the quantity a GPU's allocator reports: weights,
+optimizer state, activations, gradients and solver buffers. oneDNN's own scratch space is not in it.
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ gradient would otherwise have to be kept between steps: one more evaluation per 
 one parameter-sized buffer less. The stages run strictly one after another (control
 dependencies, `parallel_iterations=1`): left to itself, TensorFlow starts a stage's VJP
 while the previous stage's parameter gradients are still being summed, which kept two
-evaluations' activations resident (0.4 GiB more for SegNode at 2x256x512). Between output
+evaluations' activations resident (0.4 GiB more for SegNode's training step at 2x256x512,
+measured once by hand with the allocator statistics of `bench/_memory.py`). Between output
 times the state restarts from the stored forward output, as tfp does.
 """
 
