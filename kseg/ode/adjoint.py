@@ -14,21 +14,34 @@ every Runge-Kutta stage, the interpolation data and the error estimate; they als
 the error norm, where they make the backward solve take steps the state does not need.
 
 Here only (y, a) are stepped. g never enters the right-hand side, so integrating it with
-the same Runge-Kutta step is a quadrature, g += h * sum_i b_i g_i over the accepted
-steps, which needs two parameter-sized buffers (the running total and the step's sum)
-instead of tfp's dozen or so. Steps are accepted on the error of (y, a) alone: the
-"seminorm" of Kidger, Chen & Lyons, "'Hey, that's not an ODE': Faster ODE Adjoints via
-Seminorms" (ICML 2021), which torchdiffeq offers as `adjoint_options=dict(norm="seminorm")`.
+the same Runge-Kutta step is a quadrature, g += h * sum_i b_i g_i over the accepted steps.
+Each stage's g_i is added to the running total as soon as it is computed, so g needs one
+parameter-sized buffer instead of tfp's dozen or so; a rejected step evaluates its stages
+again and takes their share out, which trades time for memory (below). Steps are accepted
+on the error of (y, a) alone: the "seminorm" of Kidger, Chen & Lyons, "'Hey, that's not an
+ODE': Faster ODE Adjoints via Seminorms" (ICML 2021), which torchdiffeq offers as
+`adjoint_options=dict(norm="seminorm")`.
+
 The backward solve is Dormand-Prince 5(4) with the forward's tolerances, the first step of
 `kseg.ode.dopri.initial_step_size` and torchdiffeq's step control. Stage 1 is evaluated
-again at every step instead of reusing the last stage (FSAL), because its parameter
-gradient would otherwise have to be kept between steps: one more evaluation per step for
-one parameter-sized buffer less. The stages run strictly one after another (control
-dependencies, `parallel_iterations=1`): left to itself, TensorFlow starts a stage's VJP
-while the previous stage's parameter gradients are still being summed, which kept two
-evaluations' activations resident (0.4 GiB more for SegNode's training step at 2x256x512,
-measured once by hand with the allocator statistics of `bench/_memory.py`). Between output
-times the state restarts from the stored forward output, as tfp does.
+again at every step instead of reusing the last stage (FSAL), because the last stage would
+then need its parameter gradient, which belongs to the next step. The stages run strictly
+one after another (control dependencies, `parallel_iterations=1`): left to itself,
+TensorFlow starts a stage's VJP while the previous stage's parameter gradients are still
+being added, which kept two evaluations' activations resident (0.4 GiB more for SegNode's
+training step at 2x256x512, measured once by hand with the allocator statistics of
+`bench/_memory.py`). Stage 7, evaluated only for the error estimate, runs after the
+solution and the error's other terms are formed, so stages 1-6 are freed before it. The
+VJP's sign is folded into the step weights rather than written out as negated copies.
+Between output times the state restarts from the stored forward output, as tfp does.
+
+The undoing is an iteration of the step loop of its own, running the same stages with the
+opposite sign, so the graph holds the stages once. Measured by hand for SegNode's training
+step at 2x256x512 (allocator statistics as above), against a version that summed each step
+into a second buffer: the peak went from 849 to 686 MiB, and the step from 20.8 to 25.0 s,
+as the backward solves rejected one attempted step in five (a version that undid inside a
+`tf.cond` branch, a second copy of the stages, peaked at 754 MiB and took 90 s longer to
+trace).
 """
 
 from __future__ import annotations
@@ -77,7 +90,9 @@ class _Augmented:
         self.func, self.structure, self.params = func, structure, params
 
     def __call__(self, t, y: list, a: list, with_params: bool):
-        """(f, -a^T df/dy, -a^T df/dtheta or None), each a list of tensors."""
+        """(f, a^T df/dy, a^T df/dtheta or None), each a list of tensors. The adjoint's
+        derivative is minus the second, the parameter integrand minus the third; the
+        callers fold the sign into their step weights rather than write negated copies."""
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(y)
             if with_params:
@@ -87,8 +102,31 @@ class _Augmented:
         grads = tape.gradient(
             f, sources, output_gradients=a, unconnected_gradients=tf.UnconnectedGradients.ZERO
         )
-        negated = [-g for g in grads]
-        return f, negated[: len(y)], (negated[len(y) :] if with_params else None)
+        return f, grads[: len(y)], (grads[len(y) :] if with_params else None)
+
+
+def _stages(aug, t, h, y, a, g, sign):
+    """Stages 1-6 of a Dormand-Prince step of (y, a) from t with step h (< 0), each
+    stage's parameter integrand added to g as it comes: g - sign * h * c_i * a^T df/dtheta,
+    sign (a scalar tensor) 1 to take the step, -1 to take a rejected step's share out.
+
+    Returns (ky, va, g): f and a^T df/dy at each stage (da/dt = -va).
+    """
+    ky, va = [], []
+    for i in range(6):
+        # One stage at a time: without this, TF starts the next stage's VJP while the
+        # last one's parameter gradients are still being added, and both are resident.
+        with tf.control_dependencies(g):
+            yi = _combine(y, h, _B[i - 1], ky) if i else y
+            ai = _combine(a, -h, _B[i - 1], va) if i else a
+        wants_params = _SOLUTION[i] != 0
+        fy_i, va_i, vp_i = aug(t + _A[i] * h, yi, ai, with_params=wants_params)
+        ky.append(fy_i)
+        va.append(va_i)
+        if wants_params:
+            w = (sign * _SOLUTION[i]) * h
+            g = [gj - w * pj for gj, pj in zip(g, vp_i, strict=True)]
+    return ky, va, g
 
 
 def _backward_interval(aug, t_hi, t_lo, y, a, g, rtol, atol, max_steps):
@@ -99,69 +137,74 @@ def _backward_interval(aug, t_hi, t_lo, y, a, g, rtol, atol, max_steps):
     dtype = y[0].dtype
     rtol, atol = tf.cast(rtol, dtype), tf.cast(atol, dtype)
     t_hi, t_lo = tf.cast(t_hi, dtype), tf.cast(t_lo, dtype)
-    fy, fa, _ = aug(t_hi, y, a, with_params=False)
+    fy, va, _ = aug(t_hi, y, a, with_params=False)
 
     def both(t, state):
         n = len(y)
-        fy_, fa_, _ = aug(t, list(state[:n]), list(state[n:]), with_params=False)
-        return fy_ + fa_
+        fy_, va_, _ = aug(t, list(state[:n]), list(state[n:]), with_params=False)
+        return fy_ + [-v for v in va_]
 
     # Hairer's first step on (y, a) integrated in the reversed time s = -t.
     h0 = initial_step_size(
         lambda s, state: [-d for d in both(-s, state)],
         -t_hi,
         y + a,
-        [-d for d in fy + fa],
+        [-d for d in fy] + va,
         ERROR_ORDER,
         rtol,
         atol,
     )
 
-    def body(t, h, y, a, g, steps):
+    def body(t, h, y, a, g, steps, undo):
+        """One iteration: a step attempt, or, after a rejection, taking the rejected
+        step's parameter integral (still in g) out again. `undo` is that step's size, or
+        0. Both run the same stages, so the graph holds them once."""
+        undoing = undo != 0
         last = h <= t_lo - t  # h < 0: this step reaches (or would pass) t_lo
-        h = tf.maximum(h, t_lo - t)
-        ky, ka, step_g = [], [], (None if g else [])
-        for i in range(7):
-            # One stage at a time: without this, TF starts the next stage's VJP while the
-            # last one's parameter gradients are still being summed, and both are resident.
-            with tf.control_dependencies(step_g or []):
-                yi = _combine(y, h, _B[i - 1], ky) if i else y
-                ai = _combine(a, h, _B[i - 1], ka) if i else a
-            wants_params = _SOLUTION[i] != 0
-            fy_i, fa_i, g_i = aug(t + _A[i] * h, yi, ai, with_params=wants_params)
-            ky.append(fy_i)
-            ka.append(fa_i)
-            if wants_params:
-                terms = [(h * _SOLUTION[i]) * gi for gi in g_i]
-                step_g = (
-                    terms if step_g is None else [s + u for s, u in zip(step_g, terms, strict=True)]
-                )
-        y1 = _combine(y, h, _SOLUTION, ky)
-        a1 = _combine(a, h, _SOLUTION, ka)
-        stages = [ky_i + ka_i for ky_i, ka_i in zip(ky, ka, strict=True)]  # (y, a) lists joined
-        error = _combine(None, h, _ERROR, stages)
-        ratio = scaled_error_rms(error, y + a, y1 + a1, rtol, atol)
-        accept = ratio <= 1
-        factor = step_factor(
-            ratio, accept, ERROR_ORDER, SAFETY, tf.constant(MIN_FACTOR, dtype), MAX_FACTOR
-        )
-        # tf.cond hands the chosen tensors on; tf.where would write copies of them.
-        g, y, a = tf.cond(
-            accept,
-            lambda: ([gi + si for gi, si in zip(g, step_g, strict=True)], y1, a1),
-            lambda: (g, y, a),
-        )
-        t = tf.where(accept, tf.where(last, t_lo, t + h), t)
-        return t, h * factor, y, a, g, steps + 1
+        h_stages = tf.where(undoing, undo, tf.maximum(h, t_lo - t))
+        sign = tf.where(undoing, tf.constant(-1.0, dtype), tf.constant(1.0, dtype))
+        ky, va, g = _stages(aug, t, h_stages, y, a, g, sign)
 
-    def cond(t, h, y, a, g, steps):
+        def attempt():
+            h = h_stages
+            y1 = _combine(y, h, _SOLUTION, ky)
+            a1 = _combine(a, -h, _SOLUTION, va)
+            error = _combine(None, h, _ERROR[:6], ky) + _combine(None, -h, _ERROR[:6], va)
+            # Stage 7 (at y1, for the error estimate only) after everything that reads
+            # stages 1-6, so that they are freed before it runs.
+            with tf.control_dependencies(error + y1 + a1):
+                y1_, a1_ = [tf.identity(v) for v in y1], [tf.identity(v) for v in a1]
+            fy7, va7, _ = aug(t + h, y1_, a1_, with_params=False)
+            n, w7 = len(y), _ERROR[6] * h
+            error = [e + w7 * k for e, k in zip(error[:n], fy7, strict=True)] + [
+                e - w7 * v for e, v in zip(error[n:], va7, strict=True)
+            ]
+            ratio = scaled_error_rms(error, y + a, y1_ + a1_, rtol, atol)
+            accept = ratio <= 1
+            factor = step_factor(
+                ratio, accept, ERROR_ORDER, SAFETY, tf.constant(MIN_FACTOR, dtype), MAX_FACTOR
+            )
+            # tf.cond hands the chosen tensors on; tf.where would write copies of them.
+            y_next, a_next = tf.cond(accept, lambda: (y1_, a1_), lambda: (y, a))
+            t_next = tf.where(accept, tf.where(last, t_lo, t + h), t)
+            undo_next = tf.where(accept, tf.zeros_like(h), h)
+            return t_next, h * factor, y_next, a_next, undo_next
+
+        t, h, y, a, undo = tf.cond(undoing, lambda: (t, h, y, a, tf.zeros_like(undo)), attempt)
+        return t, h, y, a, g, steps + 1, undo
+
+    def cond(t, h, y, a, g, steps, undo):
         with tf.control_dependencies(
             [tf.debugging.assert_less(steps, max_steps, message="max_num_steps exceeded")]
         ):
             return t > t_lo
 
-    _, _, y, a, g, _ = tf.while_loop(
-        cond, body, (t_hi, -tf.cast(h0, dtype), y, a, g, tf.constant(0)), parallel_iterations=1
+    h0 = -tf.cast(h0, dtype)
+    _, _, y, a, g, _, _ = tf.while_loop(
+        cond,
+        body,
+        (t_hi, h0, y, a, g, tf.constant(0), tf.zeros_like(h0)),
+        parallel_iterations=1,
     )
     return y, a, g
 
