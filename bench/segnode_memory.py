@@ -145,7 +145,10 @@ def main() -> None:
         f"{'model':36s} {'params':>11s} {'step MiB':>9s} {'x HRNet':>8s} {'total MiB':>9s} "
         f"{'x HRNet':>8s} {'train s':>8s}"
     )
-    print(f"{head} {'test MiB':>9s} {'x HRNet':>8s} {'test s':>7s} {'x HRNet':>8s} {'nfe':>4s}")
+    print(
+        f"{head} {'test MiB':>9s} {'x HRNet':>8s} {'total MiB':>9s} {'x HRNet':>8s} "
+        f"{'test s':>7s} {'x HRNet':>8s} {'nfe':>4s}"
+    )
     ref_train, ref_test = results["hrnetv2_w48", "train"], results["hrnetv2_w48", "test"]
     labels = {
         "hrnetv2_w48": "HRNetV2-W48",
@@ -161,7 +164,8 @@ def main() -> None:
             f"{labels[case]:36s} {train['params']:11,d} {train['mib']:9.0f} "
             f"{train['mib'] / ref_train['mib']:8.2f} {train['total']:9.0f} "
             f"{train['total'] / ref_train['total']:8.2f} {train['s']:8.2f} {test['mib']:9.0f} "
-            f"{test['mib'] / ref_test['mib']:8.2f} {test['s']:7.3f} "
+            f"{test['mib'] / ref_test['mib']:8.2f} {test['total']:9.0f} "
+            f"{test['total'] / ref_test['total']:8.2f} {test['s']:7.3f} "
             f"{test['s'] / ref_test['s']:8.2f} {test['nfe']:4d}"
         )
     paper = PAPER["segnode"]
