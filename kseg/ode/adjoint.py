@@ -137,22 +137,16 @@ def _backward_interval(aug, t_hi, t_lo, y, a, g, rtol, atol, max_steps):
     dtype = y[0].dtype
     rtol, atol = tf.cast(rtol, dtype), tf.cast(atol, dtype)
     t_hi, t_lo = tf.cast(t_hi, dtype), tf.cast(t_lo, dtype)
-    fy, va, _ = aug(t_hi, y, a, with_params=False)
 
-    def both(t, state):
+    def reversed_rhs(s, state):
+        """d(y, a)/ds in the reversed time s = -t: (-f, a^T df/dy)."""
         n = len(y)
-        fy_, va_, _ = aug(t, list(state[:n]), list(state[n:]), with_params=False)
-        return fy_ + [-v for v in va_]
+        fy, va, _ = aug(-s, list(state[:n]), list(state[n:]), with_params=False)
+        return [-d for d in fy] + va
 
-    # Hairer's first step on (y, a) integrated in the reversed time s = -t.
+    # Hairer's first step on (y, a) integrated in the reversed time.
     h0 = initial_step_size(
-        lambda s, state: [-d for d in both(-s, state)],
-        -t_hi,
-        y + a,
-        [-d for d in fy] + va,
-        ERROR_ORDER,
-        rtol,
-        atol,
+        reversed_rhs, -t_hi, y + a, reversed_rhs(-t_hi, y + a), ERROR_ORDER, rtol, atol
     )
 
     def body(t, h, y, a, g, steps, undo):
