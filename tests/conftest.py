@@ -21,3 +21,19 @@ def demo_cityscapes(tmp_path_factory):
     return build_demo_cityscapes(
         str(tmp_path_factory.mktemp("cityscapes")), train=8, val=4, height=64, width=128
     )
+
+
+# Training flags of the recipe tests: two tiny steps an epoch on the demo set.
+FAST = ["--steps-per-epoch", "2", "--batch-size", "2", "--crop", "64x128", "--verbose", "0",
+        "--no-tensorboard", "--precise-bn-batches", "1"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def trained(demo_cityscapes, tmp_path_factory):
+    """One two-epoch ContextNet run on the demo set, shared by the tests that read it (a
+    train step's graph takes ~15 s to trace)."""
+    from kseg.recipes import cityscapes
+
+    out = str(tmp_path_factory.mktemp("trained") / "run")
+    cityscapes.main(["train", "--data-dir", demo_cityscapes, "--out", out, "--epochs", "2", *FAST])
+    return out

@@ -11,6 +11,7 @@ from kseg.data.classification_pipeline import (
     classification_pipeline,
 )
 from kseg.data.errors import CorruptFileError, DatasetLayoutError
+from kseg.data.folder import FolderDataset
 from kseg.data.lip import LIP
 from kseg.data.pascal_context import PascalContext
 from kseg.data.pipeline import Augmentation, segmentation_pipeline
@@ -22,6 +23,7 @@ SEGMENTATION_DATASETS: dict[str, type[SegmentationDataset]] = {
     "voc": VOC,
     "lip": LIP,
     "pascal_context": PascalContext,
+    "custom": FolderDataset,
 }
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "Cityscapes",
     "CorruptFileError",
     "DatasetLayoutError",
+    "FolderDataset",
     "LIP",
     "PascalContext",
     "Sample",

@@ -80,3 +80,43 @@ def build_demo_cityscapes(
     with open(marker, "w") as f:
         f.write(f"train={train} val={val} size={height}x{width} seed={seed}\n")
     return root
+
+
+# The demo classes with Cityscapes' colours, as `classes.txt` of the folder layout.
+DEMO_FOLDER_CLASSES = ("sky 70 130 180", "building 70 70 70", "road 128 64 128",
+                       "car 0 0 142", "person 220 20 60")  # fmt: skip
+
+
+def build_demo_folder(root: str, **scenes) -> str:
+    """The demo set in the layout of your own data (`kseg.data.FolderDataset`): JPEG
+    images, palette-PNG masks with the five demo classes as 0-4, and `classes.txt`.
+    `scenes` go to `build_demo_cityscapes` (counts, size, seed). Returns `root`."""
+    import tempfile
+
+    from kseg.data.cityscapes import Cityscapes
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _write_folder(Cityscapes(build_demo_cityscapes(tmp, **scenes)), root)
+    return root
+
+
+def _write_folder(source, root: str) -> None:
+    to_folder = np.full(256, 255, np.uint8)
+    for k, line in enumerate(DEMO_FOLDER_CLASSES):
+        to_folder[source.class_names.index(line.split()[0])] = k
+    palette = np.zeros((256, 3), np.uint8)
+    palette[: len(DEMO_FOLDER_CLASSES)] = [
+        [int(v) for v in line.split()[1:]] for line in DEMO_FOLDER_CLASSES
+    ]
+    for split in ("train", "val"):
+        os.makedirs(os.path.join(root, "images", split), exist_ok=True)
+        os.makedirs(os.path.join(root, "masks", split), exist_ok=True)
+        for i, s in enumerate(source.samples(split, verify=False)):
+            ids = source.label_map[np.asarray(Image.open(s.label))]
+            image = Image.open(s.image).convert("RGB")
+            image.save(os.path.join(root, "images", split, f"photo{i:03d}.jpg"), quality=95)
+            mask = Image.fromarray(to_folder[ids], mode="P")
+            mask.putpalette(palette.reshape(-1).tolist())
+            mask.save(os.path.join(root, "masks", split, f"photo{i:03d}.png"))
+    with open(os.path.join(root, "classes.txt"), "w") as f:
+        f.write("\n".join(DEMO_FOLDER_CLASSES) + "\n")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from kseg.errors import UserError
 
-class DatasetLayoutError(FileNotFoundError):
+
+class DatasetLayoutError(UserError, FileNotFoundError):
     """A dataset folder is missing or incomplete; the message shows the expected layout."""
 
     def __init__(self, dataset: str, problem: str, layout: str, source: str):
@@ -13,7 +15,7 @@ class DatasetLayoutError(FileNotFoundError):
         )
 
 
-class CorruptFileError(ValueError):
+class CorruptFileError(UserError, ValueError):
     """Files that cannot be read, or an image and label of different sizes, listed by name."""
 
     def __init__(self, dataset: str, problems: list[str]):

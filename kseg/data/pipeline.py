@@ -55,11 +55,15 @@ def make_decoder(dataset: SegmentationDataset):
     """A function (image_path, label_path) -> (uint8 HxWx3 image, uint8 HxW training ids)."""
     label_map = tf.constant(dataset.label_map, tf.uint8)
     colors = None if dataset.label_colors is None else _color_table(dataset.label_colors)
+    # A reader may decode its label files itself (e.g. palette PNGs read as indices).
+    custom = getattr(dataset, "decode_label", None)
 
     def decode(image_path, label_path):
         image = tf.io.decode_image(tf.io.read_file(image_path), channels=3, expand_animations=False)
-        raw = tf.io.decode_png(tf.io.read_file(label_path), channels=0)
-        if colors is not None:
+        raw = None if custom else tf.io.decode_png(tf.io.read_file(label_path), channels=0)
+        if custom:
+            values = custom(label_path)
+        elif colors is not None:
             # Palette PNGs decode to RGB(A); value PNGs (e.g. VOC's SegmentationClassAug)
             # decode to one channel and are used as they are.
             def from_colors():
@@ -168,7 +172,8 @@ def segmentation_pipeline(
         drop_remainder: evaluation only; leave out a last partial batch (a distribution
             strategy needs every replica to get images).
         eval_crop: evaluation only; the centre (height, width) window of each image
-            (padded if smaller) instead of the whole image, as paper 003 validates on VOC.
+            (padded if smaller) instead of the whole image, as Ikedo & Hotta 2022
+            validate on VOC.
     """
     if training and crop is None:
         raise ValueError("training pipelines need a crop size (height, width)")

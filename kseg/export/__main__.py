@@ -11,11 +11,6 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _size(text: str) -> tuple[int, int]:
-    h, w = (int(v) for v in text.lower().split("x"))
-    return h, w
-
-
 def _prune(model, ratio: float, round_to: int, images, labels):
     """Prunes and prints what it cost: parameters, and mIoU when labels are at hand."""
     from kseg.export.exporter import logits_miou
@@ -39,8 +34,10 @@ def _prune(model, ratio: float, round_to: int, images, labels):
 
 def main(argv: list[str] | None = None) -> None:
     from kseg.data import SEGMENTATION_DATASETS
-    from kseg.export.exporter import FORMATS, export, table
+    from kseg.errors import run_command
+    from kseg.export.exporter import FORMATS
     from kseg.export.formats import TFLITE_MODES
+    from kseg.recipes.config import size
 
     p = argparse.ArgumentParser(
         prog="python -m kseg.export", description=__doc__.splitlines()[0],
@@ -50,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, help="folder for the artefacts")
     p.add_argument("--formats", default=",".join(FORMATS), help="comma-separated")
     p.add_argument("--quantize", default="fp32", help=f"TFLite variants: {','.join(TFLITE_MODES)}")
-    p.add_argument("--input-size", type=_size, default=(1024, 2048), help="HEIGHTxWIDTH")
+    p.add_argument("--input-size", type=size, default=(1024, 2048), help="HEIGHTxWIDTH")
     p.add_argument("--calib-data", help="dataset folder for int8 calibration and parity")
     p.add_argument("--calib-dataset", default="cityscapes", choices=sorted(SEGMENTATION_DATASETS))
     p.add_argument("--calib-split", default="val")
@@ -64,11 +61,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--round-to", type=int, default=1, help="pruning keeps multiples of this")
     p.add_argument("--ode-steps", type=int, help="export ODE blocks on this fixed grid")
     p.add_argument("--ode-method", default="rk4", choices=("rk4", "midpoint", "heun", "euler"))
+    p.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     args = p.parse_args(argv)
+    run_command(lambda: run(args), argv)
 
-    import keras
 
-    model = keras.saving.load_model(args.model, compile=False)
+def run(args) -> None:
+    from kseg.data import SEGMENTATION_DATASETS
+    from kseg.export.exporter import export, table
+    from kseg.models.loading import load_model
+
+    model = load_model(args.model)
     height, width = args.input_size
     images = labels = None
     if args.calib_data:

@@ -17,17 +17,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kseg.tasks.base import main_logits
+
 TFLITE_MODES = ("fp32", "fp16", "dynamic", "int8", "int8_io")
-
-
-def main_logits(outputs):
-    """The main logits of a model's outputs (dict outputs carry auxiliary heads too)."""
-    return outputs["logits"] if isinstance(outputs, dict) else outputs
 
 
 def logits_model(model: keras.Model, height: int, width: int) -> keras.Model:
     """A functional model with a static (1, H, W, 3) input and the main logits out (the
     auxiliary outputs of training are dropped)."""
+    from kseg.models.base import check_image_shape
+
+    check_image_shape((1, height, width, 3), getattr(model, "input_multiple", 1), None, model.name)
     inputs = keras.Input((height, width, 3), batch_size=1, name="image")
     outputs = main_logits(model(inputs, training=False))
     return keras.Model(inputs, outputs, name=f"{model.name}_logits")

@@ -112,3 +112,27 @@ def solver_statistics(model: keras.Model, images: np.ndarray) -> dict[str, np.nd
         ]
     )
     return {k: np.array(v) for k, v in block.per_sample_stats(states).items()}
+
+
+def solver_step_report(
+    model: keras.Model, x: np.ndarray, images: np.ndarray, plot_path: str
+) -> dict | None:
+    """For a model with an ODE block: the solver statistics of `x` (normalised images) as
+    means and deviations, and the most and least demanding `images` plotted to
+    `plot_path` (Carrara et al. Table 1 and Fig. 1). None for a model without one."""
+    from kseg.features.plots import plot_extreme_images
+
+    if not _has_layer(model, ODE_LAYER):
+        return None
+    stats = solver_statistics(model, x)
+    plot_extreme_images(
+        images,
+        stats["accepted_steps"],
+        plot_path,
+        title=f"{model.name}: most (top) and fewest (bottom) steps",
+    )
+    return {
+        "images": len(x),
+        **{f"{k}_mean": float(np.mean(v)) for k, v in stats.items()},
+        **{f"{k}_std": float(np.std(v)) for k, v in stats.items()},
+    }

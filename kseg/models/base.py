@@ -5,25 +5,37 @@ from __future__ import annotations
 
 import keras
 
+from kseg.errors import UserError
+
+
+class ModelArgumentError(UserError, TypeError):
+    """An argument a model does not take (a misspelt `--model-kwargs` key)."""
+
+
+class InputSizeError(UserError, ValueError):
+    """An image shape the model cannot take; the message says which sizes it can."""
+
 
 def check_image_shape(shape, multiple: int, channels: int | None, model_name: str) -> None:
-    """Raises ValueError unless `shape` is (batch, H, W, C) with H, W multiples of `multiple`.
+    """Raises InputSizeError unless `shape` is (batch, H, W, C) with H, W multiples of `multiple`.
 
     Unknown (None) dimensions pass; they are checked when the model is called on data.
     """
     shape = tuple(shape)
     if len(shape) != 4:
-        raise ValueError(
+        raise InputSizeError(
             f"{model_name} takes a batch of channels-last images (batch, height, width, "
             f"channels); got an input of shape {shape}. Add a batch axis to a single image."
         )
     _, h, w, c = shape
     if channels is not None and c is not None and c != channels:
-        raise ValueError(f"{model_name} was built for {channels}-channel images; got {c} channels.")
+        raise InputSizeError(
+            f"{model_name} was built for {channels}-channel images; got {c} channels."
+        )
     bad = [d for d in (h, w) if d is not None and d % multiple]
     if bad:
         fit = tuple(-(-d // multiple) * multiple if d is not None else None for d in (h, w))
-        raise ValueError(
+        raise InputSizeError(
             f"{model_name} takes images whose height and width are multiples of {multiple}; "
             f"got {h}x{w}. Resize or pad the image, e.g. to {fit[0]}x{fit[1]}."
         )
@@ -49,7 +61,7 @@ class ImageModel(keras.Model):
     def __init__(self, *args, **kwargs):
         unknown = sorted(set(kwargs) - self._MODEL_KWARGS)
         if unknown:
-            raise TypeError(
+            raise ModelArgumentError(
                 f"{type(self).__name__} got unknown argument(s): {', '.join(unknown)}. "
                 f"See help(kseg.models.{type(self).__name__}) for the arguments it takes."
             )

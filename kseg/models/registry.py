@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import keras
 
+from kseg.errors import UnknownNameError
+
 _MODELS: dict[str, Callable[..., keras.Model]] = {}
 
 
@@ -34,5 +36,7 @@ def create_model(name: str, **kwargs) -> keras.Model:
         >>> model = create_model("contextnet_cn14", num_classes=11)
     """
     if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+        raise UnknownNameError(
+            f"unknown model {name!r}; registered models: {', '.join(list_models())}"
+        )
     return _MODELS[name](**kwargs)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from kseg.errors import UnknownNameError
 from kseg.ode.adjoint import odeint_adjoint
 from kseg.ode.dopri import DormandPrince
 
@@ -162,5 +163,5 @@ SOLVERS: dict[str, FixedGridSolver | AdaptiveSolver] = {
 def get_solver(method: str) -> FixedGridSolver | AdaptiveSolver:
     """The solver registered as `method`; an unknown name lists the valid ones."""
     if method not in SOLVERS:
-        raise ValueError(f"unknown ODE method {method!r}; choose one of {', '.join(SOLVERS)}")
+        raise UnknownNameError(f"unknown ODE method {method!r}; choose one of {', '.join(SOLVERS)}")
     return SOLVERS[method]

@@ -1,13 +1,14 @@
 """`python -m kseg.recipes.camvid`: train, evaluate and predict on camvid."""
 
-from kseg.recipes.cli import Recipe
-from kseg.recipes.cli import main as _main
+from kseg.recipes.cli import command
+from kseg.recipes.segmentation import SegmentationRecipe
 
-RECIPE = Recipe("camvid", (352, 480), "SegNet protocol images are 360x480", eval_split="test")
+RECIPE = SegmentationRecipe(
+    "camvid", (352, 480), "SegNet protocol images are 360x480", eval_split="test", title="CamVid"
+)
 
 
-def main(argv: list[str] | None = None) -> None:
-    _main(RECIPE, argv)
+main = command(RECIPE)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ from functools import partial
 
 from kseg.data.classification import load_cifar
 from kseg.data.classification_pipeline import CIFAR10_MEAN, CIFAR10_STD
-from kseg.recipes.classify import ClassificationRecipe
-from kseg.recipes.classify import main as _main
+from kseg.recipes.classification import ClassificationRecipe
+from kseg.recipes.cli import command
 
 RECIPE = ClassificationRecipe(
     dataset="cifar10",
@@ -21,8 +21,7 @@ RECIPE = ClassificationRecipe(
 )
 
 
-def main(argv: list[str] | None = None) -> None:
-    _main(RECIPE, argv)
+main = command(RECIPE)
 
 
 if __name__ == "__main__":

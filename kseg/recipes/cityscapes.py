@@ -1,19 +1,19 @@
 """`python -m kseg.recipes.cityscapes`: Cityscapes fine (19 classes); `--demo` runs on a
 small generated set in the Cityscapes layout."""
 
-from kseg.recipes.cli import Recipe
-from kseg.recipes.cli import main as _main
+from kseg.recipes.cli import command
+from kseg.recipes.segmentation import SegmentationRecipe
 
-RECIPE = Recipe(
+RECIPE = SegmentationRecipe(
     "cityscapes",
     (1024, 2048),
     "the full frame: ContextNet trains on full-resolution input",
     demo=True,
+    title="Cityscapes",
 )
 
 
-def main(argv: list[str] | None = None) -> None:
-    _main(RECIPE, argv)
+main = command(RECIPE)
 
 
 if __name__ == "__main__":

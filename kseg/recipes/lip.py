@@ -1,13 +1,12 @@
 """`python -m kseg.recipes.lip`: train, evaluate and predict on lip."""
 
-from kseg.recipes.cli import Recipe
-from kseg.recipes.cli import main as _main
+from kseg.recipes.cli import command
+from kseg.recipes.segmentation import SegmentationRecipe
 
-RECIPE = Recipe("lip", (473, 473), "LIP's usual 473x473")
+RECIPE = SegmentationRecipe("lip", (473, 473), "LIP's usual 473x473", title="LIP")
 
 
-def main(argv: list[str] | None = None) -> None:
-    _main(RECIPE, argv)
+main = command(RECIPE)
 
 
 if __name__ == "__main__":

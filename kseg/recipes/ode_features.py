@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="count solver steps on the first N target images (0: skip)",
     )
     p.add_argument("--demo-epochs", type=int, help="--demo: epochs of each source model")
+    p.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     p.add_argument("--jobs", type=int, default=None, help="parallel SVM fits (scikit-learn)")
     return p
 
@@ -114,7 +115,6 @@ def train_demo_sources(args) -> list[str]:
 
 
 def run(args) -> list[dict]:
-    import keras
     import numpy as np
 
     from kseg.data.classification_pipeline import normalize_numpy
@@ -122,20 +122,17 @@ def run(args) -> list[dict]:
         extract,
         linear_svm_transfer,
         plot_accuracy_over_time,
-        plot_extreme_images,
-        solver_statistics,
+        solver_step_report,
     )
-    from kseg.models.ode_nets.ode_nets import ODE_LAYER
-    from kseg.recipes.classify import read_preprocessing
+    from kseg.models.loading import load_model
+    from kseg.recipes.classification import read_preprocessing
 
     os.makedirs(args.out, exist_ok=True)
     paths = args.models.split(",") if args.models else train_demo_sources(args)
     cs = [float(c) for c in args.cs.split(",")]
     rows, curves, steps_summary, targets = [], {}, {}, set()
     for path in paths:
-        if not os.path.exists(path):
-            raise SystemExit(f"{path} does not exist: give trained .keras files to --models")
-        model = keras.saving.load_model(path, compile=False)
+        model = load_model(path)
         pre = read_preprocessing(os.path.dirname(os.path.abspath(path)))
         target, images, labels = load_target(args, pre)
         targets.add(target)
@@ -169,21 +166,14 @@ def run(args) -> list[dict]:
             f"{features.names[best]} ({len(labels)} target images, features in "
             f"{seconds:.0f} s)"
         )
-        if args.steps_images and any(layer.name == ODE_LAYER for layer in model.layers):
-            n = min(args.steps_images, len(x))
-            stats = solver_statistics(model, x[:n])
-            steps = stats["accepted_steps"]
-            steps_summary[model.name] = {
-                "images": n,
-                **{f"{k}_mean": float(np.mean(v)) for k, v in stats.items()},
-                **{f"{k}_std": float(np.std(v)) for k, v in stats.items()},
-            }
-            print(f"  solver steps per target image: {np.mean(steps):.1f} ± {np.std(steps):.1f}")
-            plot_extreme_images(
-                images[:n],
-                steps,
-                os.path.join(args.out, f"solver_steps-{model.name}.png"),
-                title=f"{model.name}: most (top) and fewest (bottom) steps",
+        n = min(args.steps_images, len(x))
+        plot = os.path.join(args.out, f"solver_steps-{model.name}.png")
+        report = solver_step_report(model, x[:n], images[:n], plot) if n else None
+        if report:
+            steps_summary[model.name] = report
+            print(
+                f"  solver steps per target image: {report['accepted_steps_mean']:.1f} ± "
+                f"{report['accepted_steps_std']:.1f}"
             )
     with open(os.path.join(args.out, "transfer.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -198,14 +188,13 @@ def run(args) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from kseg.errors import run_command
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.models and not args.demo:
         parser.error("give --models (trained .keras files) or --demo")
-    try:
-        run(args)
-    except FileNotFoundError as error:
-        raise SystemExit(str(error)) from None
+    run_command(lambda: run(args), argv)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 """`python -m kseg.recipes.pascal_context`: train, evaluate and predict on pascal_context."""
 
-from kseg.recipes.cli import Recipe
-from kseg.recipes.cli import main as _main
+from kseg.recipes.cli import command
+from kseg.recipes.segmentation import SegmentationRecipe
 
-RECIPE = Recipe("pascal_context", (480, 480), "a common PASCAL-Context crop")
+RECIPE = SegmentationRecipe(
+    "pascal_context", (480, 480), "a common PASCAL-Context crop", title="PASCAL-Context"
+)
 
 
-def main(argv: list[str] | None = None) -> None:
-    _main(RECIPE, argv)
+main = command(RECIPE)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ augmentation, 10% of them held out for validation, tested on the 26,032 test ima
 `--demo` trains on real images that ship here when SVHN is absent."""
 
 from kseg.data.classification import load_svhn
-from kseg.recipes.classify import ClassificationRecipe
-from kseg.recipes.classify import main as _main
+from kseg.recipes.classification import ClassificationRecipe
+from kseg.recipes.cli import command
 
 RECIPE = ClassificationRecipe(
     dataset="svhn",
@@ -21,8 +21,7 @@ RECIPE = ClassificationRecipe(
 )
 
 
-def main(argv: list[str] | None = None) -> None:
-    _main(RECIPE, argv)
+main = command(RECIPE)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,11 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         mode: "max" or "min".
         state: a previous `state.json` content when resuming (keeps the best score and the
             history of the earlier epochs).
+        write: False on the workers of a multi-worker run that are not the chief: they
+            follow the epochs but write nothing.
+
+    An epoch whose losses (any `*loss` in the logs, training or validation) are not finite
+    is not saved: the callback stops training and sets `diverged` to (epoch, keys).
     """
 
     def __init__(
@@ -84,6 +89,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         monitor: str | None = "val_mean_iou",
         mode: str = "max",
         state: dict | None = None,
+        write: bool = True,
     ):
         super().__init__()
         if mode not in ("max", "min"):
@@ -92,13 +98,23 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         state = state or {}
         self.best = state.get("best", -math.inf if mode == "max" else math.inf)
         self.history: dict[str, list[float]] = state.get("history", {})
-        os.makedirs(folder, exist_ok=True)
+        self.write = write
+        self.diverged: tuple[int, list[str]] | None = None
+        if write:
+            os.makedirs(folder, exist_ok=True)
 
     def _improved(self, value: float) -> bool:
         return value > self.best if self.mode == "max" else value < self.best
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        bad = [k for k, v in logs.items() if k.endswith("loss") and not math.isfinite(float(v))]
+        if bad:
+            self.diverged = (epoch, sorted(bad))
+            self.model.stop_training = True
+            return
+        if not self.write:
+            return
         for key, value in logs.items():
             self.history.setdefault(key, []).append(float(value))
         value = logs.get(self.monitor) if self.monitor else None

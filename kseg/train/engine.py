@@ -1,4 +1,5 @@
-"""The training, evaluation and prediction steps shared by every recipe."""
+"""The training loop shared by every recipe: `fit` with atomic checkpoints, logs,
+PreciseBN and a stop on divergence, and resuming from a run folder."""
 
 from __future__ import annotations
 
@@ -8,34 +9,28 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kseg.data.base import IGNORE_LABEL
+from kseg.errors import TrainingDiverged
+from kseg.tasks.base import main_logits, output_names  # noqa: F401 (kept importable here)
 from kseg.train.checkpoints import AtomicCheckpoint, last_checkpoint, read_state
-from kseg.train.metrics import MeanIoU, confusion_matrix
 from kseg.train.precise_bn import PreciseBN
 from kseg.train.presets import TrainingPreset
+from kseg.train.strategy import is_chief
 
 
-def output_names(model: keras.Model) -> list[str] | None:
-    """Names of a dict-output model's outputs ("logits" first), None for one output."""
-    out = model.output
-    if isinstance(out, dict):
-        return ["logits", *sorted(k for k in out if k != "logits")]
-    return None
+def _task(model):
+    from kseg.tasks import task_for
+
+    return task_for(model)
 
 
 def monitor_name(model: keras.Model) -> str:
-    """The validation score that picks the best checkpoint."""
-    if getattr(model, "task", "segmentation") == "classification":
-        return "val_accuracy"
-    return "val_logits_mean_iou" if output_names(model) else "val_mean_iou"
+    """The validation score that picks the best checkpoint (the model's task's)."""
+    return _task(model).monitor(model)
 
 
 def with_targets(ds: tf.data.Dataset, model: keras.Model) -> tf.data.Dataset:
-    """Repeats the label for every output of a dict-output model (main and auxiliary)."""
-    names = output_names(model)
-    if not names:
-        return ds
-    return ds.map(lambda x, y: (x, {n: y for n in names}))
+    """The dataset with one label per output, as the model's task trains it."""
+    return _task(model).targets(ds, model)
 
 
 def compile_model(
@@ -45,29 +40,10 @@ def compile_model(
     total_steps: int,
     steps_per_epoch: int | None = None,
 ) -> keras.Model:
-    """Cross-entropy with the ignore label on every output ("logits" weighted by
-    `preset.main_weight`, the others by `preset.aux_weight`), the preset's optimiser and
-    schedule, and mean IoU of "logits"."""
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=IGNORE_LABEL)
-    names = output_names(model)
-    if names:
-        model.compile(
-            optimizer=preset.make_optimizer(total_steps, steps_per_epoch),
-            loss={n: loss for n in names},
-            loss_weights={
-                n: preset.main_weight if n == "logits" else preset.aux_weight for n in names
-            },
-            metrics={"logits": [MeanIoU(num_classes)]},
-            jit_compile=False,
-        )
-    else:
-        model.compile(
-            optimizer=preset.make_optimizer(total_steps, steps_per_epoch),
-            loss=loss,
-            metrics=[MeanIoU(num_classes)],
-            jit_compile=False,
-        )
-    return model
+    """`kseg.tasks.SegmentationTask().compile`, under its earlier name."""
+    from kseg.tasks import SegmentationTask
+
+    return SegmentationTask().compile(model, preset, num_classes, total_steps, steps_per_epoch)
 
 
 def compile_classifier(
@@ -76,14 +52,25 @@ def compile_classifier(
     total_steps: int,
     steps_per_epoch: int | None = None,
 ) -> keras.Model:
-    """Cross-entropy on the class logits, the preset's optimiser and schedule, accuracy."""
-    model.compile(
-        optimizer=preset.make_optimizer(total_steps, steps_per_epoch),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=False,
-    )
-    return model
+    """`kseg.tasks.ClassificationTask().compile`, under its earlier name."""
+    from kseg.tasks import ClassificationTask
+
+    classes = model.output.shape[-1]
+    return ClassificationTask().compile(model, preset, classes, total_steps, steps_per_epoch)
+
+
+def evaluate_confusion(model: keras.Model, ds: tf.data.Dataset, num_classes: int) -> np.ndarray:
+    """`kseg.tasks.SegmentationTask().evaluate`, under its earlier name."""
+    from kseg.tasks import SegmentationTask
+
+    return SegmentationTask().evaluate(model, ds, num_classes)
+
+
+def predict_labels(model: keras.Model, image: np.ndarray, multiple: int = 1) -> np.ndarray:
+    """`kseg.tasks.SegmentationTask().predict`, under its earlier name."""
+    from kseg.tasks import SegmentationTask
+
+    return SegmentationTask().predict(model, image, multiple)
 
 
 def resume_point(folder: str):
@@ -94,6 +81,37 @@ def resume_point(folder: str):
     path, epoch = found
     model = keras.saving.load_model(path)
     return model, epoch, read_state(folder) or {}
+
+
+def _build_from_one_replica(model: keras.Model, strategy: tf.distribute.Strategy):
+    """Keras' `fit` builds the metrics from the first batch, reduced over the replicas in
+    one `strategy.reduce` call on the whole (x, y) structure; MultiWorkerMirroredStrategy
+    cannot reduce a structure and fails ("Attempt to convert a value (PerReplica...)").
+    This replacement builds from the first local replica's batch: only its shapes count."""
+
+    def build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, it in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda v: (
+                        strategy.experimental_local_results(v)[0]
+                        if isinstance(v, tf.distribute.DistributedValues)
+                        else v
+                    ),
+                    next(it),
+                )
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    return build
+
+
+def _logs_as_vectors(step):
+    def wrapped(data):
+        return tf.nest.map_structure(lambda v: tf.reshape(v, [-1]), step(data))
+
+    return wrapped
 
 
 def fit(
@@ -108,54 +126,60 @@ def fit(
     verbose: int | str = "auto",
     extra_callbacks: list | None = None,
     precise_bn_batches: int = 8,
+    task=None,
 ) -> keras.callbacks.History:
     """Trains with atomic checkpoints, CSV (appended on resume) and TensorBoard logs.
 
-    `precise_bn_batches` > 0 re-estimates BatchNorm statistics on that many training
-    batches before each validation (see `kseg.train.precise_bn`)."""
-    os.makedirs(folder, exist_ok=True)
+    `task` (default: the model's) maps labels to the outputs and names the monitored
+    score. `precise_bn_batches` > 0 re-estimates BatchNorm statistics on that many training
+    batches before each validation (see `kseg.train.precise_bn`). Under a multi-worker
+    strategy only the chief writes checkpoints and logs. A loss that stops being finite
+    (training or validation) ends the run with `TrainingDiverged`; the checkpoints of the
+    earlier epochs are kept."""
+    task = task or _task(model)
+    strategy = model.distribute_strategy
+    chief = is_chief(strategy)
+    if chief:
+        os.makedirs(folder, exist_ok=True)
+    checkpoint = AtomicCheckpoint(
+        folder, task.monitor(model) if val_ds is not None else None, state=state, write=chief
+    )
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
         *(extra_callbacks or []),
         *([PreciseBN(train_ds, precise_bn_batches)] if precise_bn_batches > 0 else []),
-        AtomicCheckpoint(folder, monitor_name(model) if val_ds is not None else None, state=state),
-        keras.callbacks.CSVLogger(os.path.join(folder, "log.csv"), append=initial_epoch > 0),
+        checkpoint,
     ]
-    if tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(os.path.join(folder, "tensorboard")))
-    return model.fit(
-        with_targets(train_ds, model),
-        validation_data=None if val_ds is None else with_targets(val_ds, model),
+    if chief:
+        log = os.path.join(folder, "log.csv")
+        callbacks.append(keras.callbacks.CSVLogger(log, append=initial_epoch > 0))
+        if tensorboard:
+            callbacks.append(keras.callbacks.TensorBoard(os.path.join(folder, "tensorboard")))
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        model._maybe_symbolic_build = _build_from_one_replica(model, strategy)
+        # Keras reduces each log across workers with MEAN along axis 0, which fails on
+        # scalars (tensorflow/tensorflow#72388); as vectors of one they reduce to a scalar.
+        model.train_step = _logs_as_vectors(model.train_step)
+        model.test_step = _logs_as_vectors(model.test_step)
+    history = model.fit(
+        task.targets(train_ds, model),
+        validation_data=None if val_ds is None else task.targets(val_ds, model),
         epochs=epochs,
         initial_epoch=initial_epoch,
         shuffle=False,  # the pipeline shuffles
         callbacks=callbacks,
         verbose=verbose,
     )
-
-
-def main_logits(outputs):
-    return outputs["logits"] if isinstance(outputs, dict) else outputs
-
-
-def evaluate_confusion(model: keras.Model, ds: tf.data.Dataset, num_classes: int) -> np.ndarray:
-    """Confusion matrix of the model's argmax over a (image, label) dataset."""
-
-    @tf.function
-    def step(images, labels):
-        predictions = tf.argmax(main_logits(model(images, training=False)), axis=-1)
-        return confusion_matrix(labels, predictions, num_classes)
-
-    total = np.zeros((num_classes, num_classes), np.int64)
-    for images, labels in ds:
-        total += step(images, labels).numpy()
-    return total
-
-
-def predict_labels(model: keras.Model, image: np.ndarray, multiple: int = 1) -> np.ndarray:
-    """Training ids (H x W uint8) for one uint8 image, padded to `multiple` and cropped back."""
-    h, w = image.shape[:2]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    x = np.pad(image.astype("float32") / 255.0, ((0, ph), (0, pw), (0, 0)))[None]
-    logits = main_logits(model(x, training=False))
-    return np.argmax(np.asarray(logits)[0, :h, :w], axis=-1).astype(np.uint8)
+    if checkpoint.diverged:
+        epoch, keys = checkpoint.diverged
+        found = last_checkpoint(folder)
+        kept = f"the last good checkpoint, {found[0]}," if found else "no earlier checkpoint"
+        best = os.path.join(folder, "best.keras")
+        kept += f" and {best}" if os.path.exists(best) else ""
+        raise TrainingDiverged(
+            f"training diverged in epoch {epoch + 1}: {', '.join(keys)} not finite. That "
+            f"epoch was not saved; {kept} stay as they were. Lower the learning rate "
+            "(--learning-rate), check the labels (values at or above the number of classes, "
+            "other than 255, are errors), or try another --optimizer."
+        )
+    return history

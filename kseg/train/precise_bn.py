@@ -13,8 +13,6 @@ under the current weights.
 
 from __future__ import annotations
 
-import warnings
-
 import keras
 import tensorflow as tf
 
@@ -27,10 +25,16 @@ def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalizatio
     ]
 
 
-def recompute_batch_norm_statistics(model: keras.Model, images, batches: int) -> int:
+def recompute_batch_norm_statistics(
+    model: keras.Model, images, batches: int, strategy: tf.distribute.Strategy | None = None
+) -> int:
     """Sets every BatchNormalization's moving statistics to their average over up to
     `batches` batches of `images` (an iterator of image batches or (image, label) pairs).
-    Returns the number of batches used."""
+
+    With a `strategy` the batches are distributed ones and each is run on every replica;
+    the replicas' updates of the moving statistics are averaged (a mirrored variable's
+    update in replica context), so every replica ends with the same statistics. Returns
+    the number of batches used."""
     layers = batch_norm_layers(model)
     momenta = [layer.momentum for layer in layers]
     used = 0
@@ -39,7 +43,10 @@ def recompute_batch_norm_statistics(model: keras.Model, images, batches: int) ->
             x = batch[0] if isinstance(batch, tuple | list) else batch
             for layer in layers:  # cumulative average: batch k gets weight 1/k
                 layer.momentum = 1.0 - 1.0 / used
-            model(x, training=True)  # eager: reads the momentum set just above
+            if strategy is None:
+                model(x, training=True)  # eager: reads the momentum set just above
+            else:
+                strategy.run(lambda x: model(x, training=True), args=(x,))
             if used >= batches:
                 break
     finally:
@@ -65,9 +72,14 @@ class PreciseBN(keras.callbacks.Callback):
         steps = self.params.get("steps")
         if not steps or batch + 1 != steps or not batch_norm_layers(self.model):
             return
-        if tf.distribute.has_strategy():
-            warnings.warn("PreciseBN is skipped under a tf.distribute strategy", stacklevel=2)
-            return
+        strategy = self.model.distribute_strategy
+        # Keras keeps the strategy a model was built under (None: the default one).
+        distributed = getattr(self.model, "_distribute_strategy", None) is not None
         if self._iterator is None:
-            self._iterator = iter(self.dataset.repeat())
-        recompute_batch_norm_statistics(self.model, self._iterator, self.batches)
+            dataset = self.dataset.repeat()
+            if distributed:
+                dataset = strategy.experimental_distribute_dataset(dataset)
+            self._iterator = iter(dataset)
+        recompute_batch_norm_statistics(
+            self.model, self._iterator, self.batches, strategy if distributed else None
+        )

@@ -92,15 +92,16 @@ def test_transfer_protocol_on_the_embedded_target(trained, tmp_path, capsys):
     assert "best linear-SVM accuracy" in capsys.readouterr().out
 
 
-def test_missing_cifar_folder_shows_the_layout_and_the_demo(tmp_path):
+def test_missing_cifar_folder_shows_the_layout_and_the_demo(tmp_path, capsys):
     with pytest.raises(SystemExit) as error:
         cifar10.main(["train", "--data-dir", str(tmp_path), "--out", str(tmp_path / "run")])
-    message = str(error.value)
+    assert error.value.code == 2
+    message = capsys.readouterr().err
     assert "cifar-10-batches-py/{data_batch_1..5,test_batch}" in message
     assert "--demo" in message
 
 
-def test_missing_tiny_imagenet_folder_shows_the_layout(trained, tmp_path):
+def test_missing_tiny_imagenet_folder_shows_the_layout(trained, tmp_path, capsys):
     with pytest.raises(SystemExit) as error:
         ode_features.main(
             [
@@ -112,7 +113,8 @@ def test_missing_tiny_imagenet_folder_shows_the_layout(trained, tmp_path):
                 str(tmp_path / "o"),
             ]
         )
-    assert "val/val_annotations.txt" in str(error.value)
+    assert error.value.code == 2
+    assert "val/val_annotations.txt" in capsys.readouterr().err
 
 
 def test_choicenet_demo_holds_out_validation_images_and_evaluates(tmp_path, capsys):

@@ -37,15 +37,6 @@ def test_help_lists_the_paper_defaults():
         assert text in " ".join(out.split()), text
 
 
-@pytest.fixture(scope="module")
-def trained(demo_cityscapes, tmp_path_factory):
-    """One two-epoch training run, shared by the tests that read it (a train step's graph
-    takes ~15 s to trace)."""
-    out = str(tmp_path_factory.mktemp("trained") / "run")
-    cityscapes.main(["train", "--data-dir", demo_cityscapes, "--out", out, "--epochs", "2", *FAST])
-    return out
-
-
 def test_train_evaluate_predict(demo_cityscapes, trained, capsys):
     out = trained
     common = ["--data-dir", demo_cityscapes, "--out", out]
@@ -109,16 +100,21 @@ def test_mirrored_strategy_on_two_logical_cpus(demo_cityscapes, tmp_path):
     assert last_checkpoint(out)[1] == 1
 
 
-@pytest.mark.parametrize("name", ["cityscapes", "camvid", "voc", "lip", "pascal_context"])
-def test_every_dataset_has_a_recipe_whose_missing_data_error_shows_the_layout(name, tmp_path):
+@pytest.mark.parametrize("name", ["cityscapes", "camvid", "voc", "lip", "pascal_context", "custom"])
+def test_every_dataset_has_a_recipe_whose_missing_data_error_shows_the_layout(
+    name, tmp_path, capsys
+):
     import importlib
 
-    from kseg.data import SEGMENTATION_DATASETS, DatasetLayoutError
+    from kseg.data import SEGMENTATION_DATASETS
 
     module = importlib.import_module(f"kseg.recipes.{name}")
     assert module.RECIPE.dataset == name and name in SEGMENTATION_DATASETS
-    with pytest.raises(DatasetLayoutError, match="Expected layout"):
+    with pytest.raises(SystemExit) as exit_:
         module.main(["train", "--data-dir", str(tmp_path / "missing")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Expected layout" in err and "Traceback" not in err
 
 
 def test_progressive_pruning_trains_wide_then_prunes_and_fine_tunes(
@@ -152,13 +148,13 @@ def test_progressive_pruning_trains_wide_then_prunes_and_fine_tunes(
 
 
 def test_the_demo_exports_its_model_to_verified_tflite(demo_cityscapes, trained, capsys):
-    from kseg.data import Cityscapes
-    from kseg.recipes.cli import build_parser, export_demo
+    from kseg.recipes.cli import parse
+    from kseg.recipes.runner import Runner
 
     out = trained
     common = ["--data-dir", demo_cityscapes, "--out", out]
-    args = build_parser(cityscapes.RECIPE).parse_args(["evaluate", *common, "--crop", "64x128"])
-    export_demo(cityscapes.RECIPE, Cityscapes(demo_cityscapes), args, out)
+    config = parse(cityscapes.RECIPE, ["evaluate", *common, "--crop", "64x128"])
+    cityscapes.RECIPE.export_demo(Runner(cityscapes.RECIPE, config))
     printed = capsys.readouterr().out
     for mode in ("fp32", "int8"):
         assert os.path.exists(os.path.join(out, "export", f"contextnet_cn14_{mode}.tflite"))

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from kseg.recipes import voc
-from kseg.recipes.cli import _eval_crop_size, build_parser
+from kseg.recipes.cli import parse
 from kseg.train import preset_for
 
 FAST = ["--steps-per-epoch", "1", "--batch-size", "2", "--verbose", "0", "--no-tensorboard",
@@ -58,10 +58,10 @@ def test_cross_cooperative_trains_on_voc_with_equation_1_and_centre_crops(
     assert result["eval_crop"] == [513, 513]  # the preset's centre crop
     assert "centre 513x513 crops" in capsys.readouterr().out
     # --eval-crop overrides the preset: a window, or "full" for whole images
-    args = build_parser(voc.RECIPE).parse_args(["evaluate", "--eval-crop", "full"])
-    assert _eval_crop_size(args, preset_for("cross_cooperative", "voc")) is None
-    args = build_parser(voc.RECIPE).parse_args(["evaluate", "--eval-crop", "64x96"])
-    assert _eval_crop_size(args, None) == (64, 96)
+    config = parse(voc.RECIPE, ["evaluate", "--eval-crop", "full"])
+    assert voc.RECIPE.eval_crop(config, preset_for("cross_cooperative", "voc")) is None
+    config = parse(voc.RECIPE, ["evaluate", "--eval-crop", "64x96"])
+    assert voc.RECIPE.eval_crop(config, None) == (64, 96)
 
 
 def test_bad_model_kwargs_are_refused_with_an_example(voc_folder, tmp_path, capsys):

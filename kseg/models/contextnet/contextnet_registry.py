@@ -7,6 +7,7 @@ import functools
 from kseg.models.contextnet.contextnet import ContextNet
 from kseg.models.contextnet.contextnet_presets import CONTEXTNET_VARIANTS
 from kseg.models.registry import register_model
+from kseg.train.presets import TrainingPreset, register_presets
 
 
 def _factory(variant: str, **kwargs) -> ContextNet:
@@ -15,3 +16,22 @@ def _factory(variant: str, **kwargs) -> ContextNet:
 
 for _variant in CONTEXTNET_VARIANTS:
     register_model(f"contextnet_{_variant}")(functools.partial(_factory, _variant))
+
+CONTEXTNET_PRESET = TrainingPreset(
+    name="contextnet",
+    source=(
+        "Poudel et al. 2018 (ContextNet), section 3.1: RMSprop, discounting 0.9, momentum "
+        "0.9, epsilon 1, poly rate 0.045 with power 0.98, up to 1000 epochs; section 2.2.3: "
+        "auxiliary loss weight 0.4; section 3: batch size 16"
+    ),
+    optimizer="rmsprop",
+    learning_rate=0.045,
+    poly_power=0.98,
+    epochs=1000,
+    batch_size=16,
+    aux_weight=0.4,
+    momentum=0.9,
+    rho=0.9,
+    epsilon=1.0,
+)
+register_presets([f"contextnet_{v}" for v in CONTEXTNET_VARIANTS], CONTEXTNET_PRESET)

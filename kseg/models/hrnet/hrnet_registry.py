@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from kseg.models.hrnet.hrnet import HRNetV2, ResidualHRNet
 from kseg.models.registry import register_model
+from kseg.models.segnode.segnode_registry import SEGNODE_BASELINE_PRESET
+from kseg.train.presets import TrainingPreset, register_presets, with_ocr_aux
 
 
 @register_model("hrnetv2_w48")
@@ -19,3 +21,23 @@ def hrnetv2_w48_ocr(**kwargs) -> HRNetV2:
 @register_model("residual_hrnet")
 def residual_hrnet(**kwargs) -> ResidualHRNet:
     return ResidualHRNet(**kwargs)
+
+
+HRNETV2_PRESET = TrainingPreset(
+    name="hrnetv2",
+    source=(
+        "Wang et al. 2019 (HRNetV2), Cityscapes: SGD, learning rate 0.01, momentum 0.9, "
+        "weight decay 5e-4, poly power 0.9, batch 12, 120K iterations (484 epochs of "
+        "2975 images); SegNode trains its HRNetV2 row like this"
+    ),
+    optimizer="sgd",
+    learning_rate=0.01,
+    poly_power=0.9,
+    epochs=484,
+    batch_size=12,
+    momentum=0.9,
+    weight_decay=5e-4,
+)
+register_presets("hrnetv2_w48", HRNETV2_PRESET)
+register_presets("hrnetv2_w48_ocr", with_ocr_aux(HRNETV2_PRESET))
+register_presets("residual_hrnet", SEGNODE_BASELINE_PRESET)

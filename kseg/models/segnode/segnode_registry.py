@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kseg.models.registry import register_model
 from kseg.models.segnode.segnode import SegNode
+from kseg.train.presets import TrainingPreset, register_presets, with_ocr_aux
 
 
 @register_model("segnode")
@@ -14,3 +15,37 @@ def segnode(**kwargs) -> SegNode:
 @register_model("segnode_ocr")
 def segnode_ocr(**kwargs) -> SegNode:
     return SegNode(**{"ocr": True, **kwargs})
+
+
+SEGNODE_PRESET = TrainingPreset(
+    name="segnode",
+    source=(
+        "Khoshsirat & Kambhamettu (SegNode), section 4.1: SGD, learning rate 0.1, "
+        "momentum 0.9, no weight decay, poly power 0.9; batch 16 and 484 epochs are the "
+        "Baseline's and HRNetV2's (the paper states none for SegNode)"
+    ),
+    optimizer="sgd",
+    learning_rate=0.1,
+    poly_power=0.9,
+    epochs=484,
+    batch_size=16,
+    momentum=0.9,
+)
+# SegNode's Baseline; U-Node and NODEs-UNet train with it too (see its source).
+SEGNODE_BASELINE_PRESET = TrainingPreset(
+    name="segnode_baseline",
+    source=(
+        "Khoshsirat & Kambhamettu (SegNode), section 4.1, Baseline network: AdamW, weight "
+        "decay 0.05, batch 16, poly power 0.9, learning rate 1e-4; epochs: HRNetV2's 484 "
+        "(the paper gives none). U-Node and NODEs-UNet: the paper tuned them without "
+        "saying how; kseg trains them with this preset"
+    ),
+    optimizer="adamw",
+    learning_rate=1e-4,
+    poly_power=0.9,
+    epochs=484,
+    batch_size=16,
+    weight_decay=0.05,
+)
+register_presets("segnode", SEGNODE_PRESET)
+register_presets("segnode_ocr", with_ocr_aux(SEGNODE_PRESET))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from kseg.models.choicenet.choicenet_registry import CHOICENET_UNET_PRESET
 from kseg.models.registry import register_model
 from kseg.models.unet.unet import UNet
+from kseg.train.presets import register_presets
 
 
 @register_model("unet")
@@ -24,3 +26,6 @@ def dense_unet(**kwargs) -> UNet:
 @register_model("choicenet_unet")
 def choicenet_unet(**kwargs) -> UNet:
     return UNet(**{"name": "choicenet_unet", "block": "choice", **kwargs})
+
+
+register_presets(["unet", "res_unet", "dense_unet", "choicenet_unet"], CHOICENET_UNET_PRESET)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from kseg.models.registry import register_model
+from kseg.models.segnode.segnode_registry import SEGNODE_BASELINE_PRESET
 from kseg.models.unet_ode.unet_ode import NODEsUNet, UNode
+from kseg.train.presets import register_presets
 
 
 @register_model("unode")
@@ -14,3 +16,6 @@ def unode(**kwargs) -> UNode:
 @register_model("nodes_unet")
 def nodes_unet(**kwargs) -> NODEsUNet:
     return NODEsUNet(**kwargs)
+
+
+register_presets(["unode", "nodes_unet"], SEGNODE_BASELINE_PRESET)

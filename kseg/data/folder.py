@@ -1,0 +1,148 @@
+"""Your own segmentation data: a folder of images, a folder of masks and a class list.
+
+    DIR/classes.txt                   one class a line: `name` or `name R G B`
+    DIR/images/{train,val}/NAME.jpg   (or .png, .jpeg, .bmp, .tif)
+    DIR/masks/{train,val}/NAME.png    pixel value = class index, 255 = ignore
+
+Masks are single-channel PNGs; palette ("P" mode) PNGs are read as their indices, as VOC
+stores them. Images and masks pair by file name (subfolders allowed), and every pair is
+checked before training: an image without a mask, a size mismatch, or a mask value at or
+above the number of classes (other than 255) names the file. With `on_bad="skip"`
+(`--skip-bad-files`) such files are left out and counted instead.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from kseg.data.base import IGNORE_LABEL, Sample, SegmentationDataset, _check_pair, list_files
+from kseg.data.errors import CorruptFileError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+def read_classes(path: str) -> tuple[tuple[str, ...], np.ndarray]:
+    """(names, palette uint8[K, 3]) of a `classes.txt`; classes without a colour get
+    imgviz's label colours."""
+    names, colours = [], []
+    with open(path) as f:
+        for number, line in enumerate(f, start=1):
+            parts = line.split()
+            if not parts or parts[0].startswith("#"):
+                continue
+            if len(parts) not in (1, 4):
+                problem = f"{path} line {number}: expected `name` or `name R G B`"
+                raise CorruptFileError("classes.txt", [f"{problem}, got {line.strip()!r}"])
+            names.append(parts[0])
+            colours.append([int(v) for v in parts[1:]] if len(parts) == 4 else None)
+    import imgviz
+
+    default = imgviz.label_colormap()[1:]  # 255 colours; 0 (black) left for unlabelled
+    palette = np.array(
+        [c if c is not None else default[i] for i, c in enumerate(colours)], np.uint8
+    ).reshape(-1, 3)
+    return tuple(names), palette
+
+
+def read_mask(path) -> np.ndarray:
+    """A mask PNG as its values (a palette PNG as its indices), uint8 H x W."""
+    with Image.open(path) as im:
+        if im.mode not in ("L", "P", "I;16", "I"):
+            raise ValueError(f"mode {im.mode}: masks are single-channel or palette PNGs")
+        return np.asarray(im).astype(np.uint8)
+
+
+class FolderDataset(SegmentationDataset):
+    """Segmentation data in the folder layout above (your own photos and masks).
+
+    Args:
+        root: the folder holding `classes.txt`, `images/` and `masks/`.
+        on_bad: "raise" stops at the first check that fails, naming the files; "skip"
+            leaves bad files out and counts them.
+    """
+
+    name = "custom"
+    splits = ("train", "val", "test")
+    LAYOUT = """\
+<root>/
+  classes.txt                   one class a line: name, or name R G B
+  images/{train,val}/NAME.jpg   (.jpg, .jpeg, .png, .bmp or .tif)
+  masks/{train,val}/NAME.png    pixel value = class index (0..K-1), 255 = ignore"""
+    SOURCE = "your own data: write masks with any labelling tool that exports index PNGs"
+
+    def __init__(self, root: str, on_bad: str = "raise"):
+        super().__init__(root, on_bad)
+        classes = os.path.join(self.root, "classes.txt")
+        if not os.path.isfile(classes):
+            self.layout_error(f"missing {classes}")
+        self.class_names, self.palette = read_classes(classes)
+        if not self.class_names:
+            self.layout_error(f"{classes} lists no class")
+        if len(self.class_names) > IGNORE_LABEL:
+            self.layout_error(f"{classes} lists {len(self.class_names)} classes; at most 255")
+        self.name = os.path.basename(self.root.rstrip(os.sep)) or "custom"
+        self.skipped: dict[str, int] = {}
+
+    def decode_label(self, path):
+        """Masks go through PIL (TensorFlow's PNG decoder turns palettes into colours)."""
+        label = tf.numpy_function(lambda p: read_mask(p.decode()), [path], tf.uint8)
+        return tf.reshape(label, tf.shape(label)[:2])
+
+    def _samples(self, split):
+        images = [
+            p
+            for p in list_files(self.require_dir("images", split), "**/*")
+            if p.lower().endswith(IMAGE_EXTENSIONS)
+        ]
+        mask_dir = self.require_dir("masks", split)
+        image_dir = os.path.join(self.root, "images", split)
+        samples, missing = [], []
+        for image in images:
+            relative = os.path.splitext(os.path.relpath(image, image_dir))[0]
+            mask = os.path.join(mask_dir, relative + ".png")
+            (samples if os.path.isfile(mask) else missing).append(Sample(image, mask))
+        if missing:
+            problems = [f"{s.image}: no mask {s.label}" for s in missing]
+            if self.on_bad == "raise":
+                raise CorruptFileError(self.name, problems)
+            self._count_skipped(split, problems)
+        return samples
+
+    def verify(self, samples: Sequence[Sample]) -> list[Sample]:
+        """Readability and sizes (as every dataset), then each mask's values."""
+        good, problems = [], []
+        for s in samples:
+            problem = _check_pair(s) or self._check_values(s.label)
+            (problems if problem else good).append(problem or s)
+        if problems and self.on_bad == "raise":
+            raise CorruptFileError(self.name, problems)
+        if problems:
+            self._count_skipped("", problems)
+        return good
+
+    def _check_values(self, path: str) -> str | None:
+        try:
+            values = np.unique(read_mask(path))
+        except ValueError as e:
+            return f"{path}: {e}"
+        bad = [int(v) for v in values if self.num_classes <= v < IGNORE_LABEL]
+        if bad:
+            return (
+                f"{path} has value(s) {bad[:5]} at or above the {self.num_classes} classes of "
+                "classes.txt (255 is the only other value allowed)"
+            )
+        return None
+
+    def _count_skipped(self, split: str, problems: list[str]) -> None:
+        self.skipped[split] = self.skipped.get(split, 0) + len(problems)
+        warnings.warn(
+            f"{self.name}: skipped {len(problems)} bad file(s) (--skip-bad-files), e.g. "
+            f"{problems[0]}",
+            stacklevel=3,
+        )

@@ -1,0 +1,44 @@
+"""User errors and the command-line wrapper that reports them.
+
+A `UserError` is a mistake in what a user gave kseg (a folder, a file, a name, an argument),
+as opposed to a bug. Its message names the culprit and what to do. The command lines
+(`python -m kseg.recipes.<dataset>`, `python -m kseg.export`) print it as one
+`error: ...` message on stderr and exit with status 2; `--debug` shows the traceback.
+Every other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+
+class UserError(Exception):
+    """A mistake in the user's input, reported without a traceback on the command line."""
+
+
+class UnknownNameError(UserError, ValueError):
+    """An unknown model, solver, dataset or preset name; the message lists the known ones."""
+
+
+class ModelFileError(UserError, ValueError):
+    """A model file that is missing, unreadable or not a kseg model."""
+
+
+class TrainingDiverged(UserError, RuntimeError):
+    """A training run whose loss or logits stopped being finite."""
+
+
+def run_command(main: Callable[[], object], argv: list[str] | None = None) -> None:
+    """Runs `main()`, turning a `UserError` into `error: ...` on stderr and exit status 2.
+
+    `--debug` in `argv` (default `sys.argv`) lets the exception through with its
+    traceback."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        main()
+    except UserError as error:
+        if "--debug" in argv:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

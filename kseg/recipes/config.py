@@ -1,0 +1,179 @@
+"""The run configuration: a typed dataclass, the command line that fills it, and the
+`config.json` every run folder records.
+
+Precedence: the dataclass defaults, then `--config FILE` (a run folder's `config.json`, or
+one you write), then the flags given. `None` means "the preset's value" for the training
+settings (epochs, batch size, learning rate, optimizer, weight decay, crop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import typing
+
+from kseg.errors import UserError
+
+CONFIG = "config.json"
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """The settings of one run of a recipe."""
+
+    command: str | None = None  # train, evaluate, predict (None with --demo: all)
+    model: str | None = None  # a registry name (None: the recipe's default)
+    model_kwargs: dict = dataclasses.field(default_factory=dict)
+    data_dir: str | None = None
+    out: str | None = None
+    demo: bool = False
+    # Training; None: the preset's.
+    epochs: int | None = None
+    batch_size: int | None = None
+    loss: str = "cross_entropy"
+    learning_rate: float | None = None
+    optimizer: str | None = None
+    weight_decay: float | None = None
+    steps_per_epoch: int | None = None
+    seed: int | None = None
+    resume: bool = True
+    init_from: str | None = None
+    strategy: str = "default"
+    logical_cpus: int = 0
+    mixed_precision: str = "none"
+    tensorboard: bool = True
+    verbose: str = "auto"
+    # Segmentation
+    crop: tuple[int, int] | None = None
+    eval_crop: tuple[int, int] | str | None = None
+    skip_bad_files: bool = False
+    precise_bn_batches: int = 8
+    prune_from: float | None = None
+    prune_to: tuple[float, ...] = (1.5, 1.25, 1.0)
+    finetune_epochs: int | None = None
+    # Classification
+    width: int | None = None
+    train_images: int | None = None
+    test_images: int | None = None
+    steps_images: int | None = None
+    # Evaluate and predict
+    label_ids: bool = False
+    checkpoint: str | None = None
+    split: str | None = None
+    limit: int | None = None
+
+    # Settings of one invocation, not of the run: not written to config.json.
+    PER_CALL: typing.ClassVar = ("command", "checkpoint", "split", "limit", "label_ids")
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.PER_CALL}
+
+    @classmethod
+    def fields(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_sources(cls, file_values: dict, flags: dict) -> RunConfig:
+        """Defaults, then `file_values` (from a config file), then `flags`."""
+        unknown = sorted(set(file_values) - cls.fields())
+        if unknown:
+            raise UserError(
+                f"the config file has unknown setting(s) {', '.join(unknown)}; the settings "
+                f"are: {', '.join(sorted(cls.fields()))}"
+            )
+        values = {**file_values, **flags}
+        for key in ("crop", "prune_to"):
+            if isinstance(values.get(key), list):
+                values[key] = tuple(values[key])
+        if isinstance(values.get("eval_crop"), list):
+            values["eval_crop"] = tuple(values["eval_crop"])
+        return cls(**values)
+
+
+def read_config_file(path: str) -> dict:
+    """The settings of a `config.json` (its "run" section) or of a JSON file of settings."""
+    if not os.path.isfile(path):
+        raise UserError(f"--config {path}: no such file")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise UserError(f"--config {path} is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"--config {path} must hold a JSON object of settings")
+    return data.get("run", data)
+
+
+def versions() -> dict:
+    import keras
+    import tensorflow as tf
+
+    import kseg
+
+    return {"kseg": kseg.__version__, "tensorflow": tf.__version__, "keras": keras.__version__}
+
+
+def write_run_record(folder: str, config: RunConfig, preset, dataset: str, **details) -> str:
+    """Writes `folder/config.json`: the run's settings, the preset it trained with, the
+    dataset and the versions of kseg, TensorFlow and Keras. `--config` re-runs from it."""
+    from kseg.train.checkpoints import atomic_write
+
+    record = {
+        "run": config.to_json(),
+        "preset": {"name": preset.name, "source": preset.source, **details},
+        "dataset": dataset,
+        "versions": versions(),
+    }
+    path = os.path.join(folder, CONFIG)
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(record, f, indent=1)
+
+    os.makedirs(folder, exist_ok=True)
+    atomic_write(path, write)
+    return path
+
+
+def read_run_record(folder: str) -> dict | None:
+    path = os.path.join(folder, CONFIG)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+# Command-line types.
+def size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        message = f"expected HEIGHTxWIDTH, e.g. 512x1024; got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    return h, w
+
+
+def eval_crop(text: str) -> tuple[int, int] | str:
+    return "full" if text.lower() == "full" else size(text)
+
+
+def model_kwargs(text: str) -> dict:
+    """`--model-kwargs`: a JSON object of model arguments."""
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError as e:
+        message = f"expected a JSON object like '{{\"backbone_width\": 0.5}}'; got {text!r} ({e})"
+        raise argparse.ArgumentTypeError(message) from None
+    if not isinstance(kwargs, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return kwargs
+
+
+def widths(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        message = f"expected widths like 1.5,1.25,1.0; got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None

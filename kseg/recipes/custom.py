@@ -1,0 +1,25 @@
+"""`python -m kseg.recipes.custom`: train, evaluate and predict on your own images.
+
+    python -m kseg.recipes.custom train --data-dir DIR [--init-from best.keras]
+    python -m kseg.recipes.custom evaluate --data-dir DIR
+    python -m kseg.recipes.custom predict --data-dir DIR
+
+DIR holds `classes.txt` (one class a line: `name` or `name R G B`), `images/{train,val}/`
+and `masks/{train,val}/` (PNG, pixel value = class index, 255 = ignore); see
+`kseg.data.FolderDataset`. Models train with their paper's preset, or kseg's default for
+a model without one; 512x512 crops unless `--crop` says otherwise.
+"""
+
+from kseg.recipes.cli import command
+from kseg.recipes.segmentation import SegmentationRecipe
+
+RECIPE = SegmentationRecipe(
+    "custom", (512, 512), "kseg's default crop for your own data", title="your own data"
+)
+
+
+main = command(RECIPE)
+
+
+if __name__ == "__main__":
+    main()

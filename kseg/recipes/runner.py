@@ -1,0 +1,264 @@
+"""One runner for every recipe: train (with resume, fine-tuning and progressive pruning),
+evaluate and predict, for a segmentation or a classification recipe.
+
+A recipe (`kseg.recipes.segmentation.SegmentationRecipe`,
+`kseg.recipes.classification.ClassificationRecipe`) declares a dataset and supplies its
+data; its task (`kseg.tasks`) owns compile, the monitored score, evaluation and
+prediction; the runner owns what every run does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+
+from kseg.errors import UserError
+from kseg.recipes.config import RunConfig, write_run_record
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """What a recipe hands the runner for one training stage."""
+
+    train: object  # tf.data.Dataset of (image, label) batches
+    validation: object | None
+    steps: int  # per epoch
+    description: str  # e.g. "Cityscapes train (2975 images), crop 1024x2048"
+    details: dict = dataclasses.field(default_factory=dict)  # recorded in config.json
+
+
+def round_up(size: tuple[int, int], multiple: int) -> tuple[int, int]:
+    return tuple(-(-s // multiple) * multiple for s in size)
+
+
+def load_model_file(path: str, compile: bool = False):
+    """A kseg model from a `.keras` file, with a `ModelFileError` naming the file when it
+    is missing, unreadable or not a kseg model."""
+    from kseg.models.loading import load_model
+
+    return load_model(path, compile=compile)
+
+
+class Runner:
+    """Runs `config.command` (or, with `--demo` and no command, all of the recipe's) of
+    `recipe` in the run folder `config.out`."""
+
+    def __init__(self, recipe, config: RunConfig):
+        self.recipe, self.config = recipe, config
+        self.task = recipe.task
+        self.out = config.out or os.path.join("runs", f"{recipe.dataset}-{config.model}")
+        self.data = None
+
+    # === Settings ===
+    def preset(self, model_name: str | None = None, learning_rate: float | None = None):
+        """The model's preset for this dataset, with the run's overrides."""
+        from kseg.train.presets import preset_for
+
+        preset = preset_for(model_name or self.config.model, self.recipe.dataset)
+        changes = {
+            "learning_rate": learning_rate or self.config.learning_rate,
+            "optimizer": self.config.optimizer,
+            "weight_decay": self.config.weight_decay,
+        }
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(preset, **changes) if changes else preset
+
+    def open_data(self):
+        if self.data is None:
+            self.data = self.recipe.open(self.config, self.out)
+        return self.data
+
+    # === Commands ===
+    def run(self) -> None:
+        started = time.time()
+        commands = [self.config.command] if self.config.command else list(self.recipe.commands)
+        self.open_data()
+        for command in commands:
+            getattr(self, command)()
+        if self.config.demo:
+            self.recipe.finish_demo(self, time.time() - started)
+
+    def train(self) -> None:
+        from kseg.models import create_model
+
+        if self.config.prune_from:
+            return self.train_progressive()
+        self.train_stage(self.out, lambda: self.new_model(create_model), self.config.epochs)
+
+    def evaluate(self):
+        return self.recipe.evaluate(self)
+
+    def predict(self):
+        return self.recipe.predict(self)
+
+    # === Training ===
+    def new_model(self, create_model, **overrides):
+        data = self.open_data()
+        kwargs = self.recipe.model_kwargs(self.config, self.preset(), data)
+        model = create_model(self.config.model, **{**kwargs, **overrides})
+        if self.config.init_from:
+            from kseg.train.init_from import init_from
+
+            init_from(model, self.config.init_from)
+        return model
+
+    def train_stage(self, folder: str, make_model, epochs: int | None, learning_rate=None):
+        """Trains the model of `make_model()` (or resumes the one in `folder`) for `epochs`
+        (None: the preset's)."""
+        from kseg.train.engine import fit, resume_point
+        from kseg.train.presets import has_preset
+        from kseg.train.strategy import get_strategy, is_chief
+        from kseg.utils.summary import count_params
+
+        config, data = self.config, self.open_data()
+        preset = self.preset(learning_rate=learning_rate)
+        epochs = epochs or preset.epochs
+        batch = config.batch_size or preset.batch_size
+        strategy = get_strategy(config.strategy)
+        with strategy.scope():
+            resumed = resume_point(folder) if config.resume else None
+            if resumed:
+                model, initial_epoch, state = resumed
+                print(f"Resuming {folder}: {initial_epoch} of {epochs} epochs done")
+            else:
+                model = make_model()
+                initial_epoch, state = 0, None
+            prepared = self.recipe.training_data(self, model, preset, batch, strategy)
+            if not resumed:
+                self.task.compile(
+                    model,
+                    preset,
+                    self.recipe.count_classes(data),
+                    epochs * prepared.steps,
+                    steps_per_epoch=prepared.steps,
+                    loss=config.loss,
+                )
+        if initial_epoch >= epochs:
+            done = f"{folder} already has {initial_epoch} epochs (asked for {epochs})"
+            print(f"{done}; nothing to train")
+            return
+        if is_chief(strategy):
+            write_run_record(
+                folder, config, preset, self.recipe.dataset,
+                epochs=epochs, batch_size=batch, learning_rate=preset.learning_rate,
+                optimizer=preset.optimizer, weight_decay=preset.weight_decay, **prepared.details,
+            )  # fmt: skip
+        if not has_preset(config.model):
+            print(f"{config.model} has no paper preset; training with {preset.source}")
+        print(
+            f"Training {model.name} ({count_params(model):,} parameters) on "
+            f"{prepared.description}, batch {batch}, {prepared.steps} steps x {epochs} epochs, "
+            f"{strategy.num_replicas_in_sync} replica(s); preset: {preset.source}"
+        )
+        verbose = int(config.verbose) if str(config.verbose).isdigit() else config.verbose
+        fit(
+            model,
+            prepared.train,
+            prepared.validation,
+            epochs,
+            folder,
+            initial_epoch=initial_epoch,
+            state=state,
+            tensorboard=config.tensorboard,
+            precise_bn_batches=config.precise_bn_batches if self.task.precise_bn else 0,
+            verbose=verbose,
+            extra_callbacks=self.recipe.callbacks(preset, state),
+            task=self.task,
+        )
+
+    def train_progressive(self) -> None:
+        """ContextNet's progressive pruning (section 3.2.2): train at `--prune-from` times
+        the width, then prune the lowest-L1 filters to each of `--prune-to` in turn,
+        fine-tuning after each step. Stage k lives in `out/width<w>/` and resumes there;
+        the last stage's best model is copied to `out/best.keras` and `out/pruning.json`
+        sums the stages up."""
+        import keras
+
+        from kseg.export.pruning import prune_filters, width_schedule
+        from kseg.models import create_model
+        from kseg.train.checkpoints import BEST, atomic_write, best_or_last, read_state
+        from kseg.utils.summary import count_params
+
+        config, out = self.config, self.out
+        widths = [config.prune_from, *config.prune_to]
+        ratios = width_schedule(config.prune_from, config.prune_to)
+        folders = [os.path.join(out, f"width{w:g}") for w in widths]
+        preset = self.preset()
+        finetune_epochs = config.finetune_epochs or max(1, (config.epochs or preset.epochs) // 4)
+        print(
+            f"Progressive pruning: train at width {widths[0]:g}, then prune to "
+            f"{', '.join(f'{w:g}' for w in widths[1:])} with {finetune_epochs} fine-tuning "
+            f"epoch(s) each at learning rate {preset.learning_rate / 10:g}"
+        )
+        self.train_stage(
+            folders[0],
+            lambda: self.new_model(create_model, width_multiplier=config.prune_from),
+            config.epochs,
+        )
+        for k, ratio in enumerate(ratios, start=1):
+            source = best_or_last(folders[k - 1])
+
+            def pruned(source=source, ratio=ratio):
+                model = prune_filters(keras.saving.load_model(source, compile=False), ratio=ratio)
+                print(f"Pruned {source}: {ratio:.1%} of the filters removed")
+                return model
+
+            self.train_stage(
+                folders[k], pruned, finetune_epochs, learning_rate=preset.learning_rate / 10
+            )
+        stages = []
+        for w, folder in zip(widths, folders, strict=True):
+            path = best_or_last(folder)
+            best = (read_state(folder) or {}).get("best")
+            model = keras.saving.load_model(path, compile=False)
+            finite = best is not None and abs(best) != float("inf")
+            stages.append(
+                {
+                    "width": w,
+                    "model": path,
+                    "params": count_params(model),
+                    "best_val_miou": best if finite else None,
+                }
+            )
+        final = best_or_last(folders[-1])
+        atomic_write(os.path.join(out, BEST), lambda tmp: shutil.copyfile(final, tmp))
+
+        def write_summary(tmp: str) -> None:
+            with open(tmp, "w") as f:
+                json.dump({"stages": stages}, f, indent=1)
+
+        atomic_write(os.path.join(out, "pruning.json"), write_summary)
+        for s in stages:
+            best = s["best_val_miou"]
+            score = "" if best is None else f", best validation mIoU {100 * best:.2f}"
+            print(f"  width {s['width']:g}: {s['params']:,} parameters{score}  ({s['model']})")
+        print(f"Final model: {os.path.join(out, BEST)}")
+
+    # === Evaluation and prediction ===
+    def load_trained(self):
+        """(model, path): `--checkpoint`, else the run folder's best, else its last."""
+        from kseg.train.checkpoints import BEST, last_checkpoint
+
+        path = self.config.checkpoint
+        if path is None:
+            best = os.path.join(self.out, BEST)
+            last = last_checkpoint(self.out)
+            path = best if os.path.exists(best) else (last[0] if last else None)
+        if path is None:
+            raise UserError(
+                f"no model to use: {self.out} has no best.keras or last-epoch*.keras; train "
+                "first, or pass --checkpoint MODEL.keras"
+            )
+        return load_model_file(path), path
+
+    def trained_preset(self, model):
+        """The preset the model in the run folder trained with: the run's `config.json`
+        names the model (a model renamed since still finds its preset), else its name."""
+        from kseg.recipes.config import read_run_record
+
+        record = read_run_record(self.out) or {}
+        name = record.get("run", {}).get("model") or model.name
+        return self.preset(name)

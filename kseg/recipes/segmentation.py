@@ -1,0 +1,224 @@
+"""Segmentation recipes: a dataset declaration and what its runs read and write.
+
+    python -m kseg.recipes.<dataset> {train,evaluate,predict} --model contextnet_cn14 \
+        --data-dir DIR [options]
+    python -m kseg.recipes.cityscapes --demo      # the embedded default, end to end
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import warnings
+
+from kseg.recipes.runner import Runner, TrainingData, round_up
+from kseg.tasks import SegmentationTask
+
+# --demo: the demo set's size and a schedule that learns it in minutes on 2 cores.
+DEMO = {"epochs": 30, "batch_size": 8, "crop": (128, 256), "learning_rate": 0.01}
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentationRecipe:
+    """What differs between segmentation datasets: the reader, splits and the crop size."""
+
+    dataset: str  # key of kseg.data.SEGMENTATION_DATASETS
+    crop: tuple[int, int]  # training crop (height, width) before rounding to the model
+    crop_source: str
+    train_split: str = "train"
+    eval_split: str = "val"
+    demo: bool = False
+    # Used, with a note, when the dataset folder lacks `train_split` (VOC without SBD).
+    train_split_fallback: str | None = None
+    default_model: str = "contextnet_cn14"
+    title: str = ""
+
+    task = SegmentationTask()
+    commands = ("train", "evaluate", "predict")
+
+    @property
+    def name(self) -> str:
+        return self.title or self.dataset
+
+    def demo_defaults(self, config) -> dict:
+        return dict(DEMO)
+
+    # === Data ===
+    def open(self, config, out: str):
+        """The dataset reader of `--data-dir` (with --demo: the demo set, built first)."""
+        from kseg.data import SEGMENTATION_DATASETS
+        from kseg.errors import UserError
+
+        if config.demo and not config.data_dir:
+            from kseg.data.demo_data import build_demo_cityscapes
+
+            config.data_dir = build_demo_cityscapes(os.path.join(out, "demo-data"))
+            warnings.filterwarnings("ignore", message=".*the standard split has")
+        if not config.data_dir:
+            demo = " (or --demo)" if self.demo else ""
+            raise UserError(f"--data-dir is required{demo}: the {self.name} dataset folder")
+        return SEGMENTATION_DATASETS[self.dataset](
+            config.data_dir, on_bad="skip" if config.skip_bad_files else "raise"
+        )
+
+    def count_classes(self, dataset) -> int:
+        return dataset.num_classes
+
+    def model_kwargs(self, config, preset, dataset) -> dict:
+        return {"num_classes": dataset.num_classes, **config.model_kwargs}
+
+    def train_samples(self, dataset):
+        """(split, samples) of the training split, or of its fallback if the folder lacks
+        it."""
+        from kseg.data.errors import DatasetLayoutError
+
+        try:
+            return self.train_split, dataset.samples(self.train_split)
+        except DatasetLayoutError as e:
+            if self.train_split_fallback is None:
+                raise
+            first = str(e).splitlines()[0]
+            print(f"No {self.train_split} split ({first}); training on {self.train_split_fallback}")
+            return self.train_split_fallback, dataset.samples(self.train_split_fallback)
+
+    def eval_crop(self, config, preset) -> tuple[int, int] | None:
+        """`--eval-crop`, else the preset's centre crop (None: whole images)."""
+        if config.eval_crop is not None:
+            return None if config.eval_crop == "full" else tuple(config.eval_crop)
+        return preset.eval_crop if preset is not None else None
+
+    def training_data(self, runner: Runner, model, preset, batch: int, strategy) -> TrainingData:
+        from kseg.data import segmentation_pipeline
+
+        config, dataset = runner.config, runner.open_data()
+        split, samples = self.train_samples(dataset)
+        multiple = getattr(model, "input_multiple", 1)
+        crop = round_up(config.crop or preset.crop or self.crop, multiple)
+        train = segmentation_pipeline(
+            dataset, samples, batch, training=True, crop=crop, seed=config.seed
+        )
+        steps = config.steps_per_epoch or max(1, len(samples) // batch)
+        if config.steps_per_epoch:
+            train = train.repeat().take(steps)
+        # One image per replica; a strategy leaves out the last partial batch (the
+        # evaluate command scores every image).
+        replicas = strategy.num_replicas_in_sync
+        eval_crop = self.eval_crop(config, preset)
+        validation = segmentation_pipeline(
+            dataset,
+            dataset.samples(self.eval_split),
+            replicas,
+            training=False,
+            pad_multiple=multiple,
+            drop_remainder=replicas > 1,
+            eval_crop=eval_crop,
+        )
+        return TrainingData(
+            train,
+            validation,
+            steps,
+            f"{dataset.name} {split} ({len(samples)} images), crop {crop[0]}x{crop[1]}",
+            {"crop": list(crop), "train_split": split, "eval_crop": eval_crop},
+        )
+
+    def callbacks(self, preset, state) -> list:
+        return []
+
+    # === Evaluation and prediction ===
+    def evaluate(self, runner: Runner) -> dict:
+        from kseg.data import segmentation_pipeline
+        from kseg.train.metrics import iou_per_class, iou_table, mean_iou
+
+        config, dataset, out = runner.config, runner.open_data(), runner.out
+        model, path = runner.load_trained()
+        split = config.split or self.eval_split
+        samples = dataset.samples(split)[: config.limit]
+        crop = self.eval_crop(config, runner.trained_preset(model))
+        ds = segmentation_pipeline(
+            dataset, samples, 1, training=False,
+            pad_multiple=getattr(model, "input_multiple", 1), eval_crop=crop,
+        )  # fmt: skip
+        confusion = self.task.evaluate(model, ds, dataset.num_classes)
+        window = "whole images" if crop is None else f"centre {crop[0]}x{crop[1]} crops"
+        print(f"\n{dataset.name} {split}, {len(samples)} images ({window}), model {path}")
+        print(iou_table(confusion, dataset.class_names))
+        iou = iou_per_class(confusion)
+        result = {
+            "dataset": dataset.name,
+            "split": split,
+            "images": len(samples),
+            "checkpoint": path,
+            "eval_crop": None if crop is None else list(crop),
+            "mean_iou": mean_iou(confusion),
+            "iou": {
+                n: (None if v != v else float(v))
+                for n, v in zip(dataset.class_names, iou, strict=True)
+            },
+            "confusion": confusion.tolist(),
+        }
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "evaluation.json"), "w") as f:
+            json.dump(result, f, indent=1)
+        with open(os.path.join(out, "evaluation.csv"), "w") as f:
+            f.write("class,iou\n")
+            for name, value in result["iou"].items():
+                f.write(f"{name},{'' if value is None else f'{value:.6f}'}\n")
+            f.write(f"mean,{result['mean_iou']:.6f}\n")
+        return result
+
+    def predict(self, runner: Runner) -> None:
+        import numpy as np
+        from PIL import Image
+
+        config, dataset = runner.config, runner.open_data()
+        model, path = runner.load_trained()
+        split = config.split or self.eval_split
+        samples = dataset.samples(split, verify=False)[: config.limit or 8]
+        folder = os.path.join(runner.out, "predictions")
+        os.makedirs(folder, exist_ok=True)
+        palette = np.zeros((256, 3), np.uint8)
+        palette[: len(dataset.palette)] = dataset.palette
+        multiple = getattr(model, "input_multiple", 1)
+        for s in samples:
+            image = np.asarray(Image.open(s.image).convert("RGB"))
+            labels = self.task.predict(model, image, multiple)
+            stem = os.path.splitext(os.path.basename(s.image))[0]
+            coloured = Image.fromarray(labels, mode="P")
+            coloured.putpalette(palette.reshape(-1).tolist())
+            coloured.save(os.path.join(folder, f"{stem}_pred.png"))
+            overlay = (0.5 * image + 0.5 * palette[labels]).astype(np.uint8)
+            Image.fromarray(overlay).save(os.path.join(folder, f"{stem}_overlay.jpg"), quality=90)
+            if config.label_ids and hasattr(dataset, "train_ids_to_label_ids"):
+                ids = dataset.train_ids_to_label_ids(labels)
+                Image.fromarray(ids).save(os.path.join(folder, f"{stem}_labelIds.png"))
+        print(f"\nWrote {len(samples)} predictions (colour PNG and overlay) of {path} to {folder}")
+
+    # === Demo ===
+    def export_demo(self, runner: Runner) -> None:
+        """The demo's last step: the best model as builtins-only TFLite, fp32 and int8
+        (calibrated on validation images), each run in the LiteRT interpreter against
+        Keras."""
+        from kseg.export import export, table
+        from kseg.export.calibration import calibration_data
+
+        model, path = runner.load_trained()
+        crop = runner.config.crop or self.crop
+        height, width = round_up(crop, getattr(model, "input_multiple", 1))
+        images, labels = calibration_data(runner.open_data(), self.eval_split, 8, height, width)
+        artefacts = export(
+            model, os.path.join(runner.out, "export"), formats=("tflite",),
+            quantize=("fp32", "int8"), input_size=(height, width), images=images, labels=labels,
+        )  # fmt: skip
+        print(f"\nExported {path} at {height}x{width}:")
+        print(table(artefacts))
+
+    def finish_demo(self, runner: Runner, seconds: float) -> None:
+        self.export_demo(runner)
+        out = runner.out
+        print(f"\nDemo finished in {seconds:.0f} s. Everything is in {out}/:")
+        print("  demo-data/        the generated images and labels (Cityscapes layout)")
+        print("  best.keras, last-epoch*.keras, state.json, config.json, log.csv, tensorboard/")
+        print("  evaluation.csv, evaluation.json   per-class IoU")
+        print("  predictions/      colour PNGs and overlays")
+        print("  export/           TFLite fp32 and int8 (builtin ops), verified in LiteRT")

@@ -1,0 +1,61 @@
+"""The image-classification task: cross-entropy on the class logits, accuracy, and
+evaluation in batches."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kseg.tasks.losses import make_loss
+from kseg.train.presets import TrainingPreset
+
+
+class ClassificationTask:
+    """One label per image.
+
+    Example:
+        >>> task = ClassificationTask()
+        >>> task.compile(model, preset_for("res_ode_net"), 10, total_steps=1000)
+    """
+
+    name = "classification"
+    precise_bn = False
+
+    def compile(
+        self,
+        model: keras.Model,
+        preset: TrainingPreset,
+        num_classes: int,
+        total_steps: int,
+        steps_per_epoch: int | None = None,
+        loss: str = "cross_entropy",
+    ) -> keras.Model:
+        """`loss` on the class logits, the preset's optimiser and schedule, accuracy."""
+        model.compile(
+            optimizer=preset.make_optimizer(total_steps, steps_per_epoch),
+            loss=make_loss(loss, None),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            jit_compile=False,
+        )
+        return model
+
+    def monitor(self, model: keras.Model) -> str:
+        return "val_accuracy"
+
+    def targets(self, ds: tf.data.Dataset, model: keras.Model) -> tf.data.Dataset:
+        return ds
+
+    def logits(self, model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Class logits of normalised images, in batches."""
+        return np.concatenate(
+            [model.predict(x[i : i + batch_size], verbose=0) for i in range(0, len(x), batch_size)]
+        )
+
+    def evaluate(self, model: keras.Model, x: np.ndarray, labels: np.ndarray) -> float:
+        """Accuracy on normalised images."""
+        return float(np.mean(self.logits(model, x).argmax(-1) == labels))
+
+    def predict(self, model: keras.Model, x: np.ndarray) -> np.ndarray:
+        """The class of each normalised image."""
+        return self.logits(model, x).argmax(-1)

@@ -1,0 +1,209 @@
+"""Your own data (`python -m kseg.recipes.custom`), fine-tuning with --init-from, the run
+record, and the command line's one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kseg.data import FolderDataset
+from kseg.data.errors import CorruptFileError
+from kseg.recipes import custom
+
+FAST = ["--steps-per-epoch", "1", "--batch-size", "2", "--crop", "64x128", "--verbose", "0",
+        "--no-tensorboard", "--precise-bn-batches", "1"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def custom_dir(tmp_path_factory):
+    """The demo's real images in the folder layout: JPEG images, palette-PNG masks of five
+    classes, classes.txt with colours."""
+    from kseg.data.demo_data import build_demo_folder
+
+    root = str(tmp_path_factory.mktemp("custom") / "data")
+    return build_demo_folder(root, train=8, val=4, height=64, width=128)
+
+
+def test_folder_dataset_reads_palette_masks_as_indices(custom_dir):
+    from kseg.data import segmentation_pipeline
+
+    dataset = FolderDataset(custom_dir)
+    assert dataset.class_names == ("sky", "building", "road", "car", "person")
+    assert dataset.palette[3].tolist() == [0, 0, 142]
+    samples = dataset.samples("val")
+    assert len(samples) == 4
+    ds = segmentation_pipeline(dataset, samples[:1], 1, training=False)
+    _, label = next(iter(ds))
+    want = np.asarray(Image.open(samples[0].label))  # PIL: the palette indices
+    np.testing.assert_array_equal(label.numpy()[0], want)
+    assert set(np.unique(want)) <= {0, 1, 2, 3, 4, 255}
+
+
+def test_bad_custom_files_are_named_or_skipped_and_counted(custom_dir, tmp_path):
+    import shutil
+
+    root = tmp_path / "bad"
+    shutil.copytree(custom_dir, root)
+    masks = root / "masks" / "train"
+    (masks / "photo000.png").unlink()  # an image without a mask
+    Image.fromarray(np.full((64, 128), 7, np.uint8)).save(masks / "photo001.png")  # value 7 >= 5
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(masks / "photo002.png")  # size mismatch
+    jpeg = root / "images" / "train" / "photo003.jpg"
+    jpeg.write_bytes(jpeg.read_bytes()[:200])  # truncated
+    with pytest.raises(CorruptFileError, match="photo000.jpg: no mask"):
+        FolderDataset(str(root)).samples("train")
+    (root / "images" / "train" / "photo000.jpg").unlink()
+    with pytest.raises(CorruptFileError) as error:
+        FolderDataset(str(root)).samples("train")
+    message = str(error.value)
+    assert "photo001.png has value(s) [7] at or above the 5 classes" in message
+    assert "photo002.jpg is 128x64 but its label" in message
+    assert "photo003.jpg: unreadable" in message
+    assert "--skip-bad-files" in message
+    skipping = FolderDataset(str(root), on_bad="skip")
+    with pytest.warns(UserWarning, match="skipped 3 bad file"):
+        kept = skipping.samples("train")
+    assert len(kept) == 8 - 4 and sum(skipping.skipped.values()) == 3
+
+
+def test_custom_recipe_fine_tunes_a_cityscapes_model_then_evaluates_and_predicts(
+    custom_dir, trained, tmp_path, capsys
+):
+    """A 19-class demo model fine-tuned to the custom set's 5 classes: every weight but
+    the heads' classifiers loads; the run records its settings; evaluate and predict use
+    classes.txt."""
+    import keras
+
+    source = trained
+    out = str(tmp_path / "custom-run")
+    capsys.readouterr()
+    custom.main(["train", "--data-dir", custom_dir, "--out", out, "--epochs", "1",
+                 "--init-from", os.path.join(source, "best.keras"), "--optimizer", "adam",
+                 "--learning-rate", "0.001", "--weight-decay", "0", "--loss", "focal",
+                 *FAST])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "Initialised from" in printed and "kept fresh (shape differs)" in printed
+    record = json.load(open(os.path.join(out, "config.json")))
+    assert record["run"]["init_from"].endswith("best.keras")
+    assert record["preset"]["optimizer"] == "adam" and record["preset"]["learning_rate"] == 0.001
+    assert record["run"]["loss"] == "focal" and record["dataset"] == "custom"
+    assert set(record["versions"]) == {"kseg", "tensorflow", "keras"}
+    # The fine-tuned model kept the source's first convolution until its first step: the
+    # loaded tensor changed by at most one Adam step of 1e-3 per element.
+    tuned = keras.saving.load_model(os.path.join(out, "best.keras"), compile=False)
+    original = keras.saving.load_model(os.path.join(source, "best.keras"), compile=False)
+    a = tuned.get_layer("deep_stem_conv").kernel.numpy()
+    b = original.get_layer("deep_stem_conv").kernel.numpy()
+    assert np.max(np.abs(a - b)) < 1.1e-3 and tuned.output["logits"].shape[-1] == 5
+    custom.main(["evaluate", "--data-dir", custom_dir, "--out", out])
+    result = json.load(open(os.path.join(out, "evaluation.json")))
+    assert list(result["iou"]) == ["sky", "building", "road", "car", "person"]
+    custom.main(["predict", "--data-dir", custom_dir, "--out", out])
+    predictions = sorted(os.listdir(os.path.join(out, "predictions")))
+    assert len(predictions) == 8  # every val image (4): colour PNG and overlay
+    png = Image.open(os.path.join(out, "predictions", "photo000_pred.png"))
+    assert png.getpalette()[9:12] == [0, 0, 142]  # classes.txt's colour of class 3
+    # --config re-runs from the record; flags override it.
+    from kseg.recipes.cli import parse
+
+    again = parse(custom.RECIPE, ["train", "--config", os.path.join(out, "config.json"),
+                                  "--epochs", "5"])  # fmt: skip
+    assert again.epochs == 5 and again.loss == "focal" and again.optimizer == "adam"
+    assert again.crop == (64, 128) and again.data_dir == custom_dir
+
+
+def _error_of(main, argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return captured.err
+
+
+def test_user_mistakes_give_one_error_and_status_2(custom_dir, tmp_path, capsys):
+    from kseg.export.__main__ import main as export_main
+
+    data = ["--data-dir", custom_dir, "--out", str(tmp_path / "r")]
+    err = _error_of(custom.main, ["train", *data, "--model", "contextnet_cn99"], capsys)
+    assert err.startswith("error: unknown model 'contextnet_cn99'; registered models:")
+    err = _error_of(custom.main, ["train", *data, "--model-kwargs", "{paths"], capsys)
+    assert "expected a JSON object like" in err
+    err = _error_of(custom.main, ["train", *data, "--model-kwargs", '{"widht": 2}'], capsys)
+    assert "error: ContextNet got unknown argument(s): widht" in err
+    err = _error_of(custom.main, ["evaluate", *data], capsys)
+    assert "no model to use" in err and "train first" in err
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"PK\x03\x04 not really a zip")
+    err = _error_of(custom.main, ["evaluate", *data, "--checkpoint", str(corrupt)], capsys)
+    assert f"error: {corrupt} is not a .keras model file" in err
+    import keras
+
+    plain = tmp_path / "plain.keras"
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(plain)
+    err = _error_of(export_main, [str(plain), "--out", str(tmp_path / "e")], capsys)
+    assert "holds a Sequential, not a kseg model" in err
+    err = _error_of(export_main, [str(tmp_path / "nope.keras"), "--out", "e"], capsys)
+    assert "nope.keras: no such file" in err
+    from kseg.models import create_model
+
+    small = tmp_path / "small.keras"
+    create_model("contextnet_cn14", num_classes=5, width_multiplier=0.25).save(small)
+    err = _error_of(
+        export_main, [str(small), "--out", str(tmp_path / "e"), "--input-size", "100x100"], capsys
+    )
+    assert "multiples of 32; got 100x100" in err and "128x128" in err
+    err = _error_of(custom.main, ["train", "--config", str(tmp_path / "none.json")], capsys)
+    assert "no such file" in err
+    from kseg.recipes import cifar10
+
+    err = _error_of(cifar10.main, ["train", "--demo", "--model-kwargs", '{"method": "rk5"}',
+                                   "--out", str(tmp_path / "c")], capsys)  # fmt: skip
+    assert "error: unknown ODE method 'rk5'; choose one of" in err
+
+
+def test_a_registered_model_without_a_preset_trains_with_the_default(custom_dir, tmp_path, capsys):
+    import keras
+
+    from kseg.models import register_model
+    from kseg.models.base import SegmentationModel
+
+    @register_model("test_tiny_segmenter")
+    def tiny(num_classes: int = 2) -> SegmentationModel:
+        inputs = keras.Input((None, None, 3))
+        logits = keras.layers.Conv2D(num_classes, 3, padding="same", name="classifier")(inputs)
+        return SegmentationModel(inputs, logits, name="test_tiny_segmenter")
+
+    out = str(tmp_path / "run")
+    custom.main(["train", "--data-dir", custom_dir, "--out", out, "--model", "test_tiny_segmenter",
+                 "--epochs", "1", *FAST])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "test_tiny_segmenter has no paper preset; training with kseg's default" in printed
+    record = json.load(open(os.path.join(out, "config.json")))
+    assert record["preset"]["name"] == "default" and record["preset"]["optimizer"] == "adamw"
+
+
+def test_the_real_command_line_prints_one_line_and_debug_shows_the_traceback(tmp_path):
+    argv = [sys.executable, "-m", "kseg.recipes.cityscapes", "train", "--data-dir", str(tmp_path)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.run([*argv, "--model", "nope"], capture_output=True, text=True, env=env)
+    assert run.returncode == 2
+    lines = [line for line in run.stderr.splitlines() if line.startswith("error")]
+    assert lines == [lines[0]] and "Traceback" not in run.stderr
+    assert "unknown model 'nope'" in lines[0] or "Expected layout" in run.stderr
+    debug = subprocess.run([*argv, "--debug"], capture_output=True, text=True, env=env)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    assert "DatasetLayoutError" in debug.stderr
+
+
+def test_import_kseg_gives_export_features_and_tasks():
+    import kseg
+
+    assert callable(kseg.export.export) and callable(kseg.features.extract)
+    assert kseg.tasks.SegmentationTask().monitor.__self__ is not None
+    with pytest.raises(AttributeError):
+        kseg.nothing  # noqa: B018
