@@ -6,7 +6,7 @@ from kseg import data, errors, layers, models, ode, train, utils
 
 __version__ = "0.1.0"
 # Imported on first use: they pull in the converters and plotting.
-_LAZY = ("export", "features", "tasks", "recipes")
+_LAZY = ("export", "features", "predict", "tasks", "recipes")
 __all__ = ["data", "errors", "layers", "models", "ode", "train", "utils", *_LAZY]
 
 

@@ -92,10 +92,12 @@ def build_demo_folder(root: str, **scenes) -> str:
     images, palette-PNG masks with the five demo classes as 0-4, and `classes.txt`.
     `scenes` go to `build_demo_cityscapes` (counts, size, seed). Returns `root`."""
     import tempfile
+    import warnings
 
     from kseg.data.cityscapes import Cityscapes
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*the standard split has")
         _write_folder(Cityscapes(build_demo_cityscapes(tmp, **scenes)), root)
     return root
 

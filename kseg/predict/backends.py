@@ -1,0 +1,132 @@
+"""A model file of any format kseg writes, as one callable: images in, logits out.
+
+`open_model(path)` takes a `.keras` file, a SavedModel folder, a `.tflite` file (fp32,
+fp16, dynamic, int8 or int8_io) or an `.onnx` file. Every backend takes float32 images
+(N, H, W, 3) in [0, 1] and returns float32 logits (N, H, W, classes). Exported files have
+a fixed input size (`input_size`); a Keras model takes any size that is a multiple of
+`multiple`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from kseg.errors import ModelFileError
+
+
+class Backend:
+    """What `kseg.predict` needs of a model."""
+
+    name: str = ""
+    input_size: tuple[int, int] | None = None  # fixed (height, width), or None
+    multiple: int = 1  # a free size must be a multiple of this
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class KerasBackend(Backend):
+    """A loaded Keras model (`open_model` loads a `.keras` file into one)."""
+
+    def __init__(self, model, name: str = "keras"):
+        import tensorflow as tf
+
+        from kseg.tasks.base import main_logits
+
+        self.model, self.name = model, name
+        self.multiple = getattr(model, "input_multiple", 1)
+        # One traced function for every image size (input_signature with free sizes).
+        self._run = tf.function(
+            lambda x: main_logits(model(x, training=False)),
+            input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)],
+            reduce_retracing=True,
+        )
+
+    def __call__(self, images):
+        return self._run(np.asarray(images, np.float32)).numpy()
+
+
+class SavedModelBackend(Backend):
+    def __init__(self, path: str):
+        import tensorflow as tf
+
+        self.serve = tf.saved_model.load(path).signatures["serve"]
+        shape = self.serve.structured_input_signature[1]["image"].shape
+        self.input_size = (int(shape[1]), int(shape[2]))
+        self.name = f"saved_model {os.path.basename(path.rstrip(os.sep))}"
+
+    def __call__(self, images):
+        import tensorflow as tf
+
+        outs = [self.serve(image=tf.constant(x[None]))["logits"].numpy() for x in images]
+        return np.concatenate(outs)
+
+
+class TFLiteBackend(Backend):
+    def __init__(self, path: str, threads: int = 2):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=path, num_threads=threads)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        # The logits: the output with the most channels' worth of values (a file from
+        # kseg has only the logits).
+        self.output = self.interpreter.get_output_details()[0]
+        self.input_size = tuple(int(v) for v in self.input["shape"][1:3])
+        self.name = f"tflite {os.path.basename(path)}"
+
+    def __call__(self, images):
+        from kseg.export.runtimes import dequantize_output, quantize_input
+
+        outs = []
+        for x in images:
+            self.interpreter.set_tensor(self.input["index"], quantize_input(self.input, x[None]))
+            self.interpreter.invoke()
+            raw = self.interpreter.get_tensor(self.output["index"])
+            outs.append(dequantize_output(self.output, raw).astype(np.float32))
+        return np.concatenate(outs)
+
+
+class ONNXBackend(Backend):
+    def __init__(self, path: str, threads: int = 2):
+        from kseg.export.runtimes import _onnx_session
+
+        self.session = _onnx_session(path, threads)
+        first = self.session.get_inputs()[0]
+        self.input_name = first.name
+        h, w = first.shape[1:3]
+        self.input_size = (h, w) if isinstance(h, int) and isinstance(w, int) else None
+        self.name = f"onnx {os.path.basename(path)}"
+
+    def __call__(self, images):
+        outs = [self.session.run(None, {self.input_name: x[None]})[0] for x in images]
+        return np.concatenate(outs).astype(np.float32)
+
+
+def open_model(path: str, threads: int = 2) -> Backend:
+    """The backend for `path`, chosen by its form: `.keras`, a SavedModel folder,
+    `.tflite` or `.onnx`."""
+    if os.path.isdir(path):
+        if not os.path.exists(os.path.join(path, "saved_model.pb")):
+            raise ModelFileError(f"{path} is a folder without saved_model.pb: not a SavedModel")
+        return SavedModelBackend(path)
+    if not os.path.isfile(path):
+        raise ModelFileError(f"{path}: no such file")
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix == ".keras":
+        from kseg.models.loading import load_model
+
+        return KerasBackend(load_model(path), f"keras {os.path.basename(path)}")
+    try:
+        if suffix == ".tflite":
+            return TFLiteBackend(path, threads)
+        if suffix == ".onnx":
+            return ONNXBackend(path, threads)
+    except (ValueError, RuntimeError) as e:
+        raise ModelFileError(f"{path} could not be opened ({e})") from e
+    raise ModelFileError(
+        f"{path}: unknown model format {suffix!r}; give a .keras, .tflite or .onnx file or a "
+        "SavedModel folder"
+    )

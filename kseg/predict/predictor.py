@@ -1,0 +1,147 @@
+"""Segment images and videos with any backend, in batches, streaming from disk."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from kseg.predict.backends import Backend
+
+
+def _pad_to(image: np.ndarray, multiple: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    return np.pad(image, ((0, (-h) % multiple), (0, (-w) % multiple), (0, 0)))
+
+
+class Predictor:
+    """Logits at each image's own size from a backend.
+
+    A backend with a fixed input size gets the image resized to it (bilinear), and its
+    logits are resized back; a free-size backend gets the image padded at the bottom and
+    right to its multiple, and the logits are cropped back.
+    """
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+
+    def logits(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """float32 logits (H, W, classes) of each uint8 RGB image (H, W, 3)."""
+        import tensorflow as tf
+
+        x = [np.asarray(im, np.float32) / 255.0 for im in images]
+        fixed = self.backend.input_size
+        if fixed is not None:
+            batch = tf.image.resize(np.stack([tf.image.resize(i, fixed) for i in x]), fixed)
+            out = self.backend(batch.numpy())
+            return [
+                tf.image.resize(o, im.shape[:2]).numpy() for o, im in zip(out, images, strict=True)
+            ]
+        multiple = self.backend.multiple
+        padded = [_pad_to(i, multiple) for i in x]
+        if len({p.shape for p in padded}) == 1:
+            out = list(self.backend(np.stack(padded)))
+        else:  # sizes differ: one at a time
+            out = [self.backend(p[None])[0] for p in padded]
+        return [o[: im.shape[0], : im.shape[1]] for o, im in zip(out, images, strict=True)]
+
+
+class Progress:
+    """A progress line on stderr (images and images/s) and a closing summary."""
+
+    def __init__(self, total: int | None, what: str = "images", quiet: bool = False):
+        self.total, self.what, self.quiet = total, what, quiet
+        self.done, self.started = 0, time.perf_counter()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.quiet:
+            return
+        rate = self.done / max(time.perf_counter() - self.started, 1e-9)
+        of = f"/{self.total}" if self.total else ""
+        print(f"\r  {self.done}{of} {self.what}, {rate:.1f} {self.what}/s", end="", file=sys.stderr)
+
+    def close(self) -> tuple[int, float]:
+        seconds = time.perf_counter() - self.started
+        if not self.quiet and self.done:
+            print(file=sys.stderr)
+        return self.done, seconds
+
+
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def segment_images(
+    predictor: Predictor,
+    paths: list[str],
+    writer,
+    root_of=None,
+    batch_size: int = 4,
+    quiet: bool = False,
+) -> tuple[int, float]:
+    """Reads, segments and writes `paths` in batches; returns (images, seconds).
+    `root_of(path)` gives the folder the output names are relative to (default: the
+    image's own folder)."""
+    from kseg.predict.inputs import read_image
+
+    progress = Progress(len(paths), quiet=quiet)
+    for chunk in batched(paths, batch_size):
+        images = [read_image(p) for p in chunk]
+        for path, image, logits in zip(chunk, images, predictor.logits(images), strict=True):
+            root = root_of(path) if root_of else os.path.dirname(path)
+            writer.write(os.path.relpath(path, root), image, logits)
+        progress.update(len(chunk))
+    return progress.close()
+
+
+def segment_video(
+    predictor: Predictor,
+    path: str,
+    out_path: str,
+    palette: np.ndarray,
+    batch_size: int = 4,
+    quiet: bool = False,
+) -> tuple[int, float]:
+    """Segments every frame of the video `path` and writes the overlay video `out_path`
+    (H.264 at the source frame rate); returns (frames, seconds)."""
+    from kseg.errors import UserError
+    from kseg.predict.outputs import overlay
+
+    try:
+        import av
+    except ImportError:
+        raise UserError("videos need PyAV: pip install 'kseg[video]' (or pip install av)") from None
+    try:
+        source = av.open(path)
+    except av.error.FFmpegError as e:
+        raise UserError(f"{path}: unreadable video ({e})") from None
+    with source, av.open(out_path, "w") as sink:
+        stream_in = source.streams.video[0]
+        rate = stream_in.average_rate or 25
+        stream_out = sink.add_stream("libx264", rate=rate)
+        # H.264 in yuv420p takes even sizes: an odd last row or column is left out.
+        width, height = stream_in.width // 2 * 2, stream_in.height // 2 * 2
+        stream_out.width, stream_out.height = width, height
+        stream_out.pix_fmt = "yuv420p"
+        frames = (f.to_ndarray(format="rgb24") for f in source.decode(stream_in))
+        progress = Progress(stream_in.frames or None, "frames", quiet)
+        for chunk in batched(frames, batch_size):
+            for image, logits in zip(chunk, predictor.logits(chunk), strict=True):
+                blended = overlay(image, logits.argmax(-1), palette)[:height, :width]
+                for packet in stream_out.encode(av.VideoFrame.from_ndarray(blended, "rgb24")):
+                    sink.mux(packet)
+            progress.update(len(chunk))
+        for packet in stream_out.encode():
+            sink.mux(packet)
+    return progress.close()
