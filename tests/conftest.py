@@ -37,3 +37,26 @@ def trained(demo_cityscapes, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("trained") / "run")
     cityscapes.main(["train", "--data-dir", demo_cityscapes, "--out", out, "--epochs", "2", *FAST])
     return out
+
+
+@pytest.fixture(scope="session")
+def artefacts(trained, tmp_path_factory):
+    """The trained demo model exported at the demo's 64x128: TFLite fp32 and int8 (with
+    segmenter metadata), ONNX."""
+    import os
+
+    from kseg.data import Cityscapes
+    from kseg.export import export
+    from kseg.models.loading import load_model
+
+    out = str(tmp_path_factory.mktemp("export"))
+    model = load_model(os.path.join(trained, "best.keras"))
+    export(model, out, formats=("tflite", "onnx"), quantize=("fp32", "int8"),
+           input_size=(64, 128), threads=(2,), class_names=Cityscapes.class_names)  # fmt: skip
+    return {
+        "keras": os.path.join(trained, "best.keras"),
+        "tflite": os.path.join(out, "contextnet_cn14_fp32.tflite"),
+        "int8": os.path.join(out, "contextnet_cn14_int8.tflite"),
+        "onnx": os.path.join(out, "contextnet_cn14.onnx"),
+        "labels": os.path.join(out, "labels.txt"),
+    }

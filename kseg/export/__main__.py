@@ -61,6 +61,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--round-to", type=int, default=1, help="pruning keeps multiples of this")
     p.add_argument("--ode-steps", type=int, help="export ODE blocks on this fixed grid")
     p.add_argument("--ode-method", default="rk4", choices=("rk4", "midpoint", "heun", "euler"))
+    p.add_argument(
+        "--labels",
+        help="a text file with the class names, one a line, for labels.txt and the TFLite "
+        "metadata (default: the --calib-data dataset's, else class_0, class_1, ...)",
+    )
     p.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     args = p.parse_args(argv)
     run_command(lambda: run(args), argv)
@@ -73,11 +78,15 @@ def run(args) -> None:
 
     model = load_model(args.model)
     height, width = args.input_size
-    images = labels = None
+    images = labels = class_names = None
+    if args.labels:
+        with open(args.labels) as f:
+            class_names = [line.strip() for line in f if line.strip()]
     if args.calib_data:
         from kseg.export.calibration import calibration_data
 
         dataset = SEGMENTATION_DATASETS[args.calib_dataset](args.calib_data)
+        class_names = class_names or dataset.class_names
         images, labels = calibration_data(
             dataset, args.calib_split, args.calib_images, height, width
         )
@@ -87,6 +96,7 @@ def run(args) -> None:
         model, args.out, formats=tuple(args.formats.split(",")),
         quantize=tuple(args.quantize.split(",")), input_size=(height, width), images=images,
         labels=labels, ode_steps=args.ode_steps, ode_method=args.ode_method,
+        class_names=class_names,
     )  # fmt: skip
     print(f"\n{args.model} at {height}x{width}, artefacts in {args.out}:")
     print(table(artefacts))

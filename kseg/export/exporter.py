@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import os
 import tempfile
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -18,6 +19,7 @@ from kseg.export.formats import (
     file_size_mb,
     logits_model,
 )
+from kseg.export.metadata import attach_metadata, segmenter_metadata
 from kseg.export.ode import fixed_grid, fixed_grid_error
 from kseg.export.parity import Parity, check, parity
 from kseg.export.runtimes import (
@@ -74,8 +76,14 @@ def export(
     ode_method: str = "rk4",
     threads: tuple[int, ...] = (1, 2),
     verify: bool = True,
+    class_names: Sequence[str] | None = None,
 ) -> list[Artefact]:
     """Writes `formats` of `model` to `out` and checks every artefact in its runtime.
+
+    The folder also gets `labels.txt` (`class_names`, one a line; default class_0, ...),
+    and every TFLite file with float input carries the segmenter metadata MediaPipe Tasks'
+    `ImageSegmenter` reads (input normalisation, the label file, scores out; see
+    `kseg.export.metadata`).
 
     Args:
         quantize: TFLite variants among fp32, fp16, dynamic, int8, int8_io.
@@ -86,6 +94,7 @@ def export(
             the adaptive solvers); required when the model has adaptive ODE blocks.
         verify: raise `ExportParityError` when a float artefact's arg-max agreement with
             Keras is below 99.9%.
+        class_names: the name of each output channel.
     """
     unknown = set(formats) - set(FORMATS)
     if unknown:
@@ -120,6 +129,7 @@ def export(
         core = logits_model(model, height, width)
         reference = np.concatenate([np.asarray(core(x[None])) for x in images])
         name = model.name
+        labels_txt = write_labels(out, class_names, reference.shape[-1])
         if "keras" in formats:
             path = os.path.join(out, f"{name}.keras")
             model.save(path)
@@ -139,6 +149,8 @@ def export(
                 for mode in quantize:
                     path = os.path.join(out, f"{name}_{mode}.tflite")
                     export_tflite(source, path, mode, calibration=lambda: iter(images))
+                    if mode != "int8_io":  # integer input: no normalisation to describe
+                        add_segmenter_metadata(path, name, labels_txt, height, width)
                     artefacts.append(
                         _check_tflite(path, mode, reference, images, labels, threads, verify)
                     )
@@ -152,6 +164,32 @@ def export(
                 art.latency_s = {t: onnx_latency(path, images[0], t) for t in threads}
             artefacts.append(art)
     return artefacts
+
+
+def write_labels(out: str, class_names: Sequence[str] | None, num_classes: int) -> str:
+    """Writes `out/labels.txt` (one class a line) and returns its path."""
+    names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
+    if len(names) != num_classes:
+        from kseg.errors import UserError
+
+        raise UserError(f"{len(names)} class names for a model of {num_classes} classes")
+    path = os.path.join(out, "labels.txt")
+    with open(path, "w") as f:
+        f.write("\n".join(names) + "\n")
+    return path
+
+
+def add_segmenter_metadata(path: str, name: str, labels_txt: str, height: int, width: int):
+    """MediaPipe's segmenter metadata in the TFLite file `path`, with `labels_txt`."""
+    import kseg
+
+    with open(labels_txt, "rb") as f:
+        labels = f.read()
+    metadata = segmenter_metadata(
+        name, f"{name} semantic segmentation, exported by kseg", "labels.txt", height, width,
+        kseg.__version__,
+    )  # fmt: skip
+    attach_metadata(path, metadata, {"labels.txt": labels})
 
 
 def _check_tflite(path, mode, reference, images, labels, threads, verify) -> Artefact:

@@ -129,7 +129,7 @@ class ClassificationRecipe:
             classification_pipeline,
             split_holdout,
         )
-        from kseg.train.checkpoints import atomic_write
+        from kseg.train.checkpoints import atomic_write_json
         from kseg.train.strategy import is_chief
 
         config, data = runner.config, runner.open_data()
@@ -161,13 +161,8 @@ class ClassificationRecipe:
             "augmentation": augmentation,
         }
         if is_chief(strategy):
-
-            def write(path):
-                with open(path, "w") as f:
-                    json.dump(preprocessing, f, indent=1)
-
             os.makedirs(runner.out, exist_ok=True)
-            atomic_write(os.path.join(runner.out, PREPROCESSING), write)
+            atomic_write_json(os.path.join(runner.out, PREPROCESSING), preprocessing)
         description = f"{data.name} ({len(images)} images), best epoch on {validation_name}"
         return TrainingData(train, val, steps, description, {"preprocessing": preprocessing})
 

@@ -109,7 +109,7 @@ def build_parser(recipe) -> argparse.ArgumentParser:
     )
     g.add_argument("--mixed-precision", choices=("none", "float16", "bfloat16"))
     g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
-    g.add_argument("--verbose", help="Keras progress bars: auto, 0, 1 or 2")
+    g.add_argument("--verbose", choices=("auto", "0", "1", "2"), help="Keras progress bars")
     if segmentation:
         g.add_argument(
             "--crop",

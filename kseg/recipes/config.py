@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import typing
+from typing import Literal
 
 from kseg.errors import UserError
 
@@ -23,7 +24,7 @@ CONFIG = "config.json"
 class RunConfig:
     """The settings of one run of a recipe."""
 
-    command: str | None = None  # train, evaluate, predict (None with --demo: all)
+    command: Literal["train", "evaluate", "predict"] | None = None  # None with --demo: all
     model: str | None = None  # a registry name (None: the recipe's default)
     model_kwargs: dict = dataclasses.field(default_factory=dict)
     data_dir: str | None = None
@@ -32,22 +33,22 @@ class RunConfig:
     # Training; None: the preset's.
     epochs: int | None = None
     batch_size: int | None = None
-    loss: str = "cross_entropy"
+    loss: Literal["cross_entropy", "focal"] = "cross_entropy"
     learning_rate: float | None = None
-    optimizer: str | None = None
+    optimizer: Literal["sgd", "rmsprop", "adam", "adamw"] | None = None
     weight_decay: float | None = None
     steps_per_epoch: int | None = None
     seed: int | None = None
+    strategy: Literal["default", "mirrored", "multiworker", "tpu"] = "default"
     resume: bool = True
     init_from: str | None = None
-    strategy: str = "default"
     logical_cpus: int = 0
-    mixed_precision: str = "none"
     tensorboard: bool = True
-    verbose: str = "auto"
+    mixed_precision: Literal["none", "float16", "bfloat16"] = "none"
+    verbose: Literal["auto", "0", "1", "2"] = "auto"
     # Segmentation
     crop: tuple[int, int] | None = None
-    eval_crop: tuple[int, int] | str | None = None
+    eval_crop: tuple[int, int] | Literal["full"] | None = None
     skip_bad_files: bool = False
     precise_bn_batches: int = 8
     prune_from: float | None = None
@@ -118,7 +119,7 @@ def versions() -> dict:
 def write_run_record(folder: str, config: RunConfig, preset, dataset: str, **details) -> str:
     """Writes `folder/config.json`: the run's settings, the preset it trained with, the
     dataset and the versions of kseg, TensorFlow and Keras. `--config` re-runs from it."""
-    from kseg.train.checkpoints import atomic_write
+    from kseg.train.checkpoints import atomic_write_json
 
     record = {
         "run": config.to_json(),
@@ -127,13 +128,8 @@ def write_run_record(folder: str, config: RunConfig, preset, dataset: str, **det
         "versions": versions(),
     }
     path = os.path.join(folder, CONFIG)
-
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(record, f, indent=1)
-
     os.makedirs(folder, exist_ok=True)
-    atomic_write(path, write)
+    atomic_write_json(path, record)
     return path
 
 

@@ -10,7 +10,6 @@ prediction; the runner owns what every run does.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import time
@@ -179,7 +178,13 @@ class Runner:
 
         from kseg.export.pruning import prune_filters, width_schedule
         from kseg.models import create_model
-        from kseg.train.checkpoints import BEST, atomic_write, best_or_last, read_state
+        from kseg.train.checkpoints import (
+            BEST,
+            atomic_write,
+            atomic_write_json,
+            best_or_last,
+            read_state,
+        )
         from kseg.utils.summary import count_params
 
         config, out = self.config, self.out
@@ -225,12 +230,7 @@ class Runner:
             )
         final = best_or_last(folders[-1])
         atomic_write(os.path.join(out, BEST), lambda tmp: shutil.copyfile(final, tmp))
-
-        def write_summary(tmp: str) -> None:
-            with open(tmp, "w") as f:
-                json.dump({"stages": stages}, f, indent=1)
-
-        atomic_write(os.path.join(out, "pruning.json"), write_summary)
+        atomic_write_json(os.path.join(out, "pruning.json"), {"stages": stages})
         for s in stages:
             best = s["best_val_miou"]
             score = "" if best is None else f", best validation mIoU {100 * best:.2f}"

@@ -206,10 +206,12 @@ class SegmentationRecipe:
         model, path = runner.load_trained()
         crop = runner.config.crop or self.crop
         height, width = round_up(crop, getattr(model, "input_multiple", 1))
-        images, labels = calibration_data(runner.open_data(), self.eval_split, 8, height, width)
+        dataset = runner.open_data()
+        images, labels = calibration_data(dataset, self.eval_split, 8, height, width)
         artefacts = export(
             model, os.path.join(runner.out, "export"), formats=("tflite",),
             quantize=("fp32", "int8"), input_size=(height, width), images=images, labels=labels,
+            class_names=dataset.class_names,
         )  # fmt: skip
         print(f"\nExported {path} at {height}x{width}:")
         print(table(artefacts))

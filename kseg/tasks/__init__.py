@@ -2,7 +2,7 @@
 monitored metric, the main logits, evaluation and prediction (as keras-hub's
 `ImageSegmenter` and `ImageClassifier`)."""
 
-from kseg.tasks.base import LOSSES, main_logits, output_names
+from kseg.tasks.base import LOSSES, Task, main_logits, output_names
 from kseg.tasks.classification import ClassificationTask
 from kseg.tasks.losses import SparseFocalLoss, make_loss
 from kseg.tasks.segmentation import SegmentationTask
@@ -18,6 +18,7 @@ def task_for(model) -> SegmentationTask | ClassificationTask:
 __all__ = [
     "LOSSES",
     "TASKS",
+    "Task",
     "ClassificationTask",
     "SegmentationTask",
     "SparseFocalLoss",

@@ -1,4 +1,5 @@
-"""What every task shares: the main logits of a model's outputs and the loss names."""
+"""What every task shares: compile, the main logits of a model's outputs and the loss
+names."""
 
 from __future__ import annotations
 
@@ -18,3 +19,37 @@ def output_names(model) -> list[str] | None:
 
 # `--loss`: the training loss of either task.
 LOSSES = ("cross_entropy", "focal")
+
+
+class Task:
+    """A kind of model's training contract. Subclasses say which loss and metrics each
+    output gets (`losses`, `metrics`); compile is the same for every task."""
+
+    name = ""
+    precise_bn = False  # re-estimate BatchNorm statistics before each validation
+
+    def compile(
+        self,
+        model,
+        preset,
+        num_classes: int,
+        total_steps: int,
+        steps_per_epoch: int | None = None,
+        loss: str = "cross_entropy",
+    ):
+        """The task's losses and metrics with `loss` (one of `LOSSES`), and the preset's
+        optimiser and schedule over `total_steps` (`steps_per_epoch` for step schedules)."""
+        model.compile(
+            optimizer=preset.make_optimizer(total_steps, steps_per_epoch),
+            **self.losses(model, preset, loss),
+            metrics=self.metrics(model, num_classes),
+            jit_compile=False,
+        )
+        return model
+
+    def losses(self, model, preset, loss: str) -> dict:
+        """`loss` and, for several outputs, `loss_weights` for `model.compile`."""
+        raise NotImplementedError
+
+    def metrics(self, model, num_classes: int):
+        raise NotImplementedError

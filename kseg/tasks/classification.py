@@ -7,11 +7,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kseg.tasks.base import Task
 from kseg.tasks.losses import make_loss
 from kseg.train.presets import TrainingPreset
 
 
-class ClassificationTask:
+class ClassificationTask(Task):
     """One label per image.
 
     Example:
@@ -22,23 +23,11 @@ class ClassificationTask:
     name = "classification"
     precise_bn = False
 
-    def compile(
-        self,
-        model: keras.Model,
-        preset: TrainingPreset,
-        num_classes: int,
-        total_steps: int,
-        steps_per_epoch: int | None = None,
-        loss: str = "cross_entropy",
-    ) -> keras.Model:
-        """`loss` on the class logits, the preset's optimiser and schedule, accuracy."""
-        model.compile(
-            optimizer=preset.make_optimizer(total_steps, steps_per_epoch),
-            loss=make_loss(loss, None),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            jit_compile=False,
-        )
-        return model
+    def losses(self, model: keras.Model, preset: TrainingPreset, loss: str) -> dict:
+        return {"loss": make_loss(loss, None)}
+
+    def metrics(self, model: keras.Model, num_classes: int):
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
     def monitor(self, model: keras.Model) -> str:
         return "val_accuracy"

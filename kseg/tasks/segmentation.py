@@ -8,13 +8,13 @@ import numpy as np
 import tensorflow as tf
 
 from kseg.data.base import IGNORE_LABEL
-from kseg.tasks.base import main_logits, output_names
+from kseg.tasks.base import Task, main_logits, output_names
 from kseg.tasks.losses import make_loss
 from kseg.train.metrics import MeanIoU, confusion_matrix
 from kseg.train.presets import TrainingPreset
 
 
-class SegmentationTask:
+class SegmentationTask(Task):
     """Per-pixel classification with the ignore label 255.
 
     A model's outputs are one logits tensor, or a dict whose "logits" is the prediction and
@@ -30,36 +30,21 @@ class SegmentationTask:
     # PreciseBN re-estimates BatchNorm statistics before each validation.
     precise_bn = True
 
-    def compile(
-        self,
-        model: keras.Model,
-        preset: TrainingPreset,
-        num_classes: int,
-        total_steps: int,
-        steps_per_epoch: int | None = None,
-        loss: str = "cross_entropy",
-    ) -> keras.Model:
+    def losses(self, model: keras.Model, preset: TrainingPreset, loss: str) -> dict:
         """`loss` (with the ignore label) on every output, "logits" weighted by
-        `preset.main_weight` and the others by `preset.aux_weight`; the preset's optimiser
-        and schedule; mean IoU of "logits"."""
+        `preset.main_weight` and the others by `preset.aux_weight`."""
         fn = make_loss(loss, IGNORE_LABEL)
-        optimizer = preset.make_optimizer(total_steps, steps_per_epoch)
         names = output_names(model)
-        if names:
-            model.compile(
-                optimizer=optimizer,
-                loss={n: fn for n in names},
-                loss_weights={
-                    n: preset.main_weight if n == "logits" else preset.aux_weight for n in names
-                },
-                metrics={"logits": [MeanIoU(num_classes)]},
-                jit_compile=False,
-            )
-        else:
-            model.compile(
-                optimizer=optimizer, loss=fn, metrics=[MeanIoU(num_classes)], jit_compile=False
-            )
-        return model
+        if not names:
+            return {"loss": fn}
+        weights = {n: preset.main_weight if n == "logits" else preset.aux_weight for n in names}
+        return {"loss": {n: fn for n in names}, "loss_weights": weights}
+
+    def metrics(self, model: keras.Model, num_classes: int):
+        """Mean IoU of "logits"."""
+        if output_names(model):
+            return {"logits": [MeanIoU(num_classes)]}
+        return [MeanIoU(num_classes)]
 
     def monitor(self, model: keras.Model) -> str:
         """The validation score that picks the best checkpoint."""

@@ -59,6 +59,16 @@ def atomic_write(path: str, write) -> None:
             os.remove(tmp)
 
 
+def atomic_write_json(path: str, data) -> None:
+    """Writes `data` as indented JSON to `path` through `atomic_write`."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=1)
+
+    atomic_write(path, write)
+
+
 def read_state(folder: str) -> dict | None:
     path = os.path.join(folder, STATE)
     if not os.path.exists(path):
@@ -131,9 +141,4 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             "monitor": self.monitor,
             "history": self.history,
         }
-
-        def write_state(path):
-            with open(path, "w") as f:
-                json.dump(state, f, indent=1)
-
-        atomic_write(os.path.join(self.folder, STATE), write_state)
+        atomic_write_json(os.path.join(self.folder, STATE), state)
