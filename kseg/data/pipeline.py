@@ -51,6 +51,23 @@ def _color_table(colors: np.ndarray) -> tf.lookup.StaticHashTable:
     )
 
 
+def _label_values(label_path, colors):
+    """The values of a label PNG: as stored, or mapped back from `colors` (a table made
+    by `_color_table`) when the PNG holds colours."""
+    raw = tf.io.decode_png(tf.io.read_file(label_path), channels=0)
+    if colors is None:
+        return raw[..., 0]
+
+    # Palette PNGs decode to RGB(A); value PNGs (e.g. VOC's SegmentationClassAug) decode to
+    # one channel and are used as they are.
+    def from_colors():
+        rgb = tf.cast(raw[..., :3], tf.int64)
+        code = rgb[..., 0] * 65536 + rgb[..., 1] * 256 + rgb[..., 2]
+        return tf.cast(colors.lookup(code), tf.uint8)
+
+    return tf.cond(tf.shape(raw)[-1] >= 3, from_colors, lambda: raw[..., 0])
+
+
 def make_decoder(dataset: SegmentationDataset):
     """A function (image_path, label_path) -> (uint8 HxWx3 image, uint8 HxW training ids)."""
     label_map = tf.constant(dataset.label_map, tf.uint8)
@@ -60,20 +77,7 @@ def make_decoder(dataset: SegmentationDataset):
 
     def decode(image_path, label_path):
         image = tf.io.decode_image(tf.io.read_file(image_path), channels=3, expand_animations=False)
-        raw = None if custom else tf.io.decode_png(tf.io.read_file(label_path), channels=0)
-        if custom:
-            values = custom(label_path)
-        elif colors is not None:
-            # Palette PNGs decode to RGB(A); value PNGs (e.g. VOC's SegmentationClassAug)
-            # decode to one channel and are used as they are.
-            def from_colors():
-                rgb = tf.cast(raw[..., :3], tf.int64)
-                code = rgb[..., 0] * 65536 + rgb[..., 1] * 256 + rgb[..., 2]
-                return tf.cast(colors.lookup(code), tf.uint8)
-
-            values = tf.cond(tf.shape(raw)[-1] >= 3, from_colors, lambda: raw[..., 0])
-        else:
-            values = raw[..., 0]
+        values = custom(label_path) if custom else _label_values(label_path, colors)
         label = tf.gather(label_map, tf.cast(values, tf.int32))
         image.set_shape([None, None, 3])
         label.set_shape([None, None])

@@ -33,19 +33,12 @@ def dequantize_output(details: dict, y: np.ndarray) -> np.ndarray:
 
 
 def run_tflite(path: str, images: np.ndarray, threads: int = 2) -> np.ndarray:
-    """Float logits for each (1, H, W, 3) image, through the `ai-edge-litert` interpreter;
-    integer inputs and outputs are (de)quantised with the parameters stored in the file."""
-    from ai_edge_litert.interpreter import Interpreter
+    """Float logits for each (H, W, 3) image through the `ai-edge-litert` interpreter
+    (`kseg.predict.backends.TFLiteBackend`); integer inputs and outputs are (de)quantised
+    with the parameters stored in the file."""
+    from kseg.predict.backends import TFLiteBackend
 
-    interpreter = Interpreter(model_path=path, num_threads=threads)
-    runner = interpreter.get_signature_runner("serve")
-    inputs, outputs = runner.get_input_details()["image"], runner.get_output_details()["logits"]
-    return np.concatenate(
-        [
-            dequantize_output(outputs, runner(image=quantize_input(inputs, x[None]))["logits"])
-            for x in images
-        ]
-    )
+    return TFLiteBackend(path, threads)(images)
 
 
 def tflite_latency(
@@ -88,9 +81,10 @@ def _onnx_session(path: str, threads: int):
 
 
 def run_onnx(path: str, images: np.ndarray, threads: int = 2) -> np.ndarray:
-    session = _onnx_session(path, threads)
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[None]})[0] for x in images])
+    """Logits for each (H, W, 3) image through onnxruntime (`kseg.predict.backends`)."""
+    from kseg.predict.backends import ONNXBackend
+
+    return ONNXBackend(path, threads)(images)
 
 
 def onnx_latency(path: str, image: np.ndarray, threads: int, runs: int = 3) -> float:

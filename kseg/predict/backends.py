@@ -71,8 +71,7 @@ class TFLiteBackend(Backend):
         self.interpreter = Interpreter(model_path=path, num_threads=threads)
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
-        # The logits: the output with the most channels' worth of values (a file from
-        # kseg has only the logits).
+        # kseg's files have one input (the image) and one output (the logits).
         self.output = self.interpreter.get_output_details()[0]
         self.input_size = tuple(int(v) for v in self.input["shape"][1:3])
         self.name = f"tflite {os.path.basename(path)}"

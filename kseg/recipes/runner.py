@@ -33,14 +33,6 @@ def round_up(size: tuple[int, int], multiple: int) -> tuple[int, int]:
     return tuple(-(-s // multiple) * multiple for s in size)
 
 
-def load_model_file(path: str, compile: bool = False):
-    """A kseg model from a `.keras` file, with a `ModelFileError` naming the file when it
-    is missing, unreadable or not a kseg model."""
-    from kseg.models.loading import load_model
-
-    return load_model(path, compile=compile)
-
-
 class Runner:
     """Runs `config.command` (or, with `--demo` and no command, all of the recipe's) of
     `recipe` in the run folder `config.out`."""
@@ -240,19 +232,19 @@ class Runner:
     # === Evaluation and prediction ===
     def load_trained(self):
         """(model, path): `--checkpoint`, else the run folder's best, else its last."""
-        from kseg.train.checkpoints import BEST, last_checkpoint
+        from kseg.models.loading import load_model
+        from kseg.train.checkpoints import best_or_last
 
         path = self.config.checkpoint
         if path is None:
-            best = os.path.join(self.out, BEST)
-            last = last_checkpoint(self.out)
-            path = best if os.path.exists(best) else (last[0] if last else None)
-        if path is None:
-            raise UserError(
-                f"no model to use: {self.out} has no best.keras or last-epoch*.keras; train "
-                "first, or pass --checkpoint MODEL.keras"
-            )
-        return load_model_file(path), path
+            try:
+                path = best_or_last(self.out)
+            except FileNotFoundError:
+                raise UserError(
+                    f"no model to use: {self.out} has no best.keras or last-epoch*.keras; "
+                    "train first, or pass --checkpoint MODEL.keras"
+                ) from None
+        return load_model(path), path
 
     def trained_preset(self, model):
         """The preset the model in the run folder trained with: the run's `config.json`
