@@ -109,3 +109,16 @@ def run_model_tests(model: keras.Model, num_classes: int, image_size, tmp_path) 
     check_saving(model, images, tmp_path)
     check_gradients(model, images, labels)
     check_fit_lowers_loss(model, images, labels)
+
+
+def masks_in(folder: str) -> dict[str, np.ndarray]:
+    """The `*_pred.png` label maps under `folder`, by path relative to it."""
+    import glob
+    import os
+
+    from PIL import Image
+
+    return {
+        os.path.relpath(p, folder): np.asarray(Image.open(p))
+        for p in sorted(glob.glob(os.path.join(folder, "**", "*_pred.png"), recursive=True))
+    }

@@ -43,3 +43,15 @@ TINY = {
     "deeplabv3plus_xception65": ({"backbone_depth": 1, **_DEEPLAB}, (64, 64)),
     "cross_cooperative": ({"top_depth": 1, "bottom_depth": (1, 1, 1, 1), **_DEEPLAB}, (64, 64)),
 }
+
+# Width variants: the graph of a base model at another width (ContextNet's cn14_500 and
+# cn14_160 are cn14 at 0.72 and 0.39, Table 4; ChoiceNet-37 and -40 are ChoiceNet-30 at
+# growth 81 and 90, Table 1). test_all_models checks that they are exactly that; the
+# shared checks and the TFLite conversion then run on the base only.
+WIDTH_VARIANTS = {
+    "contextnet_cn14_500": ("contextnet_cn14", {"width_multiplier": 0.72}),
+    "contextnet_cn14_160": ("contextnet_cn14", {"width_multiplier": 0.39}),
+    "choicenet_37": ("choicenet_30", {"width": 81}),
+    "choicenet_40": ("choicenet_30", {"width": 90}),
+}
+CHECKED = sorted(set(TINY) - set(WIDTH_VARIANTS))

@@ -27,7 +27,7 @@ def _prune(model, ratio: float, round_to: int, images, labels):
         classes = main_logits(model(images[:1])).shape[-1]
         before = logits_miou(labels, main_logits(model.predict(images, verbose=0)), classes)
         after = logits_miou(labels, main_logits(pruned.predict(images, verbose=0)), classes)
-        line += f"; mIoU on the calibration images {100 * before:.2f} -> {100 * after:.2f}"
+        line += f"; mIoU on the held-out images {100 * before:.2f} -> {100 * after:.2f}"
     print(line)
     return pruned
 
@@ -48,19 +48,51 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--formats", default=",".join(FORMATS), help="comma-separated")
     p.add_argument("--quantize", default="fp32", help=f"TFLite variants: {','.join(TFLITE_MODES)}")
     p.add_argument("--input-size", type=size, default=(1024, 2048), help="HEIGHTxWIDTH")
-    p.add_argument("--calib-data", help="dataset folder for int8 calibration and parity")
+    p.add_argument(
+        "--calib-data",
+        help="dataset folder: int8 is calibrated on --calib-split images and every file is "
+        "checked and scored per class on held-out --eval-split images (without it: one VOC "
+        "photo, with a warning)",
+    )
     p.add_argument("--calib-dataset", default="cityscapes", choices=sorted(SEGMENTATION_DATASETS))
-    p.add_argument("--calib-split", default="val")
+    p.add_argument("--calib-split", default="train", help="calibration images' split")
     p.add_argument("--calib-images", type=int, default=8)
+    p.add_argument("--eval-split", default="val", help="held-out images' split")
+    p.add_argument("--eval-images", type=int, default=16)
     p.add_argument(
         "--prune",
         type=float,
         help="remove this fraction of the filters (lowest L1 first) before exporting; "
         "fine-tune afterwards, or prune during training with a recipe's --prune-from",
     )
-    p.add_argument("--round-to", type=int, default=1, help="pruning keeps multiples of this")
-    p.add_argument("--ode-steps", type=int, help="export ODE blocks on this fixed grid")
+    p.add_argument(
+        "--round-to",
+        type=int,
+        default=8,
+        help="pruning keeps multiples of this many channels (int8 and SIMD kernels work in "
+        "blocks of 8; bench/pruning_round_to.py measures it)",
+    )
+    p.add_argument(
+        "--ode-steps",
+        type=lambda v: v if v == "auto" else int(v),
+        help="export ODE blocks on a fixed grid of this many steps, or `auto`: the cheapest of "
+        "euler/midpoint/rk4 x 1/2/4/8 steps that reaches --ode-agreement with the adaptive "
+        "solve on the checked images (table printed and written to ode_grid.txt)",
+    )
+    p.add_argument(
+        "--ode-agreement", type=float, default=0.995, help="agreement --ode-steps auto needs"
+    )
     p.add_argument("--ode-method", default="rk4", choices=("rk4", "midpoint", "heun", "euler"))
+    p.add_argument(
+        "--int8-report",
+        action="store_true",
+        help="write int8_layer_errors.txt: each op's int8 error on the calibration images",
+    )
+    p.add_argument(
+        "--keep-float",
+        help="also write <name>_int8_mixed.tflite with these layers (comma-separated, as "
+        "int8_layer_errors.txt names them) in float, or `auto` / `auto:N`: the 3 / N worst",
+    )
     p.add_argument(
         "--labels",
         help="a text file with the class names, one a line, for labels.txt and the TFLite "
@@ -78,7 +110,7 @@ def run(args) -> None:
 
     model = load_model(args.model)
     height, width = args.input_size
-    images = labels = class_names = None
+    images = labels = eval_images = eval_labels = class_names = None
     if args.labels:
         with open(args.labels) as f:
             class_names = [line.strip() for line in f if line.strip()]
@@ -90,16 +122,23 @@ def run(args) -> None:
         images, labels = calibration_data(
             dataset, args.calib_split, args.calib_images, height, width
         )
+        eval_images, eval_labels = calibration_data(
+            dataset, args.eval_split, args.eval_images, height, width
+        )
     if args.prune:
-        model = _prune(model, args.prune, args.round_to, images, labels)
+        model = _prune(model, args.prune, args.round_to, eval_images, eval_labels)
     artefacts = export(
         model, args.out, formats=tuple(args.formats.split(",")),
         quantize=tuple(args.quantize.split(",")), input_size=(height, width), images=images,
-        labels=labels, ode_steps=args.ode_steps, ode_method=args.ode_method,
-        class_names=class_names,
+        labels=labels, eval_images=eval_images, eval_labels=eval_labels,
+        ode_steps=args.ode_steps, ode_method=args.ode_method, ode_agreement=args.ode_agreement,
+        class_names=class_names, int8_report=args.int8_report, keep_float=args.keep_float,
     )  # fmt: skip
     print(f"\n{args.model} at {height}x{width}, artefacts in {args.out}:")
     print(table(artefacts))
+    scores = os.path.join(args.out, "per_class_iou.txt")
+    if eval_labels is not None and os.path.exists(scores):
+        print(f"\n{open(scores).read().rstrip()}")
 
 
 if __name__ == "__main__":

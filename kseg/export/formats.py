@@ -78,6 +78,24 @@ def export_tflite(
             the int8 logits is the label map. `kseg.export.runtimes` applies the stored
             parameters).
     """
+    converter = tflite_converter(saved_model, mode, calibration)
+    try:
+        content = converter.convert()
+    except Exception as e:  # the converter raises ConverterError and others
+        raise RuntimeError(
+            f"TFLite {mode} conversion with builtin ops only failed; the model uses an op "
+            f"that edge runtimes lack (see below). For ODE models, export with a fixed-grid "
+            f"solver (ode_steps).\n{e}"
+        ) from e
+    with open(path, "wb") as f:
+        f.write(content)
+    return path
+
+
+def tflite_converter(
+    saved_model: str, mode: str, calibration: Callable[[], Iterable[np.ndarray]] | None = None
+) -> tf.lite.TFLiteConverter:
+    """The converter `export_tflite` runs (builtin ops only, `mode`'s quantisation)."""
     if mode not in TFLITE_MODES:
         raise ValueError(f"unknown TFLite mode {mode!r}; choose one of {', '.join(TFLITE_MODES)}")
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=["serve"])
@@ -100,17 +118,7 @@ def export_tflite(
         if mode == "int8_io":
             converter.inference_input_type = tf.uint8
             converter.inference_output_type = tf.int8
-    try:
-        content = converter.convert()
-    except Exception as e:  # the converter raises ConverterError and others
-        raise RuntimeError(
-            f"TFLite {mode} conversion with builtin ops only failed; the model uses an op "
-            f"that edge runtimes lack (see below). For ODE models, export with a fixed-grid "
-            f"solver (ode_steps).\n{e}"
-        ) from e
-    with open(path, "wb") as f:
-        f.write(content)
-    return path
+    return converter
 
 
 def export_onnx(model: keras.Model, path: str, height: int, width: int, opset: int = 17) -> str:

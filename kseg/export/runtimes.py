@@ -11,25 +11,7 @@ import time
 
 import numpy as np
 
-
-def quantize_input(details: dict, x: np.ndarray) -> np.ndarray:
-    """`x` (float, the model's [0, 1] input) in the dtype of the tensor `details` describes:
-    unchanged for a float tensor, quantised with its stored scale and zero point for an
-    integer one (an `int8_io` file)."""
-    dtype = details["dtype"]
-    if not np.issubdtype(dtype, np.integer):
-        return np.asarray(x, dtype)
-    scale, zero = details["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
-
-
-def dequantize_output(details: dict, y: np.ndarray) -> np.ndarray:
-    """Float values of an output tensor (integer outputs through their scale and zero point)."""
-    if not np.issubdtype(details["dtype"], np.integer):
-        return y
-    scale, zero = details["quantization"]
-    return (y.astype(np.float32) - zero) * scale
+from kseg.predict.standalone import quantize_input
 
 
 def run_tflite(path: str, images: np.ndarray, threads: int = 2) -> np.ndarray:

@@ -14,22 +14,12 @@ import os
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from kseg.predict.standalone import add_output_arguments
+
     p = argparse.ArgumentParser(prog="python -m kseg.predict", description=__doc__.splitlines()[0])
     p.add_argument("model", help=".keras, .tflite or .onnx file, or a SavedModel folder")
     p.add_argument("inputs", nargs="+", help="images, folders, globs or videos")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--batch-size", type=int, default=4, help="images per model call")
-    p.add_argument("--threads", type=int, default=2, help="LiteRT / onnxruntime threads")
-    p.add_argument(
-        "--classes",
-        help="a classes.txt (`name R G B` lines) for the label colours (default: Cityscapes' "
-        "for 19 classes, else imgviz's label colours)",
-    )
-    p.add_argument("--label-ids", action="store_true", help="also write Cityscapes labelIds")
-    p.add_argument(
-        "--probabilities", action="store_true", help="also write per-class probabilities (.npz)"
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress line")
+    add_output_arguments(p, required_out=True)
     p.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     return p
 

@@ -65,27 +65,17 @@ class SavedModelBackend(Backend):
 
 
 class TFLiteBackend(Backend):
-    def __init__(self, path: str, threads: int = 2):
-        from ai_edge_litert.interpreter import Interpreter
+    """A `.tflite` file through the standalone `segment.py`'s LiteRT segmenter."""
 
-        self.interpreter = Interpreter(model_path=path, num_threads=threads)
-        self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        # kseg's files have one input (the image) and one output (the logits).
-        self.output = self.interpreter.get_output_details()[0]
-        self.input_size = tuple(int(v) for v in self.input["shape"][1:3])
-        self.name = f"tflite {os.path.basename(path)}"
+    def __init__(self, path: str, threads: int = 2):
+        from kseg.predict.standalone import Segmenter
+
+        self.segmenter = Segmenter(path, threads)
+        self.input_size = self.segmenter.input_size
+        self.name = self.segmenter.name
 
     def __call__(self, images):
-        from kseg.export.runtimes import dequantize_output, quantize_input
-
-        outs = []
-        for x in images:
-            self.interpreter.set_tensor(self.input["index"], quantize_input(self.input, x[None]))
-            self.interpreter.invoke()
-            raw = self.interpreter.get_tensor(self.output["index"])
-            outs.append(dequantize_output(self.output, raw).astype(np.float32))
-        return np.concatenate(outs)
+        return self.segmenter.run(images)
 
 
 class ONNXBackend(Backend):
@@ -118,11 +108,15 @@ def open_model(path: str, threads: int = 2) -> Backend:
         from kseg.models.loading import load_model
 
         return KerasBackend(load_model(path), f"keras {os.path.basename(path)}")
+    from kseg.predict.standalone import UsageError
+
     try:
         if suffix == ".tflite":
             return TFLiteBackend(path, threads)
         if suffix == ".onnx":
             return ONNXBackend(path, threads)
+    except UsageError as e:
+        raise ModelFileError(str(e)) from e
     except (ValueError, RuntimeError) as e:
         raise ModelFileError(f"{path} could not be opened ({e})") from e
     raise ModelFileError(

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
-import time
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 
 from kseg.predict.backends import Backend
+from kseg.predict.standalone import Progress, resize_bilinear
 
 
 def _pad_to(image: np.ndarray, multiple: int) -> np.ndarray:
@@ -20,9 +19,10 @@ def _pad_to(image: np.ndarray, multiple: int) -> np.ndarray:
 class Predictor:
     """Logits at each image's own size from a backend.
 
-    A backend with a fixed input size gets the image resized to it (bilinear), and its
-    logits are resized back; a free-size backend gets the image padded at the bottom and
-    right to its multiple, and the logits are cropped back.
+    A backend with a fixed input size gets the image resized to it (bilinear, as
+    `tf.image.resize`; the standalone `segment.py`'s resize), and its logits are resized
+    back; a free-size backend gets the image padded at the bottom and right to its
+    multiple, and the logits are cropped back.
     """
 
     def __init__(self, backend: Backend):
@@ -30,16 +30,11 @@ class Predictor:
 
     def logits(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """float32 logits (H, W, classes) of each uint8 RGB image (H, W, 3)."""
-        import tensorflow as tf
-
         x = [np.asarray(im, np.float32) / 255.0 for im in images]
         fixed = self.backend.input_size
         if fixed is not None:
-            batch = tf.image.resize(np.stack([tf.image.resize(i, fixed) for i in x]), fixed)
-            out = self.backend(batch.numpy())
-            return [
-                tf.image.resize(o, im.shape[:2]).numpy() for o, im in zip(out, images, strict=True)
-            ]
+            out = self.backend(np.stack([resize_bilinear(i, *fixed) for i in x]))
+            return [resize_bilinear(o, *im.shape[:2]) for o, im in zip(out, images, strict=True)]
         multiple = self.backend.multiple
         padded = [_pad_to(i, multiple) for i in x]
         if len({p.shape for p in padded}) == 1:
@@ -47,28 +42,6 @@ class Predictor:
         else:  # sizes differ: one at a time
             out = [self.backend(p[None])[0] for p in padded]
         return [o[: im.shape[0], : im.shape[1]] for o, im in zip(out, images, strict=True)]
-
-
-class Progress:
-    """A progress line on stderr (images and images/s) and a closing summary."""
-
-    def __init__(self, total: int | None, what: str = "images", quiet: bool = False):
-        self.total, self.what, self.quiet = total, what, quiet
-        self.done, self.started = 0, time.perf_counter()
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if self.quiet:
-            return
-        rate = self.done / max(time.perf_counter() - self.started, 1e-9)
-        of = f"/{self.total}" if self.total else ""
-        print(f"\r  {self.done}{of} {self.what}, {rate:.1f} {self.what}/s", end="", file=sys.stderr)
-
-    def close(self) -> tuple[int, float]:
-        seconds = time.perf_counter() - self.started
-        if not self.quiet and self.done:
-            print(file=sys.stderr)
-        return self.done, seconds
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:

@@ -161,7 +161,14 @@ def build_parser(recipe) -> argparse.ArgumentParser:
         g.add_argument("--train-images", type=int, help="train on the first N images only")
         g.add_argument("--test-images", type=int, help="test on the first N only")
     e = p.add_argument_group("evaluate and predict")
-    e.add_argument("--checkpoint", help="the model (default: best, else last, in --out)")
+    exported = (
+        "a .keras file, or an exported .tflite, .onnx or SavedModel folder run in its own "
+        "runtime (evaluate writes evaluation_<name>.json); "
+    )
+    e.add_argument(
+        "--checkpoint",
+        help=f"the model: {exported if segmentation else ''}default: best, else last, in --out",
+    )
     if segmentation:
         e.add_argument("--split", help=f"split to use (default {recipe.eval_split})")
         e.add_argument("--limit", type=int, help="only the first N images")

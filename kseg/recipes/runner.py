@@ -246,11 +246,24 @@ class Runner:
                 ) from None
         return load_model(path), path
 
-    def trained_preset(self, model):
+    def load_backend(self):
+        """(backend, path) for evaluation and prediction: as `load_trained`, and
+        `--checkpoint` may also be an exported file (`.tflite`, `.onnx`, a SavedModel
+        folder), which then runs in its own runtime (`kseg.predict.open_model`)."""
+        from kseg.predict.backends import KerasBackend, open_model
+
+        path = self.config.checkpoint
+        if path is not None and not path.endswith(".keras"):
+            return open_model(path), path
+        model, path = self.load_trained()
+        return KerasBackend(model, f"keras {path}"), path
+
+    def trained_preset(self, model_name: str | None):
         """The preset the model in the run folder trained with: the run's `config.json`
-        names the model (a model renamed since still finds its preset), else its name."""
+        names the model (a model renamed since still finds its preset), else `model_name`
+        (None for an exported file outside a run folder: no preset)."""
         from kseg.recipes.config import read_run_record
 
         record = read_run_record(self.out) or {}
-        name = record.get("run", {}).get("model") or model.name
-        return self.preset(name)
+        name = record.get("run", {}).get("model") or model_name
+        return self.preset(name) if name else None

@@ -131,17 +131,23 @@ class SegmentationRecipe:
         from kseg.train.metrics import iou_per_class, iou_table, mean_iou
 
         config, dataset, out = runner.config, runner.open_data(), runner.out
-        model, path = runner.load_trained()
+        backend, path = runner.load_backend()
+        model = getattr(backend, "model", None)  # None: an exported file
         split = config.split or self.eval_split
         samples = dataset.samples(split)[: config.limit]
-        crop = self.eval_crop(config, runner.trained_preset(model))
+        crop = self.eval_crop(config, runner.trained_preset(model.name if model else None))
         ds = segmentation_pipeline(
             dataset, samples, 1, training=False,
-            pad_multiple=getattr(model, "input_multiple", 1), eval_crop=crop,
+            pad_multiple=backend.multiple if backend.input_size is None else 1, eval_crop=crop,
         )  # fmt: skip
-        confusion = self.task.evaluate(model, ds, dataset.num_classes)
+        if model is not None:
+            confusion = self.task.evaluate(model, ds, dataset.num_classes)
+        else:
+            from kseg.predict.predictor import Predictor
+
+            confusion = self.task.evaluate_file(Predictor(backend), ds, dataset.num_classes)
         window = "whole images" if crop is None else f"centre {crop[0]}x{crop[1]} crops"
-        print(f"\n{dataset.name} {split}, {len(samples)} images ({window}), model {path}")
+        print(f"\n{dataset.name} {split}, {len(samples)} images ({window}), {backend.name}")
         print(iou_table(confusion, dataset.class_names))
         iou = iou_per_class(confusion)
         result = {
@@ -158,9 +164,13 @@ class SegmentationRecipe:
             "confusion": confusion.tolist(),
         }
         os.makedirs(out, exist_ok=True)
-        with open(os.path.join(out, "evaluation.json"), "w") as f:
+        # The run's own model: evaluation.json; a --checkpoint: evaluation_<its name>.json
+        stem = "evaluation"
+        if config.checkpoint:
+            stem += "_" + os.path.splitext(os.path.basename(config.checkpoint.rstrip(os.sep)))[0]
+        with open(os.path.join(out, f"{stem}.json"), "w") as f:
             json.dump(result, f, indent=1)
-        with open(os.path.join(out, "evaluation.csv"), "w") as f:
+        with open(os.path.join(out, f"{stem}.csv"), "w") as f:
             f.write("class,iou\n")
             for name, value in result["iou"].items():
                 f.write(f"{name},{'' if value is None else f'{value:.6f}'}\n")
@@ -171,12 +181,11 @@ class SegmentationRecipe:
         """Every image of the split (or the first `--limit`), through `kseg.predict`."""
         import numpy as np
 
-        from kseg.predict.backends import KerasBackend
         from kseg.predict.outputs import ImageWriter
         from kseg.predict.predictor import Predictor, segment_images
 
         config, dataset = runner.config, runner.open_data()
-        model, path = runner.load_trained()
+        backend, path = runner.load_backend()
         split = config.split or self.eval_split
         samples = dataset.samples(split, verify=False)[: config.limit]
         folder = os.path.join(runner.out, "predictions")
@@ -184,7 +193,7 @@ class SegmentationRecipe:
         palette[: len(dataset.palette)] = dataset.palette
         label_ids = config.label_ids and hasattr(dataset, "train_ids_to_label_ids")
         writer = ImageWriter(folder, palette, label_ids=label_ids)
-        predictor = Predictor(KerasBackend(model, f"keras {path}"))
+        predictor = Predictor(backend)
         images = [s.image for s in samples]
         # Flat output names, as the official Cityscapes submission layout wants them.
         count, seconds = segment_images(
@@ -198,8 +207,8 @@ class SegmentationRecipe:
     # === Demo ===
     def export_demo(self, runner: Runner) -> None:
         """The demo's last step: the best model as builtins-only TFLite, fp32 and int8
-        (calibrated on validation images), each run in the LiteRT interpreter against
-        Keras."""
+        (calibrated on training images), each run in the LiteRT interpreter against Keras
+        and scored on validation images."""
         from kseg.export import export, table
         from kseg.export.calibration import calibration_data
 
@@ -207,11 +216,13 @@ class SegmentationRecipe:
         crop = runner.config.crop or self.crop
         height, width = round_up(crop, getattr(model, "input_multiple", 1))
         dataset = runner.open_data()
-        images, labels = calibration_data(dataset, self.eval_split, 8, height, width)
+        train_split, _ = self.train_samples(dataset)
+        images, labels = calibration_data(dataset, train_split, 8, height, width)
+        eval_images, eval_labels = calibration_data(dataset, self.eval_split, 16, height, width)
         artefacts = export(
             model, os.path.join(runner.out, "export"), formats=("tflite",),
             quantize=("fp32", "int8"), input_size=(height, width), images=images, labels=labels,
-            class_names=dataset.class_names,
+            eval_images=eval_images, eval_labels=eval_labels, class_names=dataset.class_names,
         )  # fmt: skip
         print(f"\nExported {path} at {height}x{width}:")
         print(table(artefacts))

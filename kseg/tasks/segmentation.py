@@ -70,6 +70,17 @@ class SegmentationTask(Task):
             total += step(images, labels).numpy()
         return total
 
+    def evaluate_file(self, predictor, ds: tf.data.Dataset, num_classes: int) -> np.ndarray:
+        """`evaluate` for an exported file, through a `kseg.predict.Predictor` (each image
+        resized to the file's input size and the logits back). The pipeline's images are
+        uint8 / 255, so they go back to uint8 exactly."""
+        total = np.zeros((num_classes, num_classes), np.int64)
+        for images, labels in ds:
+            uint8 = np.round(images.numpy() * 255).astype(np.uint8)
+            for logits, label in zip(predictor.logits(list(uint8)), labels.numpy(), strict=True):
+                total += confusion_matrix(label, logits.argmax(-1), num_classes).numpy()
+        return total
+
     def predict(self, model: keras.Model, image: np.ndarray, multiple: int = 1) -> np.ndarray:
         """Training ids (H x W uint8) of one uint8 image, padded to `multiple` and cropped
         back."""

@@ -4,18 +4,37 @@ import pytest
 
 from kseg.models import create_model, list_models
 from tests.helpers import run_model_tests
-from tests.tiny_models import TINY
+from tests.tiny_models import CHECKED, TINY, WIDTH_VARIANTS
 
 
 def test_every_model_has_a_tiny_config():
     assert set(list_models()) == set(TINY)
 
 
-@pytest.mark.parametrize("name", sorted(TINY))
+@pytest.mark.parametrize("name", CHECKED)
 def test_model(name, tmp_path):
     kwargs, size = TINY[name]
     model = create_model(name, num_classes=5, **kwargs)
     run_model_tests(model, num_classes=5, image_size=size, tmp_path=tmp_path)
+
+
+def _graph(model):
+    """Each layer's configuration and the layers it reads from."""
+    return [
+        (layer.get_config(), [n.operation.name for n in node.parent_nodes])
+        for layer in model.layers
+        for node in layer._inbound_nodes
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(WIDTH_VARIANTS))
+def test_a_width_variant_is_its_base_graph_at_another_width(name):
+    base, kwargs = WIDTH_VARIANTS[name]
+    variant = create_model(name, num_classes=5)
+    same = create_model(base, num_classes=5, **kwargs)
+    assert _graph(variant) == _graph(same)
+    assert [w.shape for w in variant.weights] == [w.shape for w in same.weights]
+    assert variant.count_params() != create_model(base, num_classes=5).count_params()
 
 
 def test_unknown_name_lists_the_valid_ones():

@@ -83,9 +83,9 @@ def test_one_euler_step_of_the_ode_is_the_baselines_residual_unit():
 
 def test_segnode_trains_through_the_adaptive_solve():
     keras.utils.set_random_seed(2)
-    model = SegNode(
-        num_classes=5, width=4, modules=1, blocks=1, rtol=1e-2, atol=1e-2
-    )  # dopri5, adjoint
+    # dopri5 and the adjoint; loose tolerances keep it to a few adaptive steps (at 1e-2
+    # the adjoint's backward solve alone takes ~45 s on 2 cores)
+    model = SegNode(num_classes=5, width=4, modules=1, blocks=1, rtol=1e-1, atol=1e-1)
     images, labels = voc_batch(32, 32, num_classes=5)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     with tf.GradientTape() as tape:

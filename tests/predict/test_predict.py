@@ -9,16 +9,10 @@ import pytest
 from PIL import Image
 
 from kseg.predict.__main__ import main
+from tests.helpers import masks_in
 
 
-def _masks(folder: str) -> dict[str, np.ndarray]:
-    return {
-        os.path.relpath(p, folder): np.asarray(Image.open(p))
-        for p in sorted(glob.glob(os.path.join(folder, "**", "*_pred.png"), recursive=True))
-    }
-
-
-def test_a_folder_through_every_format_gives_the_same_masks(
+def test_a_folder_through_every_format_gives_the_samemasks_in(
     artefacts, demo_cityscapes, tmp_path, capsys
 ):
     folder = os.path.join(demo_cityscapes, "leftImg8bit")  # train and val, in subfolders
@@ -27,7 +21,7 @@ def test_a_folder_through_every_format_gives_the_same_masks(
         path = artefacts[name]
         out = str(tmp_path / name)
         main([path, folder, "--out", out, "--quiet", "--probabilities", "--label-ids"])
-        masks[name] = _masks(out)
+        masks[name] = masks_in(out)
         assert "Segmented 12 images" in capsys.readouterr().out
     keys = sorted(masks["keras"])
     assert len(keys) == 12 and keys[0].startswith("train/demotown/")

@@ -12,6 +12,7 @@ import pytest
 from kseg.data.classification_pipeline import channel_statistics, split_holdout
 from kseg.recipes import cifar10, cifar100, ode_features, svhn
 from kseg.train.checkpoints import last_checkpoint
+from tests.conftest import built_once
 
 TINY = [
     "--demo",
@@ -34,11 +35,14 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, worker_id):
     """A tiny Res-ODE Net trained two epochs on the demo source (dopri5, the adjoint)."""
-    out = str(tmp_path_factory.mktemp("cifar") / "res_ode_net")
-    cifar10.main(["train", *TINY, "--model", "res_ode_net", "--epochs", "2", "--out", out])
-    return out
+
+    def build(folder):
+        out = os.path.join(folder, "res_ode_net")
+        cifar10.main(["train", *TINY, "--model", "res_ode_net", "--epochs", "2", "--out", out])
+
+    return os.path.join(built_once(tmp_path_factory, worker_id, "cifar", build), "res_ode_net")
 
 
 def test_train_writes_checkpoints_and_preprocessing_then_resumes(trained, capsys):

@@ -63,6 +63,30 @@ def test_train_evaluate_predict(demo_cityscapes, trained, capsys):
     )
 
 
+def test_evaluate_scores_the_exported_files_in_their_runtimes(
+    demo_cityscapes, trained, artefacts, capsys
+):
+    common = ["evaluate", "--data-dir", demo_cityscapes, "--out", trained]
+    cityscapes.main(common)
+    keras_result = json.load(open(os.path.join(trained, "evaluation.json")))
+    results = {}
+    for name in ("tflite", "onnx", "int8"):
+        cityscapes.main([*common, "--checkpoint", artefacts[name]])
+        stem = os.path.splitext(os.path.basename(artefacts[name]))[0]
+        results[name] = json.load(open(os.path.join(trained, f"evaluation_{stem}.json")))
+        assert results[name]["checkpoint"] == artefacts[name]
+    assert "tflite contextnet_cn14_int8.tflite" in capsys.readouterr().out
+    for name in ("tflite", "onnx"):  # float files: the Keras model's confusion, pixel for pixel
+        assert results[name]["confusion"] == keras_result["confusion"], name
+    assert results["int8"]["images"] == keras_result["images"] == 4
+    assert abs(results["int8"]["mean_iou"] - keras_result["mean_iou"]) < 0.1
+    # the export's own per-class scores on the same validation images: a second reckoning
+    by_name = {a.format: a for a in artefacts["exported"]}
+    for name, result in (("keras", keras_result), ("tflite_int8", results["int8"])):
+        want = [np.nan if v is None else v for v in result["iou"].values()]
+        np.testing.assert_allclose(by_name[name].iou, want, atol=1e-9, err_msg=name)
+
+
 def test_resume_after_a_kill_continues_from_the_last_epoch(demo_cityscapes, tmp_path, capsys):
     out = str(tmp_path / "run")
     args = ["train", "--data-dir", demo_cityscapes, "--out", out, "--epochs", "3", *FAST]

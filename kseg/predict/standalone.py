@@ -1,0 +1,474 @@
+"""segment.py: segment images with a kseg `.tflite` file, or benchmark it.
+
+This file (`kseg.predict.standalone` inside kseg) is copied into every export folder as
+`segment.py`. It needs only ai-edge-litert, numpy and pillow (no TensorFlow, no kseg), so
+it runs on an edge board as it is; kseg's own predictions use its image reading,
+resizing, quantisation and output code, so both write the same files:
+
+    pip install ai-edge-litert numpy pillow
+    python segment.py MODEL.tflite IMAGES_OR_FOLDERS... --out DIR
+    python segment.py MODEL.tflite --benchmark [--threads 4] [--runs 50]
+
+Its command line is `python -m kseg.predict`'s for images and folders. For each image DIR
+gets `<name>_pred.png` (the label map as a palette PNG) and `<name>_overlay.jpg`, and on
+request Cityscapes labelIds (`--label-ids`) and per-class probabilities
+(`--probabilities`). Images are resized to the file's input size (bilinear, as
+`tf.image.resize`) and the logits back to each image's size.
+
+`--benchmark` times the interpreter in the manner of LiteRT's `benchmark_model`: warm-up
+runs, then timed runs of `invoke` alone, with and without the XNNPACK delegate, each in a
+fresh process so that its peak memory is its own. It prints start-up time, p50, p90 and
+mean latency, the process's peak resident memory, and the part of it the interpreter
+added (`delta`, benchmark_model's "memory footprint delta").
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+
+# Cityscapes' 19 evaluated classes: colour and official labelId of each trainId.
+CITYSCAPES_COLOURS = np.array(
+    [[128, 64, 128], [244, 35, 232], [70, 70, 70], [102, 102, 156], [190, 153, 153],
+     [153, 153, 153], [250, 170, 30], [220, 220, 0], [107, 142, 35], [152, 251, 152],
+     [70, 130, 180], [220, 20, 60], [255, 0, 0], [0, 0, 142], [0, 0, 70], [0, 60, 100],
+     [0, 80, 100], [0, 0, 230], [119, 11, 32]],
+    np.uint8,
+)  # fmt: skip
+CITYSCAPES_LABEL_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
+
+
+class UsageError(Exception):
+    """A mistake in the command line or its files: printed as one line, exit status 2."""
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
+    """(images, videos): files as given, folders searched recursively, globs expanded;
+    each sorted, without repeats. An input that matches nothing is a `UsageError`."""
+    images, videos = [], []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = sorted(glob.glob(os.path.join(item, "**", "*"), recursive=True))
+        elif any(c in item for c in "*?["):
+            found = sorted(glob.glob(item, recursive=True))
+        elif os.path.isfile(item):
+            if not item.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS):
+                raise UsageError(
+                    f"{item}: not an image ({', '.join(IMAGE_EXTENSIONS)}) or a video "
+                    f"({', '.join(VIDEO_EXTENSIONS)})"
+                )
+            found = [item]
+        else:
+            raise UsageError(f"{item}: no such file, folder or glob match")
+        found = [p for p in found if os.path.isfile(p)]
+        matched = [p for p in found if p.lower().endswith(IMAGE_EXTENSIONS)]
+        clips = [p for p in found if p.lower().endswith(VIDEO_EXTENSIONS)]
+        if not matched and not clips:
+            raise UsageError(f"{item}: no images or videos in it")
+        images += matched
+        videos += clips
+    return list(dict.fromkeys(images)), list(dict.fromkeys(videos))
+
+
+def read_image(path: str) -> np.ndarray:
+    """RGB uint8 (H, W, 3); an unreadable file is a `UsageError` naming it."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{path}: unreadable image ({e})") from None
+
+
+def output_root(inputs: list[str]):
+    """`root_of(path)`: the folder an output name is relative to, the innermost input
+    folder holding `path`, else the image's own folder."""
+    folders = [os.path.abspath(i) for i in inputs if os.path.isdir(i)]
+
+    def root_of(path: str) -> str:
+        path = os.path.abspath(path)
+        inside = [f for f in folders if path.startswith(f + os.sep)]
+        return max(inside, key=len) if inside else os.path.dirname(path)
+
+    return root_of
+
+
+def resize_bilinear(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    """`tf.image.resize(x, (height, width))` for float (H, W, C) arrays: bilinear with half
+    pixel centres, no antialiasing."""
+
+    def axis(out: int, size: int):
+        source = (np.arange(out) + 0.5) * (size / out) - 0.5
+        floor = np.floor(source)
+        low = np.clip(floor, 0, size - 1).astype(int)
+        high = np.clip(floor + 1, 0, size - 1).astype(int)
+        return low, high, (source - floor).astype(np.float32)
+
+    x = np.asarray(x, np.float32)
+    if x.shape[:2] == (height, width):
+        return x
+    top, bottom, fy = axis(height, x.shape[0])
+    left, right, fx = axis(width, x.shape[1])
+    rows = x[top] + (x[bottom] - x[top]) * fy[:, None, None]
+    return rows[:, left] + (rows[:, right] - rows[:, left]) * fx[None, :, None]
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def quantize_input(details: dict, x: np.ndarray) -> np.ndarray:
+    """`x` (float, the model's [0, 1] input) in the dtype of the tensor `details` describes:
+    unchanged for a float tensor, quantised with its stored scale and zero point for an
+    integer one (an `int8_io` file)."""
+    dtype = details["dtype"]
+    if not np.issubdtype(dtype, np.integer):
+        return np.asarray(x, dtype)
+    scale, zero = details["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+
+def dequantize_output(details: dict, y: np.ndarray) -> np.ndarray:
+    """Float values of an output tensor (integer outputs through their scale and zero point)."""
+    if not np.issubdtype(details["dtype"], np.integer):
+        return y
+    scale, zero = details["quantization"]
+    return (y.astype(np.float32) - zero) * scale
+
+
+def interpreter(path: str, threads: int = 2, xnnpack: bool = True):
+    """A LiteRT interpreter of `path` with its tensors allocated."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    if not os.path.isfile(path):
+        raise UsageError(f"{path}: no such file")
+    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        model = Interpreter(
+            model_path=path, num_threads=threads, experimental_op_resolver_type=resolver
+        )
+        model.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise UsageError(f"{path} could not be opened as a TFLite model ({e})") from None
+    return model
+
+
+class Segmenter:
+    """Float logits (H, W, classes) of uint8 RGB images at their own size, from a kseg
+    `.tflite` file (one image input in [0, 1], one logits output; fixed size)."""
+
+    def __init__(self, path: str, threads: int = 2):
+        self.interpreter = interpreter(path, threads)
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.input_size = tuple(int(v) for v in self.input["shape"][1:3])
+        self.num_classes = int(self.output["shape"][-1])
+        self.name = f"tflite {os.path.basename(path)}"
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        """Logits of float images (N, h, w, 3) in [0, 1] at the file's input size."""
+        outs = []
+        for x in images:
+            self.interpreter.set_tensor(self.input["index"], quantize_input(self.input, x[None]))
+            self.interpreter.invoke()
+            raw = self.interpreter.get_tensor(self.output["index"])
+            outs.append(dequantize_output(self.output, raw).astype(np.float32))
+        return np.concatenate(outs)
+
+    def logits(self, image: np.ndarray) -> np.ndarray:
+        height, width = self.input_size
+        x = resize_bilinear(np.asarray(image, np.float32) / 255.0, height, width)
+        return resize_bilinear(self.run(x[None])[0], *image.shape[:2])
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def label_colormap(n: int = 256) -> np.ndarray:
+    """uint8[n, 3]: the PASCAL VOC label colours (imgviz's `label_colormap`)."""
+    colours = np.zeros((n, 3), np.uint8)
+    for i in range(n):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        colours[i] = r, g, b
+    return colours
+
+
+def default_palette(num_classes: int) -> np.ndarray:
+    """uint8[256, 3]: Cityscapes' colours for 19 classes, the VOC label colours else."""
+    palette = label_colormap()
+    if num_classes == 19:
+        palette[:19] = CITYSCAPES_COLOURS
+    return palette
+
+
+def read_palette(path: str) -> np.ndarray:
+    """uint8[256, 3] from a `classes.txt` (`name R G B` lines; a bare `name` keeps the VOC
+    colour of its index + 1, as kseg's folder datasets do)."""
+    palette = np.zeros((256, 3), np.uint8)
+    voc = label_colormap()
+    try:
+        lines = [line.split() for line in open(path)]
+    except OSError as e:
+        raise UsageError(f"{path}: unreadable classes file ({e})") from None
+    entries = [p for p in lines if p and not p[0].startswith("#")]
+    for i, parts in enumerate(entries):
+        if len(parts) not in (1, 4):
+            raise UsageError(f"{path}: expected `name` or `name R G B` lines, got {parts}")
+        palette[i] = [int(v) for v in parts[1:]] if len(parts) == 4 else voc[i + 1]
+    return palette
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """The image half-blended with the label colours."""
+    return (0.5 * image + 0.5 * palette[labels]).astype(np.uint8)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def train_ids_to_label_ids(train_ids: np.ndarray) -> np.ndarray:
+    """Cityscapes predictions as official labelIds (for the benchmark server)."""
+    table = np.zeros(256, np.uint8)
+    table[: len(CITYSCAPES_LABEL_IDS)] = CITYSCAPES_LABEL_IDS
+    return table[train_ids]
+
+
+class ImageWriter:
+    """Writes the outputs of one image under `folder`, keeping the input's relative path.
+
+    Args:
+        folder: the output folder.
+        palette: uint8[256, 3] label colours.
+        label_ids: also write Cityscapes labelIds (`<stem>_labelIds.png`).
+        probabilities: also write per-class probabilities (`<stem>_prob.npz`, float16).
+    """
+
+    def __init__(self, folder, palette, label_ids=False, probabilities=False):
+        self.folder, self.palette = folder, palette
+        self.label_ids, self.probabilities = label_ids, probabilities
+
+    def write(self, name: str, image: np.ndarray, logits: np.ndarray) -> None:
+        base = os.path.join(self.folder, os.path.splitext(name)[0])
+        os.makedirs(os.path.dirname(base) or ".", exist_ok=True)
+        labels = logits.argmax(-1).astype(np.uint8)
+        png = Image.fromarray(labels, mode="P")
+        png.putpalette(self.palette.reshape(-1).tolist())
+        png.save(f"{base}_pred.png")
+        Image.fromarray(overlay(image, labels, self.palette)).save(
+            f"{base}_overlay.jpg", quality=90
+        )
+        if self.label_ids:
+            Image.fromarray(train_ids_to_label_ids(labels)).save(f"{base}_labelIds.png")
+        if self.probabilities:
+            np.savez_compressed(
+                f"{base}_prob.npz", probabilities=softmax(logits).astype(np.float16)
+            )
+
+
+class Progress:
+    """A progress line on stderr (items and items/s) and a closing summary."""
+
+    def __init__(self, total: int | None, what: str = "images", quiet: bool = False):
+        self.total, self.what, self.quiet = total, what, quiet
+        self.done, self.started = 0, time.perf_counter()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.quiet:
+            return
+        rate = self.done / max(time.perf_counter() - self.started, 1e-9)
+        of = f"/{self.total}" if self.total else ""
+        print(f"\r  {self.done}{of} {self.what}, {rate:.1f} {self.what}/s", end="", file=sys.stderr)
+
+    def close(self) -> tuple[int, float]:
+        seconds = time.perf_counter() - self.started
+        if not self.quiet and self.done:
+            print(file=sys.stderr)
+        return self.done, seconds
+
+
+# ----------------------------------------------------------------------------- benchmark
+
+
+def _memory_mb() -> tuple[float, float]:
+    """(resident, peak resident) MB of this process. Linux: VmRSS and VmHWM, which start
+    afresh at exec (ru_maxrss would carry a parent's peak over); else ru_maxrss twice."""
+    try:
+        with open("/proc/self/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return tuple(int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM"))
+    except (OSError, KeyError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak /= 2**20 if sys.platform == "darwin" else 2**10  # bytes on macOS, KiB else
+        return peak, peak
+
+
+def measure(path: str, threads: int, xnnpack: bool, runs: int, warmup: int) -> dict:
+    """One configuration, timed in this process: `invoke` alone on a random input already
+    in the input tensor, as `benchmark_model` does."""
+    import ai_edge_litert.interpreter  # noqa: F401  (its import is not the model's memory)
+
+    baseline, _ = _memory_mb()
+    start = time.perf_counter()
+    model = interpreter(path, threads, xnnpack)
+    details = model.get_input_details()[0]
+    rng = np.random.default_rng(0)
+    x = quantize_input(details, rng.random(details["shape"], np.float32))
+    model.set_tensor(details["index"], x)
+    init_ms = 1e3 * (time.perf_counter() - start)
+    # What the interpreter runs, not what was asked: XNNPACK shows as DELEGATE nodes.
+    delegated = any(op["op_name"] == "DELEGATE" for op in model._get_ops_details())
+    for _ in range(warmup):
+        model.invoke()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        model.invoke()
+        times.append(1e3 * (time.perf_counter() - t))
+    _, peak = _memory_mb()
+    return {
+        "threads": threads, "xnnpack": delegated, "init_ms": init_ms,
+        "p50_ms": float(np.percentile(times, 50)), "p90_ms": float(np.percentile(times, 90)),
+        "mean_ms": float(np.mean(times)), "peak_mb": peak, "delta_mb": peak - baseline,
+    }  # fmt: skip
+
+
+def benchmark(
+    path: str, threads: tuple[int, ...] = (1,), runs: int = 50, warmup: int = 5
+) -> list[dict]:
+    """`measure` of every thread count with XNNPACK on and off, each in a fresh process of
+    this file (so that peak memory is the configuration's own)."""
+    if not os.path.isfile(path):
+        raise UsageError(f"{path}: no such file")
+    results = []
+    for n in threads:
+        for xnnpack in (True, False):
+            command = [
+                sys.executable, os.path.abspath(__file__), path, "--measure",
+                "--threads", str(n), "--runs", str(runs), "--warmup", str(warmup),
+            ]  # fmt: skip
+            if not xnnpack:
+                command.append("--no-xnnpack")
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode == 2:  # the child's UsageError
+                raise UsageError(done.stderr.strip().splitlines()[-1].removeprefix("error: "))
+            if done.returncode:
+                raise RuntimeError(f"benchmark process failed:\n{done.stderr}")
+            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return results
+
+
+def benchmark_table(results: list[dict]) -> str:
+    head = (f"{'threads':>7s} {'XNNPACK':>7s} {'init ms':>8s} {'p50 ms':>8s} {'p90 ms':>8s} "
+            f"{'mean ms':>8s} {'peak MB':>8s} {'delta MB':>8s}")  # fmt: skip
+    rows = [
+        f"{r['threads']:7d} {'on' if r['xnnpack'] else 'off':>7s} {r['init_ms']:8.1f} "
+        f"{r['p50_ms']:8.2f} {r['p90_ms']:8.2f} {r['mean_ms']:8.2f} {r['peak_mb']:8.1f} "
+        f"{r['delta_mb']:8.1f}"
+        for r in results
+    ]
+    return "\n".join([head, *rows])
+
+
+# ----------------------------------------------------------------------------- command
+
+
+def add_output_arguments(p: argparse.ArgumentParser, required_out: bool = False) -> None:
+    """The options segment.py shares with `python -m kseg.predict` (one command line)."""
+    p.add_argument("--out", required=required_out, help="output folder")
+    p.add_argument("--batch-size", type=int, default=4, help="images per step")
+    p.add_argument("--threads", type=int, default=2, help="LiteRT (and onnxruntime) threads")
+    p.add_argument(
+        "--classes",
+        help="a classes.txt (`name R G B` lines) for the label colours (default: Cityscapes' "
+        "for 19 classes, else the VOC label colours)",
+    )
+    p.add_argument("--label-ids", action="store_true", help="also write Cityscapes labelIds")
+    p.add_argument(
+        "--probabilities", action="store_true", help="also write per-class probabilities (.npz)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="segment.py", description="Segment images with a kseg .tflite file, or benchmark it."
+    )
+    p.add_argument("model", help="the .tflite file")
+    p.add_argument("inputs", nargs="*", help="images, folders or globs")
+    add_output_arguments(p)
+    p.add_argument("--benchmark", action="store_true", help="time the model instead")
+    p.add_argument("--runs", type=int, default=50, help="timed runs of --benchmark")
+    p.add_argument("--warmup", type=int, default=5, help="untimed runs before them")
+    p.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--no-xnnpack", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def segment(args) -> tuple[int, float]:
+    images, videos = expand_inputs(args.inputs)
+    if videos:
+        raise UsageError(
+            f"{videos[0]}: segment.py reads images and folders; segment videos with "
+            "`python -m kseg.predict` (PyAV)"
+        )
+    model = Segmenter(args.model, args.threads)
+    palette = read_palette(args.classes) if args.classes else default_palette(model.num_classes)
+    writer = ImageWriter(args.out, palette, args.label_ids, args.probabilities)
+    root_of = output_root(args.inputs)
+    progress = Progress(len(images), quiet=args.quiet)
+    for start in range(0, len(images), args.batch_size):
+        chunk = images[start : start + args.batch_size]
+        for path in chunk:
+            image = read_image(path)
+            writer.write(os.path.relpath(path, root_of(path)), image, model.logits(image))
+        progress.update(len(chunk))
+    n, seconds = progress.close()
+    print(f"Segmented {n} images in {seconds:.1f} s ({n / seconds:.1f} images/s) with "
+          f"{model.name}; outputs in {args.out}")  # fmt: skip
+    return n, seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.measure:
+            result = measure(args.model, args.threads, not args.no_xnnpack, args.runs, args.warmup)
+            print(json.dumps(result))
+        elif args.benchmark:
+            results = benchmark(args.model, (args.threads,), args.runs, args.warmup)
+            print(f"{args.model}: {args.runs} runs after {args.warmup} warm-up runs")
+            print(benchmark_table(results))
+        else:
+            if not args.inputs or not args.out:
+                raise UsageError("give images or folders and --out DIR (or --benchmark)")
+            segment(args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
