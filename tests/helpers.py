@@ -81,14 +81,16 @@ def check_gradients(model: keras.Model, images, labels) -> None:
     assert not zero, f"zero gradient at {zero}"
 
 
-def check_fit_lowers_loss(model: keras.Model, images, labels, steps: int = 6) -> None:
+def check_fit_lowers_loss(
+    model: keras.Model, images, labels, steps: int = 6, learning_rate: float = 1e-3
+) -> None:
     outputs = model.output if isinstance(model.output, dict) else None
     names = list(outputs) if outputs else None
     y = {n: labels for n in names} if names else labels
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     # Eager steps: tracing a graph train step costs ~15 s per model on 2 cores, more than
     # the six steps themselves; graph-mode training is tested by the recipes.
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, run_eagerly=True)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, run_eagerly=True)
     history = model.fit(images, y, epochs=steps, batch_size=len(images), verbose=0)
     losses = history.history["loss"]
     assert np.all(np.isfinite(losses))
@@ -108,7 +110,10 @@ def run_model_tests(model: keras.Model, num_classes: int, image_size, tmp_path) 
     check_output_shapes(model, images, num_classes)
     check_saving(model, images, tmp_path)
     check_gradients(model, images, labels)
-    check_fit_lowers_loss(model, images, labels)
+    if _classifies(model):  # dropout on four digits: six steps to lower the loss reliably
+        check_fit_lowers_loss(model, images, labels, steps=6, learning_rate=1e-3)
+    else:  # every segmentation model lowers it by >= 3% in three (measured on all)
+        check_fit_lowers_loss(model, images, labels, steps=3, learning_rate=3e-3)
 
 
 def masks_in(folder: str) -> dict[str, np.ndarray]:
