@@ -161,11 +161,14 @@ def export(
     context = contextlib.nullcontext()
     chosen_by = ""
     if ode_steps == "auto":
-        ode_steps, ode_method = _auto_grid(model, checked, where, ode_agreement, out)
+        chosen = _auto_grid(model, checked, where, ode_agreement, out)
+        ode_steps, ode_method = chosen.steps, chosen.method
+        max_diff, agreement = chosen.max_abs_logit_diff, chosen.agreement
         chosen_by = f" (the cheapest grid with >= {100 * ode_agreement:g}%; ode_grid.txt)"
+    elif ode_steps:
+        max_diff, agreement = fixed_grid_error(model, checked, ode_steps, ode_method)
     if ode_steps:
         context = fixed_grid(model, ode_steps, ode_method)
-        max_diff, agreement = fixed_grid_error(model, checked, ode_steps, ode_method)
         ode_note = (
             f"ODE blocks on {ode_method} x {ode_steps} steps{chosen_by}: max|dlogit| "
             f"{max_diff:.2e}, arg-max agreement {100 * agreement:.2f}% against their "
@@ -298,8 +301,8 @@ def _int8_report(source: str, out: str, name: str, images, keep_float) -> str | 
     return export_int8_keep_float(source, path, lambda: iter(images), keep)
 
 
-def _auto_grid(model, images, where: str, min_agreement: float, out: str) -> tuple[int, str]:
-    """(steps, method) of `choose_grid`, its table written to `out/ode_grid.txt`."""
+def _auto_grid(model, images, where: str, min_agreement: float, out: str):
+    """The `GridTrial` `choose_grid` picks, its table written to `out/ode_grid.txt`."""
     from kseg.errors import UserError
     from kseg.export.ode import choose_grid, grid_table
 
@@ -320,7 +323,7 @@ def _auto_grid(model, images, where: str, min_agreement: float, out: str) -> tup
             f"solve (best: {best.method} x {best.steps}, {100 * best.agreement:.2f}%); pass "
             "--ode-steps N --ode-method M, or a lower --ode-agreement"
         )
-    return chosen.steps, chosen.method
+    return chosen
 
 
 def add_segmenter_metadata(path: str, name: str, labels_txt: str, height: int, width: int):

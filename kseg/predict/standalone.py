@@ -28,7 +28,6 @@ import argparse
 import glob
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -319,6 +318,8 @@ def _memory_mb() -> tuple[float, float]:
             fields = dict(line.split(":", 1) for line in f if ":" in line)
         return tuple(int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM"))
     except (OSError, KeyError):
+        import resource  # POSIX only: Windows has neither /proc nor this
+
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         peak /= 2**20 if sys.platform == "darwin" else 2**10  # bytes on macOS, KiB else
         return peak, peak
