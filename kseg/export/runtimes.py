@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from kseg.predict.standalone import interpreter as litert_interpreter
 from kseg.predict.standalone import quantize_input
 
 
@@ -34,10 +35,7 @@ def tflite_latency(
     and every output out through numpy, which at 1024x2048x19 float logits costs as much
     as the network. The signature runner is not used: it re-allocates on every call.
     """
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=path, num_threads=threads)
-    interpreter.allocate_tensors()
+    interpreter = litert_interpreter(path, threads)
     details = interpreter.get_input_details()[0]
     index = details["index"]
     outputs = [d["index"] for d in interpreter.get_output_details()]

@@ -36,6 +36,7 @@ def run(args) -> dict:
     from kseg.predict.inputs import expand_inputs
     from kseg.predict.outputs import ImageWriter, default_palette, read_palette
     from kseg.predict.predictor import Predictor, segment_images, segment_video
+    from kseg.predict.standalone import output_root
 
     images, videos = expand_inputs(args.inputs)
     backend = open_model(args.model, threads=args.threads)
@@ -47,13 +48,7 @@ def run(args) -> dict:
         probe = predictor.logits([_probe_image(backend)])[0]
         palette = default_palette(probe.shape[-1])
     # Outputs keep each image's path relative to the folder it was found in.
-    folders = [os.path.abspath(i) for i in args.inputs if os.path.isdir(i)]
-
-    def root_of(path: str) -> str:
-        path = os.path.abspath(path)
-        inside = [f for f in folders if path.startswith(f + os.sep)]
-        return max(inside, key=len) if inside else os.path.dirname(path)
-
+    root_of = output_root(args.inputs)
     writer = ImageWriter(args.out, palette, args.label_ids, args.probabilities)
     summary = {"images": 0, "frames": 0, "seconds": 0.0}
     if images:

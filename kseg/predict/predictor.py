@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from kseg.predict.backends import Backend
-from kseg.predict.standalone import Progress, resize_bilinear
+from kseg.predict.standalone import Progress, resize_bilinear, segment_files
 
 
 def _pad_to(image: np.ndarray, multiple: int) -> np.ndarray:
@@ -65,17 +65,12 @@ def segment_images(
 ) -> tuple[int, float]:
     """Reads, segments and writes `paths` in batches; returns (images, seconds).
     `root_of(path)` gives the folder the output names are relative to (default: the
-    image's own folder)."""
+    image's own folder). The loop is the standalone `segment.py`'s (`segment_files`)."""
     from kseg.predict.inputs import read_image
 
-    progress = Progress(len(paths), quiet=quiet)
-    for chunk in batched(paths, batch_size):
-        images = [read_image(p) for p in chunk]
-        for path, image, logits in zip(chunk, images, predictor.logits(images), strict=True):
-            root = root_of(path) if root_of else os.path.dirname(path)
-            writer.write(os.path.relpath(path, root), image, logits)
-        progress.update(len(chunk))
-    return progress.close()
+    return segment_files(
+        paths, predictor.logits, writer, root_of or os.path.dirname, batch_size, quiet, read_image
+    )
 
 
 def segment_video(

@@ -427,6 +427,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def segment_files(
+    paths: list[str], logits_of, writer, root_of, batch_size: int = 4, quiet: bool = False,
+    read=read_image,
+) -> tuple[int, float]:  # fmt: skip
+    """Reads (`read`), segments (`logits_of(images)`: their logits) and writes `paths` a
+    batch at a time, never holding more; returns (images, seconds). Output names are
+    relative to `root_of(path)`."""
+    progress = Progress(len(paths), quiet=quiet)
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        images = [read(p) for p in chunk]
+        for path, image, logits in zip(chunk, images, logits_of(images), strict=True):
+            writer.write(os.path.relpath(path, root_of(path)), image, logits)
+        progress.update(len(chunk))
+    return progress.close()
+
+
 def segment(args) -> tuple[int, float]:
     images, videos = expand_inputs(args.inputs)
     if videos:
@@ -437,15 +454,10 @@ def segment(args) -> tuple[int, float]:
     model = Segmenter(args.model, args.threads)
     palette = read_palette(args.classes) if args.classes else default_palette(model.num_classes)
     writer = ImageWriter(args.out, palette, args.label_ids, args.probabilities)
-    root_of = output_root(args.inputs)
-    progress = Progress(len(images), quiet=args.quiet)
-    for start in range(0, len(images), args.batch_size):
-        chunk = images[start : start + args.batch_size]
-        for path in chunk:
-            image = read_image(path)
-            writer.write(os.path.relpath(path, root_of(path)), image, model.logits(image))
-        progress.update(len(chunk))
-    n, seconds = progress.close()
+    n, seconds = segment_files(
+        images, lambda batch: [model.logits(im) for im in batch], writer,
+        output_root(args.inputs), args.batch_size, args.quiet,
+    )  # fmt: skip
     print(f"Segmented {n} images in {seconds:.1f} s ({n / seconds:.1f} images/s) with "
           f"{model.name}; outputs in {args.out}")  # fmt: skip
     return n, seconds
