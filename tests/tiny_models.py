@@ -15,6 +15,8 @@ TINY = {
     "contextnet_cn124": ({"width_multiplier": 0.25}, (64, 64)),
     "contextnet_cn14_500": ({}, (64, 64)),
     "contextnet_cn14_160": ({}, (64, 64)),
+    "contextnet_deep_only": ({"width_multiplier": 0.25}, (64, 64)),
+    "contextnet_shallow_only": ({"width_multiplier": 0.25}, (64, 64)),
     "hrnetv2_w48": (_HRNET, (64, 64)),
     "hrnetv2_w48_ocr": (_HRNET, (64, 64)),
     "residual_hrnet": (

@@ -1,5 +1,6 @@
 """Edge export: SavedModel, builtins-only TFLite (fp32, fp16, dynamic, int8) and ONNX,
-each verified in its own runtime against Keras, and structured filter pruning."""
+each verified in its own runtime against Keras; structured filter pruning; and
+quantisation-aware training for int8."""
 
 from kseg.export.exporter import FORMATS, Artefact, export, sample_images, table
 from kseg.export.formats import (
@@ -19,6 +20,7 @@ from kseg.export.pruning import (
     prune_filters,
     width_schedule,
 )
+from kseg.export.qat import calibrate, quantize_aware
 
 __all__ = [
     "FORMATS",
@@ -29,6 +31,7 @@ __all__ = [
     "Parity",
     "PruningPlan",
     "apply_plan",
+    "calibrate",
     "export",
     "export_onnx",
     "export_saved_model",
@@ -39,6 +42,7 @@ __all__ = [
     "parity",
     "plan_pruning",
     "prune_filters",
+    "quantize_aware",
     "sample_images",
     "table",
     "width_schedule",

@@ -24,6 +24,7 @@ from kseg.export.formats import (
 from kseg.export.metadata import attach_metadata, segmenter_metadata
 from kseg.export.ode import fixed_grid, fixed_grid_error
 from kseg.export.parity import Parity, check, parity
+from kseg.export.qat import float_ops, is_quantize_aware
 from kseg.export.runtimes import (
     onnx_latency,
     run_onnx,
@@ -106,7 +107,10 @@ def export(
     calibration images span [0, 1]).
 
     Args:
-        quantize: TFLite variants among fp32, fp16, dynamic, int8, int8_io.
+        quantize: TFLite variants among fp32, fp16, dynamic, int8, int8_io. A
+            quantisation-aware model (`kseg.export.quantize_aware`) writes int8 and int8_io
+            with its learned ranges (no calibration; every op checked to be int8), and
+            only those and "keras".
         images: (N, H, W, 3) float images in [0, 1] that calibrate int8 (training-split
             images: `python -m kseg.export --calib-data` takes them from `--calib-split
             train`). Default, with a warning: `sample_images`, one VOC photo and its mirror.
@@ -138,7 +142,18 @@ def export(
     if bad:
         raise ValueError(f"unknown TFLite modes {sorted(bad)}; choose from {TFLITE_MODES}")
     height, width = input_size
-    if images is None:
+    learned = is_quantize_aware(model)
+    if learned:
+        _check_quantize_aware(formats, quantize, int8_report, keep_float)
+    if images is None and learned:
+        if eval_images is None:
+            warnings.warn(
+                "no images: the int8 files are checked on one VOC photo and its mirror "
+                "(kseg.export.sample_images); pass held-out eval_images",
+                stacklevel=2,
+            )
+        images, where = sample_images(height, width), "the fallback VOC photo"
+    elif images is None:
         warnings.warn(
             "no calibration images: int8 is calibrated, and every file checked, on one VOC "
             "photo and its mirror (kseg.export.sample_images); pass images from the training "
@@ -208,7 +223,10 @@ def export(
                 export_saved_model(model, source, height, width, labels=False)  # see export_tflite
                 for mode in quantize:
                     path = os.path.join(out, f"{name}_{mode}.tflite")
-                    export_tflite(source, path, mode, calibration=lambda: iter(images))
+                    calibration = None if learned else lambda: iter(images)
+                    export_tflite(source, path, mode, calibration, learned_ranges=learned)
+                    if learned and float_ops(path):
+                        raise RuntimeError(f"{path} computes in float: {float_ops(path)}")
                     if mode != "int8_io" or _takes_pixels(path):
                         add_segmenter_metadata(path, name, labels_txt, height, width)
                     artefacts.append(_check_tflite(path, mode, scored, checked, threads, verify))
@@ -324,6 +342,22 @@ def _auto_grid(model, images, where: str, min_agreement: float, out: str):
             "--ode-steps N --ode-method M, or a lower --ode-agreement"
         )
     return chosen
+
+
+def _check_quantize_aware(formats, quantize, int8_report, keep_float) -> None:
+    """A quantisation-aware model exports to .keras and to TFLite int8 / int8_io only: its
+    other forms would run the int8 simulation in float."""
+    if set(formats) - {"keras", "tflite"} or set(quantize) - {"int8", "int8_io"}:
+        raise ValueError(
+            "a quantisation-aware model (kseg.export.quantize_aware) exports to keras and "
+            f"tflite int8 / int8_io; got formats {formats}, quantize {quantize}. Export the "
+            "float model for the other formats"
+        )
+    if int8_report or keep_float:
+        raise ValueError(
+            "int8_report and keep_float measure post-training calibration; a "
+            "quantisation-aware model has learned ranges"
+        )
 
 
 def add_segmenter_metadata(path: str, name: str, labels_txt: str, height: int, width: int):

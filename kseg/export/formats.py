@@ -60,6 +60,7 @@ def export_tflite(
     path: str,
     mode: str = "fp32",
     calibration: Callable[[], Iterable[np.ndarray]] | None = None,
+    learned_ranges: bool = False,
 ) -> str:
     """Converts a SavedModel from `export_saved_model` with builtin ops only.
 
@@ -77,8 +78,11 @@ def export_tflite(
             runtime neither quantises the image nor dequantises the logits; the arg-max of
             the int8 logits is the label map. `kseg.export.runtimes` applies the stored
             parameters).
+        learned_ranges: int8 / int8_io of a quantisation-aware model
+            (`kseg.export.quantize_aware`): the ranges are its fake-quant ops', no
+            calibration.
     """
-    converter = tflite_converter(saved_model, mode, calibration)
+    converter = tflite_converter(saved_model, mode, calibration, learned_ranges)
     try:
         content = converter.convert()
     except Exception as e:  # the converter raises ConverterError and others
@@ -93,11 +97,16 @@ def export_tflite(
 
 
 def tflite_converter(
-    saved_model: str, mode: str, calibration: Callable[[], Iterable[np.ndarray]] | None = None
+    saved_model: str,
+    mode: str,
+    calibration: Callable[[], Iterable[np.ndarray]] | None = None,
+    learned_ranges: bool = False,
 ) -> tf.lite.TFLiteConverter:
     """The converter `export_tflite` runs (builtin ops only, `mode`'s quantisation)."""
     if mode not in TFLITE_MODES:
         raise ValueError(f"unknown TFLite mode {mode!r}; choose one of {', '.join(TFLITE_MODES)}")
+    if learned_ranges:
+        return _learned_ranges_converter(saved_model, mode)
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=["serve"])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if mode != "fp32":
@@ -118,6 +127,28 @@ def tflite_converter(
         if mode == "int8_io":
             converter.inference_input_type = tf.uint8
             converter.inference_output_type = tf.int8
+    return converter
+
+
+def _learned_ranges_converter(saved_model: str, mode: str) -> tf.lite.TFLiteConverter:
+    """int8 from the fake-quant ops of a quantisation-aware model.
+
+    The converter recognises such a model only in a concrete function's graph (from a
+    SavedModel directly it asks for a representative dataset), and setting
+    `supported_ops` to TFLITE_BUILTINS_INT8 makes it ask for one too, so the ops stay
+    TFLITE_BUILTINS; `kseg.export.qat.float_ops` checks that every op came out int8.
+    """
+    if mode not in ("int8", "int8_io"):
+        raise ValueError(f"a quantisation-aware model converts to int8 or int8_io, not {mode}")
+    loaded = tf.saved_model.load(saved_model)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [loaded.signatures["serve"]], loaded
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "int8_io":
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.int8
     return converter
 
 

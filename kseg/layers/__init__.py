@@ -16,11 +16,15 @@ from kseg.layers.dense import dense_block
 from kseg.layers.head import segmentation_head
 from kseg.layers.norm import group_norm
 from kseg.layers.pooling import AdaptiveAveragePooling2D, pyramid_pooling
+from kseg.layers.quantize import FakeQuant, QuantAdaptivePooling2D, QuantConv
 from kseg.layers.residual import preact_residual_block
 from kseg.layers.resize import ResizeLike, Upsample
 
 __all__ = [
     "AdaptiveAveragePooling2D",
+    "FakeQuant",
+    "QuantAdaptivePooling2D",
+    "QuantConv",
     "ResizeLike",
     "Upsample",
     "choice_block",

@@ -140,7 +140,7 @@ class ClassificationRecipe:
             validation_name = f"{len(validation[1])} images held out of the training set"
         else:
             validation, validation_name = data.test, "the test images"
-        augmentation = preset.augmentation if self.augment else "none"
+        augmentation = preset.augmentation if self.augment and config.augment else "none"
         train = classification_pipeline(
             images, labels, batch, training=True, mean=data.mean, std=data.std,
             augmentation=AUGMENTATIONS[augmentation], seed=config.seed,

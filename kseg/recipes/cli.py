@@ -39,7 +39,15 @@ def build_parser(recipe) -> argparse.ArgumentParser:
         nargs="?",
         choices=recipe.commands,
         default=None,
-        help=f"what to do; with --demo and no command: {', '.join(recipe.commands)}",
+        help=f"what to do; with --demo and no command: "
+        f"{', '.join(getattr(recipe, 'demo_commands', recipe.commands))}"
+        + (
+            "; qat: quantisation-aware fine-tuning of --checkpoint (--epochs, default a "
+            "tenth of the run's, at a hundredth of its learning rate), then int8 TFLite "
+            "with the learned ranges in <out>/qat/"
+            if "qat" in recipe.commands
+            else ""
+        ),
     )
     p.add_argument(
         "--config", help="a run's config.json (or a JSON file of settings) to start from"
@@ -147,6 +155,12 @@ def build_parser(recipe) -> argparse.ArgumentParser:
             help="the widths of the pruning steps (section 3.2.2; default 1.5,1.25,1.0)",
         )
         g.add_argument(
+            "--monitor",
+            choices=("top", "bottom", "mean"),
+            help="cross_cooperative: the network whose validation mIoU picks best.keras "
+            "(default mean, the model's prediction; evaluate reports all three)",
+        )
+        g.add_argument(
             "--finetune-epochs",
             type=int,
             help="epochs after each pruning step, at a tenth of the learning rate (the paper "
@@ -157,6 +171,12 @@ def build_parser(recipe) -> argparse.ArgumentParser:
             "--width",
             type=int,
             help="filters of the main blocks (ODE nets: 256; ChoiceNet: the growth, 67/81/90)",
+        )
+        g.add_argument(
+            "--no-augment",
+            dest="augment",
+            action="store_false",
+            help="train without augmentation (ChoiceNet's C10 and C100 columns of Table 1)",
         )
         g.add_argument("--train-images", type=int, help="train on the first N images only")
         g.add_argument("--test-images", type=int, help="test on the first N only")
@@ -171,7 +191,15 @@ def build_parser(recipe) -> argparse.ArgumentParser:
     )
     if segmentation:
         e.add_argument("--split", help=f"split to use (default {recipe.eval_split})")
-        e.add_argument("--limit", type=int, help="only the first N images")
+        e.add_argument(
+            "--limit", type=int, help="only the first N images (qat scores on 16 by default)"
+        )
+        e.add_argument(
+            "--zero-branch",
+            choices=("deep", "shallow"),
+            help="evaluate: a ContextNet with this branch's output zeroed (section 4's "
+            "branch analysis, Fig. 2); writes evaluation_zero_<branch>.json",
+        )
         e.add_argument(
             "--label-ids",
             action="store_true",

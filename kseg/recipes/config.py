@@ -24,7 +24,7 @@ CONFIG = "config.json"
 class RunConfig:
     """The settings of one run of a recipe."""
 
-    command: Literal["train", "evaluate", "predict"] | None = None  # None with --demo: all
+    command: Literal["train", "evaluate", "predict", "qat"] | None = None  # None with --demo
     model: str | None = None  # a registry name (None: the recipe's default)
     model_kwargs: dict = dataclasses.field(default_factory=dict)
     data_dir: str | None = None
@@ -54,6 +54,8 @@ class RunConfig:
     prune_from: float | None = None
     prune_to: tuple[float, ...] = (1.5, 1.25, 1.0)
     finetune_epochs: int | None = None
+    monitor: Literal["top", "bottom", "mean"] | None = None  # cross cooperative learning
+    augment: bool = True
     # Classification
     width: int | None = None
     train_images: int | None = None
@@ -64,9 +66,17 @@ class RunConfig:
     checkpoint: str | None = None
     split: str | None = None
     limit: int | None = None
+    zero_branch: Literal["deep", "shallow"] | None = None
 
     # Settings of one invocation, not of the run: not written to config.json.
-    PER_CALL: typing.ClassVar = ("command", "checkpoint", "split", "limit", "label_ids")
+    PER_CALL: typing.ClassVar = (
+        "command",
+        "checkpoint",
+        "split",
+        "limit",
+        "label_ids",
+        "zero_branch",
+    )
 
     def to_json(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.PER_CALL}

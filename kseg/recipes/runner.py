@@ -65,11 +65,12 @@ class Runner:
     # === Commands ===
     def run(self) -> None:
         started = time.time()
-        commands = [self.config.command] if self.config.command else list(self.recipe.commands)
+        demo = getattr(self.recipe, "demo_commands", self.recipe.commands)
+        commands = [self.config.command] if self.config.command else list(demo)
         self.open_data()
         for command in commands:
             getattr(self, command)()
-        if self.config.demo:
+        if self.config.demo and set(commands) <= set(demo):  # not after `qat --demo`
             self.recipe.finish_demo(self, time.time() - started)
 
     def train(self) -> None:
@@ -84,6 +85,9 @@ class Runner:
 
     def predict(self):
         return self.recipe.predict(self)
+
+    def qat(self):
+        return self.recipe.qat(self)
 
     # === Training ===
     def new_model(self, create_model, **overrides):
@@ -100,7 +104,7 @@ class Runner:
         """Trains the model of `make_model()` (or resumes the one in `folder`) for `epochs`
         (None: the preset's)."""
         from kseg.train.engine import fit, resume_point
-        from kseg.train.presets import has_preset
+        from kseg.train.presets import apply_weight_decay, describe_weight_decay, has_preset
         from kseg.train.strategy import get_strategy, is_chief
         from kseg.utils.summary import count_params
 
@@ -113,6 +117,7 @@ class Runner:
             resumed = resume_point(folder) if config.resume else None
             if resumed:
                 model, initial_epoch, state = resumed
+                apply_weight_decay(model, preset)  # a .keras file keeps no regulariser
                 print(f"Resuming {folder}: {initial_epoch} of {epochs} epochs done")
             else:
                 model = make_model()
@@ -142,7 +147,8 @@ class Runner:
         print(
             f"Training {model.name} ({count_params(model):,} parameters) on "
             f"{prepared.description}, batch {batch}, {prepared.steps} steps x {epochs} epochs, "
-            f"{strategy.num_replicas_in_sync} replica(s); preset: {preset.source}"
+            f"{strategy.num_replicas_in_sync} replica(s); {describe_weight_decay(model, preset)}; "
+            f"preset: {preset.source}"
         )
         verbose = int(config.verbose) if str(config.verbose).isdigit() else config.verbose
         fit(
@@ -158,6 +164,7 @@ class Runner:
             verbose=verbose,
             extra_callbacks=self.recipe.callbacks(preset, state),
             task=self.task,
+            monitor=self.task.monitor(model, config.monitor) if config.monitor else None,
         )
 
     def train_progressive(self) -> None:

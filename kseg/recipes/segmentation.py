@@ -12,8 +12,13 @@ import json
 import os
 import warnings
 
+from kseg.errors import UserError
 from kseg.recipes.runner import Runner, TrainingData, round_up
 from kseg.tasks import SegmentationTask
+
+# qat fine-tunes at this fraction of the trained run's learning rate: on the demo, a tenth
+# lost 0.8 mIoU against post-training int8 and a hundredth gained 0.1 (bench/RESULTS.md).
+QAT_RATE = 0.01
 
 # --demo: the demo set's size and a schedule that learns it in minutes on 2 cores.
 DEMO = {"epochs": 30, "batch_size": 8, "crop": (128, 256), "learning_rate": 0.01}
@@ -35,7 +40,8 @@ class SegmentationRecipe:
     title: str = ""
 
     task = SegmentationTask()
-    commands = ("train", "evaluate", "predict")
+    commands = ("train", "evaluate", "predict", "qat")
+    demo_commands = ("train", "evaluate", "predict")
 
     @property
     def name(self) -> str:
@@ -133,6 +139,8 @@ class SegmentationRecipe:
         config, dataset, out = runner.config, runner.open_data(), runner.out
         backend, path = runner.load_backend()
         model = getattr(backend, "model", None)  # None: an exported file
+        if config.zero_branch:
+            model = _zero_branch(model, config.zero_branch, path)
         split = config.split or self.eval_split
         samples = dataset.samples(split)[: config.limit]
         crop = self.eval_crop(config, runner.trained_preset(model.name if model else None))
@@ -140,8 +148,12 @@ class SegmentationRecipe:
             dataset, samples, 1, training=False,
             pad_multiple=backend.multiple if backend.input_size is None else 1, eval_crop=crop,
         )  # fmt: skip
+        networks = {}
         if model is not None:
-            confusion = self.task.evaluate(model, ds, dataset.num_classes)
+            confusions = self.task.evaluate_outputs(model, ds, dataset.num_classes)
+            confusion = confusions.pop("logits")
+            # Cross cooperative learning: each network's own score (Table 1), same pass
+            networks = {n.removesuffix("_logits"): mean_iou(c) for n, c in confusions.items()}
         else:
             from kseg.predict.predictor import Predictor
 
@@ -149,6 +161,10 @@ class SegmentationRecipe:
         window = "whole images" if crop is None else f"centre {crop[0]}x{crop[1]} crops"
         print(f"\n{dataset.name} {split}, {len(samples)} images ({window}), {backend.name}")
         print(iou_table(confusion, dataset.class_names))
+        if networks:
+            scores = ", ".join(f"{n} {100 * v:.2f}" for n, v in networks.items())
+            main = 100 * mean_iou(confusion)
+            print(f"Networks' own mIoU: {scores}; the prediction (logits) {main:.2f}")
         iou = iou_per_class(confusion)
         result = {
             "dataset": dataset.name,
@@ -163,11 +179,17 @@ class SegmentationRecipe:
             },
             "confusion": confusion.tolist(),
         }
+        if networks:
+            result["networks_mean_iou"] = networks
+        if config.zero_branch:
+            result["zero_branch"] = config.zero_branch
         os.makedirs(out, exist_ok=True)
         # The run's own model: evaluation.json; a --checkpoint: evaluation_<its name>.json
         stem = "evaluation"
         if config.checkpoint:
             stem += "_" + os.path.splitext(os.path.basename(config.checkpoint.rstrip(os.sep)))[0]
+        if config.zero_branch:
+            stem += f"_zero_{config.zero_branch}"
         with open(os.path.join(out, f"{stem}.json"), "w") as f:
             json.dump(result, f, indent=1)
         with open(os.path.join(out, f"{stem}.csv"), "w") as f:
@@ -204,6 +226,82 @@ class SegmentationRecipe:
             f"({count / max(seconds, 1e-9):.1f} images/s)"
         )
 
+    # === Quantisation-aware training ===
+    def qat(self, runner: Runner) -> None:
+        """Fine-tunes `--checkpoint` (default: the run's best) with int8 simulated
+        (`kseg.export.quantize_aware`) in `<out>/qat/`, then writes int8 and int8_io TFLite
+        with the learned ranges to `<out>/qat/export/` and compares them on held-out images
+        with the float model and its post-training int8."""
+        import tempfile
+
+        from kseg.export import export, quantize_aware, table
+        from kseg.export.calibration import calibration_data
+        from kseg.export.exporter import logits_miou
+        from kseg.export.formats import logits_model
+        from kseg.export.qat import is_quantize_aware
+        from kseg.models.loading import load_model
+        from kseg.recipes.config import read_run_record
+        from kseg.train.checkpoints import best_or_last
+
+        config, dataset = runner.config, runner.open_data()
+        model, path = runner.load_trained()
+        if is_quantize_aware(model):
+            raise UserError(f"{path} is already a quantisation-aware model; give the float one")
+        # The trained run's settings (its config.json beside the checkpoint, else in --out)
+        # are the defaults; flags override them.
+        record = read_run_record(os.path.dirname(path)) or read_run_record(runner.out) or {}
+        trained = {**record.get("run", {}), **record.get("preset", {})}
+        config.model = trained.get("model") or model.name
+        for key in ("batch_size", "learning_rate", "optimizer", "weight_decay", "crop"):
+            if getattr(config, key) is None and trained.get(key) is not None:
+                setattr(config, key, trained[key])
+        preset = runner.preset()
+        height, width = round_up(config.crop or preset.crop or self.crop, model.input_multiple)
+        config.crop = (height, width)
+        config.precise_bn_batches = 0  # the batch norms are folded, their statistics frozen
+        split, _ = self.train_samples(dataset)
+        images, _ = calibration_data(dataset, split, 16, height, width)
+        folder = os.path.join(runner.out, "qat")
+        epochs = config.epochs or max(1, trained.get("epochs", preset.epochs) // 10)
+        print(
+            f"Quantisation-aware training of {path}: {epochs} epoch(s) at learning rate "
+            f"{preset.learning_rate * QAT_RATE:g} ({QAT_RATE:g} x the run's), int8 ranges "
+            f"calibrated on {len(images)} {split} crops"
+        )
+        runner.train_stage(
+            folder, lambda: quantize_aware(model, images), epochs, preset.learning_rate * QAT_RATE
+        )
+        qat_model = load_model(best_or_last(folder))
+        count = config.limit or 16
+        eval_images, eval_labels = calibration_data(dataset, self.eval_split, count, height, width)
+        artefacts = export(
+            qat_model, os.path.join(folder, "export"), formats=("tflite",),
+            quantize=("int8", "int8_io"), input_size=(height, width), eval_images=eval_images,
+            eval_labels=eval_labels, class_names=dataset.class_names,
+        )  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="kseg-ptq-") as tmp:
+            ptq = export(
+                model, tmp, formats=("tflite",), quantize=("int8",), input_size=(height, width),
+                images=images, eval_images=eval_images, eval_labels=eval_labels,
+                threads=(), verify=True,
+            )  # fmt: skip
+        reference = logits_model(model, height, width).predict(eval_images, batch_size=1, verbose=0)
+        classes = dataset.num_classes
+        rows = [
+            ("float (Keras)", logits_miou(eval_labels, reference, classes)),
+            (f"int8 post-training ({len(images)} {split} crops)", _miou(ptq[0])),
+            *((f"{a.format[len('tflite_') :]} QAT", _miou(a)) for a in artefacts),
+        ]
+        text = (
+            f"mIoU on {len(eval_images)} held-out {self.eval_split} images at {height}x{width}\n"
+            + "\n".join(f"  {label:40s} {100 * value:6.2f}" for label, value in rows)
+        )
+        with open(os.path.join(folder, "export", "qat_vs_ptq.txt"), "w") as f:
+            f.write(text + "\n")
+        print(f"\nExported {best_or_last(folder)} with its learned int8 ranges:")
+        print(table(artefacts))
+        print(f"\n{text}")
+
     # === Demo ===
     def export_demo(self, runner: Runner) -> None:
         """The demo's last step: the best model as builtins-only TFLite, fp32 and int8
@@ -236,3 +334,27 @@ class SegmentationRecipe:
         print("  evaluation.csv, evaluation.json   per-class IoU")
         print("  predictions/      colour PNGs and overlays")
         print("  export/           TFLite fp32 and int8 (builtin ops), verified in LiteRT")
+
+
+def _zero_branch(model, branch: str, path: str):
+    """The ContextNet `model` with its `branch`'s output zeroed (section 4, Fig. 2): the
+    same weights, rebuilt with `zero_branch`."""
+    from kseg.models import ContextNet
+
+    if not isinstance(model, ContextNet) or model.branches != "both":
+        raise UserError(
+            f"--zero-branch: {path} is not a two-branch ContextNet (it is "
+            f"{getattr(model, 'name', 'an exported file')}); zeroing a branch is ContextNet's "
+            "branch analysis (section 4)"
+        )
+    zeroed = ContextNet.from_config({**model.get_config(), "zero_branch": branch})
+    for layer in zeroed.layers:  # by name: the extra layer changes the layers' order
+        if layer.weights:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    return zeroed
+
+
+def _miou(artefact) -> float:
+    import numpy as np
+
+    return float(np.nanmean(artefact.iou))

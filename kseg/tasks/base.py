@@ -38,7 +38,12 @@ class Task:
         loss: str = "cross_entropy",
     ):
         """The task's losses and metrics with `loss` (one of `LOSSES`), and the preset's
-        optimiser and schedule over `total_steps` (`steps_per_epoch` for step schedules)."""
+        optimiser and schedule over `total_steps` (`steps_per_epoch` for step schedules),
+        with its weight decay (coupled L2 on the weights, `apply_weight_decay`, or the
+        optimiser's decoupled decay for AdamW)."""
+        from kseg.train.presets import apply_weight_decay
+
+        apply_weight_decay(model, preset)
         model.compile(
             optimizer=preset.make_optimizer(total_steps, steps_per_epoch),
             **self.losses(model, preset, loss),

@@ -8,10 +8,20 @@ import numpy as np
 import tensorflow as tf
 
 from kseg.data.base import IGNORE_LABEL
+from kseg.errors import UserError
 from kseg.tasks.base import Task, main_logits, output_names
 from kseg.tasks.losses import make_loss
 from kseg.train.metrics import MeanIoU, confusion_matrix
 from kseg.train.presets import TrainingPreset
+
+# The two networks of cross cooperative learning (Ikedo & Hotta 2022, Table 1 scores each).
+NETWORKS = ("top_logits", "bottom_logits")
+
+
+def scored_outputs(model: keras.Model) -> list[str]:
+    """The outputs evaluation scores: "logits", and the cooperative networks' when present."""
+    names = output_names(model) or []
+    return ["logits", *(n for n in NETWORKS if n in names)]
 
 
 class SegmentationTask(Task):
@@ -41,14 +51,24 @@ class SegmentationTask(Task):
         return {"loss": {n: fn for n in names}, "loss_weights": weights}
 
     def metrics(self, model: keras.Model, num_classes: int):
-        """Mean IoU of "logits"."""
+        """Mean IoU of "logits", and of each network of cross cooperative learning."""
         if output_names(model):
-            return {"logits": [MeanIoU(num_classes)]}
+            return {name: [MeanIoU(num_classes)] for name in scored_outputs(model)}
         return [MeanIoU(num_classes)]
 
-    def monitor(self, model: keras.Model) -> str:
-        """The validation score that picks the best checkpoint."""
-        return "val_logits_mean_iou" if output_names(model) else "val_mean_iou"
+    def monitor(self, model: keras.Model, network: str | None = None) -> str:
+        """The validation score that picks the best checkpoint: the main logits' mean IoU,
+        or with `network` "top" / "bottom" that of one network of cross cooperative
+        learning ("mean": the main logits, the networks' mean)."""
+        if network in (None, "mean"):
+            return "val_logits_mean_iou" if output_names(model) else "val_mean_iou"
+        name = f"{network}_logits"
+        if name not in scored_outputs(model):
+            raise UserError(
+                f"--monitor {network}: {model.name} has no {name} output; top and bottom "
+                "are the two networks of cross_cooperative"
+            )
+        return f"val_{name}_mean_iou"
 
     def targets(self, ds: tf.data.Dataset, model: keras.Model) -> tf.data.Dataset:
         """Repeats the label for every output of a dict-output model."""
@@ -59,15 +79,29 @@ class SegmentationTask(Task):
 
     def evaluate(self, model: keras.Model, ds: tf.data.Dataset, num_classes: int) -> np.ndarray:
         """Confusion matrix of the model's arg-max over a dataset of (image, label)."""
+        return self.evaluate_outputs(model, ds, num_classes)["logits"]
+
+    def evaluate_outputs(
+        self, model: keras.Model, ds: tf.data.Dataset, num_classes: int
+    ) -> dict[str, np.ndarray]:
+        """`evaluate` of every scored output in one pass: {"logits": confusion matrix} and,
+        for cross cooperative learning, "top_logits" and "bottom_logits" too."""
+        names = scored_outputs(model)
 
         @tf.function
         def step(images, labels):
-            predictions = tf.argmax(main_logits(model(images, training=False)), axis=-1)
-            return confusion_matrix(labels, predictions, num_classes)
+            outputs = model(images, training=False)
+            if not isinstance(outputs, dict):
+                outputs = {"logits": outputs}
+            return {
+                n: confusion_matrix(labels, tf.argmax(outputs[n], axis=-1), num_classes)
+                for n in names
+            }
 
-        total = np.zeros((num_classes, num_classes), np.int64)
+        total = {n: np.zeros((num_classes, num_classes), np.int64) for n in names}
         for images, labels in ds:
-            total += step(images, labels).numpy()
+            for n, confusion in step(images, labels).items():
+                total[n] += confusion.numpy()
         return total
 
     def evaluate_file(self, predictor, ds: tf.data.Dataset, num_classes: int) -> np.ndarray:

@@ -127,11 +127,13 @@ def fit(
     extra_callbacks: list | None = None,
     precise_bn_batches: int = 8,
     task=None,
+    monitor: str | None = None,
 ) -> keras.callbacks.History:
     """Trains with atomic checkpoints, CSV (appended on resume) and TensorBoard logs.
 
     `task` (default: the model's) maps labels to the outputs and names the monitored
-    score. `precise_bn_batches` > 0 re-estimates BatchNorm statistics on that many training
+    score (`monitor` overrides it: the logged validation score that picks best.keras).
+    `precise_bn_batches` > 0 re-estimates BatchNorm statistics on that many training
     batches before each validation (see `kseg.train.precise_bn`). Under a multi-worker
     strategy only the chief writes checkpoints and logs. A loss that stops being finite
     (training or validation) ends the run with `TrainingDiverged`; the checkpoints of the
@@ -142,7 +144,10 @@ def fit(
     if chief:
         os.makedirs(folder, exist_ok=True)
     checkpoint = AtomicCheckpoint(
-        folder, task.monitor(model) if val_ds is not None else None, state=state, write=chief
+        folder,
+        (monitor or task.monitor(model)) if val_ds is not None else None,
+        state=state,
+        write=chief,
     )
     callbacks = [
         keras.callbacks.TerminateOnNaN(),

@@ -31,7 +31,16 @@ class TrainingPreset:
     momentum: float = 0.9
     rho: float = 0.9  # RMSprop discounting factor
     epsilon: float = 1e-7
+    # Weight decay as the paper's framework applies it: coupled L2 (`wd * w` added to the
+    # gradient before momentum or Adam's moments: PyTorch's SGD / RMSprop / Adam
+    # `weight_decay`, Caffe, TF-slim's L2 regularisers) for every optimiser but "adamw",
+    # whose decay is decoupled (Loshchilov & Hutter 2019; Keras' `weight_decay`).
+    # decay_scope "all": every trainable weight (PyTorch's `model.parameters()`);
+    # "kernels": convolution and dense kernels only (TF-slim's `weights_regularizer`), the
+    # depthwise ones too only with decay_depthwise.
     weight_decay: float | None = None
+    decay_scope: str = "all"
+    decay_depthwise: bool = True
     # "poly" (PolyDecay over the run) or "plateau": a constant rate that
     # `plateau_callback` divides by 1 / plateau_factor when the validation accuracy stops
     # improving for `plateau_patience` epochs.
@@ -57,7 +66,8 @@ class TrainingPreset:
         self, total_steps: int, steps_per_epoch: int | None = None
     ) -> keras.optimizers.Optimizer:
         """The optimiser with its schedule: poly over `total_steps` steps, plateau, or
-        step (needs `steps_per_epoch`)."""
+        step (needs `steps_per_epoch`). Only "adamw" carries the weight decay; the others'
+        is coupled L2, which `apply_weight_decay` puts on the model's weights."""
         if self.schedule == "poly":
             schedule = PolyDecay(self.learning_rate, total_steps, power=self.poly_power)
         elif self.schedule == "plateau":
@@ -78,20 +88,55 @@ class TrainingPreset:
                 rho=self.rho,
                 momentum=self.momentum,
                 epsilon=self.epsilon,
-                weight_decay=self.weight_decay,
             )
         if self.optimizer == "sgd":
             return keras.optimizers.SGD(
                 schedule,
                 momentum=self.momentum,
                 nesterov=self.nesterov,
-                weight_decay=self.weight_decay,
             )
         if self.optimizer == "adam":
-            return keras.optimizers.Adam(schedule, weight_decay=self.weight_decay)
+            return keras.optimizers.Adam(schedule)
         if self.optimizer == "adamw":
             return keras.optimizers.AdamW(schedule, weight_decay=self.weight_decay)
         raise ValueError(f"unknown optimizer {self.optimizer!r}: rmsprop, sgd, adam or adamw")
+
+
+def apply_weight_decay(model: keras.Model, preset: TrainingPreset) -> int:
+    """Puts the preset's coupled L2 on `model`'s weights (none for "adamw", whose decay the
+    optimiser applies decoupled) and returns how many weights carry it.
+
+    Each weight gets the regulariser `L2(wd / 2)`: its loss term wd / 2 * sum(w^2) adds
+    exactly `wd * w` to the gradient, PyTorch's `weight_decay`. As a loss term it is
+    scaled like the data loss under `tf.distribute` and by loss scaling. Variables keep
+    no regulariser in a `.keras` file, so the runner applies it again on resuming."""
+    if not preset.weight_decay or preset.optimizer == "adamw":
+        return 0
+    if preset.decay_scope not in ("all", "kernels"):
+        raise ValueError(f"unknown decay_scope {preset.decay_scope!r}: all or kernels")
+    l2 = keras.regularizers.L2(preset.weight_decay / 2)
+    count = 0
+    for layer in model._flatten_layers():
+        depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)
+        for variable in layer._trainable_variables:  # the layer's own, not its sublayers'
+            kernel = variable.path.rsplit("/", 1)[-1] == "kernel"
+            if preset.decay_scope == "kernels" and not kernel:
+                continue
+            if depthwise and kernel and not preset.decay_depthwise:
+                continue
+            variable.regularizer = l2
+            count += 1
+    return count
+
+
+def describe_weight_decay(model: keras.Model, preset: TrainingPreset) -> str:
+    """E.g. "weight decay: coupled L2 0.0005 on 310 weights"."""
+    if not preset.weight_decay:
+        return "no weight decay"
+    if preset.optimizer == "adamw":
+        return f"weight decay: decoupled {preset.weight_decay:g} (AdamW)"
+    count = sum(v.regularizer is not None for v in model.trainable_variables)
+    return f"weight decay: coupled L2 {preset.weight_decay:g} on {count} weights"
 
 
 PRESETS: dict[str, TrainingPreset] = {}

@@ -245,5 +245,9 @@ def test_training_loss_is_equation_1_the_sum_of_both_networks_cross_entropies():
     out = model(images, training=False)
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=255)
     want = float(ce(labels, out["top_logits"]) + ce(labels, out["bottom_logits"]))
-    assert result["loss"] == pytest.approx(want, rel=1e-4)
+    # plus the preset's weight decay, coupled L2 4e-5 / 2 * sum(w^2) over its weights
+    decayed = [v for v in model.trainable_variables if v.regularizer is not None]
+    assert decayed and all("depthwise" not in v.path for v in decayed)
+    penalty = 4e-5 / 2 * sum(float(np.sum(np.square(v.numpy()))) for v in decayed)
+    assert result["loss"] == pytest.approx(want + penalty, rel=1e-4)
     assert float(ce(labels, out["logits"])) != pytest.approx(want / 2, rel=1e-3)

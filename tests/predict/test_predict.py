@@ -36,7 +36,11 @@ def test_a_folder_through_every_format_gives_the_samemasks_in(
     probabilities = np.load(f"{stem}_prob.npz")["probabilities"]
     assert probabilities.shape == (64, 128, 19)
     np.testing.assert_allclose(probabilities.astype(np.float32).sum(-1), 1.0, atol=1e-2)
-    np.testing.assert_array_equal(probabilities.argmax(-1), masks["keras"][keys[0]])
+    # the stored float16 probabilities pick the mask's class but where float16 ties them
+    probabilities = probabilities.astype(np.float32)
+    differ = probabilities.argmax(-1) != masks["keras"][keys[0]]
+    top2 = np.sort(probabilities[differ], axis=-1)[:, -2:]
+    assert differ.mean() < 1e-3 and np.all(top2[:, 1] - top2[:, 0] <= 2e-3)
     assert os.path.exists(f"{stem}_overlay.jpg") and os.path.exists(f"{stem}_labelIds.png")
 
 

@@ -124,11 +124,11 @@ def test_missing_tiny_imagenet_folder_shows_the_layout(trained, tmp_path, capsys
 def test_choicenet_demo_holds_out_validation_images_and_evaluates(tmp_path, capsys):
     out = str(tmp_path / "choicenet")
     args = [*TINY, "--model", "choicenet_30", "--width", "4", "--epochs", "1", "--out", out,
-            "--model-kwargs", '{"modules": 1}']  # fmt: skip
+            "--model-kwargs", '{"modules": 1}', "--no-augment"]  # fmt: skip
     cifar100.main(args)  # --demo and no command: train, then evaluate
     pre = json.load(open(os.path.join(out, "preprocessing.json")))
     assert pre["validation"] == "12 images held out of the training set"  # 10% of 120
-    assert pre["augmentation"] == "crop_flip"
+    assert pre["augmentation"] == "none"  # Table 1's C100 column (the preset: crop_flip)
     results = json.load(open(os.path.join(out, "results.json")))
     assert results["test_images"] == 60 and "solver" not in results
     assert "held out" in capsys.readouterr().out

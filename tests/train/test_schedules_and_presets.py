@@ -93,7 +93,8 @@ def test_choicenet_presets_are_sections_331_and_332():
         preset = preset_for(name)
         assert preset.name == "choicenet_unet"
         optimizer = preset.make_optimizer(total_steps=300, steps_per_epoch=1)
-        assert isinstance(optimizer, keras.optimizers.Adam) and optimizer.weight_decay == 5e-4
+        assert isinstance(optimizer, keras.optimizers.Adam) and preset.weight_decay == 5e-4
+        assert optimizer.weight_decay is None  # coupled L2 (PyTorch's Adam), on the model
         rates = []
         for step in (99, 100, 200):
             optimizer.iterations.assign(step)

@@ -113,6 +113,12 @@ class ContextNet(SegmentationModel):
             `{"logits": ..., "aux_logits": ...}`.
         pyramid_pooling: pyramid pooling after the deep branch.
         dropout: dropout rate before the classifier(s).
+        branches: "both" (ContextNet), or one branch alone with the classifier on its
+            output: "deep" (the context branch) or "shallow" (the detail branch), the
+            single-branch networks of the branch analysis (section 4, Fig. 2).
+        zero_branch: "deep" or "shallow": that branch's output is multiplied by zero
+            before the fusion, as section 4 zeroes a trained ContextNet's branch to see
+            what the other contributes (Fig. 2); `evaluate --zero-branch` scores it.
         image_shape: (height, width, channels); height and width may be None and must
             otherwise be multiples of `8 * deep_factor` (32 for cn14, 64 for cn18).
 
@@ -130,6 +136,8 @@ class ContextNet(SegmentationModel):
         aux_head: bool = True,
         pyramid_pooling: bool = True,
         dropout: float = 0.1,
+        branches: str = "both",
+        zero_branch: str | None = None,
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
@@ -147,6 +155,13 @@ class ContextNet(SegmentationModel):
             raise ValueError(f"width_multiplier must be positive, got {width_multiplier!r}")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if branches not in ("both", "deep", "shallow"):
+            raise ValueError(f"branches must be 'both', 'deep' or 'shallow', got {branches!r}")
+        if zero_branch not in (None, "deep", "shallow") or (zero_branch and branches != "both"):
+            raise ValueError(
+                f"zero_branch must be None, 'deep' or 'shallow' (with both branches), got "
+                f"{zero_branch!r} with branches={branches!r}"
+            )
         deep_factor, shallow_factors = spec["deep_factor"], spec["shallow_factors"]
         multiple = 8 * deep_factor
         name = kwargs.pop("name", f"contextnet_{key}")
@@ -154,20 +169,33 @@ class ContextNet(SegmentationModel):
 
         # === Functional Model ===
         inputs = keras.Input(shape=image_shape, name="image")
-        deep_in = keras.layers.AveragePooling2D(deep_factor, name="deep_downscale")(inputs)
-        deep = _deep_branch(deep_in, width, pyramid_pooling, name="deep")
-        x, x_factor = deep, deep_factor
+
+        def zeroed(x, branch):  # section 4's branch analysis (Fig. 2)
+            return (
+                keras.layers.Rescaling(0.0, name=f"zero_{branch}")(x)
+                if (zero_branch == branch)
+                else x
+            )
+
+        deep = x = None
+        if branches != "shallow":
+            deep_in = keras.layers.AveragePooling2D(deep_factor, name="deep_downscale")(inputs)
+            deep = _deep_branch(deep_in, width, pyramid_pooling, name="deep")
+            x, x_factor = zeroed(deep, "deep"), deep_factor
         fusion_channels = make_divisible(FUSION * width)
-        for f in sorted(shallow_factors, reverse=True):
+        for f in sorted(shallow_factors, reverse=True) if branches != "deep" else ():
             s_in = inputs
             if f > 1:
                 s_in = keras.layers.AveragePooling2D(f, name=f"shallow{f}_downscale")(inputs)
-            shallow = _shallow_branch(s_in, width, name=f"shallow{f}")
+            shallow = zeroed(_shallow_branch(s_in, width, name=f"shallow{f}"), "shallow")
+            if x is None:  # the shallow branch alone
+                x, x_factor = shallow, f
+                continue
             x = _fusion_unit(shallow, x, x_factor // f, fusion_channels, name=f"fusion{f}")
             x_factor = f
         logits = segmentation_head(x, num_classes, dropout, upsample=8 * x_factor, name="head")
         outputs = logits
-        if aux_head:
+        if aux_head and branches == "both":
             aux = segmentation_head(deep, num_classes, dropout, upsample=multiple, name="aux")
             outputs = {"logits": logits, "aux_logits": aux}
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
@@ -179,6 +207,8 @@ class ContextNet(SegmentationModel):
         self.aux_head = aux_head
         self.pyramid_pooling = pyramid_pooling
         self.dropout = dropout
+        self.branches = branches
+        self.zero_branch = zero_branch
         self.image_shape = tuple(image_shape)
         self.input_multiple = multiple
 
@@ -192,6 +222,8 @@ class ContextNet(SegmentationModel):
             "aux_head": self.aux_head,
             "pyramid_pooling": self.pyramid_pooling,
             "dropout": self.dropout,
+            "branches": self.branches,
+            "zero_branch": self.zero_branch,
             "image_shape": self.image_shape,
         }
 

@@ -17,12 +17,22 @@ def _factory(variant: str, **kwargs) -> ContextNet:
 for _variant in CONTEXTNET_VARIANTS:
     register_model(f"contextnet_{_variant}")(functools.partial(_factory, _variant))
 
+
+# Section 4's branch analysis (Fig. 2): cn14's context or detail branch alone, the
+# classifier on its output.
+ABLATIONS = {"contextnet_deep_only": "deep", "contextnet_shallow_only": "shallow"}
+for _name, _branch in ABLATIONS.items():
+    register_model(_name)(functools.partial(_factory, "cn14", branches=_branch, name=_name))
+
+
 CONTEXTNET_PRESET = TrainingPreset(
     name="contextnet",
     source=(
         "Poudel et al. 2018 (ContextNet), section 3.1: RMSprop, discounting 0.9, momentum "
         "0.9, epsilon 1, poly rate 0.045 with power 0.98, up to 1000 epochs; section 2.2.3: "
-        "auxiliary loss weight 0.4; section 3: batch size 16"
+        "auxiliary loss weight 0.4; section 3: batch size 16; section 4: L2 regularisation "
+        "of every layer but the depthwise convolutions, at MobileNetV2's 4e-5 (the paper "
+        "gives no value)"
     ),
     optimizer="rmsprop",
     learning_rate=0.045,
@@ -33,5 +43,10 @@ CONTEXTNET_PRESET = TrainingPreset(
     momentum=0.9,
     rho=0.9,
     epsilon=1.0,
+    weight_decay=4e-5,
+    decay_scope="kernels",
+    decay_depthwise=False,
 )
-register_presets([f"contextnet_{v}" for v in CONTEXTNET_VARIANTS], CONTEXTNET_PRESET)
+register_presets(
+    [f"contextnet_{v}" for v in CONTEXTNET_VARIANTS] + list(ABLATIONS), CONTEXTNET_PRESET
+)

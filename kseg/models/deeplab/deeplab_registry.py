@@ -39,7 +39,8 @@ def _deeplab(dataset: str, cooperative: bool) -> TrainingPreset:
         f"{', centre crops for validation' if voc else ''}"
         f"{'; equation 1: loss CE(top) + CE(bottom)' if cooperative else ''}. "
         "Poly power 0.9 and momentum 0.9 are DeepLabV3+'s (Chen et al. 2018), weight "
-        "decay 4e-5 DeepLab's training default; "
+        "decay 4e-5 DeepLab's training default, as its TF code applies it (L2 on the "
+        "convolution kernels, not the depthwise ones); "
         f"{50 if voc else 240} epochs are kseg's (DeepLabV3+ trains 30K iterations at "
         "batch 16 on VOC, about 45 epochs, and 90K at batch 8 on Cityscapes, 242 epochs)"
     )
@@ -53,6 +54,8 @@ def _deeplab(dataset: str, cooperative: bool) -> TrainingPreset:
         batch_size=6,
         momentum=0.9,
         weight_decay=4e-5,
+        decay_scope="kernels",
+        decay_depthwise=False,
         main_weight=0.0 if cooperative else 1.0,
         aux_weight=1.0 if cooperative else 0.0,
         crop=crop,
