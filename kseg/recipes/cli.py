@@ -91,7 +91,18 @@ def build_parser(recipe) -> argparse.ArgumentParser:
         help=f"default {preset.optimizer}",
     )
     g.add_argument("--weight-decay", type=float, help=f"default {preset.weight_decay}")
-    g.add_argument("--loss", choices=LOSSES, help="default cross_entropy")
+    g.add_argument(
+        "--loss",
+        choices=LOSSES,
+        help=f"default {preset.loss} (the preset's; ohem: HRNet's online hard example "
+        "mining, probability threshold 0.9, at least 131,072 pixels)",
+    )
+    g.add_argument(
+        "--no-class-weights",
+        dest="class_weights",
+        action="store_false",
+        help="ignore the preset's class weights (HRNet's Cityscapes weights for HRNetV2)",
+    )
     g.add_argument(
         "--steps-per-epoch", type=int, help="limit each epoch (default: the whole split)"
     )

@@ -131,6 +131,7 @@ class Runner:
                     epochs * prepared.steps,
                     steps_per_epoch=prepared.steps,
                     loss=config.loss,
+                    class_weights=config.class_weights,
                 )
         if initial_epoch >= epochs:
             done = f"{folder} already has {initial_epoch} epochs (asked for {epochs})"

@@ -18,7 +18,7 @@ def output_names(model) -> list[str] | None:
 
 
 # `--loss`: the training loss of either task.
-LOSSES = ("cross_entropy", "focal")
+LOSSES = ("cross_entropy", "focal", "ohem")
 
 
 class Task:
@@ -35,9 +35,11 @@ class Task:
         num_classes: int,
         total_steps: int,
         steps_per_epoch: int | None = None,
-        loss: str = "cross_entropy",
+        loss: str | None = None,
+        class_weights: bool = True,
     ):
-        """The task's losses and metrics with `loss` (one of `LOSSES`), and the preset's
+        """The task's losses and metrics with `loss` (one of `LOSSES`; None: the preset's,
+        with its class weights unless `class_weights` is False), and the preset's
         optimiser and schedule over `total_steps` (`steps_per_epoch` for step schedules),
         with its weight decay (coupled L2 on the weights, `apply_weight_decay`, or the
         optimiser's decoupled decay for AdamW)."""
@@ -46,13 +48,18 @@ class Task:
         apply_weight_decay(model, preset)
         model.compile(
             optimizer=preset.make_optimizer(total_steps, steps_per_epoch),
-            **self.losses(model, preset, loss),
+            **self.losses(
+                model,
+                preset,
+                loss or preset.loss,
+                preset.class_weights if class_weights else None,
+            ),
             metrics=self.metrics(model, num_classes),
             jit_compile=False,
         )
         return model
 
-    def losses(self, model, preset, loss: str) -> dict:
+    def losses(self, model, preset, loss: str, class_weights=None) -> dict:
         """`loss` and, for several outputs, `loss_weights` for `model.compile`."""
         raise NotImplementedError
 

@@ -23,8 +23,10 @@ class ClassificationTask(Task):
     name = "classification"
     precise_bn = False
 
-    def losses(self, model: keras.Model, preset: TrainingPreset, loss: str) -> dict:
-        return {"loss": make_loss(loss, None)}
+    def losses(
+        self, model: keras.Model, preset: TrainingPreset, loss: str, class_weights=None
+    ) -> dict:
+        return {"loss": make_loss(loss, None, class_weights)}
 
     def metrics(self, model: keras.Model, num_classes: int):
         return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]

@@ -44,12 +44,92 @@ class SparseFocalLoss(keras.losses.Loss):
         return {**super().get_config(), "gamma": self.gamma, "ignore_class": self.ignore_class}
 
 
-def make_loss(name: str, ignore_class: int | None) -> keras.losses.Loss:
-    """The loss `name` (one of `LOSSES`) on logits, ignoring `ignore_class`."""
+# HRNet's Cityscapes class weights (HRNet-Semantic-Segmentation, lib/datasets/cityscapes.py),
+# in training-id order: road, sidewalk, ..., bicycle.
+CITYSCAPES_CLASS_WEIGHTS = (
+    0.8373, 0.918, 0.866, 1.0345, 1.0166, 0.9969, 0.9754, 1.0489, 0.8786, 1.0023,
+    0.9539, 0.9843, 1.1116, 0.9037, 1.0865, 1.0955, 1.0865, 1.1529, 1.0507,
+)  # fmt: skip
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class SparseOhemCrossEntropy(keras.losses.Loss):
+    """Online hard example mining cross-entropy as HRNet trains Cityscapes (Wang et al.
+    2020, HRNet-Semantic-Segmentation's `OhemCrossEntropy`): over the batch's labelled
+    pixels, the (class-weighted) cross-entropy is averaged over the pixels whose predicted
+    probability of the true class is below max(`threshold`, the `min_kept`-th smallest
+    such probability), so at least `min_kept` of the hardest pixels always count.
+
+    Without `threshold` it is the class-weighted cross-entropy, PyTorch's weighted mean
+    (sum of w_y * loss over sum of w_y). Each example of the batch returns the batch's
+    value, so Keras' mean over the batch is it.
+
+    Args:
+        threshold: probability under which a pixel is hard (HRNet: 0.9); None: no mining.
+        min_kept: pixels kept at least (HRNet: 131,072).
+        class_weights: a weight per class (None: 1).
+        ignore_class: a label value that contributes nothing.
+    """
+
+    def __init__(
+        self,
+        threshold: float | None = 0.9,
+        min_kept: int = 131072,
+        class_weights=None,
+        ignore_class: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.threshold, self.min_kept = threshold, int(min_kept)
+        self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+        self.ignore_class = ignore_class
+
+    def call(self, y_true, y_pred):
+        logits = ops.reshape(ops.cast(y_pred, "float32"), (-1, y_pred.shape[-1]))
+        labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+        keep = ops.ones_like(labels, "bool")
+        if self.ignore_class is not None:
+            keep = ops.not_equal(labels, self.ignore_class)
+        labels = ops.where(keep, labels, 0)
+        log_p = ops.log_softmax(logits, axis=-1)
+        log_p_y = ops.take_along_axis(log_p, ops.expand_dims(labels, -1), axis=-1)[:, 0]
+        weight = ops.ones_like(log_p_y)
+        if self.class_weights is not None:
+            weight = ops.take(ops.convert_to_tensor(self.class_weights, "float32"), labels)
+        if self.threshold is None:
+            kept = ops.cast(keep, "float32") * weight
+            value = ops.sum(-log_p_y * kept) / ops.maximum(ops.sum(kept), 1e-12)
+        else:
+            p_y = ops.where(keep, ops.exp(log_p_y), 2.0)  # ignored pixels sort last
+            count = ops.sum(ops.cast(keep, "int32"))
+            k = ops.minimum(self.min_kept, ops.maximum(count - 1, 0))
+            kth = ops.take(ops.sort(p_y), k)
+            hard = keep & (p_y < ops.maximum(kth, self.threshold))
+            hard_f = ops.cast(hard, "float32")
+            value = ops.sum(-log_p_y * weight * hard_f) / ops.maximum(ops.sum(hard_f), 1.0)
+        return value  # one value for the batch: Keras' mean over it is the value
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "threshold": self.threshold,
+            "min_kept": self.min_kept,
+            "class_weights": self.class_weights,
+            "ignore_class": self.ignore_class,
+        }
+
+
+def make_loss(name: str, ignore_class: int | None, class_weights=None) -> keras.losses.Loss:
+    """The loss `name` (one of `LOSSES`) on logits, ignoring `ignore_class`, with
+    `class_weights` (one per class) for "cross_entropy" and "ohem"."""
+    if name == "cross_entropy" and class_weights is not None:
+        return SparseOhemCrossEntropy(None, class_weights=class_weights, ignore_class=ignore_class)
     if name == "cross_entropy":
         return keras.losses.SparseCategoricalCrossentropy(
             from_logits=True, ignore_class=ignore_class
         )
+    if name == "ohem":
+        return SparseOhemCrossEntropy(class_weights=class_weights, ignore_class=ignore_class)
     if name == "focal":
         return SparseFocalLoss(ignore_class=ignore_class)
     raise UnknownNameError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")

@@ -40,10 +40,12 @@ class SegmentationTask(Task):
     # PreciseBN re-estimates BatchNorm statistics before each validation.
     precise_bn = True
 
-    def losses(self, model: keras.Model, preset: TrainingPreset, loss: str) -> dict:
-        """`loss` (with the ignore label) on every output, "logits" weighted by
-        `preset.main_weight` and the others by `preset.aux_weight`."""
-        fn = make_loss(loss, IGNORE_LABEL)
+    def losses(
+        self, model: keras.Model, preset: TrainingPreset, loss: str, class_weights=None
+    ) -> dict:
+        """`loss` (with the ignore label and `class_weights`) on every output, "logits"
+        weighted by `preset.main_weight` and the others by `preset.aux_weight`."""
+        fn = make_loss(loss, IGNORE_LABEL, class_weights)
         names = output_names(model)
         if not names:
             return {"loss": fn}

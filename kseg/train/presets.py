@@ -61,6 +61,10 @@ class TrainingPreset:
     # validates on centre crops, their size (None: whole images).
     crop: tuple[int, int] | None = None
     eval_crop: tuple[int, int] | None = None
+    # The loss (`kseg.tasks.LOSSES`) and a weight per class where the paper's code uses
+    # them (HRNet on Cityscapes: OHEM with its class weights).
+    loss: str = "cross_entropy"
+    class_weights: tuple[float, ...] | None = None
 
     def make_optimizer(
         self, total_steps: int, steps_per_epoch: int | None = None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from kseg.models.hrnet.hrnet import HRNetV2, ResidualHRNet
 from kseg.models.registry import register_model
-from kseg.models.segnode.segnode_registry import SEGNODE_BASELINE_PRESET
+from kseg.models.segnode.segnode_registry import SEGNODE_BASELINE_PRESETS
+from kseg.tasks.losses import CITYSCAPES_CLASS_WEIGHTS
 from kseg.train.presets import TrainingPreset, register_presets, with_ocr_aux
 
 
@@ -38,6 +41,23 @@ HRNETV2_PRESET = TrainingPreset(
     momentum=0.9,
     weight_decay=5e-4,
 )
-register_presets("hrnetv2_w48", HRNETV2_PRESET)
-register_presets("hrnetv2_w48_ocr", with_ocr_aux(HRNETV2_PRESET))
-register_presets("residual_hrnet", SEGNODE_BASELINE_PRESET)
+# HRNet's Cityscapes protocol (HRNet-Semantic-Segmentation's cityscapes configs): 512x1024
+# crops, OHEM (threshold 0.9, at least 131,072 pixels) with its class weights.
+HRNETV2_CITYSCAPES_PRESET = dataclasses.replace(
+    HRNETV2_PRESET,
+    name="hrnetv2_cityscapes",
+    source=f"{HRNETV2_PRESET.source}; HRNet's Cityscapes configs: 512x1024 crops, OHEM "
+    "(threshold 0.9, 131,072 pixels kept) with its class weights",
+    crop=(512, 1024),
+    loss="ohem",
+    class_weights=CITYSCAPES_CLASS_WEIGHTS,
+)
+register_presets("hrnetv2_w48", {"cityscapes": HRNETV2_CITYSCAPES_PRESET, None: HRNETV2_PRESET})
+register_presets(
+    "hrnetv2_w48_ocr",
+    {
+        "cityscapes": with_ocr_aux(HRNETV2_CITYSCAPES_PRESET),
+        None: with_ocr_aux(HRNETV2_PRESET),
+    },
+)
+register_presets("residual_hrnet", SEGNODE_BASELINE_PRESETS)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from kseg.models.registry import register_model
 from kseg.models.segnode.segnode import SegNode
 from kseg.train.presets import TrainingPreset, register_presets, with_ocr_aux
@@ -47,5 +49,22 @@ SEGNODE_BASELINE_PRESET = TrainingPreset(
     batch_size=16,
     weight_decay=0.05,
 )
-register_presets("segnode", SEGNODE_PRESET)
-register_presets("segnode_ocr", with_ocr_aux(SEGNODE_PRESET))
+
+
+def _cityscapes_crops(preset: TrainingPreset) -> dict:
+    """{"cityscapes": `preset` on HRNet's 512x1024 crops, None: `preset`}: the paper trains
+    on Cityscapes with HRNet's code, whose configs crop 512x1024 (full 1024x2048 frames at
+    batch 16 do not fit one GPU)."""
+    cityscapes = dataclasses.replace(
+        preset,
+        name=f"{preset.name}_cityscapes",
+        source=f"{preset.source}; on Cityscapes HRNet's 512x1024 crops",
+        crop=(512, 1024),
+    )
+    return {"cityscapes": cityscapes, None: preset}
+
+
+SEGNODE_PRESETS = _cityscapes_crops(SEGNODE_PRESET)
+SEGNODE_BASELINE_PRESETS = _cityscapes_crops(SEGNODE_BASELINE_PRESET)
+register_presets("segnode", SEGNODE_PRESETS)
+register_presets("segnode_ocr", {k: with_ocr_aux(v) for k, v in SEGNODE_PRESETS.items()})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kseg.models.registry import register_model
-from kseg.models.segnode.segnode_registry import SEGNODE_BASELINE_PRESET
+from kseg.models.segnode.segnode_registry import SEGNODE_BASELINE_PRESETS
 from kseg.models.unet_ode.unet_ode import NODEsUNet, UNode
 from kseg.train.presets import register_presets
 
@@ -18,4 +18,4 @@ def nodes_unet(**kwargs) -> NODEsUNet:
     return NODEsUNet(**kwargs)
 
 
-register_presets(["unode", "nodes_unet"], SEGNODE_BASELINE_PRESET)
+register_presets(["unode", "nodes_unet"], SEGNODE_BASELINE_PRESETS)
