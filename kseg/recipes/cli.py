@@ -206,6 +206,16 @@ def build_parser(recipe) -> argparse.ArgumentParser:
             "--limit", type=int, help="only the first N images (qat scores on 16 by default)"
         )
         e.add_argument(
+            "--scales",
+            type=types.scales,
+            help="evaluate: multi-scale, e.g. 0.5,0.75,1.0,1.25,1.5,1.75 (HRNet's): softmax "
+            "averaged over the resized images, sliding windows of the training crop where "
+            "a scaled image is larger",
+        )
+        e.add_argument(
+            "--flip", action="store_true", help="evaluate: also average the mirrored images"
+        )
+        e.add_argument(
             "--zero-branch",
             choices=("deep", "shallow"),
             help="evaluate: a ContextNet with this branch's output zeroed (section 4's "

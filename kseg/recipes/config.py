@@ -68,6 +68,8 @@ class RunConfig:
     split: str | None = None
     limit: int | None = None
     zero_branch: Literal["deep", "shallow"] | None = None
+    scales: tuple[float, ...] | None = None
+    flip: bool = False
 
     # Settings of one invocation, not of the run: not written to config.json.
     PER_CALL: typing.ClassVar = (
@@ -176,6 +178,16 @@ def model_kwargs(text: str) -> dict:
     if not isinstance(kwargs, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
     return kwargs
+
+
+def scales(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive scales like 0.5,1.0,1.5, got {text!r}")
+    return values
 
 
 def widths(text: str) -> tuple[float, ...]:

@@ -4,7 +4,10 @@ from kseg.recipes.cli import command
 from kseg.recipes.segmentation import SegmentationRecipe
 
 RECIPE = SegmentationRecipe(
-    "pascal_context", (480, 480), "a common PASCAL-Context crop", title="PASCAL-Context"
+    "pascal_context",
+    (520, 520),
+    "HRNet's PASCAL-Context crop (rounded up to the model's input multiple)",
+    title="PASCAL-Context",
 )
 
 

@@ -144,13 +144,20 @@ class SegmentationRecipe:
         split = config.split or self.eval_split
         samples = dataset.samples(split)[: config.limit]
         crop = self.eval_crop(config, runner.trained_preset(model.name if model else None))
+        augmented = config.scales is not None or config.flip
+        if augmented and model is None:
+            raise UserError("--scales and --flip evaluate a .keras model, not an exported file")
         ds = segmentation_pipeline(
             dataset, samples, 1, training=False,
-            pad_multiple=backend.multiple if backend.input_size is None else 1, eval_crop=crop,
+            pad_multiple=backend.multiple if backend.input_size is None and not augmented else 1,
+            eval_crop=crop,
         )  # fmt: skip
         networks = {}
         if model is not None:
-            confusions = self.task.evaluate_outputs(model, ds, dataset.num_classes)
+            window = self.window(runner, model) if augmented else None
+            confusions = self.task.evaluate_outputs(
+                model, ds, dataset.num_classes, config.scales, config.flip, window
+            )
             confusion = confusions.pop("logits")
             # Cross cooperative learning: each network's own score (Table 1), same pass
             networks = {n.removesuffix("_logits"): mean_iou(c) for n, c in confusions.items()}
@@ -159,6 +166,9 @@ class SegmentationRecipe:
 
             confusion = self.task.evaluate_file(Predictor(backend), ds, dataset.num_classes)
         window = "whole images" if crop is None else f"centre {crop[0]}x{crop[1]} crops"
+        if augmented:
+            window += f", scales {','.join(f'{s:g}' for s in config.scales or (1.0,))}"
+            window += " with flips" if config.flip else ""
         print(f"\n{dataset.name} {split}, {len(samples)} images ({window}), {backend.name}")
         print(iou_table(confusion, dataset.class_names))
         if networks:
@@ -183,6 +193,8 @@ class SegmentationRecipe:
             result["networks_mean_iou"] = networks
         if config.zero_branch:
             result["zero_branch"] = config.zero_branch
+        if augmented:
+            result["scales"], result["flip"] = list(config.scales or (1.0,)), config.flip
         os.makedirs(out, exist_ok=True)
         # The run's own model: evaluation.json; a --checkpoint: evaluation_<its name>.json
         stem = "evaluation"
@@ -190,6 +202,9 @@ class SegmentationRecipe:
             stem += "_" + os.path.splitext(os.path.basename(config.checkpoint.rstrip(os.sep)))[0]
         if config.zero_branch:
             stem += f"_zero_{config.zero_branch}"
+        if augmented:
+            stem += "_multiscale" if config.scales else ""
+            stem += "_flip" if config.flip else ""
         with open(os.path.join(out, f"{stem}.json"), "w") as f:
             json.dump(result, f, indent=1)
         with open(os.path.join(out, f"{stem}.csv"), "w") as f:
@@ -198,6 +213,12 @@ class SegmentationRecipe:
                 f.write(f"{name},{'' if value is None else f'{value:.6f}'}\n")
             f.write(f"mean,{result['mean_iou']:.6f}\n")
         return result
+
+    def window(self, runner: Runner, model) -> tuple[int, int]:
+        """The sliding window of multi-scale evaluation: the run's training crop."""
+        preset = runner.trained_preset(model.name)
+        crop = runner.config.crop or (preset.crop if preset else None) or self.crop
+        return round_up(crop, getattr(model, "input_multiple", 1))
 
     def predict(self, runner: Runner) -> None:
         """Every image of the split (or the first `--limit`), through `kseg.predict`."""

@@ -84,11 +84,26 @@ class SegmentationTask(Task):
         return self.evaluate_outputs(model, ds, num_classes)["logits"]
 
     def evaluate_outputs(
-        self, model: keras.Model, ds: tf.data.Dataset, num_classes: int
+        self,
+        model: keras.Model,
+        ds: tf.data.Dataset,
+        num_classes: int,
+        scales=None,
+        flip: bool = False,
+        window: tuple[int, int] | None = None,
     ) -> dict[str, np.ndarray]:
         """`evaluate` of every scored output in one pass: {"logits": confusion matrix} and,
-        for cross cooperative learning, "top_logits" and "bottom_logits" too."""
+        for cross cooperative learning, "top_logits" and "bottom_logits" too.
+
+        With `scales` (e.g. 0.5 ... 1.75) or `flip`, each image of `ds` (batches of one,
+        unpadded) is predicted from its softmax probabilities averaged over the scales and
+        mirrors, scaled images larger than `window` in sliding windows
+        (`kseg.tasks.augmented`)."""
         names = scored_outputs(model)
+        if scales is not None or flip:
+            return self._evaluate_augmented(
+                model, ds, num_classes, names, scales or (1.0,), flip, window
+            )
 
         @tf.function
         def step(images, labels):
@@ -104,6 +119,20 @@ class SegmentationTask(Task):
         for images, labels in ds:
             for n, confusion in step(images, labels).items():
                 total[n] += confusion.numpy()
+        return total
+
+    def _evaluate_augmented(self, model, ds, num_classes, names, scales, flip, window):
+        from kseg.tasks.augmented import augmented_probabilities
+
+        multiple = getattr(model, "input_multiple", 1)
+        total = {n: np.zeros((num_classes, num_classes), np.int64) for n in names}
+        for images, labels in ds:
+            for image, label in zip(images.numpy(), labels.numpy(), strict=True):
+                probabilities = augmented_probabilities(
+                    model, image, scales, flip, window, multiple, names
+                )
+                for n, p in probabilities.items():
+                    total[n] += confusion_matrix(label, p.argmax(-1), num_classes).numpy()
         return total
 
     def evaluate_file(self, predictor, ds: tf.data.Dataset, num_classes: int) -> np.ndarray:

@@ -1,0 +1,83 @@
+"""Multi-scale and flip evaluation (HRNet's and mmsegmentation's test-time protocol):
+the softmax probabilities of each output averaged over the image resized by each scale,
+and its mirror, each resized back to the image; a scaled image larger than the window
+(the training crop) is covered by overlapping windows whose logits are averaged."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+WINDOW_STRIDE = 2 / 3  # of the window, between sliding windows (HRNet's test stride)
+
+
+def _outputs(model, x) -> dict:
+    out = model(x, training=False)
+    return out if isinstance(out, dict) else {"logits": out}
+
+
+def _padded_logits(model, x: np.ndarray, multiple: int, names) -> dict:
+    """Logits of (1, h, w, 3) `x` padded up to `multiple` and cropped back."""
+    h, w = x.shape[1:3]
+    padded = np.pad(x, ((0, 0), (0, -h % multiple), (0, -w % multiple), (0, 0)))
+    out = _outputs(model, padded)
+    return {n: np.asarray(out[n])[:, :h, :w] for n in names}
+
+
+def window_logits(model, x: np.ndarray, window, multiple: int, names) -> dict:
+    """Logits of (1, h, w, 3) `x`: in one pass when it fits `window` (None: always), else
+    averaged over windows of that size every 2/3 of it (the image padded up to a window
+    where it is smaller)."""
+    h, w = x.shape[1:3]
+    if window is None or (h <= window[0] and w <= window[1]):
+        return _padded_logits(model, x, multiple, names)
+    wh, ww = min(window[0], h), min(window[1], w)
+    ys = _starts(h, wh)
+    xs = _starts(w, ww)
+    total, count = None, np.zeros((1, h, w, 1), np.float32)
+    for y in ys:
+        for x0 in xs:
+            part = _padded_logits(model, x[:, y : y + wh, x0 : x0 + ww], multiple, names)
+            if total is None:
+                total = {n: np.zeros((1, h, w, v.shape[-1]), np.float32) for n, v in part.items()}
+            for n, v in part.items():
+                total[n][:, y : y + wh, x0 : x0 + ww] += v
+            count[:, y : y + wh, x0 : x0 + ww] += 1
+    return {n: v / count for n, v in total.items()}
+
+
+def _starts(length: int, size: int) -> list[int]:
+    """Window starts covering [0, length) with windows of `size` every 2/3 of it; the last
+    window ends at the edge."""
+    stride = max(1, math.ceil(size * WINDOW_STRIDE))
+    steps = max(0, math.ceil((length - size) / stride))
+    return sorted({min(i * stride, length - size) for i in range(steps + 1)})
+
+
+def augmented_probabilities(
+    model,
+    image: np.ndarray,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    window: tuple[int, int] | None = None,
+    multiple: int = 1,
+    names: Sequence[str] = ("logits",),
+) -> dict[str, np.ndarray]:
+    """{output name: (H, W, classes) softmax probabilities of (H, W, 3) `image`, averaged
+    over `scales` (bilinear resizes of the image) and, with `flip`, their mirrors}."""
+    h, w = image.shape[:2]
+    total, passes = {}, 0
+    for scale in scales:
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        x = tf.image.resize(image[None].astype(np.float32), size, "bilinear").numpy()
+        for flipped in (False, True) if flip else (False,):
+            logits = window_logits(model, x[:, :, ::-1] if flipped else x, window, multiple, names)
+            for n, v in logits.items():
+                p = tf.nn.softmax(v[:, :, ::-1] if flipped else v, axis=-1)
+                p = tf.image.resize(p, (h, w), "bilinear").numpy()[0]
+                total[n] = total.get(n, 0) + p
+            passes += 1
+    return {n: v / passes for n, v in total.items()}
