@@ -144,6 +144,12 @@ def build_parser(recipe) -> argparse.ArgumentParser:
             "images; default the preset's (DeepLabV3+ on VOC: 513x513), else full",
         )
         g.add_argument(
+            "--train-splits",
+            type=types.splits,
+            help="train on these splits together, e.g. train,val (HRNet's test-server runs) "
+            "or, on Cityscapes, train,train_extra (the coarse labels)",
+        )
+        g.add_argument(
             "--skip-bad-files",
             action="store_true",
             help="leave out unreadable or mismatched files (counted) instead of stopping",

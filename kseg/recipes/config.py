@@ -52,6 +52,7 @@ class RunConfig:
     eval_crop: tuple[int, int] | Literal["full"] | None = None
     skip_bad_files: bool = False
     precise_bn_batches: int = 8
+    train_splits: tuple[str, ...] | None = None  # None: the recipe's training split
     prune_from: float | None = None
     prune_to: tuple[float, ...] = (1.5, 1.25, 1.0)
     finetune_epochs: int | None = None
@@ -178,6 +179,13 @@ def model_kwargs(text: str) -> dict:
     if not isinstance(kwargs, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
     return kwargs
+
+
+def splits(text: str) -> tuple[str, ...]:
+    values = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected split names like train,val, got {text!r}")
+    return values
 
 
 def scales(text: str) -> tuple[float, ...]:

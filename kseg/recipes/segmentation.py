@@ -74,11 +74,21 @@ class SegmentationRecipe:
     def model_kwargs(self, config, preset, dataset) -> dict:
         return {"num_classes": dataset.num_classes, **config.model_kwargs}
 
-    def train_samples(self, dataset):
+    def train_samples(self, dataset, splits=None):
         """(split, samples) of the training split, or of its fallback if the folder lacks
-        it."""
+        it; with `splits` (`--train-splits train,val`), those splits' samples together
+        (split "train+val")."""
         from kseg.data.errors import DatasetLayoutError
 
+        if splits:
+            unknown = [s for s in splits if s not in dataset.splits]
+            if unknown:
+                raise UserError(
+                    f"--train-splits: {dataset.name} has splits {', '.join(dataset.splits)}, "
+                    f"not {', '.join(unknown)}"
+                )
+            samples = [sample for split in splits for sample in dataset.samples(split)]
+            return "+".join(splits), samples
         try:
             return self.train_split, dataset.samples(self.train_split)
         except DatasetLayoutError as e:
@@ -98,7 +108,13 @@ class SegmentationRecipe:
         from kseg.data import segmentation_pipeline
 
         config, dataset = runner.config, runner.open_data()
-        split, samples = self.train_samples(dataset)
+        split, samples = self.train_samples(dataset, config.train_splits)
+        if self.eval_split in (config.train_splits or ()):
+            print(
+                f"Note: the {self.eval_split} images are also training images here, so "
+                "best.keras is picked on images the model trained on (train for a fixed "
+                "schedule and use last-epoch*.keras, or evaluate on another split)"
+            )
         multiple = getattr(model, "input_multiple", 1)
         crop = round_up(config.crop or preset.crop or self.crop, multiple)
         train = segmentation_pipeline(
