@@ -221,6 +221,13 @@ def build_parser(recipe) -> argparse.ArgumentParser:
         e.add_argument(
             "--flip", action="store_true", help="evaluate: also average the mirrored images"
         )
+        if recipe.test_size or recipe.test_flip:
+            e.add_argument(
+                "--plain-eval",
+                action="store_true",
+                help=f"evaluate whole images without {recipe.name}'s test protocol (resize "
+                f"to {recipe.test_size[0]}x{recipe.test_size[1]} and flip)",
+            )
         e.add_argument(
             "--zero-branch",
             choices=("deep", "shallow"),

@@ -71,6 +71,7 @@ class RunConfig:
     zero_branch: Literal["deep", "shallow"] | None = None
     scales: tuple[float, ...] | None = None
     flip: bool = False
+    plain_eval: bool = False  # without the recipe's test protocol (LIP's resize and flip)
 
     # Settings of one invocation, not of the run: not written to config.json.
     PER_CALL: typing.ClassVar = (

@@ -38,6 +38,10 @@ class SegmentationRecipe:
     train_split_fallback: str | None = None
     default_model: str = "contextnet_cn14"
     title: str = ""
+    # The dataset's usual test protocol: every image resized to this size (and the
+    # prediction back), and its mirror averaged in (LIP: 473x473 with flip).
+    test_size: tuple[int, int] | None = None
+    test_flip: bool = False
 
     task = SegmentationTask()
     commands = ("train", "evaluate", "predict", "qat")
@@ -160,9 +164,12 @@ class SegmentationRecipe:
         split = config.split or self.eval_split
         samples = dataset.samples(split)[: config.limit]
         crop = self.eval_crop(config, runner.trained_preset(model.name if model else None))
-        augmented = config.scales is not None or config.flip
-        if augmented and model is None:
+        flip = config.flip or (self.test_flip and not config.plain_eval)
+        size = None if config.plain_eval else self.test_size
+        augmented = config.scales is not None or flip or size is not None
+        if augmented and model is None and (config.scales or config.flip):
             raise UserError("--scales and --flip evaluate a .keras model, not an exported file")
+        augmented = augmented and model is not None
         ds = segmentation_pipeline(
             dataset, samples, 1, training=False,
             pad_multiple=backend.multiple if backend.input_size is None and not augmented else 1,
@@ -172,7 +179,7 @@ class SegmentationRecipe:
         if model is not None:
             window = self.window(runner, model) if augmented else None
             confusions = self.task.evaluate_outputs(
-                model, ds, dataset.num_classes, config.scales, config.flip, window
+                model, ds, dataset.num_classes, config.scales, flip, window, size
             )
             confusion = confusions.pop("logits")
             # Cross cooperative learning: each network's own score (Table 1), same pass
@@ -183,8 +190,9 @@ class SegmentationRecipe:
             confusion = self.task.evaluate_file(Predictor(backend), ds, dataset.num_classes)
         window = "whole images" if crop is None else f"centre {crop[0]}x{crop[1]} crops"
         if augmented:
+            window += f", resized to {size[0]}x{size[1]}" if size else ""
             window += f", scales {','.join(f'{s:g}' for s in config.scales or (1.0,))}"
-            window += " with flips" if config.flip else ""
+            window += " with flips" if flip else ""
         print(f"\n{dataset.name} {split}, {len(samples)} images ({window}), {backend.name}")
         print(iou_table(confusion, dataset.class_names))
         if networks:
@@ -210,7 +218,8 @@ class SegmentationRecipe:
         if config.zero_branch:
             result["zero_branch"] = config.zero_branch
         if augmented:
-            result["scales"], result["flip"] = list(config.scales or (1.0,)), config.flip
+            result["scales"], result["flip"] = list(config.scales or (1.0,)), flip
+            result["test_size"] = list(size) if size else None
         os.makedirs(out, exist_ok=True)
         # The run's own model: evaluation.json; a --checkpoint: evaluation_<its name>.json
         stem = "evaluation"
@@ -218,9 +227,8 @@ class SegmentationRecipe:
             stem += "_" + os.path.splitext(os.path.basename(config.checkpoint.rstrip(os.sep)))[0]
         if config.zero_branch:
             stem += f"_zero_{config.zero_branch}"
-        if augmented:
-            stem += "_multiscale" if config.scales else ""
-            stem += "_flip" if config.flip else ""
+        stem += "_multiscale" if config.scales else ""
+        stem += "_flip" if config.flip else ""
         with open(os.path.join(out, f"{stem}.json"), "w") as f:
             json.dump(result, f, indent=1)
         with open(os.path.join(out, f"{stem}.csv"), "w") as f:

@@ -65,13 +65,16 @@ def augmented_probabilities(
     window: tuple[int, int] | None = None,
     multiple: int = 1,
     names: Sequence[str] = ("logits",),
+    size: tuple[int, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """{output name: (H, W, classes) softmax probabilities of (H, W, 3) `image`, averaged
-    over `scales` (bilinear resizes of the image) and, with `flip`, their mirrors}."""
+    over `scales` (bilinear resizes of the image, relative to `size` when given: LIP's
+    473x473) and, with `flip`, their mirrors}."""
     h, w = image.shape[:2]
+    base_h, base_w = size or (h, w)
     total, passes = {}, 0
     for scale in scales:
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        size = (max(1, round(base_h * scale)), max(1, round(base_w * scale)))
         x = tf.image.resize(image[None].astype(np.float32), size, "bilinear").numpy()
         for flipped in (False, True) if flip else (False,):
             logits = window_logits(model, x[:, :, ::-1] if flipped else x, window, multiple, names)

@@ -91,6 +91,7 @@ class SegmentationTask(Task):
         scales=None,
         flip: bool = False,
         window: tuple[int, int] | None = None,
+        size: tuple[int, int] | None = None,
     ) -> dict[str, np.ndarray]:
         """`evaluate` of every scored output in one pass: {"logits": confusion matrix} and,
         for cross cooperative learning, "top_logits" and "bottom_logits" too.
@@ -98,11 +99,12 @@ class SegmentationTask(Task):
         With `scales` (e.g. 0.5 ... 1.75) or `flip`, each image of `ds` (batches of one,
         unpadded) is predicted from its softmax probabilities averaged over the scales and
         mirrors, scaled images larger than `window` in sliding windows
-        (`kseg.tasks.augmented`)."""
+        (`kseg.tasks.augmented`); `size` resizes every image to it first (LIP's test
+        protocol) and the prediction back."""
         names = scored_outputs(model)
-        if scales is not None or flip:
+        if scales is not None or flip or size is not None:
             return self._evaluate_augmented(
-                model, ds, num_classes, names, scales or (1.0,), flip, window
+                model, ds, num_classes, names, scales or (1.0,), flip, window, size
             )
 
         @tf.function
@@ -121,7 +123,7 @@ class SegmentationTask(Task):
                 total[n] += confusion.numpy()
         return total
 
-    def _evaluate_augmented(self, model, ds, num_classes, names, scales, flip, window):
+    def _evaluate_augmented(self, model, ds, num_classes, names, scales, flip, window, size):
         from kseg.tasks.augmented import augmented_probabilities
 
         multiple = getattr(model, "input_multiple", 1)
@@ -129,7 +131,7 @@ class SegmentationTask(Task):
         for images, labels in ds:
             for image, label in zip(images.numpy(), labels.numpy(), strict=True):
                 probabilities = augmented_probabilities(
-                    model, image, scales, flip, window, multiple, names
+                    model, image, scales, flip, window, multiple, names, size
                 )
                 for n, p in probabilities.items():
                     total[n] += confusion_matrix(label, p.argmax(-1), num_classes).numpy()

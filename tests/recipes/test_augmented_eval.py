@@ -60,3 +60,22 @@ def test_evaluate_with_scales_and_flip(trained, demo_cityscapes, tmp_path):
     assert (both["scales"], both["flip"]) == ([0.5, 1.0, 1.5], True)
     assert np.sum(both["confusion"]) == np.sum(plain["confusion"])
     assert both["confusion"] != plain["confusion"]
+
+
+def test_lip_resizes_to_473_and_flips_at_test():
+    """LIP's test protocol: every image resized to 473x473, its mirror averaged in."""
+    from kseg.recipes import lip
+
+    assert (lip.RECIPE.test_size, lip.RECIPE.test_flip) == ((473, 473), True)
+    model = _pixelwise_model()
+    image = np.random.default_rng(2).uniform(size=(30, 20, 3)).astype("float32")
+
+    def view(flipped):
+        x = tf.image.resize(image[None], (16, 16), "bilinear").numpy()
+        x = x[:, :, ::-1] if flipped else x
+        p = tf.nn.softmax(model(x), axis=-1).numpy()
+        p = p[:, :, ::-1] if flipped else p
+        return tf.image.resize(p, (30, 20), "bilinear").numpy()[0]
+
+    got = augmented_probabilities(model, image, flip=True, size=(16, 16))["logits"]
+    np.testing.assert_allclose(got, (view(False) + view(True)) / 2, atol=1e-5)
