@@ -136,6 +136,8 @@ class ClassificationRecipe:
         images, labels = data.train
         if preset.validation == "holdout":
             holdout = DEMO_HOLDOUT if config.demo else self.holdout
+            if isinstance(holdout, int) and len(images) < 10 * holdout:
+                holdout = DEMO_HOLDOUT  # a subset (--train-images): a tenth of it
             (images, labels), validation = split_holdout(images, labels, holdout)
             validation_name = f"{len(validation[1])} images held out of the training set"
         else:

@@ -52,10 +52,12 @@ class TrainingPreset:
     step_factor: float = 0.1
     nesterov: bool = False
     dropout: float | None = None  # where a paper states it (a model argument)
-    # Classification: which images choose the best epoch, "test" (as the official code of
-    # the ODE nets does) or "holdout" (part of the training set, as ChoiceNet); and the
-    # training augmentation, "crop_jitter_flip" (ODE nets) or "crop_flip".
-    validation: str = "test"
+    # Classification: which images choose the best epoch (and drive a plateau schedule):
+    # "holdout", part of the training set (ChoiceNet's protocol, and kseg's for every
+    # preset: the test set is only for `evaluate`), or "test" (what the ODE nets' official
+    # code does; a leak kseg does not default to); and the training augmentation,
+    # "crop_jitter_flip" (ODE nets) or "crop_flip".
+    validation: str = "holdout"
     augmentation: str = "crop_jitter_flip"
     # Segmentation: the training crop (None: the dataset recipe's) and, where a paper
     # validates on centre crops, their size (None: whole images).
