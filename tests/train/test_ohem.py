@@ -73,6 +73,9 @@ def test_hrnet_family_cityscapes_presets_take_hrnets_protocol():
         assert preset_for(name, "cityscapes").crop == (512, 1024)
     assert preset_for("hrnetv2_w48", "voc").loss == "cross_entropy"
     assert preset_for("hrnetv2_w48", "voc").crop is None
+    from kseg.recipes import pascal_context  # HRNet's PASCAL-Context crops
+
+    assert pascal_context.RECIPE.crop == (520, 520)
 
 
 def test_ohem_trains_a_model_through_the_task(batch):
