@@ -59,7 +59,8 @@ _CHANNELWISE = (
     Upsample,
     AdaptiveAveragePooling2D,
 )
-_MERGES = (
+# Keras layers that combine same-shape inputs element-wise.
+ELEMENTWISE_MERGES = (
     keras.layers.Add,
     keras.layers.Subtract,
     keras.layers.Multiply,
@@ -231,7 +232,7 @@ def plan_pruning(model: keras.Model) -> PruningPlan:
             out = ins[0]
         elif isinstance(layer, ResizeLike):
             out = ins[0]  # the second input gives the size only
-        elif isinstance(layer, _MERGES) and all(_same_layout(s, ins[0]) for s in ins):
+        elif isinstance(layer, ELEMENTWISE_MERGES) and all(_same_layout(s, ins[0]) for s in ins):
             for s in ins[1:]:
                 for (a, _), (b, _) in zip(ins[0], s, strict=True):
                     groups.union(a, b)

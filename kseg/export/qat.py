@@ -36,6 +36,7 @@ import keras
 import numpy as np
 
 from kseg.errors import UserError
+from kseg.export.pruning import ELEMENTWISE_MERGES
 from kseg.layers.pooling import AdaptiveAveragePooling2D
 from kseg.layers.quantize import FakeQuant, QuantAdaptivePooling2D, QuantConv
 from kseg.layers.resize import ResizeLike, Upsample
@@ -53,12 +54,7 @@ PASS_THROUGH = (
 )
 # Layers that are one TFLite op with an int8 output of its own.
 QUANTISED_OUTPUT = (
-    keras.layers.Add,
-    keras.layers.Subtract,
-    keras.layers.Multiply,
-    keras.layers.Average,
-    keras.layers.Maximum,
-    keras.layers.Minimum,
+    *ELEMENTWISE_MERGES,
     keras.layers.Concatenate,
     keras.layers.Activation,
     keras.layers.ReLU,
@@ -94,7 +90,14 @@ class _Graph:
     unsupported: list
 
 
+def _own_activation(conv) -> str | None:
+    """A convolution's own `activation` argument: None for linear, else its name."""
+    name = keras.activations.serialize(conv.activation)
+    return None if name == "linear" else name
+
+
 def _analyse(model: keras.Model) -> _Graph:
+    """Runs the graph once to find each layer's consumers, then what folds and fuses."""
     producer, edges = {}, []
 
     def record(layer, *args, **kwargs):
@@ -121,8 +124,14 @@ def _analyse(model: keras.Model) -> _Graph:
     folded_bn, fused_act, absorbed, unsupported = {}, {}, set(), []
     for layer, _ in edges:
         if isinstance(layer, CONVOLUTIONS):
-            if getattr(layer, "groups", 1) != 1 or layer.data_format != "channels_last":
+            if (
+                getattr(layer, "groups", 1) != 1
+                or layer.data_format != "channels_last"
+                or _own_activation(layer) not in (None, "relu", "relu6")
+            ):
                 unsupported.append(layer)
+            if _own_activation(layer):  # its activation comes first: nothing folds after it
+                continue
             bn = only_consumer(layer)
             if isinstance(bn, keras.layers.BatchNormalization) and bn.axis in (-1, [-1], 3, [3]):
                 folded_bn[id(layer)] = bn
@@ -130,7 +139,9 @@ def _analyse(model: keras.Model) -> _Graph:
         elif not isinstance(layer, (*PASS_THROUGH, *QUANTISED_OUTPUT, AdaptiveAveragePooling2D)):
             unsupported.append(layer)
     for layer, _ in edges:
-        if not isinstance(layer, FUSES_ACTIVATION):
+        if not isinstance(layer, FUSES_ACTIVATION) or (
+            isinstance(layer, CONVOLUTIONS) and _own_activation(layer)
+        ):
             continue
         head = folded_bn.get(id(layer), layer)
         act = only_consumer(head)
@@ -156,7 +167,7 @@ def _quant_conv(conv, bn, act) -> QuantConv:
         batch_norm=None
         if bn is None
         else {"epsilon": float(bn.epsilon), "center": bn.center, "scale": bn.scale},
-        activation=fused_activation(act) if act is not None else None,
+        activation=fused_activation(act) if act is not None else _own_activation(conv),
         name=conv.name,
     )
 

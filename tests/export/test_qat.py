@@ -34,6 +34,7 @@ def _tiny_model() -> keras.Model:
     b = L.DepthwiseConv2D(3, padding="same", use_bias=False, name="b_dwconv")(a)
     b = L.BatchNormalization(name="b_bn")(b)
     c = L.Conv2D(8, 1, name="c_conv")(b)
+    c = L.Conv2D(8, 1, activation="relu", name="d_conv")(c)  # its own activation
     s = L.Activation("relu", name="s_act")(L.Add(name="s_add")([a, c]))
     p = ResizeLike(name="p_up")([AdaptiveAveragePooling2D(2, name="p_pool")(s), s])
     t = L.Add(name="t_add")([s, p, c])
@@ -92,15 +93,16 @@ def tiny_qat(tmp_path_factory):
 def test_rewrite_folds_batch_norms_and_fuses_activations(tiny_qat):
     qat = tiny_qat["qat"]
     convs = {layer.name: layer for layer in qat.layers if isinstance(layer, QuantConv)}
-    assert sorted(convs) == ["a_conv", "b_dwconv", "c_conv", "classifier"]
+    assert sorted(convs) == ["a_conv", "b_dwconv", "c_conv", "classifier", "d_conv"]
+    assert convs["d_conv"].activation == "relu" and convs["d_conv"].batch_norm is None
     assert convs["a_conv"].activation == "relu6" and convs["a_conv"].batch_norm is not None
     assert convs["b_dwconv"].activation is None and convs["b_dwconv"].batch_norm is not None
     assert convs["c_conv"].batch_norm is None and convs["c_conv"].use_bias
     names = {layer.name for layer in qat.layers}
     assert not names & {"a_bn", "b_bn", "a_act"}  # folded and fused away
-    # One range per tensor TFLite stores: the input, 4 convolutions, s (add + relu), the
+    # One range per tensor TFLite stores: the input, 5 convolutions, s (add + relu), the
     # pooling's two products, t's partial sum and sum, the concatenation.
-    assert len(fake_quants(qat)) == 11
+    assert len(fake_quants(qat)) == 12
     # Without training the rewrite computes what the float model computes, up to int8
     float_out, qat_out = tiny_qat["model"](tiny_qat["images"]), qat(tiny_qat["images"])
     scale = float(np.ptp(float_out)) / 255
@@ -111,7 +113,7 @@ def test_weights_are_quantised_as_the_converter_quantises_them(tiny_qat):
     """The converter folds the float model's batch norms and quantises per channel on its
     own (post-training); the QAT file's int8 filters and scales come out the same."""
     qat, ptq = _weights(tiny_qat["qat_file"]), _weights(tiny_qat["ptq_file"])
-    assert len(qat) == len(ptq) == 4
+    assert len(qat) == len(ptq) == 5
     for (q_filter, q_scales), (p_filter, p_scales) in zip(qat, ptq, strict=True):
         np.testing.assert_allclose(q_scales, p_scales, rtol=1e-5)
         assert np.abs(q_filter.astype(int) - p_filter.astype(int)).max() <= 1
