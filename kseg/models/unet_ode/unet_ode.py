@@ -10,11 +10,16 @@ from kseg.models.base import SegmentationModel, check_image_shape
 from kseg.models.unet.skeleton import unet_graph
 from kseg.models.unet.unet import double_conv_level
 from kseg.ode import ConvODEFunc, ODEBlock
+from kseg.ode.callbacks import ode_blocks
+from kseg.ode.odeint import DEFAULT_MAX_NUM_STEPS
 
 
-def _ode(x, method: str, rtol: float, atol: float, steps: int | None, name: str):
+def _ode(x, name: str, **solver):
     func = ConvODEFunc(x.shape[-1], name=f"{name}_func")
-    return ODEBlock(func, method=method, rtol=rtol, atol=atol, steps=steps, name=name)(x)
+    return ODEBlock(func, name=name, **solver)(x)
+
+
+SOLVER_ARGS = ("method", "rtol", "atol", "steps", "max_num_steps")
 
 
 class _ODEUNet(SegmentationModel):
@@ -30,6 +35,7 @@ class _ODEUNet(SegmentationModel):
         rtol: float = 1e-3,
         atol: float = 1e-3,
         steps: int | None = None,
+        max_num_steps: int | None = DEFAULT_MAX_NUM_STEPS,
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
@@ -38,7 +44,10 @@ class _ODEUNet(SegmentationModel):
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         multiple = 2**levels
         check_image_shape((None, *image_shape), multiple, None, name)
-        self._solver = {"method": method, "rtol": rtol, "atol": atol, "steps": steps}
+        self._solver = {
+            "method": method, "rtol": rtol, "atol": atol, "steps": steps,
+            "max_num_steps": max_num_steps,
+        }  # fmt: skip
         inputs = keras.Input(shape=image_shape, name="image")
         outputs = unet_graph(inputs, self._level, num_classes, width, levels)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
@@ -53,7 +62,16 @@ class _ODEUNet(SegmentationModel):
         }
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, **self._config}
+        # The solver as the blocks hold it now: `ODEBlock.set_solver` (and the exporter's
+        # fixed grid) may have changed it since construction.
+        solvers = {tuple(getattr(b, k) for k in SOLVER_ARGS) for b in ode_blocks(self)}
+        if len(solvers) > 1:
+            raise ValueError(
+                f"{self.name}'s ODE blocks have different solvers {sorted(solvers, key=str)}; "
+                "its config holds one: call set_solver with the same settings on every block"
+            )
+        solver = dict(zip(SOLVER_ARGS, solvers.pop(), strict=True))
+        return {"name": self.name, "trainable": self.trainable, **self._config, **solver}
 
     @classmethod
     def from_config(cls, config):
@@ -74,7 +92,8 @@ class UNode(_ODEUNet):
         num_classes: number of classes.
         width: channels of the first level (64, as U-Net).
         levels: down-sampling steps (4, as U-Net); input sizes are multiples of 2**levels.
-        method, rtol, atol, steps: the solver of every ODE block (`kseg.ode.ODEBlock`).
+        method, rtol, atol, steps, max_num_steps: the solver of every ODE block
+            (`kseg.ode.ODEBlock`).
         image_shape: (height, width, channels).
     """
 
