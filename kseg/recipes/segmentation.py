@@ -177,9 +177,9 @@ class SegmentationRecipe:
         )  # fmt: skip
         networks = {}
         if model is not None:
-            window = self.window(runner, model) if augmented else None
+            sliding = self.window(runner, model) if augmented else None
             confusions = self.task.evaluate_outputs(
-                model, ds, dataset.num_classes, config.scales, flip, window, size
+                model, ds, dataset.num_classes, config.scales, flip, sliding, size
             )
             confusion = confusions.pop("logits")
             # Cross cooperative learning: each network's own score (Table 1), same pass
@@ -327,8 +327,7 @@ class SegmentationRecipe:
         with tempfile.TemporaryDirectory(prefix="kseg-ptq-") as tmp:
             ptq = export(
                 model, tmp, formats=("tflite",), quantize=("int8",), input_size=(height, width),
-                images=images, eval_images=eval_images, eval_labels=eval_labels,
-                threads=(), verify=True,
+                images=images, eval_images=eval_images, eval_labels=eval_labels, threads=(),
             )  # fmt: skip
         reference = logits_model(model, height, width).predict(eval_images, batch_size=1, verbose=0)
         classes = dataset.num_classes
