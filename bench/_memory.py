@@ -12,6 +12,7 @@ optimizer state, activations, gradients and solver buffers. oneDNN's own scratch
 
 from __future__ import annotations
 
+import os
 import time
 from typing import NamedTuple
 
@@ -19,6 +20,10 @@ import numpy as np
 import tensorflow as tf
 
 MIB = 2**20
+# TensorFlow 2.21 keeps allocator statistics on the CPU only with its BFC allocator; the
+# variable is read when the first tensor is allocated, so importing this module before any
+# op runs is enough.
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 
 class Peak(NamedTuple):
@@ -28,12 +33,15 @@ class Peak(NamedTuple):
     total_mib: float  # peak of live tensors during the call (weights and state included)
     seconds: float
     result: object  # the last call's return value
+    first_seconds: float  # the warm-up call: tracing, graph optimisation and one run
 
 
 def peak_memory(fn, calls: int = 3, device: str = "CPU:0") -> Peak:
     """Calls `fn` once to warm up (tracing, optimizer slots), then `calls` times with the
     allocator's peak reset before each call."""
+    start = time.perf_counter()
     fn()
+    first = time.perf_counter() - start
     extra, total, seconds, out = [], [], [], None
     for _ in range(calls):
         tf.config.experimental.reset_memory_stats(device)
@@ -44,4 +52,6 @@ def peak_memory(fn, calls: int = 3, device: str = "CPU:0") -> Peak:
         peak = tf.config.experimental.get_memory_info(device)["peak"]
         extra.append((peak - before) / MIB)
         total.append(peak / MIB)
-    return Peak(float(np.median(extra)), float(np.median(total)), float(np.median(seconds)), out)
+    return Peak(
+        float(np.median(extra)), float(np.median(total)), float(np.median(seconds)), out, first
+    )

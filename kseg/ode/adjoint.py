@@ -22,26 +22,25 @@ on the error of (y, a) alone: the "seminorm" of Kidger, Chen & Lyons, "'Hey, tha
 ODE': Faster ODE Adjoints via Seminorms" (ICML 2021), which torchdiffeq offers as
 `adjoint_options=dict(norm="seminorm")`.
 
-The backward solve is Dormand-Prince 5(4) with the forward's tolerances, the first step of
-`kseg.ode.dopri.initial_step_size` and torchdiffeq's step control. Stage 1 is evaluated
-again at every step instead of reusing the last stage (FSAL), because the last stage would
-then need its parameter gradient, which belongs to the next step. The stages run strictly
-one after another (control dependencies, `parallel_iterations=1`): left to itself,
-TensorFlow starts a stage's VJP while the previous stage's parameter gradients are still
-being added, which kept two evaluations' activations resident (0.4 GiB more for SegNode's
-training step at 2x256x512, measured once by hand with the allocator statistics of
-`bench/_memory.py`). Stage 7, evaluated only for the error estimate, runs after the
-solution and the error's other terms are formed, so stages 1-6 are freed before it. The
-VJP's sign is folded into the step weights rather than written out as negated copies.
-Between output times the state restarts from the stored forward output, as tfp does.
+The backward solve is Dormand-Prince 5(4) with the forward's tolerances and torchdiffeq's
+step control. Its first attempt is half the forward's last accepted step (it starts where
+the forward solve ended, with the same Jacobian in its dynamics), or, when the forward
+solver does not report one, Hairer's rule (`kseg.ode.dopri.initial_step_size`). Stage 1
+is evaluated again at every step instead of reusing the last stage (FSAL), because the
+last stage would then need its parameter gradient, which belongs to the next step. The
+stages run strictly one after another (control dependencies, `parallel_iterations=1`):
+left to itself, TensorFlow starts a stage's VJP while the previous stage's parameter
+gradients are still being added, and two evaluations' activations are resident at once.
+Stage 7, evaluated only for the error estimate, runs after the solution and the error's
+other terms are formed, so stages 1-6 are freed before it. The VJP's sign is folded into
+the step weights rather than written out as negated copies. Between output times the
+state restarts from the stored forward output, as tfp does.
 
-The undoing is an iteration of the step loop of its own, running the same stages with the
-opposite sign, so the graph holds the stages once. Measured by hand for SegNode's training
-step at 2x256x512 (allocator statistics as above), against a version that summed each step
-into a second buffer: the peak went from 849 to 686 MiB, and the step from 20.8 to 25.0 s,
-as the backward solves rejected one attempted step in five (a version that undid inside a
-`tf.cond` branch, a second copy of the stages, peaked at 754 MiB and took 90 s longer to
-trace).
+Undoing a rejected step is an iteration of the step loop of its own, running the same
+stages with the opposite sign, so the graph holds the stages once. Summing each step into
+a second buffer instead would keep another parameter-sized buffer and the step's stage
+gradients alive; undoing costs a rejected step's stages twice instead (bench/RESULTS.md,
+segnode_memory, counts the backward solve's evaluations and rejections).
 """
 
 from __future__ import annotations
@@ -129,10 +128,13 @@ def _stages(aug, t, h, y, a, g, sign):
     return ky, va, g
 
 
-def _backward_interval(aug, t_hi, t_lo, y, a, g, rtol, atol, max_steps):
+def _backward_interval(aug, t_hi, t_lo, y, a, g, rtol, atol, max_steps, first_step=None):
     """Integrates (y, a) from t_hi down to t_lo and adds the parameter integral to g.
+    `first_step` (> 0) is the size of the first attempt; None chooses it by Hairer's rule.
 
-    Returns (y, a, g).
+    Returns (y, a, g, (evaluations, accepted, rejected)): evaluations of the augmented
+    dynamics (each one evaluation of the function and its VJP), counting the first-step
+    rule's two when it runs and the undoing of each rejected step.
     """
     dtype = y[0].dtype
     rtol, atol = tf.cast(rtol, dtype), tf.cast(atol, dtype)
@@ -144,12 +146,19 @@ def _backward_interval(aug, t_hi, t_lo, y, a, g, rtol, atol, max_steps):
         fy, va, _ = aug(-s, list(state[:n]), list(state[n:]), with_params=False)
         return [-d for d in fy] + va
 
-    # Hairer's first step on (y, a) integrated in the reversed time.
-    h0 = initial_step_size(
-        reversed_rhs, -t_hi, y + a, reversed_rhs(-t_hi, y + a), ERROR_ORDER, rtol, atol
-    )
+    if first_step is None:
+        # Hairer's first step on (y, a) integrated in the reversed time.
+        h0 = initial_step_size(
+            reversed_rhs, -t_hi, y + a, reversed_rhs(-t_hi, y + a), ERROR_ORDER, rtol, atol
+        )
+        rule_evaluations = 2
+    else:
+        first_step = tf.cast(first_step, dtype)
+        # Half the forward's last step: the backward error also measures the adjoint.
+        h0 = 0.5 * tf.where(first_step > 0, first_step, t_hi - t_lo)
+        rule_evaluations = 0
 
-    def body(t, h, y, a, g, steps, undo):
+    def body(t, h, y, a, g, steps, undone, undo):
         """One iteration: a step attempt, or, after a rejection, taking the rejected
         step's parameter integral (still in g) out again. `undo` is that step's size, or
         0. Both run the same stages, so the graph holds them once."""
@@ -185,22 +194,27 @@ def _backward_interval(aug, t_hi, t_lo, y, a, g, rtol, atol, max_steps):
             return t_next, h * factor, y_next, a_next, undo_next
 
         t, h, y, a, undo = tf.cond(undoing, lambda: (t, h, y, a, tf.zeros_like(undo)), attempt)
-        return t, h, y, a, g, steps + 1, undo
+        return t, h, y, a, g, steps + 1, undone + tf.cast(undoing, tf.int32), undo
 
-    def cond(t, h, y, a, g, steps, undo):
+    def cond(t, h, y, a, g, steps, undone, undo):
         with tf.control_dependencies(
             [tf.debugging.assert_less(steps, max_steps, message="max_num_steps exceeded")]
         ):
             return t > t_lo
 
     h0 = -tf.cast(h0, dtype)
-    _, _, y, a, g, _, _ = tf.while_loop(
+    zero = tf.constant(0)
+    _, _, y, a, g, steps, undone, _ = tf.while_loop(
         cond,
         body,
-        (t_hi, h0, y, a, g, tf.constant(0), tf.zeros_like(h0)),
+        (t_hi, h0, y, a, g, zero, zero, tf.zeros_like(h0)),
         parallel_iterations=1,
     )
-    return y, a, g
+    # Every rejected attempt is followed by one iteration undoing it.
+    rejected = undone
+    accepted = steps - 2 * undone
+    evaluations = rule_evaluations + 7 * (accepted + rejected) + 6 * undone
+    return y, a, g, tf.stack([evaluations, accepted, rejected])
 
 
 def odeint_adjoint(
@@ -211,12 +225,20 @@ def odeint_adjoint(
     rtol: float,
     atol: float,
     max_num_steps: int | None,
+    on_backward: Callable | None = None,
 ):
-    """Runs `solve(y0) -> (states, counts)` (states with a leading time axis over `times`)
-    and differentiates it with kseg's adjoint (module docstring) instead of `solve`'s own
-    gradient. Gradients reach y0 and the trainable variables `func` reads.
+    """Runs `solve(y0) -> (states, counts, last_step)` (states with a leading time axis
+    over `times`, last_step the size of the forward solve's last accepted step or None) and
+    differentiates it with kseg's adjoint (module docstring) instead of `solve`'s own
+    gradient. Gradients reach y0 and the trainable variables `func` reads. The backward
+    solve's first attempt is half `last_step`: the forward solve ended with a step of that
+    size accepted, and the backward solve starts where it ended, with the same Jacobian in
+    its dynamics (halved because its error measures the adjoint too). Hairer's rule, a
+    blind guess that costs two evaluations, chooses it when `last_step` is None.
 
-    Returns (states, counts) as `solve` does.
+    Returns (states, counts) as `solve` does; `on_backward`, if given, is called during
+    differentiation with the backward solve's (evaluations, accepted, rejected) as int32
+    scalars (`_backward_interval` says what they count).
     """
     structure = y0
     flat_y0 = tf.nest.flatten(y0)
@@ -226,7 +248,7 @@ def odeint_adjoint(
 
     @tf.custom_gradient
     def run(*flat):
-        states, info = solve(tf.nest.pack_sequence_as(structure, list(flat)))
+        states, info, last_step = solve(tf.nest.pack_sequence_as(structure, list(flat)))
         counts.append(info)
         flat_states = tf.nest.flatten(states)
 
@@ -238,29 +260,32 @@ def odeint_adjoint(
                 for s, d in zip(flat_states, d_states, strict=True)
             ]
 
-            def interval(i, a, g):
+            def interval(i, a, g, total):
                 """From output time i back to i - 1; the state restarts from the stored
                 forward output, and the adjoint takes the cotangent of output i - 1."""
                 y = [tf.gather(s, i) for s in flat_states]
-                _, a, g = _backward_interval(
+                _, a, g, counts = _backward_interval(
                     aug, tf.gather(times, i), tf.gather(times, i - 1), y, a, g, rtol, atol,
-                    max_steps,
+                    max_steps, last_step,
                 )  # fmt: skip
                 a = [ai + tf.gather(d, i - 1) for ai, d in zip(a, d_states, strict=True)]
-                return i - 1, a, g
+                return i - 1, a, g, total + counts
 
             # A loop rather than a Python loop over the intervals: one copy of the backward
             # solve in the graph, however many output times.
-            _, a, g = tf.while_loop(
-                lambda i, a, g: i > 0,
+            _, a, g, total = tf.while_loop(
+                lambda i, a, g, total: i > 0,
                 interval,
                 (
                     tf.size(times) - 1,
                     [d[-1] for d in d_states],
                     [tf.zeros_like(p) for p in params],
+                    tf.zeros(3, tf.int32),
                 ),
                 parallel_iterations=1,
             )
+            if on_backward is not None:
+                on_backward(tuple(tf.unstack(total)))
             if not variables:
                 return a
             by_param = {id(p): gi for p, gi in zip(params, g, strict=True)}

@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from kseg.ode.odeint import DEFAULT_MAX_NUM_STEPS, odeint
-from kseg.ode.solvers import get_solver
+from kseg.ode.solvers import check_gradient, get_solver
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -26,7 +26,10 @@ class ODEBlock(keras.layers.Layer):
 
     After each call, the non-trainable weights `nfe`, `accepted_steps` and `rejected_steps`
     hold that call's function evaluations and steps (for a batch, shared by its images;
-    -1 where the method does not report them, see `kseg.ode.SolveInfo`). `set_solver`
+    -1 where the method does not report them, see `kseg.ode.SolveInfo`), and after each
+    differentiation `backward_nfe`, `backward_accepted_steps` and `backward_rejected_steps`
+    those of the backward pass (gradients "adjoint" and "aca"; evaluations with their
+    VJPs). `set_solver`
     switches a trained block to other tolerances or to a fixed grid without retraining
     (SegNode section 4.8); re-trace compiled functions afterwards (e.g. `model.compile(...)`
     again).
@@ -40,6 +43,8 @@ class ODEBlock(keras.layers.Layer):
         return_times: increasing times in [0, t1]; if given, the output is the trajectory
             at those times with a time axis after the batch axis, (batch, T, ...).
         max_num_steps: an adaptive solve beyond this raises `MaxStepsExceededError`.
+        gradient: how training differentiates the solve, None for the method's default
+            ("adjoint" for dopri5; "aca" trades memory for time; see `kseg.ode.odeint`).
 
     Example:
         >>> func = keras.Sequential([keras.layers.Conv2D(8, 3, padding="same")])
@@ -58,6 +63,7 @@ class ODEBlock(keras.layers.Layer):
         steps: int | None = None,
         return_times: Sequence[float] | None = None,
         max_num_steps: int | None = DEFAULT_MAX_NUM_STEPS,
+        gradient: str | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -65,8 +71,9 @@ class ODEBlock(keras.layers.Layer):
         self.t1 = float(t1)
         self.return_times = None if return_times is None else [float(t) for t in return_times]
         self.max_num_steps = max_num_steps
-        get_solver(method)  # validates the name
+        check_gradient(method, gradient)  # validates both names
         self.method, self.rtol, self.atol, self.steps = method, float(rtol), float(atol), steps
+        self.gradient = gradient
         if self.return_times is not None:
             rt = self.return_times
             if (
@@ -86,11 +93,16 @@ class ODEBlock(keras.layers.Layer):
         rtol: float | None = None,
         atol: float | None = None,
         steps: int | None = None,
+        gradient: str | None = None,
     ) -> None:
-        """Changes the solver used from the next call on; None keeps a setting."""
+        """Changes the solver used from the next call on; None keeps a setting, except
+        that a new method without a gradient takes the method's default gradient."""
         if method is not None:
-            get_solver(method)  # validates the name
-            self.method = method
+            check_gradient(method, gradient)
+            self.method, self.gradient = method, gradient
+        elif gradient is not None:
+            check_gradient(self.method, gradient)
+            self.gradient = gradient
         self.rtol = self.rtol if rtol is None else float(rtol)
         self.atol = self.atol if atol is None else float(atol)
         self.steps = self.steps if steps is None else steps
@@ -102,6 +114,26 @@ class ODEBlock(keras.layers.Layer):
             self.add_weight(shape=(), initializer="zeros", trainable=False, dtype="float32", name=n)
             for n in ("nfe", "accepted_steps", "rejected_steps")
         )
+        self.backward_nfe, self.backward_accepted_steps, self.backward_rejected_steps = (
+            self.add_weight(shape=(), initializer="zeros", trainable=False, dtype="float32", name=n)
+            for n in ("backward_nfe", "backward_accepted_steps", "backward_rejected_steps")
+        )
+
+    def load_own_variables(self, store):
+        # Files saved before the backward counters existed hold the three forward ones.
+        if len(store.keys()) == 3:
+            for i, weight in enumerate((self.nfe, self.accepted_steps, self.rejected_steps)):
+                weight.assign(store[f"{i}"])
+            return
+        super().load_own_variables(store)
+
+    def _record_backward(self, info) -> None:
+        for weight, count in zip(
+            (self.backward_nfe, self.backward_accepted_steps, self.backward_rejected_steps),
+            info,
+            strict=True,
+        ):
+            weight.assign(tf.cast(count, weight.dtype))
 
     def _derivative(self, t, y, training=None):
         if self._takes_t:
@@ -116,18 +148,27 @@ class ODEBlock(keras.layers.Layer):
     def call(self, inputs, training=None):
         times = self._times()
         fixed = not get_solver(self.method).adaptive
+        # The adjoint's backward solve runs outside this call: it must see the same
+        # `training` (batch statistics in batch norm) as the forward solve.
+        derivative = functools.partial(self._derivative, training=training)
+        if not fixed:
+            # An adaptive solve calls the derivative at about ten places in the graph (the
+            # stages, the first-step rule, the backward pass); as a tf.function it is
+            # traced once and called at each. SegNode's training step traced in 11 s
+            # instead of 42 s (bench/RESULTS.md).
+            derivative = tf.function(derivative, autograph=False)
         states, info = odeint(
-            # The adjoint's backward solve runs outside this call: it must see the same
-            # `training` (batch statistics in batch norm) as the forward solve.
-            functools.partial(self._derivative, training=training),
+            derivative,
             inputs,
             times,
             method=self.method,
             rtol=self.rtol,
             atol=self.atol,
+            gradient=self.gradient,
             max_num_steps=self.max_num_steps,
             options={"steps": self.steps} if fixed else None,
             return_info=True,
+            on_backward=self._record_backward,
         )
         for weight, count in zip(
             (self.nfe, self.accepted_steps, self.rejected_steps), info, strict=True
@@ -175,6 +216,7 @@ class ODEBlock(keras.layers.Layer):
             method=method,
             rtol=self.rtol,
             atol=self.atol,
+            gradient=self.gradient if method == self.method else None,
             max_num_steps=self.max_num_steps,
             options={"steps": steps or self.steps} if fixed else None,
         )
@@ -223,6 +265,7 @@ class ODEBlock(keras.layers.Layer):
             "steps": self.steps,
             "return_times": self.return_times,
             "max_num_steps": self.max_num_steps,
+            "gradient": self.gradient,
         }
 
     @classmethod

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
-from kseg.ode.solvers import AdaptiveSolver, Func, get_solver
+from kseg.ode.solvers import AdaptiveSolver, Func, check_gradient, get_solver
 
 DEFAULT_MAX_NUM_STEPS = 1000
 
@@ -25,8 +25,8 @@ class SolveInfo(NamedTuple):
     accepted: steps that advanced the solution (for fixed grids, every step).
     rejected: steps retried with a smaller size (0 for fixed grids).
     `bdf` reports -1 for accepted and rejected (tfp does not expose them) and its nfe
-    leaves out the evaluations inside Jacobians. The adjoint's backward solve is not
-    counted.
+    leaves out the evaluations inside Jacobians. The backward pass is not counted here;
+    `odeint`'s `on_backward` reports it.
     """
 
     nfe: tf.Tensor
@@ -54,10 +54,11 @@ def odeint(
     method: str = "dopri5",
     rtol: float = 1e-3,
     atol: float = 1e-3,
-    adjoint: bool | None = None,
+    gradient: str | None = None,
     max_num_steps: int | None = DEFAULT_MAX_NUM_STEPS,
     options: dict | None = None,
     return_info: bool = False,
+    on_backward: Callable | None = None,
 ):
     """Integrates dy/dt = func(t, y) from t[0] and returns the states at every time in t.
 
@@ -68,16 +69,21 @@ def odeint(
         method: a name from `kseg.ode.SOLVERS` ("dopri5", "bdf", "euler", "midpoint",
             "heun", "rk4").
         rtol, atol: tolerances of the adaptive methods.
-        adjoint: None takes the method's own gradient: the adjoint sensitivity method for
-            the adaptive methods (kseg's for dopri5, `kseg.ode.adjoint`; tfp's for bdf),
-            back-propagation through the steps for fixed-grid ones. A value the method
-            cannot honour raises ValueError.
+        gradient: how the solve is differentiated, None for the method's default:
+            "adjoint" (dopri5's default, kseg's adjoint method, `kseg.ode.adjoint`),
+            "aca" (dopri5, back-propagation through the accepted steps from checkpoints,
+            `kseg.ode.aca`), "tfp_adjoint" (tfp's adjoint; bdf's only one), "direct"
+            (fixed grids, back-propagation through the steps). A value the method cannot
+            honour raises ValueError.
         max_num_steps: adaptive methods stop with `MaxStepsExceededError` beyond this;
             None means unbounded.
         options: for fixed-grid methods `{"steps": N}` (default 10) or `{"step_size": h}`;
             for adaptive ones, extra keyword arguments of the tfp solver.
         return_info: also return a `SolveInfo`: function evaluations, accepted and
             rejected steps.
+        on_backward: called, when the solve is differentiated, with the backward pass's
+            `SolveInfo` (gradients "adjoint" and "aca"): evaluations of the function with
+            its VJP, accepted and rejected steps.
 
     Returns:
         The states (structure of y0, each with a leading time axis), and with
@@ -86,14 +92,17 @@ def odeint(
     solver = get_solver(method)
     options = dict(options or {})
     y0 = tf.nest.map_structure(tf.convert_to_tensor, y0)
-    if adjoint is not None and adjoint != solver.adaptive:
-        raise ValueError(
-            f"{method!r} cannot be differentiated with adjoint={adjoint}: the adaptive "
-            "methods (dopri5, bdf) always use the adjoint method, the fixed-grid ones "
-            "(euler, midpoint, heun, rk4) back-propagate through their steps"
-        )
+    gradient = check_gradient(method, gradient)
     if isinstance(solver, AdaptiveSolver):
-        states, counts = _solve_adaptive(solver, func, y0, t, rtol, atol, max_num_steps, options)
+        report = None
+        if on_backward is not None:
+
+            def report(counts):
+                on_backward(SolveInfo(*(tf.cast(c, tf.int32) for c in counts)))
+
+        states, counts = _solve_adaptive(
+            solver, func, y0, t, rtol, atol, max_num_steps, options, gradient, report
+        )
     else:
         times = _static_times(t)
         if any(b <= a for a, b in zip(times[:-1], times[1:], strict=True)):
@@ -119,10 +128,10 @@ def _dtype(y0):
     return tf.nest.flatten(y0)[0].dtype
 
 
-def _solve_adaptive(solver, func, y0, t, rtol, atol, max_num_steps, options):
+def _solve_adaptive(solver, func, y0, t, rtol, atol, max_num_steps, options, gradient, report):
     t = tf.cast(tf.convert_to_tensor(t), _dtype(y0))
     try:
-        return solver.integrate(func, y0, t, rtol, atol, max_num_steps, options)
+        return solver.integrate(func, y0, t, rtol, atol, max_num_steps, options, gradient, report)
     except tf.errors.InvalidArgumentError as e:
         if "max_num_steps" in str(e):
             raise MaxStepsExceededError(

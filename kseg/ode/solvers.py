@@ -1,19 +1,26 @@
 """ODE solvers by name: adaptive ones from `tfp.math.ode`, fixed-grid ones in plain ops.
 
-| name     | kind                    | order | gradients                     | TFLite builtins |
-|----------|-------------------------|-------|-------------------------------|-----------------|
-| dopri5   | adaptive, Dormand-Prince| 5(4)  | adjoint (kseg, memory flat)   | no (while loop) |
-| bdf      | adaptive, implicit BDF  | 1-5   | adjoint (tfp, memory flat)    | no              |
-| euler    | fixed grid              | 1     | back-prop through the steps   | yes             |
-| midpoint | fixed grid              | 2     | back-prop through the steps   | yes             |
-| heun     | fixed grid              | 2     | back-prop through the steps   | yes             |
-| rk4      | fixed grid (3/8 rule)   | 4     | back-prop through the steps   | yes             |
+| name     | kind                    | order | gradients (default first)  | TFLite builtins |
+|----------|-------------------------|-------|----------------------------|-----------------|
+| dopri5   | adaptive, Dormand-Prince| 5(4)  | adjoint, aca, tfp_adjoint  | no (while loop) |
+| bdf      | adaptive, implicit BDF  | 1-5   | tfp_adjoint                | no              |
+| euler    | fixed grid              | 1     | direct                     | yes             |
+| midpoint | fixed grid              | 2     | direct                     | yes             |
+| heun     | fixed grid              | 2     | direct                     | yes             |
+| rk4      | fixed grid (3/8 rule)   | 4     | direct                     | yes             |
+
+Gradients:
+- `adjoint`: kseg's adjoint sensitivity method (`kseg.ode.adjoint`); memory flat in the
+  number of steps, one function evaluation's activations at a time.
+- `aca`: back-propagation through the forward solve's accepted steps, one at a time from
+  stored checkpoints (`kseg.ode.aca`); one step's activations, no backward step search.
+- `tfp_adjoint`: tfp's adjoint, which also steps the parameter gradients.
+- `direct`: back-propagation through the unrolled steps.
 
 `dopri5` is tfp's solver with torchdiffeq's first step and step control, see
-`kseg.ode.dopri`; its gradients come from kseg's adjoint (`kseg.ode.adjoint`), which keeps
-the parameter gradients out of the stepped state, and `bdf`'s from tfp's own adjoint.
-Fixed-grid solvers share one base class with one hook, `step(func, t, dt, y)`, and are
-unrolled into a static number of steps: plain TensorFlow ops that convert to TFLite.
+`kseg.ode.dopri`. Fixed-grid solvers share one base class with one hook,
+`step(func, t, dt, y)`, and are unrolled into a static number of steps: plain TensorFlow
+ops that convert to TFLite.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from kseg.errors import UnknownNameError
+from kseg.ode.aca import odeint_aca
 from kseg.ode.adjoint import odeint_adjoint
 from kseg.ode.dopri import DormandPrince
 
@@ -48,6 +56,7 @@ class FixedGridSolver:
     order: int = 0
     evaluations: int = 0
     adaptive = False
+    gradients = ("direct",)
 
     def step(self, func: Func, t, dt, y):
         raise NotImplementedError
@@ -110,49 +119,67 @@ class RK4(FixedGridSolver):
 
 
 class AdaptiveSolver:
-    """A `tfp.math.ode` solver, differentiated with the adjoint method: kseg's
-    (`kseg.ode.adjoint`, parameter gradients outside the stepped state) or tfp's own."""
+    """A `tfp.math.ode` solver and the ways it can be differentiated (`gradients`, the
+    first the default; module docstring)."""
 
     adaptive = True
 
-    def __init__(self, tfp_class, adjoint: str = "kseg"):
-        if adjoint not in ("kseg", "tfp"):
-            raise ValueError(f"adjoint must be 'kseg' or 'tfp', got {adjoint!r}")
+    def __init__(self, tfp_class, gradients: tuple[str, ...]):
         self.tfp_class = tfp_class
-        self.adjoint = adjoint
+        self.gradients = gradients
 
     def make(self, rtol: float, atol: float, max_num_steps: int | None, **options):
         return self.tfp_class(rtol=rtol, atol=atol, max_num_steps=max_num_steps, **options)
 
-    def integrate(self, func: Func, y0, t: tf.Tensor, rtol, atol, max_num_steps, options):
+    def integrate(
+        self,
+        func: Func,
+        y0,
+        t: tf.Tensor,
+        rtol,
+        atol,
+        max_num_steps,
+        options,
+        gradient: str,
+        on_backward: Callable | None = None,
+    ):
         """States at the times `t` (the first is the initial time), and the step accounting
         (evaluations, accepted, rejected) as int32 scalars, -1 where the solver cannot say.
 
         kseg's Dormand-Prince counts everything (see `kseg.ode.dopri`). For tfp's BDF the
         evaluations are tfp's count, which leaves out those inside Jacobians, and the
-        accepted/rejected split is not reported.
+        accepted/rejected split is not reported. `on_backward` receives the backward
+        pass's accounting (kseg's adjoint and aca only).
         """
+        if gradient == "aca":
+            if options:
+                raise ValueError(f"gradient 'aca' takes no solver options, got {sorted(options)}")
+            return odeint_aca(func, y0, t, rtol, atol, max_num_steps, on_backward)
         solver = self.make(rtol, atol, max_num_steps, **options)
 
         def solve(y0):
+            """(states, accounting, the last accepted step's size or None)."""
             result = solver.solve(func, t[0], y0, solution_times=t)
             diagnostics = result.diagnostics
             if isinstance(solver, DormandPrince):
-                return result.states, (solver.evaluations(diagnostics), *solver.steps(diagnostics))
+                state = result.solver_internal_state
+                last_step = state.current_time - state.last_step_start
+                counts = (solver.evaluations(diagnostics), *solver.steps(diagnostics))
+                return result.states, counts, last_step
             unknown = tf.constant(-1, tf.int32)
             nfe = tf.cast(diagnostics.num_ode_fn_evaluations, tf.int32)
-            return result.states, (nfe, unknown, unknown)
+            return result.states, (nfe, unknown, unknown), None
 
-        if self.adjoint == "tfp":
-            return solve(y0)
-        return odeint_adjoint(solve, func, y0, t, rtol, atol, max_num_steps)
+        if gradient == "tfp_adjoint":
+            return solve(y0)[:2]
+        return odeint_adjoint(solve, func, y0, t, rtol, atol, max_num_steps, on_backward)
 
 
 SOLVERS: dict[str, FixedGridSolver | AdaptiveSolver] = {
-    "dopri5": AdaptiveSolver(DormandPrince),
+    "dopri5": AdaptiveSolver(DormandPrince, gradients=("adjoint", "aca", "tfp_adjoint")),
     # A stiff problem's backward solve needs an implicit method too: tfp's adjoint steps
     # it with BDF; kseg's adjoint is explicit Dormand-Prince.
-    "bdf": AdaptiveSolver(tfp.math.ode.BDF, adjoint="tfp"),
+    "bdf": AdaptiveSolver(tfp.math.ode.BDF, gradients=("tfp_adjoint",)),
     "euler": Euler(),
     "midpoint": Midpoint(),
     "heun": Heun(),
@@ -165,3 +192,18 @@ def get_solver(method: str) -> FixedGridSolver | AdaptiveSolver:
     if method not in SOLVERS:
         raise UnknownNameError(f"unknown ODE method {method!r}; choose one of {', '.join(SOLVERS)}")
     return SOLVERS[method]
+
+
+def check_gradient(method: str, gradient: str | None) -> str:
+    """The gradient `method` uses: `gradient`, or the method's default if None; one it
+    cannot honour raises ValueError naming the ones it can."""
+    choices = get_solver(method).gradients
+    if gradient is None:
+        return choices[0]
+    if gradient not in choices:
+        raise ValueError(
+            f"{method!r} cannot be differentiated with gradient={gradient!r}; it offers "
+            f"{', '.join(choices)} (the adaptive methods differentiate by the adjoint "
+            "method or checkpoints, the fixed-grid ones back-propagate through their steps)"
+        )
+    return gradient

@@ -161,6 +161,7 @@ class Runner:
             initial_epoch=initial_epoch,
             state=state,
             tensorboard=config.tensorboard,
+            graph_optimization=config.graph_optimization,
             precise_bn_batches=config.precise_bn_batches if self.task.precise_bn else 0,
             verbose=verbose,
             extra_callbacks=self.recipe.callbacks(preset, state),

@@ -12,6 +12,7 @@ import tensorflow as tf
 from kseg.errors import TrainingDiverged
 from kseg.tasks.base import main_logits, output_names  # noqa: F401 (kept importable here)
 from kseg.train.checkpoints import AtomicCheckpoint, last_checkpoint, read_state
+from kseg.train.graph_optimization import graph_optimization as optimizing_graphs
 from kseg.train.precise_bn import PreciseBN
 from kseg.train.presets import TrainingPreset
 from kseg.train.strategy import is_chief
@@ -107,6 +108,15 @@ def _build_from_one_replica(model: keras.Model, strategy: tf.distribute.Strategy
     return build
 
 
+def _build_before_tracing(model: keras.Model, strategy, element_spec) -> None:
+    """Creates the optimizer's, the metrics' and the losses' variables from the shapes of
+    a batch. Without a distribution strategy set at compile time, Keras' TensorFlow trainer
+    leaves them to the first training step, and TensorFlow then traces that step twice
+    (once creating variables, once without); `fit` traces it once after this."""
+    with strategy.scope():
+        model._symbolic_build(data_batch=element_spec)
+
+
 def _logs_as_vectors(step):
     def wrapped(data):
         return tf.nest.map_structure(lambda v: tf.reshape(v, [-1]), step(data))
@@ -128,6 +138,7 @@ def fit(
     precise_bn_batches: int = 8,
     task=None,
     monitor: str | None = None,
+    graph_optimization: str = "auto",
 ) -> keras.callbacks.History:
     """Trains with atomic checkpoints, CSV (appended on resume) and TensorBoard logs.
 
@@ -137,7 +148,9 @@ def fit(
     batches before each validation (see `kseg.train.precise_bn`). Under a multi-worker
     strategy only the chief writes checkpoints and logs. A loss that stops being finite
     (training or validation) ends the run with `TrainingDiverged`; the checkpoints of the
-    earlier epochs are kept."""
+    earlier epochs are kept. `graph_optimization` ("auto", "on", "off") says whether
+    Grappler optimises the training and validation steps (`kseg.train.graph_optimization`;
+    "auto": only with a GPU)."""
     task = task or _task(model)
     strategy = model.distribute_strategy
     chief = is_chief(strategy)
@@ -166,15 +179,19 @@ def fit(
         # scalars (tensorflow/tensorflow#72388); as vectors of one they reduce to a scalar.
         model.train_step = _logs_as_vectors(model.train_step)
         model.test_step = _logs_as_vectors(model.test_step)
-    history = model.fit(
-        task.targets(train_ds, model),
-        validation_data=None if val_ds is None else task.targets(val_ds, model),
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        shuffle=False,  # the pipeline shuffles
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    train_targets = task.targets(train_ds, model)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        _build_before_tracing(model, strategy, train_targets.element_spec)
+    with optimizing_graphs(graph_optimization):
+        history = model.fit(
+            train_targets,
+            validation_data=None if val_ds is None else task.targets(val_ds, model),
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            shuffle=False,  # the pipeline shuffles
+            callbacks=callbacks,
+            verbose=verbose,
+        )
     if checkpoint.diverged:
         epoch, keys = checkpoint.diverged
         found = last_checkpoint(folder)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kseg.ode import ODEBlock, adjoint, odeint, solvers
+from kseg.ode import ODEBlock, adjoint, odeint
 
 
 def test_gradients_through_several_output_times_match_the_closed_form():
@@ -45,23 +45,18 @@ def _conv_func(channels=4, norm=None):
     return keras.Sequential(layers)
 
 
-def _block_gradients(block, x, method, steps=None, adjoint="kseg"):
+def _block_gradients(block, x, method, steps=None, gradient=None):
     """d sum(sin(block(x))) / d(x, weights) in a tf.function, training=True."""
-    previous = solvers.SOLVERS["dopri5"]
-    solvers.SOLVERS["dopri5"] = solvers.AdaptiveSolver(solvers.DormandPrince, adjoint=adjoint)
-    try:
-        block.set_solver(method, steps=steps)
+    block.set_solver(method, steps=steps, gradient=gradient)
 
-        @tf.function
-        def grads():
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                loss = tf.reduce_sum(tf.sin(block(x, training=True)))
-            return tape.gradient(loss, [x, *block.trainable_weights])
+    @tf.function
+    def grads():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.sin(block(x, training=True)))
+        return tape.gradient(loss, [x, *block.trainable_weights])
 
-        return [g.numpy() for g in grads()]
-    finally:
-        solvers.SOLVERS["dopri5"] = previous
+    return [g.numpy() for g in grads()]
 
 
 def _relative(a, b):
@@ -78,7 +73,7 @@ def test_matches_tfps_adjoint_and_direct_back_propagation(norm):
     block = ODEBlock(_conv_func(norm=norm), rtol=1e-6, atol=1e-6)
     block(x)
     ours = _block_gradients(block, x, "dopri5")
-    tfp_adjoint = _block_gradients(block, x, "dopri5", adjoint="tfp")
+    tfp_adjoint = _block_gradients(block, x, "dopri5", gradient="tfp_adjoint")
     direct = _block_gradients(block, x, "rk4", steps=20)
     # the first conv's bias sits before the batch norm, which cancels it: its gradient is 0
     skip = {2} if norm == "batch" else set()
@@ -108,23 +103,39 @@ def test_rejected_backward_steps_leave_no_trace_in_the_parameter_gradient(monkey
     """Each stage's parameter integrand goes into the gradient as soon as it is computed;
     a rejected step has to take its share out again. y' = theta cos(w t) y has
     y(T) = y0 exp(theta sin(w T) / w), so dy(T)/dtheta = y(T) sin(w T) / w. Run eagerly,
-    so that the loop body's Python runs once per step and the rejections can be counted."""
-    calls = {"undo": 0}
+    so that the loop body's Python runs once per step and the rejections and evaluations
+    can be counted; the backward accounting reported to `on_backward` must equal them."""
+    calls = {"undo": 0, "evaluations": 0}
     take_step = adjoint._stages
+    evaluate = adjoint._Augmented.__call__
 
     def counting(aug, t, h, y, a, g, sign):
         calls["undo"] += bool(sign < 0)
         return take_step(aug, t, h, y, a, g, sign)
 
+    def counting_evaluations(aug, *args, **kwargs):
+        calls["evaluations"] += 1
+        return evaluate(aug, *args, **kwargs)
+
     monkeypatch.setattr(adjoint, "_stages", counting)
+    monkeypatch.setattr(adjoint._Augmented, "__call__", counting_evaluations)
     theta, w, T = tf.Variable(0.8, dtype=tf.float64), 6.0, 3.0
     y0 = tf.constant([1.5], tf.float64)
+    reported = []
     with tf.GradientTape() as tape:
         tape.watch(y0)
-        ys = odeint(lambda t, y: theta * tf.cos(w * t) * y, y0, [0.0, T], rtol=1e-8, atol=1e-8)
+        ys = odeint(
+            lambda t, y: theta * tf.cos(w * t) * y, y0, [0.0, T], rtol=1e-8, atol=1e-8,
+            on_backward=reported.append,
+        )  # fmt: skip
         loss = ys[-1, 0]
     g_y0, g_theta = tape.gradient(loss, [y0, theta])
     assert calls["undo"] > 0  # the test needs rejected steps to mean anything
     y_T = 1.5 * np.exp(0.8 * np.sin(w * T) / w)
     np.testing.assert_allclose(g_y0.numpy(), [y_T / 1.5], rtol=1e-6)
     np.testing.assert_allclose(g_theta.numpy(), y_T * np.sin(w * T) / w, rtol=1e-6)
+    (info,) = reported
+    assert int(info.rejected) == calls["undo"]
+    assert int(info.nfe) == calls["evaluations"]
+    # the stage loop ran once per attempt and once per undoing
+    assert int(info.accepted) > 0

@@ -81,9 +81,9 @@ def test_unknown_method_lists_the_valid_ones():
         odeint(lambda t, y: y, tf.ones(1), [0.0, 1.0], method="rk45")
 
 
-def test_adjoint_mismatch_is_explained():
-    with pytest.raises(ValueError, match="back-propagate through their steps"):
-        odeint(lambda t, y: y, tf.ones(1), [0.0, 1.0], method="rk4", adjoint=True)
+def test_gradient_mismatch_is_explained():
+    with pytest.raises(ValueError, match="'rk4' cannot .* gradient='adjoint'; it offers direct"):
+        odeint(lambda t, y: y, tf.ones(1), [0.0, 1.0], method="rk4", gradient="adjoint")
 
 
 def test_max_num_steps_raises_instead_of_hanging():

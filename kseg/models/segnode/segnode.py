@@ -61,8 +61,9 @@ class SegNode(SegmentationModel):
         num_classes: number of classes.
         width: channels of the highest-resolution stream (48).
         modules, blocks: HRNet modules in the ODE function and basic blocks per branch.
-        method, rtol, atol, steps, t1, max_num_steps: the ODE solve (`kseg.ode.ODEBlock`);
-            `ODEBlock.set_solver` changes them on a trained model.
+        method, rtol, atol, steps, t1, max_num_steps, gradient: the ODE solve and how
+            training differentiates it (`kseg.ode.ODEBlock`); `ODEBlock.set_solver`
+            changes them on a trained model.
         norm: "batch" (HRNet's) or "group" normalisation inside the ODE function.
         ocr: the OCR head (SegNode+OCR of Table 1); outputs `{"logits", "aux_logits"}`.
         image_shape: (height, width, channels); height and width multiples of 32 or None.
@@ -84,6 +85,7 @@ class SegNode(SegmentationModel):
         steps: int | None = None,
         t1: float = 1.0,
         max_num_steps: int | None = 1000,
+        gradient: str | None = None,
         norm: str = "batch",
         ocr: bool = False,
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
@@ -108,6 +110,7 @@ class SegNode(SegmentationModel):
             atol=atol,
             steps=steps,
             max_num_steps=max_num_steps,
+            gradient=gradient,
             name=ODE_LAYER,
         )
         xs = block(states)
@@ -133,6 +136,7 @@ class SegNode(SegmentationModel):
             "steps": steps,
             "t1": t1,
             "max_num_steps": max_num_steps,
+            "gradient": gradient,
             "norm": norm,
             "ocr": ocr,
             "image_shape": tuple(image_shape),
@@ -144,7 +148,12 @@ class SegNode(SegmentationModel):
 
     def get_config(self):
         block = self.ode_block  # the solver may have been changed by set_solver
-        solver = {"method": block.method, "rtol": block.rtol, "atol": block.atol}
+        solver = {
+            "method": block.method,
+            "rtol": block.rtol,
+            "atol": block.atol,
+            "gradient": block.gradient,
+        }
         return {
             "name": self.name,
             "trainable": self.trainable,

@@ -1,0 +1,56 @@
+"""Peer for bench/startup.py, run in bench/.peer-venv: the first and the steady training
+step of pytorchcv's ContextNet (`ctxnet_cityscapes`) in torch eager mode: forward,
+cross-entropy, backward, an SGD update. Prints one JSON line."""
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+from pytorchcv.models.contextnet import ctxnet_cityscapes
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--height", type=int, default=512)
+    p.add_argument("--width", type=int, default=1024)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    net = ctxnet_cityscapes(in_size=(args.height, args.width)).train()
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.random((args.batch, 3, args.height, args.width), "float32"))
+    y = torch.from_numpy(rng.integers(0, 19, (args.batch, args.height, args.width)))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step():
+        optimizer.zero_grad()
+        loss = loss_fn(net(x), y)
+        loss.backward()
+        optimizer.step()
+        return float(loss)
+
+    seconds = []
+    for _ in range(args.runs + 1):
+        start = time.perf_counter()
+        step()
+        seconds.append(time.perf_counter() - start)
+    print(
+        json.dumps(
+            {
+                "first_s": seconds[0],
+                "steady_s": statistics.median(seconds[1:]),
+                "torch": torch.__version__,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Start-up: the first training step, what a user waits for before training begins,
+against the steady step. ContextNet cn14 through kseg's training loop (the preset's
+compile, `kseg.train.engine.fit`; the first step counted from the call of `fit`) against
+pytorchcv's ContextNet in torch eager mode (bench/.peer-venv), each in a fresh process,
+same batch, size and threads.
+
+Target (issue 25): kseg's first step within 2x the peer's first step. HRNetV2's and
+SegNode's first steps are in bench/segnode_memory.py.
+
+    python bench/startup.py [--batch 2] [--height 512] [--width 1024] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+TARGET = 2.0  # kseg's first step / the peer's
+
+
+def child(args) -> None:
+    """kseg's first and steady steps, in this fresh process; one JSON line."""
+    import tempfile
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from kseg.models import create_model
+    from kseg.train import compile_model, preset_for
+    from kseg.train.engine import fit
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    model = create_model("contextnet_cn14", num_classes=19)
+    compile_model(model, preset_for("contextnet_cn14"), 19, total_steps=1000)
+    rng = np.random.default_rng(0)
+    images = rng.random((args.batch, args.height, args.width, 3), "float32")
+    labels = rng.integers(0, 19, (args.batch, args.height, args.width)).astype("int32")
+    ds = tf.data.Dataset.from_tensors((images, labels)).repeat(args.runs + 1)
+
+    class Clock(keras.callbacks.Callback):
+        """The first step from `fit`'s call to its end; the others from begin to end."""
+
+        def __init__(self):
+            super().__init__()
+            self.begin, self.seconds = time.perf_counter(), []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch:
+                self.begin = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.seconds.append(time.perf_counter() - self.begin)
+
+    with tempfile.TemporaryDirectory() as folder:
+        clock = Clock()
+        fit(model, ds, None, 1, folder, tensorboard=False, precise_bn_batches=0, verbose=0,
+            extra_callbacks=[clock])  # fmt: skip
+    first, *steady = clock.seconds
+    print(json.dumps({"first_s": first, "steady_s": float(np.median(steady))}))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--height", type=int, default=512)
+    p.add_argument("--width", type=int, default=1024)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--child", action="store_true")
+    args = p.parse_args()
+    if args.child:
+        child(args)
+        return
+    from _peer import run_peer
+
+    flags = [f"--{k}={getattr(args, k)}" for k in ("batch", "height", "width", "runs", "threads")]
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", *flags], check=True, capture_output=True, text=True
+    )
+    ours = json.loads(out.stdout.strip().splitlines()[-1])
+    peer = run_peer("contextnet_train_torch.py", *flags)
+    print(
+        f"ContextNet cn14 training step, batch {args.batch}, {args.height}x{args.width}, "
+        f"{args.threads} threads; first step in a fresh process, steady median of {args.runs}"
+    )
+    print(f"{'implementation':36s} {'first s':>8s} {'steady s':>9s}")
+    print(f"{'kseg (kseg.train.engine.fit)':36s} {ours['first_s']:8.2f} {ours['steady_s']:9.2f}")
+    print(
+        f"{'pytorchcv torch ' + peer['torch'] + ' eager':36s} {peer['first_s']:8.2f} "
+        f"{peer['steady_s']:9.2f}"
+    )
+    ratio = ours["first_s"] / peer["first_s"]
+    verdict = "met" if ratio <= TARGET else "NOT met"
+    print(f"target kseg first step <= {TARGET} x the peer's: {ratio:.2f}, {verdict}")
+
+
+if __name__ == "__main__":
+    main()
