@@ -79,13 +79,13 @@ FORWARDED = ("batch", "height", "width", "runs", "threads", "ode_steps", "graph_
 
 def _model(case: str, ode_steps: int) -> keras.Model:
     if case == "segnode_fixed":
-        return create_model("segnode", num_classes=19, method="rk4", steps=ode_steps)
+        return create_model("segnode", num_classes=19, solver={"method": "rk4", "steps": ode_steps})
     if case == "segnode_one_step":
-        return create_model("segnode", num_classes=19, method="euler", steps=1)
+        return create_model("segnode", num_classes=19, solver={"method": "euler", "steps": 1})
     if case == "segnode_tfp_adjoint":
-        return create_model("segnode", num_classes=19, gradient="tfp_adjoint")
+        return create_model("segnode", num_classes=19, solver={"gradient": "tfp_adjoint"})
     if case == "segnode_aca":
-        return create_model("segnode", num_classes=19, gradient="aca")
+        return create_model("segnode", num_classes=19, solver={"gradient": "aca"})
     return create_model(case, num_classes=19)
 
 

@@ -9,17 +9,14 @@ are `python -m kseg.recipes.<dataset>`.
 from __future__ import annotations
 
 import argparse
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import imgviz
+import numpy as np
+import tensorflow as tf
 
-import imgviz  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from kseg.models import ContextNet, create_model  # noqa: E402
-from kseg.models.contextnet.contextnet_presets import TABLE4_PARAMS_M  # noqa: E402
-from kseg.utils import measure_latency, summarize  # noqa: E402
+from kseg.models import ContextNet, create_model
+from kseg.models.contextnet.contextnet_presets import TABLE4_PARAMS_M
+from kseg.utils import measure_latency, summarize
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,7 +2,7 @@
 export tests: (keyword arguments, image size). ODE models solve on a short fixed grid
 here; their adaptive solves are tested in tests/ode and tests/models/test_segnode.py."""
 
-_FIXED = {"method": "euler", "steps": 2}
+_FIXED = {"solver": {"method": "euler", "steps": 2}}
 _HRNET = {"width": 4, "stage_modules": (1, 1, 1), "blocks": 1}
 _DEEPLAB = {"backbone_width": 0.125, "head_channels": 8}
 
@@ -40,7 +40,7 @@ TINY = {
     "res_unet": ({"width": 4, "levels": 2}, (32, 32)),
     "dense_unet": ({"width": 8, "levels": 2}, (32, 32)),
     "choicenet_unet": ({"width": 7, "levels": 2}, (32, 32)),
-    # DeepLabV3+ (paper 003): one block per ResNet stage, one Xception middle module.
+    # DeepLabV3+ (Ikedo & Hotta 2022): one block per ResNet stage, one Xception middle module.
     "deeplabv3plus_resnet101": ({"backbone_depth": (1, 1, 1, 1), **_DEEPLAB}, (64, 64)),
     "deeplabv3plus_xception65": ({"backbone_depth": 1, **_DEEPLAB}, (64, 64)),
     "cross_cooperative": ({"top_depth": 1, "bottom_depth": (1, 1, 1, 1), **_DEEPLAB}, (64, 64)),

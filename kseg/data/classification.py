@@ -1,7 +1,7 @@
 """Image-classification datasets in their official download layouts, as uint8 arrays.
 
-Used by the ODE feature nets (paper 001: CIFAR-10, SVHN, Tiny-ImageNet) and ChoiceNet
-(paper 004: CIFAR-10/100). Each loader returns `(images uint8 NxHxWx3, labels int32 N)`.
+Used by the ODE feature nets (Carrara et al. 2019: CIFAR-10, SVHN, Tiny-ImageNet) and ChoiceNet
+(Rayhan et al.: CIFAR-10/100). Each loader returns `(images uint8 NxHxWx3, labels int32 N)`.
 """
 
 from __future__ import annotations

@@ -8,8 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 
 def _prune(model, ratio: float, round_to: int, images, labels):
     """Prunes and prints what it cost: parameters, and mIoU when labels are at hand."""

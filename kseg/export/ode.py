@@ -23,14 +23,14 @@ def fixed_grid(model: keras.Model, steps: int, method: str = "rk4"):
             f"export needs a fixed-grid method ({', '.join(FIXED_METHODS)}), got {method!r}"
         )
     blocks = ode_blocks(model)
-    saved = [(b.method, b.rtol, b.atol, b.steps, b.gradient) for b in blocks]
+    saved = [block.solver for block in blocks]
     for block in blocks:
         block.set_solver(method, steps=steps)
     try:
         yield blocks
     finally:
-        for block, (m, rtol, atol, s, g) in zip(blocks, saved, strict=True):
-            block.method, block.rtol, block.atol, block.steps, block.gradient = m, rtol, atol, s, g
+        for block, solver in zip(blocks, saved, strict=True):
+            block.solver = solver
 
 
 def fixed_grid_error(model: keras.Model, images: np.ndarray, steps: int, method: str = "rk4"):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import keras
 
 from kseg.errors import UserError
+from kseg.ode.callbacks import ode_blocks
+from kseg.ode.config import upgrade_config
 
 
 class ModelArgumentError(UserError, TypeError):
@@ -108,3 +110,28 @@ class GraphImageModel(ImageModel):
 
     def get_config(self):
         return {**super().get_config(), "input_multiple": self.input_multiple, "task": self.task}
+
+
+class ODEModel:
+    """What kseg's ODE models share (mixed into their model class): one solver, held by
+    their ODE blocks, which `set_solver` changes on every block and `get_config` reads
+    back, so that a changed solver survives a `.keras` round trip."""
+
+    def set_solver(self, *args, **kwargs) -> None:
+        """`ODEBlock.set_solver` on every ODE block of the model."""
+        for block in ode_blocks(self):
+            block.set_solver(*args, **kwargs)
+
+    def solver_config(self) -> dict:
+        """The solver of the model's ODE blocks, as `get_config` stores it."""
+        solvers = {block.solver for block in ode_blocks(self)}
+        if len(solvers) > 1:
+            raise ValueError(
+                f"{self.name}'s ODE blocks have different solvers {sorted(solvers, key=str)}; "
+                "its config holds one: call the model's set_solver to set every block"
+            )
+        return solvers.pop().to_dict()
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**upgrade_config(config))  # files saved before SolverConfig

@@ -8,6 +8,7 @@ derivative the time as an input channel; `ConvODEFunc` is Chen et al.'s conv der
 
 from kseg.ode.block import ConcatConv2D, ODEBlock
 from kseg.ode.callbacks import NFELogger, ode_blocks
+from kseg.ode.config import SolverConfig
 from kseg.ode.functions import ConvODEFunc
 from kseg.ode.odeint import MaxStepsExceededError, SolveInfo, odeint
 from kseg.ode.solvers import SOLVERS, get_solver
@@ -20,6 +21,7 @@ __all__ = [
     "ODEBlock",
     "MaxStepsExceededError",
     "SolveInfo",
+    "SolverConfig",
     "get_solver",
     "ode_blocks",
     "odeint",

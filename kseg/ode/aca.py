@@ -28,14 +28,18 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from kseg.ode.dopri import _TABLEAU, initial_step_size, scaled_error_rms, step_factor
-
-ERROR_ORDER = 4
-SAFETY, MIN_FACTOR, MAX_FACTOR = 0.9, 0.2, 10.0  # as kseg.ode.dopri and kseg.ode.adjoint
-_A = [0.0, *_TABLEAU.a]
-_B = _TABLEAU.b
-_SOLUTION = _TABLEAU.c_sol
-_ERROR = _TABLEAU.c_error
+from kseg.ode.adjoint import (
+    _A,
+    _B,
+    _ERROR,
+    _SOLUTION,
+    ERROR_ORDER,
+    MAX_FACTOR,
+    MIN_FACTOR,
+    SAFETY,
+    custom_gradient_result,
+)
+from kseg.ode.dopri import initial_step_size, scaled_error_rms, step_factor
 
 
 def _combine(base, h, weights, ks):
@@ -209,10 +213,7 @@ def odeint_aca(
             a = [ai + d[0] for ai, d in zip(a, d_states, strict=True)]
             if on_backward is not None:
                 on_backward((6 * accepted, accepted, tf.constant(0)))
-            if not variables:
-                return a
-            by_param = {id(p): gi for p, gi in zip(params, g, strict=True)}
-            return a, [by_param.get(id(v)) for v in variables]
+            return custom_gradient_result(a, g, params, variables)
 
         return states, grad
 

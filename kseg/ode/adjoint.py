@@ -217,6 +217,16 @@ def _backward_interval(aug, t_hi, t_lo, y, a, g, rtol, atol, max_steps, first_st
     return y, a, g, tf.stack([evaluations, accepted, rejected])
 
 
+def custom_gradient_result(a: list, g: list, params: list, variables):
+    """What a `tf.custom_gradient` gradient function returns: the initial state's gradient
+    `a`, and with `variables` (those the forward read) their gradients, `g` for the
+    trainable ones among them (`params`, in order) and None for the others."""
+    if not variables:
+        return a
+    by_param = {id(p): gi for p, gi in zip(params, g, strict=True)}
+    return a, [by_param.get(id(v)) for v in variables]
+
+
 def odeint_adjoint(
     solve: Callable,
     func: Callable,
@@ -286,10 +296,7 @@ def odeint_adjoint(
             )
             if on_backward is not None:
                 on_backward(tuple(tf.unstack(total)))
-            if not variables:
-                return a
-            by_param = {id(p): gi for p, gi in zip(params, g, strict=True)}
-            return a, [by_param.get(id(v)) for v in variables]
+            return custom_gradient_result(a, g, params, variables)
 
         return flat_states, grad
 

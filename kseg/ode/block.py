@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from kseg.ode.odeint import DEFAULT_MAX_NUM_STEPS, odeint
-from kseg.ode.solvers import check_gradient, get_solver
+from kseg.ode.config import SolverConfig, upgrade_config
+from kseg.ode.odeint import odeint
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -29,26 +29,22 @@ class ODEBlock(keras.layers.Layer):
     -1 where the method does not report them, see `kseg.ode.SolveInfo`), and after each
     differentiation `backward_nfe`, `backward_accepted_steps` and `backward_rejected_steps`
     those of the backward pass (gradients "adjoint" and "aca"; evaluations with their
-    VJPs). `set_solver`
-    switches a trained block to other tolerances or to a fixed grid without retraining
-    (SegNode section 4.8); re-trace compiled functions afterwards (e.g. `model.compile(...)`
-    again).
+    VJPs). `set_solver` switches a trained block to other tolerances or to a fixed grid
+    without retraining (SegNode section 4.8); re-trace compiled functions afterwards
+    (e.g. `model.compile(...)` again).
 
     Args:
         func: Keras layer or model, the derivative.
         t1: end time of the integration, which starts at 0.
-        method: solver name, see `kseg.ode.SOLVERS`.
-        rtol, atol: tolerances of adaptive methods.
-        steps: number of steps of fixed-grid methods over [0, t1] (default 10).
+        solver: a `kseg.ode.SolverConfig` (or a dict of its fields): method, tolerances,
+            fixed-grid steps, step limit and gradient; None takes its defaults (dopri5 at
+            rtol = atol = 1e-3, trained with kseg's adjoint).
         return_times: increasing times in [0, t1]; if given, the output is the trajectory
             at those times with a time axis after the batch axis, (batch, T, ...).
-        max_num_steps: an adaptive solve beyond this raises `MaxStepsExceededError`.
-        gradient: how training differentiates the solve, None for the method's default
-            ("adjoint" for dopri5; "aca" trades memory for time; see `kseg.ode.odeint`).
 
     Example:
         >>> func = keras.Sequential([keras.layers.Conv2D(8, 3, padding="same")])
-        >>> block = ODEBlock(func, method="dopri5")
+        >>> block = ODEBlock(func, solver=SolverConfig("rk4", steps=4))
         >>> block(np.zeros((2, 16, 16, 8), "float32")).shape
         TensorShape([2, 16, 16, 8])
     """
@@ -57,23 +53,15 @@ class ODEBlock(keras.layers.Layer):
         self,
         func: keras.layers.Layer,
         t1: float = 1.0,
-        method: str = "dopri5",
-        rtol: float = 1e-3,
-        atol: float = 1e-3,
-        steps: int | None = None,
+        solver: SolverConfig | dict | None = None,
         return_times: Sequence[float] | None = None,
-        max_num_steps: int | None = DEFAULT_MAX_NUM_STEPS,
-        gradient: str | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.func = func
         self.t1 = float(t1)
         self.return_times = None if return_times is None else [float(t) for t in return_times]
-        self.max_num_steps = max_num_steps
-        check_gradient(method, gradient)  # validates both names
-        self.method, self.rtol, self.atol, self.steps = method, float(rtol), float(atol), steps
-        self.gradient = gradient
+        self.solver = SolverConfig.of(solver)
         if self.return_times is not None:
             rt = self.return_times
             if (
@@ -87,25 +75,19 @@ class ODEBlock(keras.layers.Layer):
                 )
         self._takes_t = "t" in inspect.signature(func.call).parameters
 
-    def set_solver(
-        self,
-        method: str | None = None,
-        rtol: float | None = None,
-        atol: float | None = None,
-        steps: int | None = None,
-        gradient: str | None = None,
-    ) -> None:
-        """Changes the solver used from the next call on; None keeps a setting, except
-        that a new method without a gradient takes the method's default gradient."""
-        if method is not None:
-            check_gradient(method, gradient)
-            self.method, self.gradient = method, gradient
-        elif gradient is not None:
-            check_gradient(self.method, gradient)
-            self.gradient = gradient
-        self.rtol = self.rtol if rtol is None else float(rtol)
-        self.atol = self.atol if atol is None else float(atol)
-        self.steps = self.steps if steps is None else steps
+    def set_solver(self, *args, **kwargs) -> None:
+        """Changes the solver used from the next call on; takes the arguments of
+        `SolverConfig.with_changes` (method, rtol, atol, steps, gradient): None keeps a
+        setting, except that a new method without a gradient takes its default one."""
+        self.solver = self.solver.with_changes(*args, **kwargs)
+
+    # The solver's settings, read-only; `set_solver` or `solver` change them.
+    method = property(lambda self: self.solver.method)
+    rtol = property(lambda self: self.solver.rtol)
+    atol = property(lambda self: self.solver.atol)
+    steps = property(lambda self: self.solver.steps)
+    max_num_steps = property(lambda self: self.solver.max_num_steps)
+    gradient = property(lambda self: self.solver.gradient)
 
     def build(self, input_shape):
         if not self.func.built:
@@ -140,36 +122,41 @@ class ODEBlock(keras.layers.Layer):
             return self.func(y, t=t, training=training)
         return self.func(y, training=training)
 
+    @staticmethod
+    def _odeint(derivative, inputs, times, solver: SolverConfig, steps, **extra):
+        """`odeint` with `solver`'s settings, a fixed grid taking `steps` steps."""
+        if solver.adaptive:
+            # An adaptive solve calls the derivative at about ten places in the graph (the
+            # stages, the first-step rule, the backward pass); as a tf.function it is
+            # traced once and called at each (bench/RESULTS.md has the start-up time this
+            # saves).
+            derivative = tf.function(derivative, autograph=False)
+        return odeint(
+            derivative,
+            inputs,
+            times,
+            method=solver.method,
+            rtol=solver.rtol,
+            atol=solver.atol,
+            gradient=solver.gradient,
+            max_num_steps=solver.max_num_steps,
+            options=None if solver.adaptive else {"steps": steps},
+            **extra,
+        )
+
     def _times(self) -> list[float]:
         if self.return_times is None:
             return [0.0, self.t1]
         return self.return_times if self.return_times[0] == 0 else [0.0, *self.return_times]
 
     def call(self, inputs, training=None):
-        times = self._times()
-        fixed = not get_solver(self.method).adaptive
         # The adjoint's backward solve runs outside this call: it must see the same
         # `training` (batch statistics in batch norm) as the forward solve.
         derivative = functools.partial(self._derivative, training=training)
-        if not fixed:
-            # An adaptive solve calls the derivative at about ten places in the graph (the
-            # stages, the first-step rule, the backward pass); as a tf.function it is
-            # traced once and called at each. SegNode's training step traced in 11 s
-            # instead of 42 s (bench/RESULTS.md).
-            derivative = tf.function(derivative, autograph=False)
-        states, info = odeint(
-            derivative,
-            inputs,
-            times,
-            method=self.method,
-            rtol=self.rtol,
-            atol=self.atol,
-            gradient=self.gradient,
-            max_num_steps=self.max_num_steps,
-            options={"steps": self.steps} if fixed else None,
-            return_info=True,
-            on_backward=self._record_backward,
-        )
+        states, info = self._odeint(
+            derivative, inputs, self._times(), self.solver, self.solver.steps,
+            return_info=True, on_backward=self._record_backward,
+        )  # fmt: skip
         for weight, count in zip(
             (self.nfe, self.accepted_steps, self.rejected_steps), info, strict=True
         ):
@@ -206,20 +193,9 @@ class ODEBlock(keras.layers.Layer):
             raise ValueError(
                 f"times must be strictly increasing within [0, t1={self.t1}], got {times}"
             )
-        method = method or self.method
+        solver = self.solver if method is None else self.solver.with_changes(method)
         grid = times if times[0] == 0 else [0.0, *times]
-        fixed = not get_solver(method).adaptive
-        states = odeint(
-            self._derivative,
-            inputs,
-            grid,
-            method=method,
-            rtol=self.rtol,
-            atol=self.atol,
-            gradient=self.gradient if method == self.method else None,
-            max_num_steps=self.max_num_steps,
-            options={"steps": steps or self.steps} if fixed else None,
-        )
+        states = self._odeint(self._derivative, inputs, grid, solver, steps or solver.steps)
         first = len(grid) - len(times)
         return tf.nest.map_structure(lambda s: s[first:], states)
 
@@ -259,18 +235,13 @@ class ODEBlock(keras.layers.Layer):
             **super().get_config(),
             "func": keras.saving.serialize_keras_object(self.func),
             "t1": self.t1,
-            "method": self.method,
-            "rtol": self.rtol,
-            "atol": self.atol,
-            "steps": self.steps,
+            "solver": self.solver.to_dict(),
             "return_times": self.return_times,
-            "max_num_steps": self.max_num_steps,
-            "gradient": self.gradient,
         }
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        config = upgrade_config(config)  # files saved before SolverConfig
         config["func"] = keras.saving.deserialize_keras_object(config["func"])
         return cls(**config)
 

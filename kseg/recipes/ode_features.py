@@ -23,8 +23,6 @@ import json
 import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 DEMO_MODELS = ("resnet_gn", "res_ode_net", "ode_only_net")
 
 

@@ -132,7 +132,7 @@ def _ode_model():
     keras.utils.set_random_seed(1)
     inputs = keras.Input((None, None, 3))
     x = keras.layers.Conv2D(4, 1)(inputs)
-    x = ODEBlock(Derivative(), method="dopri5", name="ode")(x)
+    x = ODEBlock(Derivative(), name="ode")(x)
     return keras.Model(inputs, keras.layers.Conv2D(3, 1)(x))
 
 

@@ -1,4 +1,4 @@
-"""ContextNet (paper 002) against the paper's tables and its stated structure."""
+"""ContextNet (Poudel et al. 2018) against the paper's tables and its stated structure."""
 
 import keras
 import numpy as np

@@ -1,4 +1,4 @@
-"""DeepLabV3+ on ResNet-101 / Xception-65 and the cross cooperative network (paper 003):
+"""DeepLabV3+ on ResNet-101 / Xception-65 and the cross cooperative network (Ikedo & Hotta 2022):
 the backbones against keras.applications and closed-form counts, the head's count per
 connection setting, and which network's output depends on which network's weights."""
 

@@ -7,7 +7,7 @@ import pytest
 
 from kseg.features import PAPER_TIMES, extract, solver_statistics
 from kseg.models import ODEOnlyNet, ResNetGN, ResODENet, create_model
-from kseg.ode import odeint
+from kseg.ode import SolverConfig, odeint
 from kseg.utils.summary import count_params
 from tests.helpers import digits_batch
 
@@ -58,13 +58,13 @@ def test_feature_map_sizes_on_cifar_images():
         resnet.input, [resnet.get_layer(n).output for n in ("stem_conv", "down1_add", "down2_add")]
     )
     assert [tuple(t.shape[1:3]) for t in taps(x)] == [(30, 30), (15, 15), (8, 8)]
-    ode_only = ODEOnlyNet(width=16, method="euler", steps=1)
+    ode_only = ODEOnlyNet(width=16, solver=SolverConfig("euler", steps=1))
     state = keras.Model(ode_only.input, ode_only.get_layer("stem_conv").output)(x)
     assert tuple(state.shape) == (1, 16, 16, 16)
 
 
 def test_the_ode_function_sees_the_time():
-    model = ResODENet(width=8, stem_width=8, method="euler", steps=1)
+    model = ResODENet(width=8, stem_width=8, solver=SolverConfig("euler", steps=1))
     func = model.ode_block.func
     z = np.random.default_rng(0).normal(size=(1, 8, 8, 8)).astype("float32")
     assert not np.allclose(func(z, t=0.0), func(z, t=1.0), atol=1e-4)
@@ -79,7 +79,8 @@ def test_z_t_features_are_the_pooled_ode_states_and_end_at_the_classifier_input(
     """z(0) is the ODE block's input, z(1) what the classifier pools (checked against the
     model's own layers), and z(0.45) the state of a direct `odeint` on the same grid,
     pooled by hand (a second path). ODEOnlyNet shares the code; its solves cost 4x."""
-    model = _tiny(ResODENet, stem_width=8, method="euler", steps=20)  # graphs build fast
+    # 20 Euler steps: graphs build fast
+    model = _tiny(ResODENet, stem_width=8, solver=SolverConfig("euler", steps=20))
     images, _ = digits_batch(32, 32, batch=4)
     features = extract(model, images, batch_size=3)  # t = 0, 0.05, ..., 1: one step each
     assert features.values.shape == (21, 4, 8) and features.names[9] == "t=0.45"
@@ -112,7 +113,7 @@ def test_resnet_features_are_its_last_seven_blocks():
 
 
 def test_solver_steps_per_image_are_those_of_solving_each_image_alone():
-    model = _tiny(ODEOnlyNet, rtol=1e-4, atol=1e-4)
+    model = _tiny(ODEOnlyNet, solver={"rtol": 1e-4, "atol": 1e-4})
     images, _ = digits_batch(32, 32, batch=3)
     stats = solver_statistics(model, images)
     block = model.ode_block

@@ -12,7 +12,7 @@ from kseg.models import SegNode, create_model
 from kseg.models.hrnet.hrnet import branch_channels
 from kseg.models.segnode import miou_over_time, plot_miou_over_time, trajectory_logits
 from kseg.models.segnode.segnode import hr_ode_function
-from kseg.ode import ODEBlock
+from kseg.ode import ODEBlock, SolverConfig
 from kseg.train import preset_for
 from kseg.train.metrics import confusion_matrix, mean_iou
 from kseg.utils import count_params
@@ -66,7 +66,7 @@ def test_one_euler_step_of_the_ode_is_the_baselines_residual_unit():
     keras.utils.set_random_seed(1)
     func = hr_ode_function(branch_channels(4), modules=1, blocks=1)
     states = _states()
-    got = ODEBlock(func, method="euler", steps=1)(states)
+    got = ODEBlock(func, solver=SolverConfig("euler", steps=1))(states)
     inputs = [keras.Input(s.shape[1:]) for s in states]
     updates = hr_module(inputs, blocks=1, preact=True, name="module1")
     unit = keras.Model(
@@ -77,7 +77,7 @@ def test_one_euler_step_of_the_ode_is_the_baselines_residual_unit():
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
     # and half the step size twice is a different (second-order-closer) answer
-    two = ODEBlock(func, method="euler", steps=2)(states)
+    two = ODEBlock(func, solver=SolverConfig("euler", steps=2))(states)
     assert not np.allclose(two[0], got[0], atol=1e-4)
 
 
@@ -85,7 +85,7 @@ def test_segnode_trains_through_the_adaptive_solve():
     keras.utils.set_random_seed(2)
     # dopri5 and the adjoint; loose tolerances keep it to a few adaptive steps (at 1e-2
     # the adjoint's backward solve alone takes ~45 s on 2 cores)
-    model = SegNode(num_classes=5, width=4, modules=1, blocks=1, rtol=1e-1, atol=1e-1)
+    model = SegNode(num_classes=5, width=4, modules=1, blocks=1, solver={"rtol": 0.1, "atol": 0.1})
     images, labels = voc_batch(32, 32, num_classes=5)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     with tf.GradientTape() as tape:
@@ -98,7 +98,8 @@ def test_segnode_trains_through_the_adaptive_solve():
 
 def test_trajectory_read_out_ends_at_the_models_output(tmp_path):
     keras.utils.set_random_seed(3)
-    model = SegNode(num_classes=5, width=4, modules=1, blocks=1, method="rk4", steps=4)
+    solver = SolverConfig("rk4", steps=4)
+    model = SegNode(num_classes=5, width=4, modules=1, blocks=1, solver=solver)
     images, labels = voc_batch(64, 64, num_classes=5)
     times = [0.0, 0.5, 1.0]
     logits = trajectory_logits(model, images, times)
@@ -118,7 +119,8 @@ def test_trajectory_read_out_ends_at_the_models_output(tmp_path):
 
 
 def test_trajectory_times_outside_the_solve_are_refused():
-    model = SegNode(num_classes=3, width=4, modules=1, blocks=1, method="euler", steps=1)
+    solver = SolverConfig("euler", steps=1)
+    model = SegNode(num_classes=3, width=4, modules=1, blocks=1, solver=solver)
     with pytest.raises(ValueError, match="within"):
         trajectory_logits(model, np.zeros((1, 32, 32, 3), "float32"), [0.5, 2.0])
 

@@ -68,7 +68,7 @@ def _conv_block():
             keras.layers.Conv2D(4, 3, padding="same"),
         ]
     )
-    return ODEBlock(func, rtol=1e-6, atol=1e-6)
+    return ODEBlock(func, solver={"rtol": 1e-6, "atol": 1e-6})
 
 
 def test_block_gradients_match_kseg_adjoint_with_batch_norm_and_count_the_backward_pass():

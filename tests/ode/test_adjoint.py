@@ -70,7 +70,7 @@ def test_matches_tfps_adjoint_and_direct_back_propagation(norm):
     as the forward did, though it runs outside the Keras call."""
     keras.utils.set_random_seed(0)
     x = tf.constant(np.random.default_rng(0).normal(size=(4, 6, 6, 4)).astype("float32"))
-    block = ODEBlock(_conv_func(norm=norm), rtol=1e-6, atol=1e-6)
+    block = ODEBlock(_conv_func(norm=norm), solver={"rtol": 1e-6, "atol": 1e-6})
     block(x)
     ours = _block_gradients(block, x, "dopri5")
     tfp_adjoint = _block_gradients(block, x, "dopri5", gradient="tfp_adjoint")

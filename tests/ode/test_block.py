@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kseg.ode import ConcatConv2D, ODEBlock, odeint
+from kseg.ode import ConcatConv2D, ODEBlock, SolverConfig, odeint
 
 
 @keras.saving.register_keras_serializable(package="kseg_tests")
@@ -34,9 +34,9 @@ class ConvFunc(keras.layers.Layer):
         return {**super().get_config(), "channels": self.channels}
 
 
-def _model(**block_kwargs):
+def _model(**solver):
     inputs = keras.Input((8, 8, 8))
-    x = ODEBlock(ConvFunc(8), name="ode", **block_kwargs)(inputs)
+    x = ODEBlock(ConvFunc(8), name="ode", solver=solver)(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, keras.layers.Dense(3)(x))
 
@@ -50,7 +50,7 @@ def test_linear_derivative_matches_closed_form():
     dense = keras.layers.Dense(2, use_bias=False)
     dense.build((None, 2))
     dense.set_weights([np.array([[0.0, 1.0], [-1.0, 0.0]], "float32")])  # rotation
-    block = ODEBlock(dense, t1=1.0, rtol=1e-6, atol=1e-6)
+    block = ODEBlock(dense, t1=1.0, solver={"rtol": 1e-6, "atol": 1e-6})
     y = block(np.array([[1.0, 0.0]], "float32"))
     np.testing.assert_allclose(y, [[np.cos(1.0), np.sin(1.0)]], atol=1e-5)
 
@@ -61,7 +61,7 @@ def test_solve_returns_the_trajectory_at_any_times():
     dense = keras.layers.Dense(2, use_bias=False)
     dense.build((None, 2))
     dense.set_weights([np.array([[0.0, 1.0], [-1.0, 0.0]], "float32")])
-    block = ODEBlock(dense, t1=1.0, rtol=1e-6, atol=1e-6)
+    block = ODEBlock(dense, t1=1.0, solver={"rtol": 1e-6, "atol": 1e-6})
     times = np.arange(21) * 0.05
     want = np.stack([np.cos(times), np.sin(times)], -1)[:, None]
     y0 = np.array([[1.0, 0.0]], "float32")
@@ -108,17 +108,17 @@ def test_keras_round_trip(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(loaded(x), model(x), rtol=1e-5, atol=1e-6)
-    assert loaded.get_layer("ode").get_config()["method"] == "rk4"
+    assert loaded.get_layer("ode").solver == SolverConfig("rk4", steps=4)
 
 
 def test_return_times_gives_the_trajectory():
     func = ConvFunc(8)
-    block = ODEBlock(func, return_times=[0.0, 0.25, 1.0], method="rk4", steps=8)
+    block = ODEBlock(func, return_times=[0.0, 0.25, 1.0], solver={"method": "rk4", "steps": 8})
     x, _ = _data(2)
     traj = block(x)
     assert traj.shape == (2, 3, 8, 8, 8)
     np.testing.assert_allclose(traj[:, 0], x, atol=1e-6)
-    final = ODEBlock(func, method="rk4", steps=8)(x)
+    final = ODEBlock(func, solver={"method": "rk4", "steps": 8})(x)
     np.testing.assert_allclose(traj[:, -1], final, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="strictly increasing"):
         ODEBlock(func, return_times=[0.5, 0.2])
@@ -126,7 +126,7 @@ def test_return_times_gives_the_trajectory():
 
 def test_set_solver_switches_to_a_fixed_grid_close_to_the_adaptive_solve():
     func = ConvFunc(8)
-    block = ODEBlock(func, rtol=1e-6, atol=1e-6)
+    block = ODEBlock(func, solver={"rtol": 1e-6, "atol": 1e-6})
     x, _ = _data(2)
     reference = block(x).numpy()
     errors = []
@@ -152,7 +152,7 @@ def test_concat_conv_sees_time():
 def test_fixed_grid_block_equals_odeint():
     func = ConvFunc(8)
     x, _ = _data(1)
-    block = ODEBlock(func, method="midpoint", steps=5)
+    block = ODEBlock(func, solver=SolverConfig("midpoint", steps=5))
     want = odeint(
         lambda t, y: func(y, t=t),
         tf.constant(x),
@@ -179,7 +179,7 @@ def test_per_sample_nfe_differs_between_easy_and_hard_images():
     dense = keras.layers.Dense(2, use_bias=False)
     dense.build((None, 2))
     dense.set_weights([np.array([[-1.0, 0.0], [0.0, -1.0]], "float32")])  # dy/dt = -y
-    block = ODEBlock(dense, rtol=1e-6, atol=1e-6)
+    block = ODEBlock(dense, solver={"rtol": 1e-6, "atol": 1e-6})
     counts = block.per_sample_nfe(np.array([[1e-3, -1e-3], [50.0, -50.0]], "float32"))
     # The small state's error is measured against atol, 1000 times its size: fewer steps.
     assert counts[0] < counts[1]
@@ -200,7 +200,7 @@ def test_fixed_grid_block_converts_to_builtin_tflite(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
     inputs = keras.Input((8, 8, 8), batch_size=1)
-    model = keras.Model(inputs, ODEBlock(ConvFunc(8), method="rk4", steps=3)(inputs))
+    model = keras.Model(inputs, ODEBlock(ConvFunc(8), solver=SolverConfig("rk4", steps=3))(inputs))
     x, _ = _data(1)
     model.export(str(tmp_path / "sm"), verbose=False)
     converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "sm"))

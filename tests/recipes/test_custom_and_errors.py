@@ -161,7 +161,8 @@ def test_user_mistakes_give_one_error_and_status_2(custom_dir, tmp_path, capsys)
     assert "no such file" in err
     from kseg.recipes import cifar10
 
-    err = _error_of(cifar10.main, ["train", "--demo", "--model-kwargs", '{"method": "rk5"}',
+    kwargs = '{"solver": {"method": "rk5"}}'
+    err = _error_of(cifar10.main, ["train", "--demo", "--model-kwargs", kwargs,
                                    "--out", str(tmp_path / "c")], capsys)  # fmt: skip
     assert "error: unknown ODE method 'rk5'; choose one of" in err
 

@@ -1,4 +1,4 @@
-"""The VOC recipe with paper 003's models: train_aug or its fallback, the presets' crops,
+"""The VOC recipe with Ikedo & Hotta 2022's models: train_aug or its fallback, the presets' crops,
 centre-crop evaluation and model arguments from the command line."""
 
 import json

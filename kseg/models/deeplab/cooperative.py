@@ -1,4 +1,4 @@
-"""Cross cooperative learning (Ikedo & Hotta, VISAPP 2022, paper 003): two DeepLabV3+
+"""Cross cooperative learning (Ikedo & Hotta, VISAPP 2022): two DeepLabV3+
 networks on different backbones that exchange feature maps."""
 
 from __future__ import annotations

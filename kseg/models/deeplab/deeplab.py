@@ -26,7 +26,7 @@ def check_head_args(num_classes, output_stride, rates) -> tuple[int, ...]:
 @keras.saving.register_keras_serializable(package="kseg")
 class DeepLabV3Plus(SegmentationModel):
     """DeepLabV3+ (Chen et al., "Encoder-Decoder with Atrous Separable Convolution for
-    Semantic Image Segmentation", ECCV 2018), the single networks of paper 003's Tables 1
+    Semantic Image Segmentation", ECCV 2018), the single networks of Ikedo & Hotta 2022's Tables 1
     and 3.
 
     The backbone's last features (output stride 16: the last stage dilated instead of
@@ -42,7 +42,7 @@ class DeepLabV3Plus(SegmentationModel):
             block counts or the number of Xception middle-flow modules.
         backbone_width: multiplies the backbone's channels (1.0: the paper's).
         head_channels: ASPP and decoder channels (256 in DeepLabV3+).
-        output_stride: 16 (paper 003 and DeepLabV3+ training) or 8.
+        output_stride: 16 (Ikedo & Hotta 2022 and DeepLabV3+ training) or 8.
         aspp_rates: the dilated ASPP branches' rates; None: 6, 12, 18 (24, 36 at 8).
         backbone_weights: None, a keras.applications ResNet101 no-top weights file, or
             "imagenet" (that file from the Keras cache, downloaded if missing); ResNet-101

@@ -22,7 +22,7 @@ ReLU, concatenated and projected by a 1x1 conv to 256. Decoder: the ASPP output
 resized to the low-level features (stride 4), concatenated with their 1x1 projection to
 48 channels, two 3x3 convs of 256, a 1x1 classifier and bilinear resizing to the image.
 Dropout: 0.5 after the ASPP projection, 0.5 and 0.1 after the decoder convs, as in the
-widely used PyTorch DeepLabV3+ whose defaults (SGD 0.007, 513x513 crops) paper 003's
+widely used PyTorch DeepLabV3+ whose defaults (SGD 0.007, 513x513 crops) Ikedo & Hotta 2022's
 settings match; the DeepLabV3+ paper states no dropout.
 """
 

@@ -15,8 +15,8 @@ import keras
 
 from kseg.layers.norm import group_norm
 from kseg.layers.residual import preact_residual_block
-from kseg.models.base import ClassificationModel
-from kseg.ode import ConvODEFunc, ODEBlock
+from kseg.models.base import ClassificationModel, ODEModel
+from kseg.ode import ConvODEFunc, ODEBlock, SolverConfig
 
 ODE_LAYER = "ode"
 HEAD_NORM = "head_norm"
@@ -55,27 +55,28 @@ class _ODENetBase(ClassificationModel):
         self._config = config
 
     def get_config(self):
-        config = {"name": self.name, "trainable": self.trainable, **self._config}
-        if ODE_LAYER in [layer.name for layer in self.layers]:
-            block = self.get_layer(ODE_LAYER)  # set_solver may have changed the solver
-            config.update(method=block.method, rtol=block.rtol, atol=block.atol)
-            config.update(steps=block.steps)
-        return config
+        return {"name": self.name, "trainable": self.trainable, **self._config}
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
 
 
-def _solver(method, rtol, atol, steps, max_num_steps) -> dict:
-    return {"method": method, "rtol": rtol, "atol": atol, "steps": steps,
-            "max_num_steps": max_num_steps}  # fmt: skip
+class _ODENet(ODEModel, _ODENetBase):
+    """The two nets with an ODE block: their solver is the block's."""
+
+    def get_config(self):
+        return {**super().get_config(), "solver": self.solver_config()}
+
+    @property
+    def ode_block(self) -> ODEBlock:
+        return self.get_layer(ODE_LAYER)
 
 
-def _ode_block(width: int, solver: dict) -> ODEBlock:
+def _ode_block(width: int, solver: SolverConfig | dict | None) -> ODEBlock:
     """dz/dt = f(z, t) on [0, 1], f the official ODEfunc (t as an input channel)."""
     func = ConvODEFunc(width, use_bias=True, name="ode_function")
-    return ODEBlock(func, t1=1.0, name=ODE_LAYER, **solver)
+    return ODEBlock(func, t1=1.0, solver=solver, name=ODE_LAYER)
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -131,7 +132,7 @@ class ResNetGN(_ODENetBase):
 
 
 @keras.saving.register_keras_serializable(package="kseg")
-class ResODENet(_ODENetBase):
+class ResODENet(_ODENet):
     """The Res-ODE Net (Chen et al. 2018; Carrara et al. section 4): the ResNet with its six
     residual blocks replaced by one ODE block on [0, 1] whose derivative is the same block
     with t as an input channel. Solved by dopri5 at rtol = atol = 1e-3 (the official code),
@@ -139,7 +140,8 @@ class ResODENet(_ODENetBase):
 
     Args:
         num_classes, width, stem_width, dropout, image_shape: as `ResNetGN`.
-        method, rtol, atol, steps, max_num_steps: the ODE solve (`kseg.ode.ODEBlock`).
+        solver: the ODE solve, a `kseg.ode.SolverConfig` or a dict of its fields
+            (default dopri5 at rtol = atol = 1e-3, the official code's).
 
     Example:
         >>> model = ResODENet()  # 2,023,562 parameters for CIFAR-10
@@ -151,11 +153,7 @@ class ResODENet(_ODENetBase):
         width: int = 256,
         stem_width: int = 64,
         dropout: float = 0.5,
-        method: str = "dopri5",
-        rtol: float = 1e-3,
-        atol: float = 1e-3,
-        steps: int | None = None,
-        max_num_steps: int | None = 1000,
+        solver: SolverConfig | dict | None = None,
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
@@ -163,26 +161,22 @@ class ResODENet(_ODENetBase):
         _check(num_classes, image_shape, name)
         inputs = keras.Input(shape=image_shape, name="image")
         x = _residual_downsample(inputs, width, stem_width)
-        solver = _solver(method, rtol, atol, steps, max_num_steps)
         x = _ode_block(width, solver)(x)
         outputs = _classifier(x, num_classes, dropout)
         config = {"num_classes": num_classes, "width": width, "stem_width": stem_width,
-                  "dropout": dropout, **solver, "image_shape": tuple(image_shape)}  # fmt: skip
+                  "dropout": dropout, "image_shape": tuple(image_shape)}  # fmt: skip
         self._finish(inputs, outputs, name, kwargs, config)
-
-    @property
-    def ode_block(self) -> ODEBlock:
-        return self.get_layer(ODE_LAYER)
 
 
 @keras.saving.register_keras_serializable(package="kseg")
-class ODEOnlyNet(_ODENetBase):
+class ODEOnlyNet(_ODENet):
     """The ODE-only Net of Carrara et al. section 4: one 4x4 stride-2 conv of `width`
     filters without activation, whose output is z(0) of the ODE block of `ResODENet`.
 
     Args:
         num_classes, width, dropout, image_shape: as `ResNetGN`.
-        method, rtol, atol, steps, max_num_steps: the ODE solve (`kseg.ode.ODEBlock`).
+        solver: the ODE solve, a `kseg.ode.SolverConfig` or a dict of its fields
+            (default dopri5 at rtol = atol = 1e-3, the official code's).
 
     Example:
         >>> model = ODEOnlyNet()  # 1,201,930 parameters for CIFAR-10
@@ -193,11 +187,7 @@ class ODEOnlyNet(_ODENetBase):
         num_classes: int = 10,
         width: int = 256,
         dropout: float = 0.5,
-        method: str = "dopri5",
-        rtol: float = 1e-3,
-        atol: float = 1e-3,
-        steps: int | None = None,
-        max_num_steps: int | None = 1000,
+        solver: SolverConfig | dict | None = None,
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
@@ -205,13 +195,8 @@ class ODEOnlyNet(_ODENetBase):
         _check(num_classes, image_shape, name)
         inputs = keras.Input(shape=image_shape, name="image")
         x = keras.layers.Conv2D(width, 4, strides=2, padding="same", name="stem_conv")(inputs)
-        solver = _solver(method, rtol, atol, steps, max_num_steps)
         x = _ode_block(width, solver)(x)
         outputs = _classifier(x, num_classes, dropout)
-        config = {"num_classes": num_classes, "width": width, "dropout": dropout, **solver,
+        config = {"num_classes": num_classes, "width": width, "dropout": dropout,
                   "image_shape": tuple(image_shape)}  # fmt: skip
         self._finish(inputs, outputs, name, kwargs, config)
-
-    @property
-    def ode_block(self) -> ODEBlock:
-        return self.get_layer(ODE_LAYER)

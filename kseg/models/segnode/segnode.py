@@ -15,9 +15,9 @@ from kseg.layers.hrnet import (
 )
 from kseg.layers.ocr import ocr_head
 from kseg.layers.resize import ResizeLike
-from kseg.models.base import SegmentationModel, check_image_shape
+from kseg.models.base import ODEModel, SegmentationModel, check_image_shape
 from kseg.models.hrnet.hrnet import INPUT_MULTIPLE, branch_channels, upsample_logits
-from kseg.ode import ODEBlock
+from kseg.ode import ODEBlock, SolverConfig
 
 ODE_LAYER = "segnode_ode"
 
@@ -35,7 +35,7 @@ def hr_ode_function(
 
 
 @keras.saving.register_keras_serializable(package="kseg")
-class SegNode(SegmentationModel):
+class SegNode(ODEModel, SegmentationModel):
     """SegNode (Fig. 1, sections 3.2 and 4.1): stem, four convs creating the four stream
     states, an ODE block whose derivative is HRNet's module, four 1x1 convs to classes,
     bilinear upsampling and sum.
@@ -61,16 +61,17 @@ class SegNode(SegmentationModel):
         num_classes: number of classes.
         width: channels of the highest-resolution stream (48).
         modules, blocks: HRNet modules in the ODE function and basic blocks per branch.
-        method, rtol, atol, steps, t1, max_num_steps, gradient: the ODE solve and how
-            training differentiates it (`kseg.ode.ODEBlock`); `ODEBlock.set_solver`
-            changes them on a trained model.
+        solver: the ODE solve and how training differentiates it, a
+            `kseg.ode.SolverConfig` or a dict of its fields (default dopri5 at rtol = atol
+            = 1e-3 with kseg's adjoint); `set_solver` changes it on a trained model.
+        t1: the end of the integration interval [0, t1].
         norm: "batch" (HRNet's) or "group" normalisation inside the ODE function.
         ocr: the OCR head (SegNode+OCR of Table 1); outputs `{"logits", "aux_logits"}`.
         image_shape: (height, width, channels); height and width multiples of 32 or None.
 
     Example:
         >>> model = SegNode(num_classes=19)
-        >>> model.get_layer("segnode_ode").set_solver("rk4", steps=4)  # fixed grid
+        >>> model.set_solver("rk4", steps=4)  # a fixed grid, e.g. for edge export
     """
 
     def __init__(
@@ -79,13 +80,8 @@ class SegNode(SegmentationModel):
         width: int = 48,
         modules: int = 2,
         blocks: int = 2,
-        method: str = "dopri5",
-        rtol: float = 1e-3,
-        atol: float = 1e-3,
-        steps: int | None = None,
+        solver: SolverConfig | dict | None = None,
         t1: float = 1.0,
-        max_num_steps: int | None = 1000,
-        gradient: str | None = None,
         norm: str = "batch",
         ocr: bool = False,
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
@@ -105,12 +101,7 @@ class SegNode(SegmentationModel):
         block = ODEBlock(
             hr_ode_function(channels, modules, blocks, norm),
             t1=t1,
-            method=method,
-            rtol=rtol,
-            atol=atol,
-            steps=steps,
-            max_num_steps=max_num_steps,
-            gradient=gradient,
+            solver=solver,
             name=ODE_LAYER,
         )
         xs = block(states)
@@ -130,13 +121,7 @@ class SegNode(SegmentationModel):
             "width": width,
             "modules": modules,
             "blocks": blocks,
-            "method": method,
-            "rtol": rtol,
-            "atol": atol,
-            "steps": steps,
             "t1": t1,
-            "max_num_steps": max_num_steps,
-            "gradient": gradient,
             "norm": norm,
             "ocr": ocr,
             "image_shape": tuple(image_shape),
@@ -147,24 +132,12 @@ class SegNode(SegmentationModel):
         return self.get_layer(ODE_LAYER)
 
     def get_config(self):
-        block = self.ode_block  # the solver may have been changed by set_solver
-        solver = {
-            "method": block.method,
-            "rtol": block.rtol,
-            "atol": block.atol,
-            "gradient": block.gradient,
-        }
         return {
             "name": self.name,
             "trainable": self.trainable,
             **self._config,
-            **solver,
-            "steps": block.steps,
+            "solver": self.solver_config(),
         }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 def _streams_to_logits(xs, num_classes: int):

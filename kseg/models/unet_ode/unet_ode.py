@@ -6,23 +6,18 @@ from __future__ import annotations
 import keras
 
 from kseg.layers.hrnet import conv_norm
-from kseg.models.base import SegmentationModel, check_image_shape
+from kseg.models.base import ODEModel, SegmentationModel, check_image_shape
 from kseg.models.unet.skeleton import unet_graph
 from kseg.models.unet.unet import double_conv_level
-from kseg.ode import ConvODEFunc, ODEBlock
-from kseg.ode.callbacks import ode_blocks
-from kseg.ode.odeint import DEFAULT_MAX_NUM_STEPS
+from kseg.ode import ConvODEFunc, ODEBlock, SolverConfig
 
 
-def _ode(x, name: str, **solver):
+def _ode(x, name: str, solver: SolverConfig):
     func = ConvODEFunc(x.shape[-1], name=f"{name}_func")
-    return ODEBlock(func, name=name, **solver)(x)
+    return ODEBlock(func, solver=solver, name=name)(x)
 
 
-SOLVER_ARGS = ("method", "rtol", "atol", "steps", "max_num_steps")
-
-
-class _ODEUNet(SegmentationModel):
+class _ODEUNet(ODEModel, SegmentationModel):
     """A four-down U-Net (`kseg.models.unet.skeleton`) whose level block is
     `_level(x, filters, name)`."""
 
@@ -31,11 +26,7 @@ class _ODEUNet(SegmentationModel):
         num_classes: int = 19,
         width: int = 64,
         levels: int = 4,
-        method: str = "dopri5",
-        rtol: float = 1e-3,
-        atol: float = 1e-3,
-        steps: int | None = None,
-        max_num_steps: int | None = DEFAULT_MAX_NUM_STEPS,
+        solver: SolverConfig | dict | None = None,
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
@@ -44,10 +35,7 @@ class _ODEUNet(SegmentationModel):
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         multiple = 2**levels
         check_image_shape((None, *image_shape), multiple, None, name)
-        self._solver = {
-            "method": method, "rtol": rtol, "atol": atol, "steps": steps,
-            "max_num_steps": max_num_steps,
-        }  # fmt: skip
+        self._solver = SolverConfig.of(solver)
         inputs = keras.Input(shape=image_shape, name="image")
         outputs = unet_graph(inputs, self._level, num_classes, width, levels)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
@@ -57,25 +45,16 @@ class _ODEUNet(SegmentationModel):
             "num_classes": num_classes,
             "width": width,
             "levels": levels,
-            **self._solver,
             "image_shape": tuple(image_shape),
         }
 
     def get_config(self):
-        # The solver as the blocks hold it now: `ODEBlock.set_solver` (and the exporter's
-        # fixed grid) may have changed it since construction.
-        solvers = {tuple(getattr(b, k) for k in SOLVER_ARGS) for b in ode_blocks(self)}
-        if len(solvers) > 1:
-            raise ValueError(
-                f"{self.name}'s ODE blocks have different solvers {sorted(solvers, key=str)}; "
-                "its config holds one: call set_solver with the same settings on every block"
-            )
-        solver = dict(zip(SOLVER_ARGS, solvers.pop(), strict=True))
-        return {"name": self.name, "trainable": self.trainable, **self._config, **solver}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            **self._config,
+            "solver": self.solver_config(),
+        }
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -92,8 +71,8 @@ class UNode(_ODEUNet):
         num_classes: number of classes.
         width: channels of the first level (64, as U-Net).
         levels: down-sampling steps (4, as U-Net); input sizes are multiples of 2**levels.
-        method, rtol, atol, steps, max_num_steps: the solver of every ODE block
-            (`kseg.ode.ODEBlock`).
+        solver: the solver of every ODE block, a `kseg.ode.SolverConfig` or a dict of
+            its fields (default dopri5 at rtol = atol = 1e-3).
         image_shape: (height, width, channels).
     """
 
@@ -101,7 +80,7 @@ class UNode(_ODEUNet):
 
     def _level(self, x, filters: int, name: str):
         x = conv_norm(x, filters, 1, name=f"{name}_in")
-        return _ode(x, name=f"{name}_ode", **self._solver)
+        return _ode(x, name=f"{name}_ode", solver=self._solver)
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -114,4 +93,4 @@ class NODEsUNet(_ODEUNet):
 
     def _level(self, x, filters: int, name: str):
         x = double_conv_level(x, filters, name=name)
-        return _ode(x, name=f"{name}_ode", **self._solver)
+        return _ode(x, name=f"{name}_ode", solver=self._solver)

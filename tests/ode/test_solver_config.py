@@ -1,0 +1,43 @@
+"""kseg.ode.SolverConfig: one value for an ODE block's solve, its validation, its changes
+and the upgrade of configs saved before it existed."""
+
+import pytest
+
+from kseg.errors import UnknownNameError
+from kseg.ode import SolverConfig
+from kseg.ode.config import upgrade_config
+
+
+def test_defaults_changes_and_dicts():
+    solver = SolverConfig()
+    assert (solver.method, solver.rtol, solver.atol, solver.steps) == ("dopri5", 1e-3, 1e-3, None)
+    assert solver.max_num_steps == 1000 and solver.adaptive
+    aca = solver.with_changes(gradient="aca", rtol=1e-2)
+    assert (aca.method, aca.gradient, aca.rtol, aca.atol) == ("dopri5", "aca", 1e-2, 1e-3)
+    # A new method without a gradient takes its own default: "aca" is dopri5's only.
+    rk4 = aca.with_changes("rk4", steps=4)
+    assert (rk4.method, rk4.gradient, rk4.steps, rk4.rtol) == ("rk4", None, 4, 1e-2)
+    assert not rk4.adaptive
+    assert SolverConfig.of(rk4.to_dict()) == rk4
+    assert SolverConfig.of(None) == SolverConfig()
+
+
+def test_mistakes_are_named():
+    with pytest.raises(UnknownNameError, match="unknown ODE method 'rk5'"):
+        SolverConfig("rk5")
+    with pytest.raises(ValueError, match="'rk4' cannot .* gradient='aca'; it offers direct"):
+        SolverConfig("rk4", gradient="aca")
+    with pytest.raises(ValueError, match=r"unknown solver setting\(s\) \['tol'\]"):
+        SolverConfig.of({"tol": 1e-3})
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        SolverConfig("euler", steps=0)
+
+
+def test_old_configs_gather_their_solver_keys():
+    old = {"name": "segnode", "method": "rk4", "steps": 4, "rtol": 0.01, "width": 48}
+    assert upgrade_config(old) == {
+        "name": "segnode",
+        "width": 48,
+        "solver": {"method": "rk4", "steps": 4, "rtol": 0.01},
+    }
+    assert upgrade_config({"solver": {"method": "euler"}}) == {"solver": {"method": "euler"}}
