@@ -304,11 +304,6 @@ class SegmentationRecipe:
         height, width = round_up(config.crop or preset.crop or self.crop, model.input_multiple)
         config.crop = (height, width)
         config.precise_bn_batches = 0  # the batch norms are folded, their statistics frozen
-        if config.graph_optimization == "auto":
-            # Fine-tuned without Grappler, the int8 files agreed with the simulation on
-            # 93.7% of tests/export/test_qat.py's pixels instead of over 95% (cause not
-            # found); QAT keeps it.
-            config.graph_optimization = "on"
         split, _ = self.train_samples(dataset)
         images, _ = calibration_data(dataset, split, 16, height, width)
         folder = os.path.join(runner.out, "qat")

@@ -17,10 +17,9 @@ def graph_optimization(setting: str = "auto"):
     not if "off"; "auto" means on when a GPU is present. The previous setting returns
     afterwards.
 
-    Measured on this project's 2-core CPU machines (bench/RESULTS.md, segnode_memory):
-    Grappler took about 40 s of SegNode's first training step and 10 s of HRNetV2-W48's,
-    and changed neither's steady step time. On a GPU it converts convolutions to the
-    layout cuDNN prefers, so "auto" keeps it there.
+    On CPU Grappler makes the first training step slower without making later steps
+    faster (bench/RESULTS.md, segnode_memory, has the numbers); on a GPU it converts
+    convolutions to the layout cuDNN prefers, so "auto" keeps it there.
     """
     if setting not in SETTINGS:
         raise ValueError(

@@ -1,6 +1,7 @@
 """Dormand-Prince differentiated by checkpoints of its accepted steps (gradient="aca",
-kseg.ode.aca): closed-form gradients, the forward solve of tfp's loop step for step,
-agreement with kseg's adjoint on a conv block with batch norm, backward accounting."""
+kseg.ode.aca): the forward solve of tfp's loop step for step, agreement with kseg's
+adjoint on a conv block with batch norm, backward accounting. Its closed-form gradients
+through several output times are tested with the adjoint's (tests/ode/test_adjoint.py)."""
 
 import keras
 import numpy as np
@@ -8,23 +9,6 @@ import pytest
 import tensorflow as tf
 
 from kseg.ode import ODEBlock, odeint
-
-
-def test_gradients_through_several_output_times_match_the_closed_form():
-    # As kseg's adjoint's test: y' = theta y, L = sum_i c_i y(t_i).
-    theta = tf.Variable(-0.7, dtype=tf.float64)
-    y0 = tf.constant([1.3], tf.float64)
-    times = [0.0, 0.4, 1.0, 1.5]
-    c = np.array([0.5, -2.0, 1.0, 3.0])
-    with tf.GradientTape() as tape:
-        tape.watch(y0)
-        ys = odeint(lambda t, y: theta * y, y0, times, rtol=1e-10, atol=1e-10, gradient="aca")
-        loss = tf.reduce_sum(tf.constant(c) * ys[:, 0])
-    g_y0, g_theta = tape.gradient(loss, [y0, theta])
-    e = np.exp(-0.7 * np.array(times))
-    np.testing.assert_allclose(ys[:, 0].numpy(), 1.3 * e, rtol=1e-8)
-    np.testing.assert_allclose(g_y0.numpy(), [np.sum(c * e)], rtol=1e-7)
-    np.testing.assert_allclose(g_theta.numpy(), np.sum(c * np.array(times) * 1.3 * e), rtol=1e-7)
 
 
 def test_forward_takes_the_steps_of_tfps_loop_and_backward_one_per_accepted_step():
