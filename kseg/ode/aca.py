@@ -37,18 +37,10 @@ from kseg.ode.adjoint import (
     MAX_FACTOR,
     MIN_FACTOR,
     SAFETY,
+    _combine,
     custom_gradient_result,
 )
 from kseg.ode.dopri import initial_step_size, scaled_error_rms, step_factor
-
-
-def _combine(base, h, weights, ks):
-    """base + h * sum(w * k) over the nonzero weights, for lists of tensors."""
-    out = []
-    for j, b in enumerate(base):
-        terms = [w * k[j] for w, k in zip(weights, ks, strict=False) if w]
-        out.append(b + h * tf.add_n(terms) if terms else b)
-    return out
 
 
 def _stages(func, t, h, y, k1):

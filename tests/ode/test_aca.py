@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from kseg.ode import ODEBlock, odeint
+from tests.ode.test_adjoint import _block_gradients, _conv_func
 
 
 def test_forward_takes_the_steps_of_tfps_loop_and_backward_one_per_accepted_step():
@@ -44,15 +45,7 @@ def test_forward_takes_the_steps_of_tfps_loop_and_backward_one_per_accepted_step
 
 
 def _conv_block():
-    func = keras.Sequential(
-        [
-            keras.layers.Conv2D(4, 3, padding="same"),
-            keras.layers.BatchNormalization(),
-            keras.layers.Activation("tanh"),
-            keras.layers.Conv2D(4, 3, padding="same"),
-        ]
-    )
-    return ODEBlock(func, solver={"rtol": 1e-6, "atol": 1e-6})
+    return ODEBlock(_conv_func(norm="batch"), solver={"rtol": 1e-6, "atol": 1e-6})
 
 
 def test_block_gradients_match_kseg_adjoint_with_batch_norm_and_count_the_backward_pass():
@@ -65,16 +58,7 @@ def test_block_gradients_match_kseg_adjoint_with_batch_norm_and_count_the_backwa
     block(x)
     grads = {}
     for gradient in ("adjoint", "aca"):
-        block.set_solver(gradient=gradient)
-
-        @tf.function
-        def step():
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                loss = tf.reduce_sum(tf.sin(block(x, training=True)))
-            return tape.gradient(loss, [x, *block.trainable_weights])
-
-        grads[gradient] = [g.numpy() for g in step()]
+        grads[gradient] = _block_gradients(block, x, "dopri5", gradient=gradient)
         counters = (block.backward_nfe, block.backward_accepted_steps)
         backward = [int(v.numpy()) for v in (*counters, block.backward_rejected_steps)]
         if gradient == "aca":
