@@ -47,7 +47,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -55,6 +54,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from _memory import peak_memory  # noqa: E402
+from peers.timing import timed  # noqa: E402
 
 from kseg.data import Cityscapes, segmentation_pipeline  # noqa: E402
 from kseg.models import create_model  # noqa: E402
@@ -90,13 +90,8 @@ def _model(case: str, ode_steps: int) -> keras.Model:
 
 
 def _median_seconds(fn, calls: int = 3) -> float:
-    fn()  # trace
-    seconds = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        tf.nest.map_structure(lambda t: t.numpy(), fn())
-        seconds.append(time.perf_counter() - start)
-    return float(np.median(seconds))
+    """Median seconds of `fn` with its results read back (the first call traces)."""
+    return timed(lambda: tf.nest.map_structure(lambda t: t.numpy(), fn()), calls)
 
 
 def evaluation_cost(model, images, mode: str) -> dict:

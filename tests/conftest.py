@@ -17,6 +17,18 @@ def _seed():
     keras.backend.clear_session(free_memory=False)
 
 
+@pytest.fixture
+def model_registry():
+    """kseg's model registry, restored after the test: models a test registers do not
+    leak into `list_models()` for the tests after it."""
+    from kseg.models import registry
+
+    saved = dict(registry._MODELS)
+    yield registry
+    registry._MODELS.clear()
+    registry._MODELS.update(saved)
+
+
 def built_once(tmp_path_factory, worker_id: str, name: str, build) -> str:
     """The folder `build(folder)` fills, built once for the whole test run: under
     pytest-xdist the first worker to need it builds it under a file lock and the others

@@ -65,8 +65,8 @@ def export_tflite(
     """Converts a SavedModel from `export_saved_model` with builtin ops only.
 
     kseg converts the logits-only SavedModel (`labels=False`): TFLite's ARG_MAX is not
-    delegated to XNNPACK and took 0.12 s on 1024x2048x19 logits, more than the network
-    (0.10 s) on 2 cores, so the arg-max is left to the application.
+    delegated to XNNPACK and costs more than ContextNet itself at Cityscapes size
+    (bench/RESULTS.md), so the arg-max is left to the application.
 
     Args:
         mode: "fp32"; "fp16" (float16 weights); "dynamic" (int8 weights, float

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from kseg.layers.conv import conv_bn_act, depthwise_bn_act
+from kseg.layers.conv import conv_norm_act, depthwise_norm_act
 
 
 def inverted_residual(
@@ -23,9 +23,11 @@ def inverted_residual(
     in_channels = x.shape[-1]
     shortcut = x
     if expansion != 1:
-        x = conv_bn_act(x, in_channels * expansion, 1, activation=activation, name=f"{name}_expand")
-    x = depthwise_bn_act(x, 3, strides, activation=activation, name=f"{name}_dw")
-    x = conv_bn_act(x, filters, 1, activation=None, name=f"{name}_project")
+        x = conv_norm_act(
+            x, in_channels * expansion, 1, activation=activation, name=f"{name}_expand"
+        )
+    x = depthwise_norm_act(x, 3, strides, activation=activation, name=f"{name}_dw")
+    x = conv_norm_act(x, filters, 1, activation=None, name=f"{name}_project")
     if strides == 1 and in_channels == filters:
         x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
     return x

@@ -23,8 +23,9 @@ from collections.abc import Sequence
 
 import keras
 
+from kseg.layers.conv import conv_norm_act
 from kseg.layers.dense import densely_connected
-from kseg.layers.hrnet import conv_norm
+from kseg.layers.norm import TORCH_BATCH_NORM
 
 POOLINGS = ("max", "avg", "both")
 
@@ -40,7 +41,7 @@ def choice_chain(e, growth: int, kernel_size: int, length: int = 3, name: str = 
         raise ValueError(f"a chain needs at least one conv, got length={length}")
     z = e
     for j in range(1, length + 1):
-        h = conv_norm(z, growth, kernel_size, name=f"{name}_conv{j}")
+        h = conv_norm_act(z, growth, kernel_size, norm=TORCH_BATCH_NORM, name=f"{name}_conv{j}")
         skip = keras.layers.Add(name=f"{name}_add{j}")([h, z])
         if j < length:
             z = skip
@@ -56,7 +57,7 @@ def choice_module(
 ):
     """One ChoiceNet module (Fig. 1): `(1 + 2 * len(kernel_sizes)) * growth` channels out,
     ordered E, then (with skip, without skip) for each kernel size."""
-    e = conv_norm(x, growth, 1, name=f"{name}_bottleneck")
+    e = conv_norm_act(x, growth, 1, norm=TORCH_BATCH_NORM, name=f"{name}_bottleneck")
     outputs = [e]
     for k in kernel_sizes:
         outputs += choice_chain(e, growth, k, chain_length, name=f"{name}_k{k}")

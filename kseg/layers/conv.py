@@ -1,85 +1,105 @@
-"""Convolution + batch norm + activation builders."""
+"""The convolution + normalisation + activation builders every family's blocks are made of.
+
+Each builder takes the normalisation (a `kseg.layers.norm.Norm` with the family's
+constants, or None) and the activation (a Keras activation name, or None) and names its
+layers `{name}_conv` (`{name}_dwconv` for a depthwise conv), `{name}_bn` and
+`{name}_relu` for ReLU or `{name}_act` for any other activation.
+"""
 
 from __future__ import annotations
 
 import keras
 
-# Batch-norm settings of TF-slim MobileNet models, which ContextNet was trained with.
-BN_MOMENTUM = 0.99
-BN_EPSILON = 1e-3
+from kseg.layers.norm import KERAS_BATCH_NORM, Norm
 
 
-def _norm_act(x, name: str, activation: str | None, norm: bool):
-    if norm:
-        x = keras.layers.BatchNormalization(
-            momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_bn"
-        )(x)
+def _norm_act(x, norm: Norm | None, activation: str | None, name: str):
+    if norm is not None:
+        x = norm.layer(x.shape[-1], f"{name}_bn")(x)
     if activation is not None:
-        x = keras.layers.Activation(activation, name=f"{name}_act")(x)
+        suffix = "relu" if activation == "relu" else "act"
+        x = keras.layers.Activation(activation, name=f"{name}_{suffix}")(x)
     return x
 
 
-def conv_bn_act(
+def conv_norm_act(
     x,
     filters: int,
     kernel_size: int = 3,
     strides: int = 1,
+    *,
+    norm: Norm | None = KERAS_BATCH_NORM,
+    activation: str | None = "relu",
     dilation_rate: int = 1,
-    activation: str | None = "relu6",
-    norm: bool = True,
+    padding: str = "same",
     name: str = "conv",
 ):
-    """Conv2D ('same' padding, no bias when normalised) -> BatchNorm -> activation.
-
-    Layers are named `{name}_conv`, `{name}_bn` and `{name}_act`.
-    """
-    x = keras.layers.Conv2D(
+    """Conv2D (a bias only without a norm) -> norm -> activation."""
+    conv = keras.layers.Conv2D(
         filters,
         kernel_size,
         strides=strides,
+        padding=padding,
         dilation_rate=dilation_rate,
-        padding="same",
-        use_bias=not norm,
+        use_bias=norm is None,
         name=f"{name}_conv",
+    )
+    return _norm_act(conv(x), norm, activation, name)
+
+
+def norm_act_conv(
+    x,
+    filters: int,
+    kernel_size: int = 3,
+    *,
+    norm: Norm = KERAS_BATCH_NORM,
+    activation: str = "relu",
+    name: str = "conv",
+):
+    """The pre-activation order (He et al. 2016): norm -> activation -> Conv2D ('same', no
+    bias)."""
+    x = _norm_act(x, norm, activation, name)
+    return keras.layers.Conv2D(
+        filters, kernel_size, padding="same", use_bias=False, name=f"{name}_conv"
     )(x)
-    return _norm_act(x, name, activation, norm)
 
 
-def depthwise_bn_act(
+def depthwise_norm_act(
     x,
     kernel_size: int = 3,
     strides: int = 1,
+    *,
+    norm: Norm = KERAS_BATCH_NORM,
+    activation: str | None = "relu",
     dilation_rate: int = 1,
-    activation: str | None = "relu6",
     name: str = "dw",
 ):
-    """DepthwiseConv2D ('same', no bias) -> BatchNorm -> activation.
-
-    Layers are named `{name}_dwconv`, `{name}_bn` and `{name}_act`.
-    """
-    x = keras.layers.DepthwiseConv2D(
+    """DepthwiseConv2D ('same', no bias) -> norm -> activation."""
+    conv = keras.layers.DepthwiseConv2D(
         kernel_size,
         strides=strides,
-        dilation_rate=dilation_rate,
         padding="same",
+        dilation_rate=dilation_rate,
         use_bias=False,
         name=f"{name}_dwconv",
-    )(x)
-    return _norm_act(x, name, activation, norm=True)
+    )
+    return _norm_act(conv(x), norm, activation, name)
 
 
-def separable_conv_bn_act(
+def separable_conv_norm_act(
     x,
     filters: int,
     kernel_size: int = 3,
     strides: int = 1,
-    activation: str | None = "relu6",
+    *,
+    norm: Norm = KERAS_BATCH_NORM,
+    activation: str | None = "relu",
     name: str = "sep",
 ):
-    """Depthwise-separable conv: depthwise -> BN -> pointwise -> BN -> activation.
+    """Depthwise-separable conv: depthwise -> norm -> pointwise -> norm -> activation.
 
     There is no nonlinearity between the depthwise and the pointwise convolution, as in
     ContextNet's full-resolution branch (Poudel et al. 2018, section 2.2.1).
     """
-    x = depthwise_bn_act(x, kernel_size, strides, activation=None, name=f"{name}_dw")
-    return conv_bn_act(x, filters, 1, activation=activation, name=f"{name}_pw")
+    x = depthwise_norm_act(x, kernel_size, strides, norm=norm, activation=None, name=f"{name}_dw")
+    return conv_norm_act(x, filters, 1, norm=norm, activation=activation, name=f"{name}_pw")

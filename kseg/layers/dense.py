@@ -6,15 +6,8 @@ from collections.abc import Callable
 
 import keras
 
-from kseg.layers.hrnet import norm_layer
-
-
-def _bn_relu_conv(x, filters: int, kernel_size: int, name: str):
-    x = norm_layer("batch", x.shape[-1], f"{name}_bn")(x)
-    x = keras.layers.ReLU(name=f"{name}_relu")(x)
-    return keras.layers.Conv2D(
-        filters, kernel_size, padding="same", use_bias=False, name=f"{name}_conv"
-    )(x)
+from kseg.layers.conv import norm_act_conv
+from kseg.layers.norm import TORCH_BATCH_NORM
 
 
 def densely_connected(x, layer: Callable, count: int, name: str):
@@ -39,7 +32,9 @@ def dense_block(x, growth: int, layers: int = 4, bottleneck: int = 4, name: str 
 
     def layer(y, i):
         if bottleneck:
-            y = _bn_relu_conv(y, bottleneck * growth, 1, name=f"{name}_l{i}_1x1")
-        return _bn_relu_conv(y, growth, 3, name=f"{name}_l{i}_3x3")
+            y = norm_act_conv(
+                y, bottleneck * growth, 1, norm=TORCH_BATCH_NORM, name=f"{name}_l{i}_1x1"
+            )
+        return norm_act_conv(y, growth, 3, norm=TORCH_BATCH_NORM, name=f"{name}_l{i}_3x3")
 
     return densely_connected(x, layer, layers, name)

@@ -24,106 +24,84 @@ from collections.abc import Sequence
 
 import keras
 
-from kseg.layers.norm import group_norm
+from kseg.layers.conv import conv_norm_act, norm_act_conv
+from kseg.layers.norm import TORCH_BATCH_NORM, TORCH_GROUP_NORM, Norm
 from kseg.layers.resize import ResizeLike
 
-# PyTorch's BatchNorm2d(momentum=0.1), as HRNet trains with, is Keras momentum 0.9.
-HRNET_BN_MOMENTUM = 0.9
-HRNET_BN_EPSILON = 1e-5
+# HRNet trains with PyTorch's batch norm; the neural-ODE code of Chen et al. and Carrara
+# et al. with group norm (min(32, channels) groups). SegNode's `norm` argument names one.
+NORMS = {"batch": TORCH_BATCH_NORM, "group": TORCH_GROUP_NORM}
 
 
-def norm_layer(kind: str, channels: int, name: str) -> keras.layers.Layer:
-    """ "batch" (HRNet's) or "group" normalisation (min(32, channels) groups, as the neural
-    ODE code of Chen et al. and Carrara et al.)."""
-    if kind == "batch":
-        return keras.layers.BatchNormalization(
-            momentum=HRNET_BN_MOMENTUM, epsilon=HRNET_BN_EPSILON, name=name
-        )
-    if kind == "group":
-        return group_norm(channels, name, epsilon=HRNET_BN_EPSILON)
-    raise ValueError(f"norm must be 'batch' or 'group', got {kind!r}")
-
-
-def _conv(x, filters: int, kernel_size: int, strides: int = 1, name: str = "conv"):
-    return keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, padding="same", use_bias=False, name=name
-    )(x)
-
-
-def conv_norm(x, filters, kernel_size=3, strides=1, relu=True, norm="batch", name="conv"):
-    """Conv (no bias) -> norm -> optional ReLU; layers `{name}_conv`, `{name}_bn`, `{name}_relu`."""
-    x = _conv(x, filters, kernel_size, strides, name=f"{name}_conv")
-    x = norm_layer(norm, filters, f"{name}_bn")(x)
-    if relu:
-        x = keras.layers.ReLU(name=f"{name}_relu")(x)
-    return x
-
-
-def basic_block(x, filters: int, norm: str = "batch", name: str = "block"):
+def basic_block(x, filters: int, norm: Norm = TORCH_BATCH_NORM, name: str = "block"):
     """ResNet basic block, post-activation: conv-BN-ReLU-conv-BN, + identity, ReLU."""
-    y = conv_norm(x, filters, 3, norm=norm, name=f"{name}_1")
-    y = conv_norm(y, filters, 3, relu=False, norm=norm, name=f"{name}_2")
-    if x.shape[-1] != filters:
-        x = conv_norm(x, filters, 1, relu=False, norm=norm, name=f"{name}_down")
+    y = conv_norm_act(x, filters, 3, norm=norm, name=f"{name}_1")
+    y = conv_norm_act(y, filters, 3, norm=norm, activation=None, name=f"{name}_2")
+    return _add_relu(x, y, norm, name)
+
+
+def _add_relu(x, y, norm: Norm, name: str):
+    """A post-activation block's end: `x` (projected by a 1x1 conv-BN when its width is not
+    `y`'s) plus `y`, then ReLU."""
+    if x.shape[-1] != y.shape[-1]:
+        x = conv_norm_act(x, y.shape[-1], 1, norm=norm, activation=None, name=f"{name}_down")
     x = keras.layers.Add(name=f"{name}_add")([x, y])
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
-def preact_basic_block(x, filters: int, norm: str = "batch", name: str = "block"):
+def preact_basic_block(x, filters: int, norm: Norm = TORCH_BATCH_NORM, name: str = "block"):
     """Pre-activation basic block (He et al. 2016): BN-ReLU-conv twice, + identity."""
-    y = x
-    for k in (1, 2):
-        y = norm_layer(norm, y.shape[-1], f"{name}_{k}_bn")(y)
-        y = keras.layers.ReLU(name=f"{name}_{k}_relu")(y)
-        y = _conv(y, filters, 3, name=f"{name}_{k}_conv")
+    y = norm_act_conv(x, filters, 3, norm=norm, name=f"{name}_1")
+    y = norm_act_conv(y, filters, 3, norm=norm, name=f"{name}_2")
     return keras.layers.Add(name=f"{name}_add")([x, y])
 
 
-def bottleneck_block(x, filters: int, norm: str = "batch", name: str = "block"):
+def bottleneck_block(x, filters: int, norm: Norm = TORCH_BATCH_NORM, name: str = "block"):
     """ResNet bottleneck (expansion 4): 1x1-3x3-1x1 conv-BN(-ReLU), + projected identity."""
     out = 4 * filters
-    y = conv_norm(x, filters, 1, norm=norm, name=f"{name}_1")
-    y = conv_norm(y, filters, 3, norm=norm, name=f"{name}_2")
-    y = conv_norm(y, out, 1, relu=False, norm=norm, name=f"{name}_3")
-    if x.shape[-1] != out:
-        x = conv_norm(x, out, 1, relu=False, norm=norm, name=f"{name}_down")
-    x = keras.layers.Add(name=f"{name}_add")([x, y])
-    return keras.layers.ReLU(name=f"{name}_relu")(x)
+    y = conv_norm_act(x, filters, 1, norm=norm, name=f"{name}_1")
+    y = conv_norm_act(y, filters, 3, norm=norm, name=f"{name}_2")
+    y = conv_norm_act(y, out, 1, norm=norm, activation=None, name=f"{name}_3")
+    return _add_relu(x, y, norm, name)
 
 
-def hr_stem(x, filters: int = 64, norm: str = "batch", name: str = "stem"):
+def hr_stem(x, filters: int = 64, norm: Norm = TORCH_BATCH_NORM, name: str = "stem"):
     """Two stride-2 3x3 conv-BN-ReLU: the image at 1/4 resolution."""
-    x = conv_norm(x, filters, 3, 2, norm=norm, name=f"{name}1")
-    return conv_norm(x, filters, 3, 2, norm=norm, name=f"{name}2")
+    x = conv_norm_act(x, filters, 3, 2, norm=norm, name=f"{name}1")
+    return conv_norm_act(x, filters, 3, 2, norm=norm, name=f"{name}2")
 
 
-def hr_layer1(x, blocks: int = 4, filters: int = 64, norm: str = "batch", name: str = "layer1"):
+def hr_layer1(
+    x, blocks: int = 4, filters: int = 64, norm: Norm = TORCH_BATCH_NORM, name: str = "layer1"
+):
     """HRNet's stage 1: `blocks` bottlenecks to 4 * `filters` channels at 1/4 resolution."""
     for k in range(blocks):
         x = bottleneck_block(x, filters, norm=norm, name=f"{name}_block{k + 1}")
     return x
 
 
-def strided_chain(x, filters: int, steps: int, norm="batch", final_relu=True, name="down"):
+def strided_chain(x, filters: int, steps: int, norm=TORCH_BATCH_NORM, final_relu=True, name="down"):
     """`steps` stride-2 3x3 convs, the last to `filters` channels and the others keeping
     the input's (HRNet's fuse and transition form); ReLU between, and after the last one
     if `final_relu`."""
     channels = x.shape[-1]
     for k in range(steps):
         last = k == steps - 1
-        x = conv_norm(
+        x = conv_norm_act(
             x,
             filters if last else channels,
             3,
             2,
-            relu=final_relu or not last,
             norm=norm,
+            activation="relu" if final_relu or not last else None,
             name=f"{name}_{k + 1}",
         )
     return x
 
 
-def hr_transition(xs: Sequence, channels: Sequence[int], norm: str = "batch", name="transition"):
+def hr_transition(
+    xs: Sequence, channels: Sequence[int], norm: Norm = TORCH_BATCH_NORM, name="transition"
+):
     """From the branches `xs` of one stage to `len(channels)` branches of the next.
 
     Existing branches get a 3x3 conv-BN-ReLU where the width changes; each new branch is
@@ -134,14 +112,14 @@ def hr_transition(xs: Sequence, channels: Sequence[int], norm: str = "batch", na
         if i < len(xs):
             x = xs[i]
             if x.shape[-1] != c:
-                x = conv_norm(x, c, 3, norm=norm, name=f"{name}{i}")
+                x = conv_norm_act(x, c, 3, norm=norm, name=f"{name}{i}")
             out.append(x)
         else:
             out.append(strided_chain(xs[-1], c, i + 1 - len(xs), norm=norm, name=f"{name}{i}"))
     return out
 
 
-def hr_fuse(xs: Sequence, norm: str = "batch", relu: bool = True, name: str = "fuse"):
+def hr_fuse(xs: Sequence, norm: Norm = TORCH_BATCH_NORM, relu: bool = True, name: str = "fuse"):
     """Multi-resolution fusion: every branch i receives the sum over all branches j."""
     fused = []
     for i, xi in enumerate(xs):
@@ -150,7 +128,9 @@ def hr_fuse(xs: Sequence, norm: str = "batch", relu: bool = True, name: str = "f
             if j == i:
                 terms.append(xj)
             elif j > i:
-                y = conv_norm(xj, xi.shape[-1], 1, relu=False, norm=norm, name=f"{name}{i}_{j}")
+                y = conv_norm_act(
+                    xj, xi.shape[-1], 1, norm=norm, activation=None, name=f"{name}{i}_{j}"
+                )
                 terms.append(ResizeLike(name=f"{name}{i}_{j}_up")([y, xi]))
             else:
                 y = strided_chain(
@@ -168,7 +148,7 @@ def hr_module(
     xs: Sequence,
     blocks: int = 4,
     preact: bool = False,
-    norm: str = "batch",
+    norm: Norm = TORCH_BATCH_NORM,
     name: str = "module",
 ):
     """One high-resolution module: `blocks` basic blocks on every branch, then fusion.

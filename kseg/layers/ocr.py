@@ -13,7 +13,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from kseg.layers.hrnet import norm_layer
+from kseg.layers.conv import conv_norm_act
+from kseg.layers.norm import TORCH_BATCH_NORM
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -60,11 +61,7 @@ class ObjectAttention(keras.layers.Layer):
 def _conv_bn_relu(x, filters: int, kernel_size: int, name: str):
     # HRNet-OCR gives two of these convs a bias; before batch norm it has no effect (its
     # gradient is zero), so kseg leaves it out (1,232 parameters fewer at W48).
-    x = keras.layers.Conv2D(
-        filters, kernel_size, padding="same", use_bias=False, name=f"{name}_conv"
-    )(x)
-    x = norm_layer("batch", filters, f"{name}_bn")(x)
-    return keras.layers.ReLU(name=f"{name}_relu")(x)
+    return conv_norm_act(x, filters, kernel_size, norm=TORCH_BATCH_NORM, name=name)
 
 
 def ocr_head(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from kseg.layers.conv import conv_bn_act
+from kseg.layers.conv import conv_norm_act
 from kseg.layers.resize import ResizeLike
 
 
@@ -86,7 +86,7 @@ def pyramid_pooling(
     for b in bins:
         y = AdaptiveAveragePooling2D(b, name=f"{name}_pool{b}")(x)
         if merge == "concat":
-            y = conv_bn_act(
+            y = conv_norm_act(
                 y, max(channels // reduction, 1), 1, activation=activation, name=f"{name}_{b}"
             )
         levels.append(ResizeLike(name=f"{name}_up{b}")([y, x]))

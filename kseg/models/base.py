@@ -1,13 +1,24 @@
-"""Base classes of kseg's functional models (segmentation, classification): input checks
-live here."""
+"""Base classes of kseg's functional models (segmentation, classification): their
+argument and input checks and their config live here.
+
+Every model class lays out its constructor in keras-hub's sections: argument checks,
+then `# === Functional Model ===` (the graph, ending in `super().__init__(inputs,
+outputs)`), then `# === Config ===`, where `self._store_config(locals())` keeps each
+constructor argument as the attribute of the same name (`model.width`, ...).
+`ImageModel.get_config` reads those attributes back, so a model's config is its
+arguments, and Keras rebuilds it with `cls(**config)`.
+"""
 
 from __future__ import annotations
+
+import inspect
 
 import keras
 
 from kseg.errors import UserError
+from kseg.ode.block import ODEBlock
 from kseg.ode.callbacks import ode_blocks
-from kseg.ode.config import upgrade_config
+from kseg.ode.config import SolverConfig, upgrade_config
 
 
 class ModelArgumentError(UserError, TypeError):
@@ -16,6 +27,16 @@ class ModelArgumentError(UserError, TypeError):
 
 class InputSizeError(UserError, ValueError):
     """An image shape the model cannot take; the message says which sizes it can."""
+
+
+def check_model_args(name: str, num_classes, image_shape, multiple: int = 1) -> None:
+    """The checks every model's constructor makes: a positive int of classes and an image
+    shape (height, width, channels) whose known sides are multiples of `multiple`."""
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    if len(image_shape) != 3:
+        raise ValueError(f"{name}: image_shape is (height, width, channels), got {image_shape}")
+    check_image_shape((None, *image_shape), multiple, None, name)
 
 
 def check_image_shape(shape, multiple: int, channels: int | None, model_name: str) -> None:
@@ -55,6 +76,9 @@ class ImageModel(keras.Model):
 
     input_multiple: int = 1
     task: str = "segmentation"
+    # Constructor arguments that are not part of the config (e.g. weights loaded once at
+    # construction: a saved model carries its own).
+    config_excludes: frozenset[str] = frozenset()
 
     # What keras.Model's functional constructor takes; Keras ignores any other keyword
     # silently, so a misspelt model argument would otherwise build the default model.
@@ -72,6 +96,37 @@ class ImageModel(keras.Model):
     def call(self, inputs, training=None, mask=None):
         check_image_shape(inputs.shape, self.input_multiple, self.input_shape[-1], self.name)
         return super().call(inputs, training=training, mask=mask)
+
+    @classmethod
+    def _argument_names(cls) -> list[str]:
+        """The constructor's named arguments that the config holds."""
+        params = inspect.signature(cls.__init__).parameters.values()
+        return [
+            p.name
+            for p in params
+            if p.name != "self"
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            and p.name not in cls.config_excludes
+        ]
+
+    def _store_config(self, arguments: dict) -> None:
+        """The `# === Config ===` section: each constructor argument from `arguments` (the
+        constructor's `locals()`, after any normalising) as the attribute of the same name,
+        lists as tuples (a config read back from JSON has lists). Arguments the class
+        exposes as a property (an ODE model's `solver`) are read from the model instead."""
+        for name in self._argument_names():
+            if isinstance(getattr(type(self), name, None), property):
+                continue
+            value = arguments[name]
+            setattr(self, name, tuple(value) if isinstance(value, list) else value)
+
+    def get_config(self):
+        """`name`, `trainable` and the constructor's arguments, read from the attributes of
+        the same names (see the module docstring)."""
+        config = {"name": self.name, "trainable": self.trainable}
+        for name in self._argument_names():
+            config[name] = getattr(self, name)
+        return config
 
 
 class SegmentationModel(ImageModel):
@@ -109,28 +164,43 @@ class GraphImageModel(ImageModel):
         self.task = task
 
     def get_config(self):
-        return {**super().get_config(), "input_multiple": self.input_multiple, "task": self.task}
+        # The layer graph (Keras's functional config, which follows ImageModel in this
+        # class's resolution order), not constructor arguments.
+        config = super(ImageModel, self).get_config()
+        return {**config, "input_multiple": self.input_multiple, "task": self.task}
 
 
 class ODEModel:
     """What kseg's ODE models share (mixed into their model class): one solver, held by
     their ODE blocks, which `set_solver` changes on every block and `get_config` reads
-    back, so that a changed solver survives a `.keras` round trip."""
+    back (the `solver` property), so that a changed solver survives a `.keras` round trip."""
 
     def set_solver(self, *args, **kwargs) -> None:
         """`ODEBlock.set_solver` on every ODE block of the model."""
         for block in ode_blocks(self):
             block.set_solver(*args, **kwargs)
 
-    def solver_config(self) -> dict:
-        """The solver of the model's ODE blocks, as `get_config` stores it."""
+    @property
+    def ode_block(self) -> ODEBlock:
+        """The model's ODE block, for models with one (SegNode, the ODE Nets)."""
+        blocks = ode_blocks(self)
+        if len(blocks) != 1:
+            raise ValueError(f"{self.name} has {len(blocks)} ODE blocks; use ode_blocks(model)")
+        return blocks[0]
+
+    @property
+    def solver(self) -> SolverConfig:
+        """The solver of the model's ODE blocks."""
         solvers = {block.solver for block in ode_blocks(self)}
         if len(solvers) > 1:
             raise ValueError(
                 f"{self.name}'s ODE blocks have different solvers {sorted(solvers, key=str)}; "
                 "its config holds one: call the model's set_solver to set every block"
             )
-        return solvers.pop().to_dict()
+        return solvers.pop()
+
+    def get_config(self):
+        return {**super().get_config(), "solver": self.solver.to_dict()}
 
     @classmethod
     def from_config(cls, config):

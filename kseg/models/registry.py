@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Callable
 
 import keras
@@ -12,16 +13,25 @@ from kseg.errors import UnknownNameError
 _MODELS: dict[str, Callable[..., keras.Model]] = {}
 
 
-def register_model(name: str) -> Callable:
-    """Decorator registering a factory function under `name` (snake_case, unique)."""
+def register_model(name: str, model: Callable[..., keras.Model] | None = None, /, **defaults):
+    """Registers a model under `name` (snake_case, unique).
 
-    def wrap(fn: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
-        if name in _MODELS:
-            raise ValueError(f"model {name!r} is registered twice")
-        _MODELS[name] = fn
-        return fn
+    kseg registers each of its models as a class and the arguments that make it the
+    paper's network; keywords given to `create_model` override them:
 
-    return wrap
+        register_model("hrnetv2_w48", HRNetV2, width=48)
+
+    Without `model`, it is a decorator for a factory function of your own:
+
+        @register_model("my_net")
+        def my_net(**kwargs): ...
+    """
+    if model is None:
+        return functools.partial(register_model, name)
+    if name in _MODELS:
+        raise ValueError(f"model {name!r} is registered twice")
+    _MODELS[name] = functools.partial(model, **defaults) if defaults else model
+    return model
 
 
 def list_models(pattern: str = "*") -> list[str]:

@@ -150,11 +150,9 @@ def write_run_record(folder: str, config: RunConfig, preset, dataset: str, **det
 
 
 def read_run_record(folder: str) -> dict | None:
-    path = os.path.join(folder, CONFIG)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
+    from kseg.train.checkpoints import read_json
+
+    return read_json(os.path.join(folder, CONFIG))
 
 
 # Command-line types.

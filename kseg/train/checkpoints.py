@@ -69,12 +69,16 @@ def atomic_write_json(path: str, data) -> None:
     atomic_write(path, write)
 
 
-def read_state(folder: str) -> dict | None:
-    path = os.path.join(folder, STATE)
+def read_json(path: str) -> dict | None:
+    """The JSON file at `path` (one `atomic_write_json` wrote), or None if there is none."""
     if not os.path.exists(path):
         return None
     with open(path) as f:
         return json.load(f)
+
+
+def read_state(folder: str) -> dict | None:
+    return read_json(os.path.join(folder, STATE))
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):

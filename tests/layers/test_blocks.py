@@ -7,7 +7,7 @@ from kseg.layers import (
     ResizeLike,
     inverted_residual,
     segmentation_head,
-    separable_conv_bn_act,
+    separable_conv_norm_act,
 )
 
 
@@ -37,7 +37,7 @@ def test_expansion_one_has_no_expand_conv():
 
 
 def test_separable_conv_has_no_nonlinearity_between_depthwise_and_pointwise():
-    model = _layers_of(lambda x: separable_conv_bn_act(x, 16), (8, 8, 8))
+    model = _layers_of(lambda x: separable_conv_norm_act(x, 16), (8, 8, 8))
     kinds = [type(layer).__name__ for layer in model.layers[1:]]
     assert kinds == [
         "DepthwiseConv2D",

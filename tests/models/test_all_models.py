@@ -47,3 +47,16 @@ def test_a_misspelt_model_argument_is_refused_not_ignored():
         create_model(
             "cross_cooperative", num_classes=3, pathz="none", **TINY["cross_cooperative"][0]
         )
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_arguments_override_the_registered_ones_and_are_the_config(name):
+    kwargs, _ = TINY[name]
+    model = create_model(name, num_classes=5, **kwargs)
+    config = model.get_config()
+    assert config["num_classes"] == model.num_classes == 5
+    for key, value in kwargs.items():
+        if key == "solver":
+            assert config[key] == {**config[key], **value}
+        else:
+            assert config[key] == getattr(model, key) == value

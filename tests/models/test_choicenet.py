@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from kseg.layers.choice import choice_block, choice_module, choice_pool
-from kseg.layers.hrnet import HRNET_BN_EPSILON
+from kseg.layers.norm import TORCH_BATCH_NORM
 from kseg.models import ChoiceNet, create_model
 
 TABLE1 = {"choicenet_30": 13.0e6, "choicenet_37": 19.2e6, "choicenet_40": 23.4e6}
@@ -64,7 +64,7 @@ def _conv_bn_relu(model, name, x):
     kernel = model.get_layer(f"{name}_conv").kernel
     bn = model.get_layer(f"{name}_bn")
     y = tf.nn.conv2d(x, kernel, 1, "SAME")
-    y = (y - bn.moving_mean) / tf.sqrt(bn.moving_variance + HRNET_BN_EPSILON)
+    y = (y - bn.moving_mean) / tf.sqrt(bn.moving_variance + TORCH_BATCH_NORM.epsilon)
     return tf.nn.relu(y * bn.gamma + bn.beta)
 
 

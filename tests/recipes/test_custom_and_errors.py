@@ -167,7 +167,9 @@ def test_user_mistakes_give_one_error_and_status_2(custom_dir, tmp_path, capsys)
     assert "error: unknown ODE method 'rk5'; choose one of" in err
 
 
-def test_a_registered_model_without_a_preset_trains_with_the_default(custom_dir, tmp_path, capsys):
+def test_a_registered_model_without_a_preset_trains_with_the_default(
+    custom_dir, tmp_path, capsys, model_registry
+):
     import keras
 
     from kseg.models import register_model

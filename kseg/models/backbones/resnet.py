@@ -22,38 +22,41 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
+from kseg.layers.conv import conv_norm_act
+from kseg.layers.norm import Norm
+
 RESNET101_DEPTHS = (3, 4, 23, 3)
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)  # keras.applications "caffe" mode
-BN_EPSILON = 1.001e-5  # keras.applications ResNet
+BATCH_NORM = Norm("batch", momentum=0.99, epsilon=1.001e-5)  # keras.applications ResNet
 KERAS_WEIGHTS_FILE = "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5"
-
-
-def _conv_bn(x, filters: int, kernel: int, name: str, strides: int = 1, rate: int = 1):
-    x = keras.layers.Conv2D(
-        filters,
-        kernel,
-        strides=strides,
-        dilation_rate=rate,
-        padding="same" if kernel > 1 else "valid",
-        use_bias=False,
-        name=f"{name}_conv",
-    )(x)
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)
 
 
 def _bottleneck(x, filters: int, strides: int, rate: int, shortcut_conv: bool, name: str):
     """keras.applications' `residual_block_v1`: 1x1 (strided) -> 3x3 -> 1x1 (4 x filters)."""
+    shortcut = x
     if shortcut_conv:
-        shortcut = _conv_bn(x, 4 * filters, 1, f"{name}_0", strides=strides)
-    else:
-        shortcut = x
-    y = _conv_bn(x, filters, 1, f"{name}_1", strides=strides)
-    y = keras.layers.Activation("relu", name=f"{name}_1_relu")(y)
-    y = _conv_bn(y, filters, 3, f"{name}_2", rate=rate)
-    y = keras.layers.Activation("relu", name=f"{name}_2_relu")(y)
-    y = _conv_bn(y, 4 * filters, 1, f"{name}_3")
+        shortcut = _conv(x, 4 * filters, 1, strides, None, f"{name}_0")
+    y = _conv(x, filters, 1, strides, "relu", f"{name}_1")
+    y = _conv(y, filters, 3, 1, "relu", f"{name}_2", rate=rate)
+    y = _conv(y, 4 * filters, 1, 1, None, f"{name}_3")
     y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
     return keras.layers.Activation("relu", name=f"{name}_out")(y)
+
+
+def _conv(x, filters, kernel, strides, activation, name, rate=1, padding=None):
+    """conv-BN(-ReLU), padded as keras.applications pads ("valid" for 1x1 convs)."""
+    padding = padding or ("same" if kernel > 1 else "valid")
+    return conv_norm_act(
+        x,
+        filters,
+        kernel,
+        strides,
+        norm=BATCH_NORM,
+        activation=activation,
+        dilation_rate=rate,
+        padding=padding,
+        name=name,
+    )
 
 
 def resnet_backbone(
@@ -78,9 +81,7 @@ def resnet_backbone(
     mean = np.asarray(IMAGENET_MEAN_RGB, "float32")
     x = keras.layers.Rescaling(255.0, offset=(-mean).tolist(), name=f"{prefix}preprocess")(x)
     x = keras.layers.ZeroPadding2D(3, name=f"{prefix}conv1_pad")(x)
-    x = keras.layers.Conv2D(base, 7, strides=2, use_bias=False, name=f"{prefix}conv1_conv")(x)
-    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{prefix}conv1_bn")(x)
-    x = keras.layers.Activation("relu", name=f"{prefix}conv1_relu")(x)
+    x = _conv(x, base, 7, 2, "relu", f"{prefix}conv1", padding="valid")
     x = keras.layers.ZeroPadding2D(1, name=f"{prefix}pool1_pad")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name=f"{prefix}pool1_pool")(x)
     stride, rate, low = 4, 1, None

@@ -24,8 +24,9 @@ from collections.abc import Sequence
 import keras
 
 from kseg.layers.choice import POOLINGS, choice_block, choice_pool
-from kseg.layers.hrnet import conv_norm, norm_layer
-from kseg.models.base import ClassificationModel
+from kseg.layers.conv import conv_norm_act
+from kseg.layers.norm import TORCH_BATCH_NORM
+from kseg.models.base import ClassificationModel, check_model_args
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -65,43 +66,25 @@ class ChoiceNet(ClassificationModel):
         **kwargs,
     ):
         name = kwargs.pop("name", "choicenet")
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        check_model_args(name, num_classes, image_shape)
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        if len(image_shape) != 3:
-            raise ValueError(f"{name}: image_shape is (height, width, channels), got {image_shape}")
         stem_width = stem_width or 2 * width
+
+        # === Functional Model ===
         inputs = keras.Input(shape=image_shape, name="image")
-        x = conv_norm(inputs, stem_width, 3, name="stem")
+        x = conv_norm_act(inputs, stem_width, 3, norm=TORCH_BATCH_NORM, name="stem")
         for b in range(1, blocks + 1):
             x = choice_block(x, width, modules, kernel_sizes, chain_length, name=f"block{b}")
             if b < blocks:
                 x = choice_pool(x, pooling, name=f"pool{b}")
         x = choice_pool(x, pooling, global_pool=True, name="head_pool")
-        x = norm_layer("batch", x.shape[-1], "head_bn")(x)
+        x = TORCH_BATCH_NORM.layer(x.shape[-1], "head_bn")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name="head_dropout")(x)
         outputs = keras.layers.Dense(num_classes, name="classifier")(x)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
-        self.num_classes = num_classes
+
+        # === Config ===
         self.input_multiple = 2 ** (blocks - 1)
-        self._config = {
-            "num_classes": num_classes,
-            "width": width,
-            "blocks": blocks,
-            "modules": modules,
-            "pooling": pooling,
-            "kernel_sizes": tuple(kernel_sizes),
-            "chain_length": chain_length,
-            "stem_width": stem_width,
-            "dropout": dropout,
-            "image_shape": tuple(image_shape),
-        }
-
-    def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, **self._config}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        self._store_config(locals())

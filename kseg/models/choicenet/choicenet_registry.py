@@ -10,18 +10,8 @@ from kseg.train.presets import TrainingPreset, register_presets
 WIDTHS = {"choicenet_30": 67, "choicenet_37": 81, "choicenet_40": 90}
 
 
-def _factory(name: str):
-    def build(**kwargs) -> ChoiceNet:
-        return ChoiceNet(**{"name": name, "width": WIDTHS[name], **kwargs})
-
-    build.__name__ = name
-    build.__doc__ = f"ChoiceNet with growth {WIDTHS[name]} (Table 1: {name})."
-    return register_model(name)(build)
-
-
-choicenet_30 = _factory("choicenet_30")
-choicenet_37 = _factory("choicenet_37")
-choicenet_40 = _factory("choicenet_40")
+for _name, _width in WIDTHS.items():
+    register_model(_name, ChoiceNet, name=_name, width=_width)
 
 CHOICENET_PRESET = TrainingPreset(
     name="choicenet",

@@ -6,14 +6,14 @@ import keras
 
 from kseg.layers import (
     Upsample,
-    conv_bn_act,
-    depthwise_bn_act,
+    conv_norm_act,
+    depthwise_norm_act,
     inverted_residual,
     pyramid_pooling,
     segmentation_head,
-    separable_conv_bn_act,
+    separable_conv_norm_act,
 )
-from kseg.models.base import SegmentationModel, check_image_shape
+from kseg.models.base import SegmentationModel, check_model_args
 from kseg.models.contextnet.contextnet_presets import CONTEXTNET_VARIANTS
 
 # Table 2: (expansion factor t, output channels c, repeats n, stride s) of the bottlenecks.
@@ -29,6 +29,8 @@ DEEP_STEM = 32
 DEEP_OUT = 128
 SHALLOW = (32, 64, 128, 128)  # section 2.2.2: strides 2, 2, 2, 1
 FUSION = 128
+# MobileNetV2's activation, throughout; batch norm is Keras's default (TF-slim's).
+ACT = "relu6"
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -40,15 +42,16 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 def _shallow_branch(x, width: float, name: str):
     """Full-detail branch: a standard conv and three depthwise-separable convs (section 2.2.2)."""
     c = [make_divisible(ch * width) for ch in SHALLOW]
-    x = conv_bn_act(x, c[0], 3, strides=2, name=f"{name}_conv1")
-    x = separable_conv_bn_act(x, c[1], strides=2, name=f"{name}_sep2")
-    x = separable_conv_bn_act(x, c[2], strides=2, name=f"{name}_sep3")
-    return separable_conv_bn_act(x, c[3], strides=1, name=f"{name}_sep4")
+    x = conv_norm_act(x, c[0], 3, strides=2, activation=ACT, name=f"{name}_conv1")
+    x = separable_conv_norm_act(x, c[1], strides=2, activation=ACT, name=f"{name}_sep2")
+    x = separable_conv_norm_act(x, c[2], strides=2, activation=ACT, name=f"{name}_sep3")
+    return separable_conv_norm_act(x, c[3], strides=1, activation=ACT, name=f"{name}_sep4")
 
 
 def _deep_branch(x, width: float, use_pyramid_pooling: bool, name: str):
     """Context branch of Table 2, with optional pyramid pooling before its last conv."""
-    x = conv_bn_act(x, make_divisible(DEEP_STEM * width), 3, strides=2, name=f"{name}_stem")
+    stem = make_divisible(DEEP_STEM * width)
+    x = conv_norm_act(x, stem, 3, strides=2, activation=ACT, name=f"{name}_stem")
     block = 0
     for t, c, n, s in DEEP_BOTTLENECKS:
         for i in range(n):
@@ -58,17 +61,17 @@ def _deep_branch(x, width: float, use_pyramid_pooling: bool, name: str):
             )
     if use_pyramid_pooling:
         x = pyramid_pooling(x, merge="sum", name=f"{name}_ppm")
-    return conv_bn_act(x, make_divisible(DEEP_OUT * width), 1, name=f"{name}_out")
+    return conv_norm_act(x, make_divisible(DEEP_OUT * width), 1, activation=ACT, name=f"{name}_out")
 
 
 def _fusion_unit(high, low, up: int, channels: int, name: str):
     """Table 3: low branch upsampled, depthwise conv dilated by the same factor, 1x1 convs, add."""
     low = Upsample(up, name=f"{name}_up")(low)
-    low = depthwise_bn_act(low, 3, dilation_rate=up, name=f"{name}_low_dw")
-    low = conv_bn_act(low, channels, 1, activation=None, name=f"{name}_low_pw")
-    high = conv_bn_act(high, channels, 1, activation=None, name=f"{name}_high_pw")
+    low = depthwise_norm_act(low, 3, dilation_rate=up, activation=ACT, name=f"{name}_low_dw")
+    low = conv_norm_act(low, channels, 1, activation=None, name=f"{name}_low_pw")
+    high = conv_norm_act(high, channels, 1, activation=None, name=f"{name}_high_pw")
     x = keras.layers.Add(name=f"{name}_add")([high, low])
-    return keras.layers.Activation("relu6", name=f"{name}_act")(x)
+    return keras.layers.Activation(ACT, name=f"{name}_act")(x)
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -147,8 +150,6 @@ class ContextNet(SegmentationModel):
                 f"unknown ContextNet variant {variant!r}; choose one of "
                 f"{', '.join(CONTEXTNET_VARIANTS)}"
             )
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         spec = CONTEXTNET_VARIANTS[key]
         width = spec["width_multiplier"] if width_multiplier is None else width_multiplier
         if not width > 0:
@@ -165,7 +166,7 @@ class ContextNet(SegmentationModel):
         deep_factor, shallow_factors = spec["deep_factor"], spec["shallow_factors"]
         multiple = 8 * deep_factor
         name = kwargs.pop("name", f"contextnet_{key}")
-        check_image_shape((None, *image_shape), multiple, None, name)
+        check_model_args(name, num_classes, image_shape, multiple)
 
         # === Functional Model ===
         inputs = keras.Input(shape=image_shape, name="image")
@@ -201,32 +202,5 @@ class ContextNet(SegmentationModel):
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
         # === Config ===
-        self.num_classes = num_classes
-        self.variant = variant
-        self.width_multiplier = width_multiplier
-        self.aux_head = aux_head
-        self.pyramid_pooling = pyramid_pooling
-        self.dropout = dropout
-        self.branches = branches
-        self.zero_branch = zero_branch
-        self.image_shape = tuple(image_shape)
         self.input_multiple = multiple
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "num_classes": self.num_classes,
-            "variant": self.variant,
-            "width_multiplier": self.width_multiplier,
-            "aux_head": self.aux_head,
-            "pyramid_pooling": self.pyramid_pooling,
-            "dropout": self.dropout,
-            "branches": self.branches,
-            "zero_branch": self.zero_branch,
-            "image_shape": self.image_shape,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        self._store_config(locals())

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import functools
-
 from kseg.models.contextnet.contextnet import ContextNet
 from kseg.models.contextnet.contextnet_presets import CONTEXTNET_VARIANTS
 from kseg.models.registry import register_model
 from kseg.train.presets import TrainingPreset, register_presets
 
-
-def _factory(variant: str, **kwargs) -> ContextNet:
-    return ContextNet(variant=variant, **kwargs)
-
-
 for _variant in CONTEXTNET_VARIANTS:
-    register_model(f"contextnet_{_variant}")(functools.partial(_factory, _variant))
-
+    register_model(f"contextnet_{_variant}", ContextNet, variant=_variant)
 
 # Section 4's branch analysis (Fig. 2): cn14's context or detail branch alone, the
 # classifier on its output.
 ABLATIONS = {"contextnet_deep_only": "deep", "contextnet_shallow_only": "shallow"}
 for _name, _branch in ABLATIONS.items():
-    register_model(_name)(functools.partial(_factory, "cn14", branches=_branch, name=_name))
+    register_model(_name, ContextNet, variant="cn14", branches=_branch, name=_name)
 
 
 CONTEXTNET_PRESET = TrainingPreset(

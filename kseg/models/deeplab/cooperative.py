@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import keras
 
 from kseg.models.backbones import build_backbone, load_backbone_weights
-from kseg.models.base import SegmentationModel, check_image_shape
+from kseg.models.base import SegmentationModel, check_model_args
 from kseg.models.deeplab.deeplab import _listify, check_head_args
 from kseg.models.deeplab.head import deeplabv3plus_head
 
@@ -85,6 +85,8 @@ class CrossCooperative(SegmentationModel):
         ['bottom_logits', 'logits', 'top_logits']
     """
 
+    config_excludes = frozenset({"backbone_weights"})
+
     def __init__(
         self,
         num_classes: int = 21,
@@ -104,12 +106,12 @@ class CrossCooperative(SegmentationModel):
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
-        rates = check_head_args(num_classes, output_stride, aspp_rates)
+        rates = check_head_args(output_stride, aspp_rates)
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         mix = cooperative_mix(paths, connection1, connection2)
         name = kwargs.pop("name", "cross_cooperative")
-        check_image_shape((None, *image_shape), 1, None, name)
+        check_model_args(name, num_classes, image_shape)
 
         # === Functional Model ===
         inputs = keras.Input(shape=image_shape, name="image")
@@ -139,41 +141,7 @@ class CrossCooperative(SegmentationModel):
                 load_backbone_weights(self, b, w, prefix=p)
 
         # === Config ===
-        self.num_classes = num_classes
-        self.top = top
-        self.bottom = bottom
-        self.top_depth = None if top_depth is None else _listify(top_depth)
-        self.bottom_depth = None if bottom_depth is None else _listify(bottom_depth)
-        self.backbone_width = backbone_width
-        self.head_channels = head_channels
-        self.output_stride = output_stride
-        self.aspp_rates = None if aspp_rates is None else list(rates)
-        self.paths = paths
-        self.connection1 = connection1
-        self.connection2 = connection2
-        self.prediction = prediction
-        self.image_shape = tuple(image_shape)
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "num_classes": self.num_classes,
-            "top": self.top,
-            "bottom": self.bottom,
-            "top_depth": self.top_depth,
-            "bottom_depth": self.bottom_depth,
-            "backbone_width": self.backbone_width,
-            "head_channels": self.head_channels,
-            "output_stride": self.output_stride,
-            "aspp_rates": self.aspp_rates,
-            "paths": self.paths,
-            "connection1": self.connection1,
-            "connection2": self.connection2,
-            "prediction": self.prediction,
-            "image_shape": self.image_shape,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        top_depth = None if top_depth is None else _listify(top_depth)
+        bottom_depth = None if bottom_depth is None else _listify(bottom_depth)
+        aspp_rates = None if aspp_rates is None else rates
+        self._store_config(locals())

@@ -7,15 +7,13 @@ from collections.abc import Sequence
 import keras
 
 from kseg.models.backbones import build_backbone, load_backbone_weights
-from kseg.models.base import SegmentationModel, check_image_shape
+from kseg.models.base import SegmentationModel, check_model_args
 from kseg.models.deeplab.head import deeplabv3plus_head
 
 
-def check_head_args(num_classes, output_stride, rates) -> tuple[int, ...]:
-    """Validates the shared DeepLabV3+ arguments; returns the ASPP rates (None: DeepLab's
+def check_head_args(output_stride, rates) -> tuple[int, ...]:
+    """Validates the output stride; returns the ASPP rates (None: DeepLab's
     6, 12, 18 at output stride 16, doubled at 8)."""
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     if output_stride not in (8, 16):
         raise ValueError(f"output_stride must be 8 or 16 (DeepLabV3+), got {output_stride!r}")
     if rates is None:
@@ -56,6 +54,8 @@ class DeepLabV3Plus(SegmentationModel):
         TensorShape([1, 513, 513, 21])
     """
 
+    config_excludes = frozenset({"backbone_weights"})
+
     def __init__(
         self,
         num_classes: int = 21,
@@ -69,9 +69,9 @@ class DeepLabV3Plus(SegmentationModel):
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
-        rates = check_head_args(num_classes, output_stride, aspp_rates)
+        rates = check_head_args(output_stride, aspp_rates)
         name = kwargs.pop("name", f"deeplabv3plus_{backbone}")
-        check_image_shape((None, *image_shape), 1, None, name)
+        check_model_args(name, num_classes, image_shape)
 
         # === Functional Model ===
         inputs = keras.Input(shape=image_shape, name="image")
@@ -84,32 +84,9 @@ class DeepLabV3Plus(SegmentationModel):
             load_backbone_weights(self, backbone, backbone_weights)
 
         # === Config ===
-        self.num_classes = num_classes
-        self.backbone = backbone
-        self.backbone_depth = None if backbone_depth is None else _listify(backbone_depth)
-        self.backbone_width = backbone_width
-        self.head_channels = head_channels
-        self.output_stride = output_stride
-        self.aspp_rates = None if aspp_rates is None else list(rates)
-        self.image_shape = tuple(image_shape)
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "num_classes": self.num_classes,
-            "backbone": self.backbone,
-            "backbone_depth": self.backbone_depth,
-            "backbone_width": self.backbone_width,
-            "head_channels": self.head_channels,
-            "output_stride": self.output_stride,
-            "aspp_rates": self.aspp_rates,
-            "image_shape": self.image_shape,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        backbone_depth = None if backbone_depth is None else _listify(backbone_depth)
+        aspp_rates = None if aspp_rates is None else rates
+        self._store_config(locals())
 
 
 def _listify(depth):

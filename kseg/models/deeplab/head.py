@@ -33,8 +33,11 @@ from collections.abc import Callable, Sequence
 import keras
 
 from kseg.layers import ResizeLike
+from kseg.layers.conv import conv_norm_act
+from kseg.layers.norm import Norm
 
-BN_EPSILON = 1e-5
+# Keras's momentum with PyTorch's epsilon, as the PyTorch DeepLabV3+ named below trains.
+BATCH_NORM = Norm("batch", momentum=0.99, epsilon=1e-5)
 MIX_POINTS = (
     "connection1",
     "aspp0",
@@ -54,11 +57,7 @@ def identity_mix(tensors: list, point: str) -> list:
 
 
 def _conv_bn_relu(x, filters: int, kernel: int, name: str, rate: int = 1):
-    x = keras.layers.Conv2D(
-        filters, kernel, dilation_rate=rate, padding="same", use_bias=False, name=f"{name}_conv"
-    )(x)
-    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)
-    return keras.layers.Activation("relu", name=f"{name}_relu")(x)
+    return conv_norm_act(x, filters, kernel, norm=BATCH_NORM, dilation_rate=rate, name=name)
 
 
 def _dropout(x, rate: float, name: str):

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import keras
 
-from kseg.layers.hrnet import (
-    concat_branches,
-    hr_layer1,
-    hr_module,
-    hr_stem,
-    hr_transition,
-    norm_layer,
-)
+from kseg.layers.conv import conv_norm_act
+from kseg.layers.hrnet import concat_branches, hr_layer1, hr_module, hr_stem, hr_transition
+from kseg.layers.norm import TORCH_BATCH_NORM
 from kseg.layers.ocr import ocr_head
 from kseg.layers.resize import Upsample
-from kseg.models.base import SegmentationModel, check_image_shape
+from kseg.models.base import SegmentationModel, check_model_args
 
 INPUT_MULTIPLE = 32  # the lowest branch is at 1/32 of the image
 
@@ -46,11 +41,8 @@ def hrnet_head(xs, num_classes: int, ocr: bool, name: str = "head"):
     if ocr:
         logits, aux = ocr_head(x, num_classes, name=f"{name}_ocr")
         return upsample_logits(logits, f"{name}_logits"), upsample_logits(aux, f"{name}_aux_logits")
-    c = x.shape[-1]
     # seg_hrnet gives this conv a bias; before batch norm it has no effect (zero gradient).
-    x = keras.layers.Conv2D(c, 1, use_bias=False, name=f"{name}_conv")(x)
-    x = norm_layer("batch", c, f"{name}_bn")(x)
-    x = keras.layers.ReLU(name=f"{name}_relu")(x)
+    x = conv_norm_act(x, x.shape[-1], 1, norm=TORCH_BATCH_NORM, name=name)
     x = keras.layers.Conv2D(num_classes, 1, name=f"{name}_classifier")(x)
     return upsample_logits(x, f"{name}_logits")
 
@@ -61,35 +53,21 @@ def upsample_logits(x, name: str):
     return keras.layers.Activation("linear", dtype="float32", name=name)(x)
 
 
-class _HRNetBase(SegmentationModel):
-    """Input checks, outputs (with or without the OCR auxiliary logits) and config."""
-
-    def _finish(self, inputs, outputs, name, num_classes, config, kwargs):
-        if isinstance(outputs, tuple):
-            outputs = {"logits": outputs[0], "aux_logits": outputs[1]}
-        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
-        self.num_classes = num_classes
-        self.input_multiple = INPUT_MULTIPLE
-        self._config = config
-
-    def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, **self._config}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+def hrnet_outputs(outputs):
+    """The model's outputs: the logits, or `{"logits", "aux_logits"}` with OCR."""
+    if isinstance(outputs, tuple):
+        return {"logits": outputs[0], "aux_logits": outputs[1]}
+    return outputs
 
 
 def _check(num_classes: int, width: int, image_shape, name: str) -> None:
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     if not isinstance(width, int) or width < 1:
         raise ValueError(f"width must be a positive int (48 for HRNetV2-W48), got {width!r}")
-    check_image_shape((None, *image_shape), INPUT_MULTIPLE, None, name)
+    check_model_args(name, num_classes, image_shape, INPUT_MULTIPLE)
 
 
 @keras.saving.register_keras_serializable(package="kseg")
-class HRNetV2(_HRNetBase):
+class HRNetV2(SegmentationModel):
     """HRNetV2 for semantic segmentation (Wang et al. 2019), the first row of SegNode's
     Table 1 and Table 2 (65.8M parameters for W48).
 
@@ -131,24 +109,22 @@ class HRNetV2(_HRNetBase):
         name = kwargs.pop("name", f"hrnetv2_w{width}{'_ocr' if ocr else ''}")
         _check(num_classes, width, image_shape, name)
         stage_modules = tuple(int(m) for m in stage_modules)
+
+        # === Functional Model ===
         inputs = keras.Input(shape=image_shape, name="image")
         xs = hrnet_front(inputs, width, stage_modules[:2], blocks, name="hrnet")
         for m in range(stage_modules[2]):
             xs = hr_module(xs, blocks, name=f"hrnet_stage4_module{m + 1}")
-        outputs = hrnet_head(xs, num_classes, ocr)
-        config = {
-            "num_classes": num_classes,
-            "width": width,
-            "ocr": ocr,
-            "stage_modules": stage_modules,
-            "blocks": blocks,
-            "image_shape": tuple(image_shape),
-        }
-        self._finish(inputs, outputs, name, num_classes, config, kwargs)
+        outputs = hrnet_outputs(hrnet_head(xs, num_classes, ocr))
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+
+        # === Config ===
+        self.input_multiple = INPUT_MULTIPLE
+        self._store_config(locals())
 
 
 @keras.saving.register_keras_serializable(package="kseg")
-class ResidualHRNet(_HRNetBase):
+class ResidualHRNet(SegmentationModel):
     """SegNode's Baseline network (Khoshsirat & Kambhamettu, section 3.1, Fig. 2): HRNetV2
     whose fourth stage is its four-branch module repeated `modules` times (six), each
     repetition a residual unit, h <- h + module(h), with the skip at module level.
@@ -183,6 +159,8 @@ class ResidualHRNet(_HRNetBase):
         name = kwargs.pop("name", f"residual_hrnet_w{width}{'_ocr' if ocr else ''}")
         _check(num_classes, width, image_shape, name)
         stage_modules = tuple(int(m) for m in stage_modules)
+
+        # === Functional Model ===
         inputs = keras.Input(shape=image_shape, name="image")
         xs = hrnet_front(inputs, width, stage_modules, front_blocks, name="hrnet")
         for m in range(modules):
@@ -193,19 +171,13 @@ class ResidualHRNet(_HRNetBase):
             ]
         xs = [
             keras.layers.ReLU(name=f"residual_out{i}_relu")(
-                norm_layer("batch", x.shape[-1], f"residual_out{i}_bn")(x)
+                TORCH_BATCH_NORM.layer(x.shape[-1], f"residual_out{i}_bn")(x)
             )
             for i, x in enumerate(xs)
         ]
-        outputs = hrnet_head(xs, num_classes, ocr)
-        config = {
-            "num_classes": num_classes,
-            "width": width,
-            "modules": modules,
-            "blocks": blocks,
-            "ocr": ocr,
-            "stage_modules": stage_modules,
-            "front_blocks": front_blocks,
-            "image_shape": tuple(image_shape),
-        }
-        self._finish(inputs, outputs, name, num_classes, config, kwargs)
+        outputs = hrnet_outputs(hrnet_head(xs, num_classes, ocr))
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+
+        # === Config ===
+        self.input_multiple = INPUT_MULTIPLE
+        self._store_config(locals())

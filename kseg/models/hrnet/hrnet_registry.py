@@ -10,21 +10,9 @@ from kseg.models.segnode.segnode_registry import SEGNODE_BASELINE_PRESETS
 from kseg.tasks.losses import CITYSCAPES_CLASS_WEIGHTS
 from kseg.train.presets import TrainingPreset, register_presets, with_ocr_aux
 
-
-@register_model("hrnetv2_w48")
-def hrnetv2_w48(**kwargs) -> HRNetV2:
-    return HRNetV2(**{"width": 48, **kwargs})
-
-
-@register_model("hrnetv2_w48_ocr")
-def hrnetv2_w48_ocr(**kwargs) -> HRNetV2:
-    return HRNetV2(**{"width": 48, "ocr": True, **kwargs})
-
-
-@register_model("residual_hrnet")
-def residual_hrnet(**kwargs) -> ResidualHRNet:
-    return ResidualHRNet(**kwargs)
-
+register_model("hrnetv2_w48", HRNetV2, width=48)
+register_model("hrnetv2_w48_ocr", HRNetV2, width=48, ocr=True)
+register_model("residual_hrnet", ResidualHRNet)
 
 HRNETV2_PRESET = TrainingPreset(
     name="hrnetv2",

@@ -15,7 +15,7 @@ import keras
 
 from kseg.layers.norm import group_norm
 from kseg.layers.residual import preact_residual_block
-from kseg.models.base import ClassificationModel, ODEModel
+from kseg.models.base import ClassificationModel, ODEModel, check_model_args
 from kseg.ode import ConvODEFunc, ODEBlock, SolverConfig
 
 ODE_LAYER = "ode"
@@ -39,40 +39,6 @@ def _classifier(x, num_classes: int, dropout: float):
     return keras.layers.Dense(num_classes, name="classifier")(x)
 
 
-def _check(num_classes, image_shape, name):
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    if len(image_shape) != 3:
-        raise ValueError(f"{name}: image_shape is (height, width, channels), got {image_shape}")
-
-
-class _ODENetBase(ClassificationModel):
-    """Shared constructor tail and config of the three nets."""
-
-    def _finish(self, inputs, outputs, name, kwargs, config):
-        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
-        self.num_classes = config["num_classes"]
-        self._config = config
-
-    def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, **self._config}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-
-class _ODENet(ODEModel, _ODENetBase):
-    """The two nets with an ODE block: their solver is the block's."""
-
-    def get_config(self):
-        return {**super().get_config(), "solver": self.solver_config()}
-
-    @property
-    def ode_block(self) -> ODEBlock:
-        return self.get_layer(ODE_LAYER)
-
-
 def _ode_block(width: int, solver: SolverConfig | dict | None) -> ODEBlock:
     """dz/dt = f(z, t) on [0, 1], f the official ODEfunc (t as an input channel)."""
     func = ConvODEFunc(width, use_bias=True, name="ode_function")
@@ -80,7 +46,7 @@ def _ode_block(width: int, solver: SolverConfig | dict | None) -> ODEBlock:
 
 
 @keras.saving.register_keras_serializable(package="kseg")
-class ResNetGN(_ODENetBase):
+class ResNetGN(ClassificationModel):
     """The ResNet of Carrara et al. section 4 (Chen et al.'s baseline): two stride-2
     residual blocks, six residual blocks of `width` filters, GroupNorm instead of batch norm.
 
@@ -107,32 +73,29 @@ class ResNetGN(_ODENetBase):
         **kwargs,
     ):
         name = kwargs.pop("name", "resnet_gn")
-        _check(num_classes, image_shape, name)
+        check_model_args(name, num_classes, image_shape)
+
+        # === Functional Model ===
         inputs = keras.Input(shape=image_shape, name="image")
         x = _residual_downsample(inputs, width, stem_width)
         for i in range(1, blocks + 1):
             x = preact_residual_block(x, width, name=f"block{i}")
         outputs = _classifier(x, num_classes, dropout)
-        config = {
-            "num_classes": num_classes,
-            "width": width,
-            "stem_width": stem_width,
-            "blocks": blocks,
-            "dropout": dropout,
-            "image_shape": tuple(image_shape),
-        }
-        self._finish(inputs, outputs, name, kwargs, config)
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+
+        # === Config ===
+        self._store_config(locals())
 
     @property
     def feature_layers(self) -> list[str]:
         """The layers whose outputs `kseg.features.extract` reads: the last 7 residual
         blocks (section 5), i.e. the second downsampling block and the six after it."""
-        names = ["down2_add", *(f"block{i}_add" for i in range(1, self._config["blocks"] + 1))]
+        names = ["down2_add", *(f"block{i}_add" for i in range(1, self.blocks + 1))]
         return names[-7:]
 
 
 @keras.saving.register_keras_serializable(package="kseg")
-class ResODENet(_ODENet):
+class ResODENet(ODEModel, ClassificationModel):
     """The Res-ODE Net (Chen et al. 2018; Carrara et al. section 4): the ResNet with its six
     residual blocks replaced by one ODE block on [0, 1] whose derivative is the same block
     with t as an input channel. Solved by dopri5 at rtol = atol = 1e-3 (the official code),
@@ -158,18 +121,21 @@ class ResODENet(_ODENet):
         **kwargs,
     ):
         name = kwargs.pop("name", "res_ode_net")
-        _check(num_classes, image_shape, name)
+        check_model_args(name, num_classes, image_shape)
+
+        # === Functional Model ===
         inputs = keras.Input(shape=image_shape, name="image")
         x = _residual_downsample(inputs, width, stem_width)
         x = _ode_block(width, solver)(x)
         outputs = _classifier(x, num_classes, dropout)
-        config = {"num_classes": num_classes, "width": width, "stem_width": stem_width,
-                  "dropout": dropout, "image_shape": tuple(image_shape)}  # fmt: skip
-        self._finish(inputs, outputs, name, kwargs, config)
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+
+        # === Config === (the solver is the ODE block's: `ODEModel.solver`)
+        self._store_config(locals())
 
 
 @keras.saving.register_keras_serializable(package="kseg")
-class ODEOnlyNet(_ODENet):
+class ODEOnlyNet(ODEModel, ClassificationModel):
     """The ODE-only Net of Carrara et al. section 4: one 4x4 stride-2 conv of `width`
     filters without activation, whose output is z(0) of the ODE block of `ResODENet`.
 
@@ -192,11 +158,14 @@ class ODEOnlyNet(_ODENet):
         **kwargs,
     ):
         name = kwargs.pop("name", "ode_only_net")
-        _check(num_classes, image_shape, name)
+        check_model_args(name, num_classes, image_shape)
+
+        # === Functional Model ===
         inputs = keras.Input(shape=image_shape, name="image")
         x = keras.layers.Conv2D(width, 4, strides=2, padding="same", name="stem_conv")(inputs)
         x = _ode_block(width, solver)(x)
         outputs = _classifier(x, num_classes, dropout)
-        config = {"num_classes": num_classes, "width": width, "dropout": dropout,
-                  "image_shape": tuple(image_shape)}  # fmt: skip
-        self._finish(inputs, outputs, name, kwargs, config)
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+
+        # === Config === (the solver is the ODE block's: `ODEModel.solver`)
+        self._store_config(locals())

@@ -6,21 +6,9 @@ from kseg.models.ode_nets.ode_nets import ODEOnlyNet, ResNetGN, ResODENet
 from kseg.models.registry import register_model
 from kseg.train.presets import TrainingPreset, register_presets
 
-
-@register_model("resnet_gn")
-def resnet_gn(**kwargs) -> ResNetGN:
-    return ResNetGN(**kwargs)
-
-
-@register_model("res_ode_net")
-def res_ode_net(**kwargs) -> ResODENet:
-    return ResODENet(**kwargs)
-
-
-@register_model("ode_only_net")
-def ode_only_net(**kwargs) -> ODEOnlyNet:
-    return ODEOnlyNet(**kwargs)
-
+register_model("resnet_gn", ResNetGN)
+register_model("res_ode_net", ResODENet)
+register_model("ode_only_net", ODEOnlyNet)
 
 ODE_NETS_PRESET = TrainingPreset(
     name="ode_nets",

@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import keras
 
-from kseg.layers.hrnet import (
-    concat_branches,
-    conv_norm,
-    hr_layer1,
-    hr_module,
-    hr_stem,
-    strided_chain,
-)
+from kseg.layers.conv import conv_norm_act
+from kseg.layers.hrnet import NORMS, concat_branches, hr_layer1, hr_module, hr_stem, strided_chain
+from kseg.layers.norm import TORCH_BATCH_NORM
 from kseg.layers.ocr import ocr_head
 from kseg.layers.resize import ResizeLike
-from kseg.models.base import ODEModel, SegmentationModel, check_image_shape
+from kseg.models.base import ODEModel, SegmentationModel, check_model_args
 from kseg.models.hrnet.hrnet import INPUT_MULTIPLE, branch_channels, upsample_logits
 from kseg.ode import ODEBlock, SolverConfig
 
@@ -30,7 +25,7 @@ def hr_ode_function(
     inputs = [keras.Input((None, None, c), name=f"stream{i}") for i, c in enumerate(channels)]
     xs = inputs
     for m in range(modules):
-        xs = hr_module(xs, blocks, preact=True, norm=norm, name=f"module{m + 1}")
+        xs = hr_module(xs, blocks, preact=True, norm=NORMS[norm], name=f"module{m + 1}")
     return keras.Model(inputs, xs, name="segnode_function")
 
 
@@ -88,14 +83,15 @@ class SegNode(ODEModel, SegmentationModel):
         **kwargs,
     ):
         name = kwargs.pop("name", "segnode_ocr" if ocr else "segnode")
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-        check_image_shape((None, *image_shape), INPUT_MULTIPLE, None, name)
+        check_model_args(name, num_classes, image_shape, INPUT_MULTIPLE)
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {sorted(NORMS)}, got {norm!r}")
         channels = branch_channels(width)
 
+        # === Functional Model ===
         inputs = keras.Input(shape=image_shape, name="image")
         x = hr_layer1(hr_stem(inputs, name="stem"), name="layer1")
-        states = [conv_norm(x, channels[0], 3, name="state0")]
+        states = [conv_norm_act(x, channels[0], 3, norm=TORCH_BATCH_NORM, name="state0")]
         for i in range(1, 4):
             states.append(strided_chain(x, channels[i], i, name=f"state{i}"))
         block = ODEBlock(
@@ -114,30 +110,10 @@ class SegNode(ODEModel, SegmentationModel):
         else:
             outputs = upsample_logits(_streams_to_logits(xs, num_classes), "head_logits")
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
-        self.num_classes = num_classes
+
+        # === Config === (the solver is the ODE block's: `ODEModel.solver`)
         self.input_multiple = INPUT_MULTIPLE
-        self._config = {
-            "num_classes": num_classes,
-            "width": width,
-            "modules": modules,
-            "blocks": blocks,
-            "t1": t1,
-            "norm": norm,
-            "ocr": ocr,
-            "image_shape": tuple(image_shape),
-        }
-
-    @property
-    def ode_block(self) -> ODEBlock:
-        return self.get_layer(ODE_LAYER)
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            **self._config,
-            "solver": self.solver_config(),
-        }
+        self._store_config(locals())
 
 
 def _streams_to_logits(xs, num_classes: int):

@@ -8,16 +8,8 @@ from kseg.models.registry import register_model
 from kseg.models.segnode.segnode import SegNode
 from kseg.train.presets import TrainingPreset, register_presets, with_ocr_aux
 
-
-@register_model("segnode")
-def segnode(**kwargs) -> SegNode:
-    return SegNode(**kwargs)
-
-
-@register_model("segnode_ocr")
-def segnode_ocr(**kwargs) -> SegNode:
-    return SegNode(**{"ocr": True, **kwargs})
-
+register_model("segnode", SegNode)
+register_model("segnode_ocr", SegNode, ocr=True)
 
 SEGNODE_PRESET = TrainingPreset(
     name="segnode",

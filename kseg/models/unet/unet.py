@@ -7,9 +7,11 @@ from __future__ import annotations
 import keras
 
 from kseg.layers.choice import choice_block
+from kseg.layers.conv import conv_norm_act
 from kseg.layers.dense import dense_block
-from kseg.layers.hrnet import basic_block, conv_norm
-from kseg.models.base import SegmentationModel, check_image_shape
+from kseg.layers.hrnet import basic_block
+from kseg.layers.norm import TORCH_BATCH_NORM
+from kseg.models.base import SegmentationModel, check_model_args
 from kseg.models.unet.skeleton import unet_graph
 
 BLOCKS = ("double_conv", "residual", "dense", "choice")
@@ -22,8 +24,8 @@ DENSE_LAYERS = 4
 
 def double_conv_level(x, filters: int, name: str):
     """U-Net's level: two 3x3 conv-BN-ReLU."""
-    x = conv_norm(x, filters, 3, name=f"{name}_1")
-    return conv_norm(x, filters, 3, name=f"{name}_2")
+    x = conv_norm_act(x, filters, 3, norm=TORCH_BATCH_NORM, name=f"{name}_1")
+    return conv_norm_act(x, filters, 3, norm=TORCH_BATCH_NORM, name=f"{name}_2")
 
 
 def residual_level(x, filters: int, name: str):
@@ -35,14 +37,14 @@ def dense_level(x, filters: int, name: str):
     """A DenseNet-BC dense block of 4 layers with growth filters // 4, then a 1x1
     conv-BN-ReLU transition to `filters` channels."""
     x = dense_block(x, max(1, filters // DENSE_LAYERS), DENSE_LAYERS, name=name)
-    return conv_norm(x, filters, 1, name=f"{name}_transition")
+    return conv_norm_act(x, filters, 1, norm=TORCH_BATCH_NORM, name=f"{name}_transition")
 
 
 def choice_level(x, filters: int, name: str, modules: int = 1):
     """`modules` densely connected ChoiceNet modules of growth filters // 7, then a 1x1
     conv-BN-ReLU transition to `filters` channels."""
     x = choice_block(x, max(1, filters // CHOICE_MAPS), modules, name=name)
-    return conv_norm(x, filters, 1, name=f"{name}_transition")
+    return conv_norm_act(x, filters, 1, norm=TORCH_BATCH_NORM, name=f"{name}_transition")
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -76,12 +78,11 @@ class UNet(SegmentationModel):
         **kwargs,
     ):
         name = kwargs.pop("name", "unet")
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        check_model_args(name, num_classes, image_shape, 2**levels)
         if block not in BLOCKS:
             raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
-        multiple = 2**levels
-        check_image_shape((None, *image_shape), multiple, None, name)
+
+        # === Functional Model ===
         level = {
             "double_conv": double_conv_level,
             "residual": residual_level,
@@ -91,20 +92,7 @@ class UNet(SegmentationModel):
         inputs = keras.Input(shape=image_shape, name="image")
         outputs = unet_graph(inputs, level, num_classes, width, levels)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
-        self.num_classes = num_classes
-        self.input_multiple = multiple
-        self._config = {
-            "num_classes": num_classes,
-            "width": width,
-            "levels": levels,
-            "block": block,
-            "modules": modules,
-            "image_shape": tuple(image_shape),
-        }
 
-    def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, **self._config}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        # === Config ===
+        self.input_multiple = 2**levels
+        self._store_config(locals())

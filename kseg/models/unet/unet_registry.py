@@ -7,25 +7,12 @@ from kseg.models.registry import register_model
 from kseg.models.unet.unet import UNet
 from kseg.train.presets import register_presets
 
-
-@register_model("unet")
-def unet(**kwargs) -> UNet:
-    return UNet(**{"name": "unet", "block": "double_conv", **kwargs})
-
-
-@register_model("res_unet")
-def res_unet(**kwargs) -> UNet:
-    return UNet(**{"name": "res_unet", "block": "residual", **kwargs})
-
-
-@register_model("dense_unet")
-def dense_unet(**kwargs) -> UNet:
-    return UNet(**{"name": "dense_unet", "block": "dense", **kwargs})
-
-
-@register_model("choicenet_unet")
-def choicenet_unet(**kwargs) -> UNet:
-    return UNet(**{"name": "choicenet_unet", "block": "choice", **kwargs})
-
+for _block, _name in (
+    ("double_conv", "unet"),
+    ("residual", "res_unet"),
+    ("dense", "dense_unet"),
+    ("choice", "choicenet_unet"),
+):
+    register_model(_name, UNet, name=_name, block=_block)
 
 register_presets(["unet", "res_unet", "dense_unet", "choicenet_unet"], CHOICENET_UNET_PRESET)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import keras
 
-from kseg.layers.hrnet import conv_norm
-from kseg.models.base import ODEModel, SegmentationModel, check_image_shape
+from kseg.layers.conv import conv_norm_act
+from kseg.layers.norm import TORCH_BATCH_NORM
+from kseg.models.base import ODEModel, SegmentationModel, check_model_args
 from kseg.models.unet.skeleton import unet_graph
 from kseg.models.unet.unet import double_conv_level
 from kseg.ode import ConvODEFunc, ODEBlock, SolverConfig
@@ -31,30 +32,17 @@ class _ODEUNet(ODEModel, SegmentationModel):
         **kwargs,
     ):
         name = kwargs.pop("name", self.default_name)
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-        multiple = 2**levels
-        check_image_shape((None, *image_shape), multiple, None, name)
-        self._solver = SolverConfig.of(solver)
+        check_model_args(name, num_classes, image_shape, 2**levels)
+
+        # === Functional Model ===
+        self._block_solver = SolverConfig.of(solver)  # what `_level` gives each block
         inputs = keras.Input(shape=image_shape, name="image")
         outputs = unet_graph(inputs, self._level, num_classes, width, levels)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
-        self.num_classes = num_classes
-        self.input_multiple = multiple
-        self._config = {
-            "num_classes": num_classes,
-            "width": width,
-            "levels": levels,
-            "image_shape": tuple(image_shape),
-        }
 
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            **self._config,
-            "solver": self.solver_config(),
-        }
+        # === Config === (the solver is the ODE blocks': `ODEModel.solver`)
+        self.input_multiple = 2**levels
+        self._store_config(locals())
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -79,8 +67,8 @@ class UNode(_ODEUNet):
     default_name = "unode"
 
     def _level(self, x, filters: int, name: str):
-        x = conv_norm(x, filters, 1, name=f"{name}_in")
-        return _ode(x, name=f"{name}_ode", solver=self._solver)
+        x = conv_norm_act(x, filters, 1, norm=TORCH_BATCH_NORM, name=f"{name}_in")
+        return _ode(x, name=f"{name}_ode", solver=self._block_solver)
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -93,4 +81,4 @@ class NODEsUNet(_ODEUNet):
 
     def _level(self, x, filters: int, name: str):
         x = double_conv_level(x, filters, name=name)
-        return _ode(x, name=f"{name}_ode", solver=self._solver)
+        return _ode(x, name=f"{name}_ode", solver=self._block_solver)

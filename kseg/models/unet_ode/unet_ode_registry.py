@@ -7,15 +7,7 @@ from kseg.models.segnode.segnode_registry import SEGNODE_BASELINE_PRESETS
 from kseg.models.unet_ode.unet_ode import NODEsUNet, UNode
 from kseg.train.presets import register_presets
 
-
-@register_model("unode")
-def unode(**kwargs) -> UNode:
-    return UNode(**kwargs)
-
-
-@register_model("nodes_unet")
-def nodes_unet(**kwargs) -> NODEsUNet:
-    return NODEsUNet(**kwargs)
-
+register_model("unode", UNode)
+register_model("nodes_unet", NODEsUNet)
 
 register_presets(["unode", "nodes_unet"], SEGNODE_BASELINE_PRESETS)
