@@ -119,14 +119,12 @@ class RK4(FixedGridSolver):
 
 
 class AdaptiveSolver:
-    """A `tfp.math.ode` solver and the ways it can be differentiated (`gradients`, the
-    first the default; module docstring)."""
+    """A `tfp.math.ode` solver (`tfp_class`) and the ways it can be differentiated
+    (`gradients`, the first the default; module docstring)."""
 
     adaptive = True
-
-    def __init__(self, tfp_class, gradients: tuple[str, ...]):
-        self.tfp_class = tfp_class
-        self.gradients = gradients
+    tfp_class: type
+    gradients: tuple[str, ...] = ()
 
     def make(self, rtol: float, atol: float, max_num_steps: int | None, **options):
         return self.tfp_class(rtol=rtol, atol=atol, max_num_steps=max_num_steps, **options)
@@ -175,23 +173,35 @@ class AdaptiveSolver:
         return odeint_adjoint(solve, func, y0, t, rtol, atol, max_num_steps, on_backward)
 
 
-SOLVERS: dict[str, FixedGridSolver | AdaptiveSolver] = {
-    "dopri5": AdaptiveSolver(DormandPrince, gradients=("adjoint", "aca", "tfp_adjoint")),
+class Dopri5(AdaptiveSolver):
+    tfp_class = DormandPrince
+    gradients = ("adjoint", "aca", "tfp_adjoint")
+
+
+class BDF(AdaptiveSolver):
     # A stiff problem's backward solve needs an implicit method too: tfp's adjoint steps
     # it with BDF; kseg's adjoint is explicit Dormand-Prince.
-    "bdf": AdaptiveSolver(tfp.math.ode.BDF, gradients=("tfp_adjoint",)),
-    "euler": Euler(),
-    "midpoint": Midpoint(),
-    "heun": Heun(),
-    "rk4": RK4(),
+    tfp_class = tfp.math.ode.BDF
+    gradients = ("tfp_adjoint",)
+
+
+# Names to solver classes; `get_solver` builds one per call, as torchdiffeq's SOLVERS.
+SOLVERS: dict[str, type[FixedGridSolver | AdaptiveSolver]] = {
+    "dopri5": Dopri5,
+    "bdf": BDF,
+    "euler": Euler,
+    "midpoint": Midpoint,
+    "heun": Heun,
+    "rk4": RK4,
 }
 
 
 def get_solver(method: str) -> FixedGridSolver | AdaptiveSolver:
-    """The solver registered as `method`; an unknown name lists the valid ones."""
+    """A new solver of the method registered as `method`; an unknown name lists the
+    valid ones."""
     if method not in SOLVERS:
         raise UnknownNameError(f"unknown ODE method {method!r}; choose one of {', '.join(SOLVERS)}")
-    return SOLVERS[method]
+    return SOLVERS[method]()
 
 
 def check_gradient(method: str, gradient: str | None) -> str:

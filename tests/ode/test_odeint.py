@@ -81,6 +81,14 @@ def test_unknown_method_lists_the_valid_ones():
         odeint(lambda t, y: y, tf.ones(1), [0.0, 1.0], method="rk45")
 
 
+@pytest.mark.parametrize("method", sorted(SOLVERS))
+def test_each_call_gets_its_own_solver(method):
+    from kseg.ode import get_solver
+
+    first, second = get_solver(method), get_solver(method)
+    assert first is not second and type(first) is type(second) is SOLVERS[method]
+
+
 def test_gradient_mismatch_is_explained():
     with pytest.raises(ValueError, match="'rk4' cannot .* gradient='adjoint'; it offers direct"):
         odeint(lambda t, y: y, tf.ones(1), [0.0, 1.0], method="rk4", gradient="adjoint")
