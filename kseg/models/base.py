@@ -125,6 +125,11 @@ class ImageModel(keras.Model):
         the same names (see the module docstring)."""
         config = {"name": self.name, "trainable": self.trainable}
         for name in self._argument_names():
+            if not hasattr(self, name):
+                raise AttributeError(
+                    f"{type(self).__name__} has no attribute {name!r} for its config: end its "
+                    "constructor with self._store_config(locals()) (docs/models.md)"
+                )
             config[name] = getattr(self, name)
         return config
 

@@ -4,6 +4,7 @@ import pytest
 
 from kseg.models import create_model, list_models
 from tests.helpers import run_model_tests
+from tests.models.test_weight_layout import check_weight_layout
 from tests.tiny_models import CHECKED, TINY, WIDTH_VARIANTS
 
 
@@ -11,10 +12,23 @@ def test_every_model_has_a_tiny_config():
     assert set(list_models()) == set(TINY)
 
 
+def check_arguments(model, kwargs) -> None:
+    """The config holds the model's arguments, those given overriding the registered ones."""
+    config = model.get_config()
+    assert config["num_classes"] == model.num_classes == 5
+    for key, value in kwargs.items():
+        if key == "solver":
+            assert config[key] == {**config[key], **value}
+        else:
+            assert config[key] == getattr(model, key) == value
+
+
 @pytest.mark.parametrize("name", CHECKED)
 def test_model(name, tmp_path):
     kwargs, size = TINY[name]
     model = create_model(name, num_classes=5, **kwargs)
+    check_arguments(model, kwargs)
+    check_weight_layout(name, model)
     run_model_tests(model, num_classes=5, image_size=size, tmp_path=tmp_path)
 
 
@@ -30,6 +44,9 @@ def _graph(model):
 @pytest.mark.parametrize("name", sorted(WIDTH_VARIANTS))
 def test_a_width_variant_is_its_base_graph_at_another_width(name):
     base, kwargs = WIDTH_VARIANTS[name]
+    tiny = create_model(name, num_classes=5, **TINY[name][0])
+    check_arguments(tiny, TINY[name][0])
+    check_weight_layout(name, tiny)
     variant = create_model(name, num_classes=5)
     same = create_model(base, num_classes=5, **kwargs)
     assert _graph(variant) == _graph(same)
@@ -47,16 +64,3 @@ def test_a_misspelt_model_argument_is_refused_not_ignored():
         create_model(
             "cross_cooperative", num_classes=3, pathz="none", **TINY["cross_cooperative"][0]
         )
-
-
-@pytest.mark.parametrize("name", sorted(TINY))
-def test_arguments_override_the_registered_ones_and_are_the_config(name):
-    kwargs, _ = TINY[name]
-    model = create_model(name, num_classes=5, **kwargs)
-    config = model.get_config()
-    assert config["num_classes"] == model.num_classes == 5
-    for key, value in kwargs.items():
-        if key == "solver":
-            assert config[key] == {**config[key], **value}
-        else:
-            assert config[key] == getattr(model, key) == value

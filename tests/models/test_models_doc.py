@@ -6,6 +6,7 @@ import re
 
 import keras
 import numpy as np
+import pytest
 
 DOC = pathlib.Path(__file__).parents[2] / "docs" / "models.md"
 
@@ -22,3 +23,16 @@ def test_the_documented_model_registers_saves_and_loads(tmp_path, capsys, model_
     assert loaded.get_config() == model.get_config()
     assert (loaded.width, loaded.input_multiple) == (8, 2)
     assert "tiny_net" in model_registry.list_models()
+
+
+def test_a_model_that_does_not_store_its_arguments_says_how_to():
+    from kseg.models.base import SegmentationModel
+
+    class Forgetful(SegmentationModel):
+        def __init__(self, width=4, **kwargs):
+            inputs = keras.Input((None, None, 3))
+            outputs = keras.layers.Conv2D(width, 1)(inputs)
+            super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+    with pytest.raises(AttributeError, match=r"'width'.*self._store_config\(locals\(\)\)"):
+        Forgetful().get_config()
