@@ -12,9 +12,12 @@ sizes (UpSampling2D fails on those).
 from kseg.layers.bottleneck import inverted_residual
 from kseg.layers.choice import choice_block, choice_module, choice_pool
 from kseg.layers.conv import (
+    conv_bn_act,
     conv_norm_act,
+    depthwise_bn_act,
     depthwise_norm_act,
     norm_act_conv,
+    separable_conv_bn_act,
     separable_conv_norm_act,
 )
 from kseg.layers.dense import dense_block
@@ -39,8 +42,10 @@ __all__ = [
     "choice_block",
     "choice_module",
     "choice_pool",
+    "conv_bn_act",
     "conv_norm_act",
     "dense_block",
+    "depthwise_bn_act",
     "depthwise_norm_act",
     "group_norm",
     "inverted_residual",
@@ -48,5 +53,6 @@ __all__ = [
     "pyramid_pooling",
     "segmentation_head",
     "norm_act_conv",
+    "separable_conv_bn_act",
     "separable_conv_norm_act",
 ]

@@ -103,3 +103,40 @@ def separable_conv_norm_act(
     """
     x = depthwise_norm_act(x, kernel_size, strides, norm=norm, activation=None, name=f"{name}_dw")
     return conv_norm_act(x, filters, 1, norm=norm, activation=activation, name=f"{name}_pw")
+
+
+# The names `kseg.layers` exported first, with their signatures and defaults (Keras's batch
+# norm, ReLU6: ContextNet's): `conv_norm_act` and its forms with those arguments.
+def conv_bn_act(
+    x,
+    filters,
+    kernel_size=3,
+    strides=1,
+    dilation_rate=1,
+    activation="relu6",
+    norm=True,
+    name="conv",
+):
+    norm = KERAS_BATCH_NORM if norm else None
+    return conv_norm_act(
+        x,
+        filters,
+        kernel_size,
+        strides,
+        norm=norm,
+        activation=activation,
+        dilation_rate=dilation_rate,
+        name=name,
+    )
+
+
+def depthwise_bn_act(x, kernel_size=3, strides=1, dilation_rate=1, activation="relu6", name="dw"):
+    return depthwise_norm_act(
+        x, kernel_size, strides, activation=activation, dilation_rate=dilation_rate, name=name
+    )
+
+
+def separable_conv_bn_act(x, filters, kernel_size=3, strides=1, activation="relu6", name="sep"):
+    return separable_conv_norm_act(
+        x, filters, kernel_size, strides, activation=activation, name=name
+    )

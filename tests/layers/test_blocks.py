@@ -61,3 +61,26 @@ def test_segmentation_head_is_float32_logits_at_upsampled_size():
     model = _layers_of(lambda x: segmentation_head(x, 7, dropout=0.1, upsample=4), (4, 6, 8))
     assert model.output.shape[1:] == (16, 24, 7)
     assert model.output.dtype == "float32"
+
+
+def test_the_first_exported_names_build_what_they_built():
+    from kseg.layers import conv_bn_act, depthwise_bn_act, separable_conv_bn_act
+
+    model = _layers_of(
+        lambda x: separable_conv_bn_act(
+            depthwise_bn_act(conv_bn_act(x, 8, strides=2, name="c"), dilation_rate=2), 16
+        ),
+        (8, 8, 4),
+    )
+    layers = {layer.name: layer for layer in model.layers[1:]}
+    assert list(layers) == [
+        "c_conv", "c_bn", "c_act", "dw_dwconv", "dw_bn", "dw_act",
+        "sep_dw_dwconv", "sep_dw_bn", "sep_pw_conv", "sep_pw_bn", "sep_pw_act",
+    ]  # fmt: skip
+    assert not layers["c_conv"].use_bias and layers["c_conv"].strides == (2, 2)
+    assert layers["dw_dwconv"].dilation_rate == (2, 2)
+    assert all(layers[n].get_config()["activation"] == "relu6" for n in ("c_act", "sep_pw_act"))
+    assert (layers["c_bn"].momentum, layers["c_bn"].epsilon) == (0.99, 1e-3)
+    unnormalised = _layers_of(lambda x: conv_bn_act(x, 8, norm=False, activation=None), (8, 8, 4))
+    assert [type(layer).__name__ for layer in unnormalised.layers[1:]] == ["Conv2D"]
+    assert unnormalised.layers[1].use_bias
