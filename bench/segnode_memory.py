@@ -230,7 +230,18 @@ def main() -> None:
                     command.append(f"--{flag.replace('_', '-')}={getattr(args, flag)}")
             out = subprocess.run(command, check=True, capture_output=True, text=True)
             results[case, mode] = json.loads(out.stdout.strip().splitlines()[-1])
+    report(args, cases, results)
 
+
+def _table(title: str, header: str, rows) -> None:
+    print(f"\n{title}")
+    print(header)
+    for row in rows:
+        print(row)
+
+
+def report(args, cases: list[str], results: dict) -> None:
+    """Prints the tables and the targets from the children's `results`."""
     inputs = f"images of {args.data}" if args.data else "random images"
     weights = f"SegNode weights of {args.segnode_weights}" if args.segnode_weights else "untrained"
     print(
@@ -249,67 +260,65 @@ def main() -> None:
         "segnode_one_step": "SegNode (1 Euler step, direct)",
     }
 
-    print(
-        "\nmemory, MiB: peak of live tensors (TF allocator) above those live before the call "
-        "(step) and in all (total)"
-    )
-    print(
-        f"{'model':36s} {'params':>11s} {'train step':>10s} {'x HRNet':>8s} {'total':>7s} "
-        f"{'x HRNet':>8s} {'test step':>9s} {'x HRNet':>8s} {'total':>7s} {'x HRNet':>8s}"
-    )
-    for case in cases:
+    def memory_row(case):
         train, test = results[case, "train"], results[case, "test"]
-        cells = []
-        for got, ref in ((train, ref_train), (test, ref_test)):
-            cells.append(
-                f"{got['mib']:9.0f} {got['mib'] / ref['mib']:8.2f} {got['total']:7.0f} "
-                f"{got['total'] / ref['total']:8.2f}"
-            )
-        print(f"{labels[case]:36s} {train['params']:11,d} {cells[0]:>19s} {cells[1]}")
+        cells = [
+            f"{got['mib']:9.0f} {got['mib'] / ref['mib']:8.2f} {got['total']:7.0f} "
+            f"{got['total'] / ref['total']:8.2f}"
+            for got, ref in ((train, ref_train), (test, ref_test))
+        ]
+        return f"{labels[case]:36s} {train['params']:11,d} {cells[0]:>19s} {cells[1]}"
 
-    print(
-        "\ntime, s: steady call; first call in a fresh process (tracing, graph "
-        "optimisation, one run) and its budget, 2 x steady + 20 s"
+    _table(
+        "memory, MiB: peak of live tensors (TF allocator) above those live before the call "
+        "(step) and in all (total)",
+        f"{'model':36s} {'params':>11s} {'train step':>10s} {'x HRNet':>8s} {'total':>7s} "
+        f"{'x HRNet':>8s} {'test step':>9s} {'x HRNet':>8s} {'total':>7s} {'x HRNet':>8s}",
+        map(memory_row, cases),
     )
-    print(
-        f"{'model':36s} {'train':>7s} {'x HRNet':>8s} {'first':>7s} {'budget':>7s} "
-        f"{'test':>7s} {'x HRNet':>8s} {'first':>7s}"
-    )
-    for case in cases:
+
+    def time_row(case):
         train, test = results[case, "train"], results[case, "test"]
-        print(
+        return (
             f"{labels[case]:36s} {train['s']:7.2f} {train['s'] / ref_train['s']:8.2f} "
             f"{train['first']:7.1f} {2 * train['s'] + 20:7.1f} {test['s']:7.3f} "
             f"{test['s'] / ref_test['s']:8.2f} {test['first']:7.1f}"
         )
 
+    _table(
+        "time, s: steady call; first call in a fresh process (tracing, graph "
+        "optimisation, one run) and its budget, 2 x steady + 20 s",
+        f"{'model':36s} {'train':>7s} {'x HRNet':>8s} {'first':>7s} {'budget':>7s} "
+        f"{'test':>7s} {'x HRNet':>8s} {'first':>7s}",
+        map(time_row, cases),
+    )
+
+    def counts(c):
+        return f"{c[0]} ({c[1]}/{c[2]})" if c[1] >= 0 else f"{c[0]}"
+
+    def evaluations_row(case):
+        train, test = results[case, "train"], results[case, "test"]
+        # Fixed grids and tfp's adjoint do not report a backward pass; their backward
+        # evaluations are taken to be as many as the forward's.
+        backward = train["backward"][0] or train["forward"][0]
+        explained = train["forward"][0] * train["eval"] + backward * train["vjp"]
+        return (
+            f"{labels[case]:36s} {counts(train['forward']):>12s} "
+            f"{counts(train['backward']):>12s} {train['eval']:6.3f} {train['vjp']:6.3f} "
+            f"{explained / train['s']:6.2f} {counts(test['forward']):>12s} "
+            f"{test['eval']:6.3f} {test['forward'][0] * test['eval'] / test['s']:6.2f}"
+        )
+
     ode_cases = [c for c in cases if "forward" in results[c, "train"]]
     if ode_cases:
-        print(
-            "\nSegNode's evaluations of its ODE function: evaluations (accepted/rejected "
+        _table(
+            "SegNode's evaluations of its ODE function: evaluations (accepted/rejected "
             "steps); eval / vjp: seconds of one evaluation run alone, forward / forward with "
-            "its VJP; share: evaluations x their cost / the measured call"
-        )
-        print(
+            "its VJP; share: evaluations x their cost / the measured call",
             f"{'model':36s} {'train fwd':>12s} {'train bwd':>12s} {'eval':>6s} {'vjp':>6s} "
-            f"{'share':>6s} {'test':>12s} {'eval':>6s} {'share':>6s}"
+            f"{'share':>6s} {'test':>12s} {'eval':>6s} {'share':>6s}",
+            map(evaluations_row, ode_cases),
         )
-        for case in ode_cases:
-            train, test = results[case, "train"], results[case, "test"]
-
-            def counts(c):
-                return f"{c[0]} ({c[1]}/{c[2]})" if c[1] >= 0 else f"{c[0]}"
-
-            # Fixed grids and tfp's adjoint do not report a backward pass; their backward
-            # evaluations are taken to be as many as the forward's.
-            backward = train["backward"][0] or train["forward"][0]
-            explained = train["forward"][0] * train["eval"] + backward * train["vjp"]
-            print(
-                f"{labels[case]:36s} {counts(train['forward']):>12s} "
-                f"{counts(train['backward']):>12s} {train['eval']:6.3f} {train['vjp']:6.3f} "
-                f"{explained / train['s']:6.2f} {counts(test['forward']):>12s} "
-                f"{test['eval']:6.3f} {test['forward'][0] * test['eval'] / test['s']:6.2f}"
-            )
 
     paper = PAPER["segnode"]
     hr = PAPER["hrnetv2_w48"]
