@@ -9,13 +9,13 @@ medians and the ratios kseg / peer (below 1.0: kseg is faster).
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
+from _cli import bench_parser, forwarded  # noqa: E402
 from _peer import run_peer  # noqa: E402
 
 from kseg.models import ContextNet  # noqa: E402
@@ -23,11 +23,7 @@ from kseg.utils import count_params, measure_latency  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--height", type=int, default=1024)
-    p.add_argument("--width", type=int, default=2048)
-    p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--threads", type=int, default=2)
+    p = bench_parser(__doc__, height=1024, width=2048, runs=5, threads=2)
     args = p.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
@@ -36,13 +32,7 @@ def main() -> None:
     model = ContextNet(num_classes=19, aux_head=False)
     kseg_s = measure_latency(model, shape, runs=args.runs)["median_s"]
     xla_s = measure_latency(model, shape, runs=args.runs, jit_compile=True)["median_s"]
-    peer = run_peer(
-        "contextnet_torch.py",
-        f"--height={args.height}",
-        f"--width={args.width}",
-        f"--runs={args.runs}",
-        f"--threads={args.threads}",
-    )
+    peer = run_peer("contextnet_torch.py", *forwarded(args, "height", "width", "runs", "threads"))
 
     print(
         f"ContextNet cn14, 1x{args.height}x{args.width}x3, {args.threads} threads, "

@@ -13,7 +13,6 @@ for TFLite, IOBinding or `run()` for onnxruntime), whichever that is in this run
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import tempfile
@@ -21,6 +20,7 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+from _cli import bench_parser, forwarded  # noqa: E402
 from _peer import run_peer  # noqa: E402
 
 from kseg.export import export_saved_model, export_tflite, prune_filters, sample_images  # noqa: E402
@@ -58,11 +58,7 @@ def _tflite(model, folder: str, mode: str, images: np.ndarray, threads: int, run
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--height", type=int, default=1024)
-    p.add_argument("--width", type=int, default=2048)
-    p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--threads", type=int, default=2)
+    p = bench_parser(__doc__, height=1024, width=2048, runs=5, threads=2)
     args = p.parse_args()
 
     images = sample_images(args.height, args.width)  # calibration: the VOC photo, mirrored
@@ -76,13 +72,7 @@ def main() -> None:
                 rows.append(
                     (f"kseg {m.name} TFLite {mode}", count_params(m), size, in_place, copies, mode)
                 )
-    peer = run_peer(
-        "contextnet_torch.py",
-        f"--height={args.height}",
-        f"--width={args.width}",
-        f"--runs={args.runs}",
-        f"--threads={args.threads}",
-    )
+    peer = run_peer("contextnet_torch.py", *forwarded(args, "height", "width", "runs", "threads"))
     bound, run = peer["onnxruntime_bound_s"], peer["onnxruntime_s"]
     peer_best = min(bound, run)
     peer_way = "IOBinding" if bound <= run else "run()"

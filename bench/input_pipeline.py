@@ -12,7 +12,6 @@ on the pipeline itself, where the two share the CPU.
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
@@ -21,6 +20,7 @@ import warnings
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
+from _cli import bench_parser  # noqa: E402
 
 from kseg.data import Cityscapes, segmentation_pipeline  # noqa: E402
 from kseg.data.demo_data import build_demo_cityscapes  # noqa: E402
@@ -38,12 +38,8 @@ def rate(iterator, batch: int, steps: int) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch", type=int, default=2)
+    p = bench_parser(__doc__, batch=2, steps=4, images=16, threads=2)
     p.add_argument("--crop", default="1024x2048")
-    p.add_argument("--steps", type=int, default=4)
-    p.add_argument("--images", type=int, default=16)
-    p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)

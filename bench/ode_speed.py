@@ -16,7 +16,6 @@ to compare (flat for the adjoint, the activations of every evaluation for back-p
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -28,6 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _cli import bench_parser  # noqa: E402
 from _memory import peak_memory  # noqa: E402
 from _peer import run_peer  # noqa: E402
 from peers.timing import timed  # noqa: E402
@@ -176,9 +176,7 @@ def memory() -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
+    p = bench_parser(__doc__, runs=3, threads=2)
     p.add_argument("--tol", type=float, default=1e-3)
     p.add_argument("--memory-child", nargs=2, metavar=("METHOD", "SETTING"))
     p.add_argument("--only", choices=("speed", "memory"), help="one of the two tables")

@@ -11,12 +11,13 @@ unrounded / rounded (above 1.0: rounding to 8 is faster).
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from _cli import bench_parser  # noqa: E402
 
 from kseg.export import export_saved_model, export_tflite, prune_filters, sample_images  # noqa: E402
 from kseg.export.formats import file_size_mb  # noqa: E402
@@ -26,12 +27,8 @@ from kseg.utils import count_params  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--height", type=int, default=1024)
-    p.add_argument("--width", type=int, default=2048)
+    p = bench_parser(__doc__, height=1024, width=2048, runs=5, threads=2)
     p.add_argument("--ratio", type=float, default=0.4, help="fraction of filters removed")
-    p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
 
     images = sample_images(args.height, args.width)

@@ -13,12 +13,13 @@ the demo's validation images in LiteRT. Prints one table; each row is read from 
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import subprocess
 import sys
 import time
+
+from _cli import bench_parser
 
 MODELS = ("contextnet_cn14", "contextnet_cn14_160")
 VALIDATION_IMAGES = 24  # the demo set's validation split
@@ -31,7 +32,7 @@ def _recipe(*args: str) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = bench_parser(__doc__)
     p.add_argument("--runs", default="runs/bench-qat", help="folder of the demo runs")
     p.add_argument("--qat-epochs", type=int, default=3, help="a tenth of the demo's 30")
     args = p.parse_args()

@@ -42,7 +42,6 @@ README.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -53,6 +52,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _cli import bench_parser, forwarded  # noqa: E402
 from _memory import peak_memory  # noqa: E402
 from peers.timing import timed  # noqa: E402
 
@@ -187,12 +187,7 @@ def child(case: str, mode: str, args) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--height", type=int, default=256)
-    p.add_argument("--width", type=int, default=512)
-    p.add_argument("--runs", type=int, default=2)
-    p.add_argument("--threads", type=int, default=2)
+    p = bench_parser(__doc__, batch=2, height=256, width=512, runs=2, threads=2)
     p.add_argument("--ode-steps", type=int, default=4)
     p.add_argument(
         "--cases",
@@ -222,12 +217,8 @@ def main() -> None:
     results = {}
     for case in cases:
         for mode in ("train", "test"):
-            command = [sys.executable, __file__, "--child", case, mode]
-            for flag in FORWARDED:
-                command.append(f"--{flag.replace('_', '-')}={getattr(args, flag)}")
-            for flag in ("segnode_weights", "data"):
-                if getattr(args, flag):
-                    command.append(f"--{flag.replace('_', '-')}={getattr(args, flag)}")
+            flags = forwarded(args, *FORWARDED, "segnode_weights", "data")
+            command = [sys.executable, __file__, "--child", case, mode, *flags]
             out = subprocess.run(command, check=True, capture_output=True, text=True)
             results[case, mode] = json.loads(out.stdout.strip().splitlines()[-1])
     report(args, cases, results)

@@ -13,7 +13,6 @@ Needs a trained SegNode and its data, e.g. the demo run of README's SegNode sect
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
@@ -22,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _cli import bench_parser  # noqa: E402
 
 from kseg.data import Cityscapes, segmentation_pipeline  # noqa: E402
 from kseg.ode import ode_blocks  # noqa: E402
@@ -41,10 +41,9 @@ SETTINGS = [  # (label, method, set_solver keyword arguments)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = bench_parser(__doc__, threads=2)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True, help="a Cityscapes-layout directory")
-    p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)

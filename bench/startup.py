@@ -12,7 +12,6 @@ SegNode's first steps are in bench/segnode_memory.py.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -20,6 +19,8 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from _cli import bench_parser, forwarded  # noqa: E402
 
 TARGET = 2.0  # kseg's first step / the peer's
 
@@ -68,12 +69,7 @@ def child(args) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--height", type=int, default=512)
-    p.add_argument("--width", type=int, default=1024)
-    p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
+    p = bench_parser(__doc__, batch=2, height=512, width=1024, runs=3, threads=2)
     p.add_argument("--child", action="store_true")
     args = p.parse_args()
     if args.child:
@@ -81,7 +77,7 @@ def main() -> None:
         return
     from _peer import run_peer
 
-    flags = [f"--{k}={getattr(args, k)}" for k in ("batch", "height", "width", "runs", "threads")]
+    flags = forwarded(args, "batch", "height", "width", "runs", "threads")
     out = subprocess.run(
         [sys.executable, __file__, "--child", *flags], check=True, capture_output=True, text=True
     )
