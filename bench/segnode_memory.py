@@ -10,6 +10,8 @@ waits for before training starts) within 2x the steady call plus 20 s. Also, in 
 - SegNode differentiated by checkpoints of its accepted steps (`gradient="aca"`,
   `kseg.ode.aca`) instead of kseg's adjoint (`kseg.ode.adjoint`);
 - SegNode differentiated by tfp's own adjoint;
+- SegNode whose dopri5 tries a first step of 0.5 instead of Hairer's rule's
+  (`SolverConfig(first_step=0.5)`);
 - SegNode on the fixed grid that edge export uses (rk4, `--ode-steps` steps,
   back-propagated directly rather than by the adjoint);
 - SegNode with one Euler step back-propagated directly: one evaluation of the ODE function
@@ -86,6 +88,8 @@ def _model(case: str, ode_steps: int) -> keras.Model:
         return create_model("segnode", num_classes=19, solver={"gradient": "tfp_adjoint"})
     if case == "segnode_aca":
         return create_model("segnode", num_classes=19, solver={"gradient": "aca"})
+    if case == "segnode_first_step":
+        return create_model("segnode", num_classes=19, solver={"first_step": 0.5})
     return create_model(case, num_classes=19)
 
 
@@ -191,8 +195,8 @@ def main() -> None:
     p.add_argument("--ode-steps", type=int, default=4)
     p.add_argument(
         "--cases",
-        default="hrnetv2_w48,residual_hrnet,segnode,segnode_aca,segnode_tfp_adjoint,"
-        "segnode_fixed,segnode_one_step",
+        default="hrnetv2_w48,residual_hrnet,segnode,segnode_aca,segnode_first_step,"
+        "segnode_tfp_adjoint,segnode_fixed,segnode_one_step",
         help="comma-separated subset (hrnetv2_w48 is the reference and always runs)",
     )
     p.add_argument(
@@ -246,6 +250,7 @@ def report(args, cases: list[str], results: dict) -> None:
         "residual_hrnet": "Baseline (residual HRNet)",
         "segnode": "SegNode (dopri5, kseg's adjoint)",
         "segnode_aca": "SegNode (dopri5, aca)",
+        "segnode_first_step": "SegNode (dopri5, first step 0.5)",
         "segnode_tfp_adjoint": "SegNode (dopri5, tfp's adjoint)",
         "segnode_fixed": f"SegNode (rk4, {args.ode_steps} steps, direct)",
         "segnode_one_step": "SegNode (1 Euler step, direct)",
@@ -318,7 +323,7 @@ def report(args, cases: list[str], results: dict) -> None:
         f"test memory {paper[1] / hr[1]:.2f}, training time {TRAIN_TIME_TARGET}, "
         f"test time {paper[2] / hr[2]:.2f}"
     )
-    for case in ("segnode", "segnode_aca"):
+    for case in ("segnode", "segnode_aca", "segnode_first_step"):
         if (case, "train") not in results:
             continue
         train, test = results[case, "train"], results[case, "test"]

@@ -1,7 +1,8 @@
 """Test-time solver settings of a trained SegNode (the paper's section 4.8: accuracy traded
 for speed at test time, `ODEBlock.set_solver`): validation mIoU, function evaluations,
 seconds per image and pixel agreement with the default adaptive solve (dopri5 at
-rtol = atol = 1e-3), for looser tolerances and fixed grids, all in this run.
+rtol = atol = 1e-3, Hairer's first step), for given first steps, looser tolerances and
+fixed grids, all in this run.
 
 Needs a trained SegNode and its data, e.g. the demo run of README's SegNode section:
 
@@ -24,11 +25,13 @@ import tensorflow as tf  # noqa: E402
 from _cli import bench_parser  # noqa: E402
 
 from kseg.data import Cityscapes, segmentation_pipeline  # noqa: E402
-from kseg.ode import ode_blocks  # noqa: E402
+from kseg.ode import SolverConfig, ode_blocks  # noqa: E402
 from kseg.train.metrics import mean_iou  # noqa: E402
 
-SETTINGS = [  # (label, method, set_solver keyword arguments)
+SETTINGS = [  # (label, method, the other SolverConfig fields)
     ("dopri5 1e-3 (default)", "dopri5", {"rtol": 1e-3, "atol": 1e-3}),
+    ("dopri5 1e-3, first 0.5", "dopri5", {"rtol": 1e-3, "atol": 1e-3, "first_step": 0.5}),
+    ("dopri5 1e-3, first 1", "dopri5", {"rtol": 1e-3, "atol": 1e-3, "first_step": 1.0}),
     ("dopri5 1e-2", "dopri5", {"rtol": 1e-2, "atol": 1e-2}),
     ("dopri5 1e-1", "dopri5", {"rtol": 1e-1, "atol": 1e-1}),
     ("rk4 x 4", "rk4", {"steps": 4}),
@@ -64,7 +67,7 @@ def main() -> None:
     )
     reference, default_s = None, None
     for label, method, kwargs in SETTINGS:
-        block.set_solver(method, **kwargs)
+        block.solver = SolverConfig(method, **kwargs)
         predict = tf.function(lambda x: tf.argmax(model(x, training=False), -1))
         predict(batches[0][0])  # trace
         confusion = np.zeros((num_classes, num_classes), np.int64)

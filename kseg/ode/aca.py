@@ -71,10 +71,12 @@ def odeint_aca(
     atol: float,
     max_num_steps: int | None,
     on_backward: Callable | None = None,
+    first_step: float | None = None,
 ):
     """Solves dy/dt = func(t, y) by Dormand-Prince at the increasing `times` (the first is
     the initial time) and differentiates the solve by its accepted steps (module
-    docstring). Gradients reach y0 and the trainable variables `func` reads.
+    docstring). Gradients reach y0 and the trainable variables `func` reads. The first
+    step tried is `first_step`, or Hairer's rule's if None.
 
     Returns (states with a leading time axis over `times`, (evaluations, accepted,
     rejected)); `on_backward`, if given, is called during differentiation with the
@@ -98,7 +100,10 @@ def odeint_aca(
     def run(*flat):
         y = list(flat)
         f0 = flat_func(times[0], y)
-        h0 = initial_step_size(flat_func, times[0], y, f0, ERROR_ORDER, rtol_t, atol_t)
+        if first_step is None:
+            h0 = initial_step_size(flat_func, times[0], y, f0, ERROR_ORDER, rtol_t, atol_t)
+        else:
+            h0 = tf.constant(first_step, dtype)
         outputs = [tf.TensorArray(dtype, size=n_out, element_shape=v.shape).write(0, v) for v in y]
         starts = [
             tf.TensorArray(dtype, size=0, dynamic_size=True, element_shape=v.shape) for v in y
@@ -161,8 +166,9 @@ def odeint_aca(
         )  # fmt: skip
         _, _, _, _, _, attempts, accepted, outputs, starts, step_log = loop
         states = [o.stack() for o in outputs]
-        # f(t0, y0), the first-step rule's evaluation, then six per attempt (FSAL).
-        counts.append((2 + 6 * attempts, accepted, attempts - accepted))
+        # f0, Hairer's trial evaluation if it chose the first step, six per attempt.
+        first = 2 if first_step is None else 1
+        counts.append((first + 6 * attempts, accepted, attempts - accepted))
 
         def grad(*d_states, variables=None):
             params = [v for v in variables or [] if v.trainable]

@@ -77,7 +77,7 @@ class ODEBlock(keras.layers.Layer):
 
     def set_solver(self, *args, **kwargs) -> None:
         """Changes the solver used from the next call on; takes the arguments of
-        `SolverConfig.with_changes` (method, rtol, atol, steps, gradient): None keeps a
+        `SolverConfig.with_changes` (method, rtol, atol, steps, gradient, first_step): None keeps a
         setting, except that a new method without a gradient takes its default one."""
         self.solver = self.solver.with_changes(*args, **kwargs)
 
@@ -88,6 +88,7 @@ class ODEBlock(keras.layers.Layer):
     steps = property(lambda self: self.solver.steps)
     max_num_steps = property(lambda self: self.solver.max_num_steps)
     gradient = property(lambda self: self.solver.gradient)
+    first_step = property(lambda self: self.solver.first_step)
 
     def build(self, input_shape):
         if not self.func.built:
@@ -140,7 +141,7 @@ class ODEBlock(keras.layers.Layer):
             atol=solver.atol,
             gradient=solver.gradient,
             max_num_steps=solver.max_num_steps,
-            options=None if solver.adaptive else {"steps": steps},
+            options=solver.options(steps),
             **extra,
         )
 

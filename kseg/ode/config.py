@@ -23,6 +23,9 @@ class SolverConfig:
         gradient: how training differentiates the solve, None for the method's default
             (see `kseg.ode.odeint`): "adjoint", "aca" or "tfp_adjoint" for dopri5,
             "tfp_adjoint" for bdf, "direct" for the fixed grids.
+        first_step: the first step an adaptive method tries, in the block's time (its
+            interval is [0, t1]); None for Hairer's rule (torchdiffeq's). The fixed grids
+            ignore it.
 
     Example:
         >>> SolverConfig("rk4", steps=4)
@@ -36,6 +39,7 @@ class SolverConfig:
     steps: int | None = None
     max_num_steps: int | None = DEFAULT_MAX_NUM_STEPS
     gradient: str | None = None
+    first_step: float | None = None
 
     def __post_init__(self):
         check_gradient(self.method, self.gradient)  # validates both names
@@ -43,6 +47,10 @@ class SolverConfig:
         object.__setattr__(self, "atol", float(self.atol))
         if self.steps is not None and (isinstance(self.steps, bool) or int(self.steps) < 1):
             raise ValueError(f"steps must be a positive int or None, got {self.steps!r}")
+        if self.first_step is not None:
+            if isinstance(self.first_step, bool) or not float(self.first_step) > 0:
+                raise ValueError(f"first_step must be positive or None, got {self.first_step!r}")
+            object.__setattr__(self, "first_step", float(self.first_step))
 
     @property
     def adaptive(self) -> bool:
@@ -59,10 +67,8 @@ class SolverConfig:
         if isinstance(value, dict):
             unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
             if unknown:
-                raise ValueError(
-                    f"unknown solver setting(s) {unknown}; a solver takes method, rtol, atol, "
-                    "steps, max_num_steps and gradient"
-                )
+                fields = ", ".join(f.name for f in dataclasses.fields(cls))
+                raise ValueError(f"unknown solver setting(s) {unknown}; a solver takes {fields}")
             return cls(**value)
         raise TypeError(f"solver must be a SolverConfig, a dict or None, got {value!r}")
 
@@ -73,10 +79,11 @@ class SolverConfig:
         atol: float | None = None,
         steps: int | None = None,
         gradient: str | None = None,
+        first_step: float | None = None,
     ) -> SolverConfig:
         """A copy with the given settings changed and the others kept (None keeps one),
         except that a new method without a gradient takes the method's default gradient."""
-        changes = {"rtol": rtol, "atol": atol, "steps": steps, "gradient": gradient}
+        changes = dict(rtol=rtol, atol=atol, steps=steps, gradient=gradient, first_step=first_step)
         changes = {k: v for k, v in changes.items() if v is not None}
         if method is not None:
             changes.update(method=method, gradient=gradient)
@@ -84,6 +91,13 @@ class SolverConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def options(self, steps: int | None = None) -> dict | None:
+        """`odeint`'s options for this solver: a fixed grid's `steps` (default this
+        config's), an adaptive method's first step where one is set."""
+        if not self.adaptive:
+            return {"steps": steps or self.steps}
+        return None if self.first_step is None else {"first_step_size": self.first_step}
 
 
 # The keyword arguments by which models and blocks took their solver before SolverConfig;

@@ -78,7 +78,8 @@ def odeint(
         max_num_steps: adaptive methods stop with `MaxStepsExceededError` beyond this;
             None means unbounded.
         options: for fixed-grid methods `{"steps": N}` (default 10) or `{"step_size": h}`;
-            for adaptive ones, extra keyword arguments of the tfp solver.
+            for adaptive ones, extra keyword arguments of the tfp solver, e.g.
+            `{"first_step_size": h}` (gradient "aca" takes only that one).
         return_info: also return a `SolveInfo`: function evaluations, accepted and
             rejected steps.
         on_backward: called, when the solve is differentiated, with the backward pass's

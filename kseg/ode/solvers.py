@@ -150,9 +150,14 @@ class AdaptiveSolver:
         pass's accounting (kseg's adjoint and aca only).
         """
         if gradient == "aca":
+            options = dict(options)
+            first_step = options.pop("first_step_size", None)
             if options:
-                raise ValueError(f"gradient 'aca' takes no solver options, got {sorted(options)}")
-            return odeint_aca(func, y0, t, rtol, atol, max_num_steps, on_backward)
+                raise ValueError(
+                    f"gradient 'aca' takes no solver options but first_step_size, got "
+                    f"{sorted(options)}"
+                )
+            return odeint_aca(func, y0, t, rtol, atol, max_num_steps, on_backward, first_step)
         solver = self.make(rtol, atol, max_num_steps, **options)
 
         def solve(y0):

@@ -21,11 +21,12 @@ def test_every_ode_model_is_checked():
 def test_set_solver_survives_a_keras_round_trip(name, tmp_path):
     kwargs, (h, w) = TINY[name]
     model = create_model(name, num_classes=3, **kwargs)
-    model.set_solver("rk4", steps=3, rtol=0.05)
+    model.set_solver("rk4", steps=3, rtol=0.05, first_step=0.5)
     path = str(tmp_path / "m.keras")
     model.save(path)
     loaded = load_model(path)
-    assert {b.solver for b in ode_blocks(loaded)} == {SolverConfig("rk4", steps=3, rtol=0.05)}
+    want = SolverConfig("rk4", steps=3, rtol=0.05, first_step=0.5)
+    assert {b.solver for b in ode_blocks(loaded)} == {want} and loaded.solver == want
     x = np.random.default_rng(0).uniform(size=(1, h, w, 3)).astype("float32")
     out, back = model(x, training=False), loaded(x, training=False)
     out = out["logits"] if isinstance(out, dict) else out
@@ -54,12 +55,13 @@ def test_files_saved_before_solver_config_load_with_their_solver(tmp_path):
     model.save(path)
 
     def spread(config):
-        """The solver entries of every config in the tree back as separate keys."""
+        """The solver entries of every config in the tree back as separate keys (those of
+        then: first_step came after SolverConfig)."""
         if isinstance(config, dict):
             config = {k: spread(v) for k, v in config.items()}
             solver = config.pop("solver", None)
             if isinstance(solver, dict):
-                config.update(solver)
+                config.update({k: v for k, v in solver.items() if k != "first_step"})
         elif isinstance(config, list):
             config = [spread(v) for v in config]
         return config

@@ -44,6 +44,25 @@ def test_forward_takes_the_steps_of_tfps_loop_and_backward_one_per_accepted_step
     assert grad_a == pytest.approx(exact, rel=5e-4)
 
 
+@pytest.mark.parametrize("gradient", ["adjoint", "aca"])
+def test_a_given_first_step_is_the_first_attempt(gradient):
+    """`first_step_size` replaces Hairer's rule in tfp's loop (the adjoint's forward) and in
+    ACA's: from 1e-4, with a step growing at most 10x per step, dy/dt = -y needs at least
+    three more accepted steps to reach the step sizes Hairer's rule starts near, and no
+    trial evaluation to choose it."""
+    y0 = tf.constant([1.0, 2.0], tf.float64)
+
+    def solve(options):
+        ys, info = odeint(lambda t, y: -y, y0, [0.0, 1.0], gradient=gradient,
+                          options=options, return_info=True)  # fmt: skip
+        np.testing.assert_allclose(ys[-1], np.exp(-1.0) * y0.numpy(), rtol=1e-3)
+        return [int(v) for v in info]
+
+    (nfe, accepted, rejected), hairer = solve({"first_step_size": 1e-4}), solve(None)
+    assert accepted >= hairer[1] + 3
+    assert nfe == 1 + 6 * (accepted + rejected) and hairer[0] == 2 + 6 * sum(hairer[1:])
+
+
 def _conv_block():
     return ODEBlock(_conv_func(norm="batch"), solver={"rtol": 1e-6, "atol": 1e-6})
 

@@ -20,6 +20,11 @@ def test_defaults_changes_and_dicts():
     assert not rk4.adaptive
     assert SolverConfig.of(rk4.to_dict()) == rk4
     assert SolverConfig.of(None) == SolverConfig()
+    # The first step goes to the adaptive methods only; the fixed grids take their steps.
+    first = solver.with_changes(first_step=0.5)
+    assert first.first_step == 0.5 and first.options() == {"first_step_size": 0.5}
+    assert solver.options() is None and SolverConfig.of(first.to_dict()) == first
+    assert first.with_changes("rk4", steps=4).options() == {"steps": 4}
 
 
 def test_mistakes_are_named():
@@ -31,6 +36,8 @@ def test_mistakes_are_named():
         SolverConfig.of({"tol": 1e-3})
     with pytest.raises(ValueError, match="steps must be a positive int"):
         SolverConfig("euler", steps=0)
+    with pytest.raises(ValueError, match="first_step must be positive or None, got -0.1"):
+        SolverConfig(first_step=-0.1)
 
 
 def test_old_configs_gather_their_solver_keys():
