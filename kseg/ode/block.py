@@ -77,8 +77,8 @@ class ODEBlock(keras.layers.Layer):
 
     def set_solver(self, *args, **kwargs) -> None:
         """Changes the solver used from the next call on; takes the arguments of
-        `SolverConfig.with_changes` (method, rtol, atol, steps, gradient, first_step): None keeps a
-        setting, except that a new method without a gradient takes its default one."""
+        `SolverConfig.with_changes` (method, rtol, atol, steps, gradient, first_step): None
+        keeps a setting, except that a new method without a gradient takes its default one."""
         self.solver = self.solver.with_changes(*args, **kwargs)
 
     # The solver's settings, read-only; `set_solver` or `solver` change them.
@@ -124,8 +124,8 @@ class ODEBlock(keras.layers.Layer):
         return self.func(y, training=training)
 
     @staticmethod
-    def _odeint(derivative, inputs, times, solver: SolverConfig, steps, **extra):
-        """`odeint` with `solver`'s settings, a fixed grid taking `steps` steps."""
+    def _odeint(derivative, inputs, times, solver: SolverConfig, **extra):
+        """`odeint` with `solver`'s settings."""
         if solver.adaptive:
             # An adaptive solve calls the derivative at about ten places in the graph (the
             # stages, the first-step rule, the backward pass); as a tf.function it is
@@ -141,7 +141,7 @@ class ODEBlock(keras.layers.Layer):
             atol=solver.atol,
             gradient=solver.gradient,
             max_num_steps=solver.max_num_steps,
-            options=solver.options(steps),
+            options=solver.options(),
             **extra,
         )
 
@@ -155,7 +155,7 @@ class ODEBlock(keras.layers.Layer):
         # `training` (batch statistics in batch norm) as the forward solve.
         derivative = functools.partial(self._derivative, training=training)
         states, info = self._odeint(
-            derivative, inputs, self._times(), self.solver, self.solver.steps,
+            derivative, inputs, self._times(), self.solver,
             return_info=True, on_backward=self._record_backward,
         )  # fmt: skip
         for weight, count in zip(
@@ -194,9 +194,9 @@ class ODEBlock(keras.layers.Layer):
             raise ValueError(
                 f"times must be strictly increasing within [0, t1={self.t1}], got {times}"
             )
-        solver = self.solver if method is None else self.solver.with_changes(method)
+        solver = self.solver.with_changes(method, steps=steps)
         grid = times if times[0] == 0 else [0.0, *times]
-        states = self._odeint(self._derivative, inputs, grid, solver, steps or solver.steps)
+        states = self._odeint(self._derivative, inputs, grid, solver)
         first = len(grid) - len(times)
         return tf.nest.map_structure(lambda s: s[first:], states)
 

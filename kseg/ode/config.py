@@ -92,11 +92,11 @@ class SolverConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def options(self, steps: int | None = None) -> dict | None:
-        """`odeint`'s options for this solver: a fixed grid's `steps` (default this
-        config's), an adaptive method's first step where one is set."""
+    def options(self) -> dict | None:
+        """`odeint`'s options for this solver: a fixed grid's steps, an adaptive method's
+        first step where one is set."""
         if not self.adaptive:
-            return {"steps": steps or self.steps}
+            return {"steps": self.steps}
         return None if self.first_step is None else {"first_step_size": self.first_step}
 
 
