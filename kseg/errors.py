@@ -1,4 +1,5 @@
-"""User errors and the command-line wrapper that reports them.
+"""User errors, and the start every command line shares: its parser and the wrapper that
+reports a user error.
 
 A `UserError` is a mistake in what a user gave kseg (a folder, a file, a name, an argument),
 as opposed to a bug. Its message names the culprit and what to do. The command lines
@@ -9,6 +10,7 @@ Every other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 
@@ -27,6 +29,15 @@ class ModelFileError(UserError, ValueError):
 
 class TrainingDiverged(UserError, RuntimeError):
     """A training run whose loss or logits stopped being finite."""
+
+
+def command_parser(prog: str, description: str, **kwargs) -> argparse.ArgumentParser:
+    """The parser of a kseg command: defaults shown in `--help` (unless `kwargs` give
+    another `formatter_class`), and `--debug`, which `run_command` reads."""
+    kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog=prog, description=description, **kwargs)
+    p.add_argument("--debug", action="store_true", help="show the traceback of a user error")
+    return p
 
 
 def run_command(main: Callable[[], object], argv: list[str] | None = None) -> None:

@@ -43,6 +43,8 @@ class SegmentationDataset:
     # Labels stored as colour PNGs: uint8[K, 3] colours whose row index is the label value
     # (None: labels are stored as values). Decoders map colours back to values.
     label_colors: np.ndarray | None = None
+    # The label value on disk of training id 0; the values below it are ignored.
+    label_offset: int = 0
     splits: tuple[str, ...] = ("train", "val")
     LAYOUT: str = ""
     SOURCE: str = ""
@@ -62,9 +64,11 @@ class SegmentationDataset:
 
     @property
     def label_map(self) -> np.ndarray:
-        """uint8[256]: label value on disk -> training id or 255. Identity by default."""
+        """uint8[256]: label value on disk -> training id or 255. By default the values
+        label_offset.. label_offset + num_classes - 1 are the training ids in order."""
         table = np.full(256, IGNORE_LABEL, np.uint8)
-        table[: self.num_classes] = np.arange(self.num_classes)
+        first = self.label_offset
+        table[first : first + self.num_classes] = np.arange(self.num_classes)
         return table
 
     def layout_error(self, problem: str):
@@ -123,6 +127,17 @@ class SegmentationDataset:
                 f"e.g. {missing[:3]}"
             )
         return [Sample(p, by_key[key(p)]) for p in sorted(images)]
+
+    def listed_samples(self, split: str, folder: str, lists: str, labels: str) -> list[Sample]:
+        """The samples of a VOC devkit layout: the names listed in
+        `<folder>/ImageSets/<lists>/<split>.txt`, their images
+        `<folder>/JPEGImages/<name>.jpg` and labels `<folder>/<labels>/<name>.png`."""
+        names = self.read_list(folder, "ImageSets", lists, f"{split}.txt")
+        image_dir = self.require_dir(folder, "JPEGImages")
+        label_dir = self.require_dir(folder, labels)
+        images = self.existing([os.path.join(image_dir, f"{n}.jpg") for n in names], split)
+        labels = self.existing([os.path.join(label_dir, f"{n}.png") for n in names], split)
+        return self.pair(images, labels, stem, split)
 
     def read_list(self, *parts: str) -> list[str]:
         """Names listed one per line in a split file (VOC-style ImageSets)."""

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import imgviz
-import numpy as np
 
-from kseg.data.base import IGNORE_LABEL, SegmentationDataset, stem
+from kseg.data.base import SegmentationDataset
 
 CONTEXT59 = (
     "aeroplane", "bag", "bed", "bedclothes", "bench", "bicycle", "bird", "boat", "book",
@@ -27,6 +24,7 @@ class PascalContext(SegmentationDataset):
     name = "PASCAL-Context"
     class_names = CONTEXT59
     palette = imgviz.label_colormap()[1:60]
+    label_offset = 1  # 0 is "other"
     expected_counts = {"train": 4996, "val": 5104}
     LAYOUT = """\
 <root>/                                      (the VOCdevkit folder)
@@ -39,18 +37,7 @@ class PascalContext(SegmentationDataset):
         "59-class PNGs with the Detail API (as mmsegmentation's pascal_context.py does)"
     )
 
-    @property
-    def label_map(self) -> np.ndarray:
-        table = np.full(256, IGNORE_LABEL, np.uint8)
-        table[1:60] = np.arange(59)
-        return table
-
     def _samples(self, split):
-        base = "VOC2010"
-        names = self.read_list(base, "ImageSets", "SegmentationContext", f"{split}.txt")
-        images = [os.path.join(self.require_dir(base, "JPEGImages"), f"{n}.jpg") for n in names]
-        label_dir = self.require_dir(base, "SegmentationClassContext")
-        labels = [os.path.join(label_dir, f"{n}.png") for n in names]
-        self.existing(images, split)
-        self.existing(labels, split)
-        return self.pair(images, labels, stem, split)
+        return self.listed_samples(
+            split, "VOC2010", "SegmentationContext", "SegmentationClassContext"
+        )

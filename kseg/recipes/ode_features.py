@@ -23,16 +23,17 @@ import json
 import os
 import time
 
+from kseg.errors import command_parser
+
 DEMO_MODELS = ("resnet_gn", "res_ode_net", "ode_only_net")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from kseg.features import PAPER_CS
 
-    p = argparse.ArgumentParser(
-        prog="python -m kseg.recipes.ode_features",
-        description="Linear-SVM transfer of ODE Net features z(t) (Carrara et al. 2019).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = command_parser(
+        "python -m kseg.recipes.ode_features",
+        "Linear-SVM transfer of ODE Net features z(t) (Carrara et al. 2019).",
     )
     p.add_argument("--models", help="comma-separated .keras files of trained source models")
     p.add_argument("--target-dir", help="folder holding tiny-imagenet-200/ (its val split)")
@@ -53,7 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="count solver steps on the first N target images (0: skip)",
     )
     p.add_argument("--demo-epochs", type=int, help="--demo: epochs of each source model")
-    p.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     p.add_argument("--jobs", type=int, default=None, help="parallel SVM fits (scikit-learn)")
     return p
 

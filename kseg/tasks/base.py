@@ -27,6 +27,7 @@ class Task:
 
     name = ""
     precise_bn = False  # re-estimate BatchNorm statistics before each validation
+    ignore_label: int | None = None  # the label value that no loss or metric counts
 
     def compile(
         self,
@@ -60,8 +61,11 @@ class Task:
         return model
 
     def losses(self, model, preset, loss: str, class_weights=None) -> dict:
-        """`loss` and, for several outputs, `loss_weights` for `model.compile`."""
-        raise NotImplementedError
+        """`loss` (one of `LOSSES`, with `ignore_label` and `class_weights`) for
+        `model.compile`; a task whose models have several outputs adds `loss_weights`."""
+        from kseg.tasks.losses import make_loss
+
+        return {"loss": make_loss(loss, self.ignore_label, class_weights)}
 
     def metrics(self, model, num_classes: int):
         raise NotImplementedError

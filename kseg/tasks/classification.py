@@ -8,8 +8,6 @@ import numpy as np
 import tensorflow as tf
 
 from kseg.tasks.base import Task
-from kseg.tasks.losses import make_loss
-from kseg.train.presets import TrainingPreset
 
 
 class ClassificationTask(Task):
@@ -21,12 +19,6 @@ class ClassificationTask(Task):
     """
 
     name = "classification"
-    precise_bn = False
-
-    def losses(
-        self, model: keras.Model, preset: TrainingPreset, loss: str, class_weights=None
-    ) -> dict:
-        return {"loss": make_loss(loss, None, class_weights)}
 
     def metrics(self, model: keras.Model, num_classes: int):
         return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]

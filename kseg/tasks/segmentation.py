@@ -39,16 +39,17 @@ class SegmentationTask(Task):
     name = "segmentation"
     # PreciseBN re-estimates BatchNorm statistics before each validation.
     precise_bn = True
+    ignore_label = IGNORE_LABEL
 
     def losses(
         self, model: keras.Model, preset: TrainingPreset, loss: str, class_weights=None
     ) -> dict:
         """`loss` (with the ignore label and `class_weights`) on every output, "logits"
         weighted by `preset.main_weight` and the others by `preset.aux_weight`."""
-        fn = make_loss(loss, IGNORE_LABEL, class_weights)
         names = output_names(model)
         if not names:
-            return {"loss": fn}
+            return super().losses(model, preset, loss, class_weights)
+        fn = make_loss(loss, IGNORE_LABEL, class_weights)
         weights = {n: preset.main_weight if n == "logits" else preset.aux_weight for n in names}
         return {"loss": {n: fn for n in names}, "loss_weights": weights}
 

@@ -1,18 +1,26 @@
 """Training presets: each paper's optimiser and schedule, as a named preset that cites
 its source, and the lookup of a model's preset.
 
-Each model family declares its presets beside its factories (`kseg/models/<family>/
-<family>_registry.py`) with `register_presets`. Presets hold what the papers state; `None`
-marks what a paper leaves open, which the recipes fill in (the README lists those
-choices). A model without a preset, such as one a user registers, trains with
-`DEFAULT_PRESET`.
+Presets are data: each model family writes its papers' values in a TOML file beside its
+factories (`kseg/models/<family>/<family>_training.toml`, read by `load_presets`) and gives
+them to its models in `<family>_registry.py` with `register_presets`. Presets hold what
+the papers state; `None` (a field left out) marks what a paper leaves open, which the
+recipes fill in (the README lists those choices). A model without a preset, such as one a
+user registers, trains with `DEFAULT_PRESET` (`presets.toml` beside this file).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 
 import keras
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 from kseg.train.schedules import PolyDecay, step_schedule
 
@@ -145,23 +153,39 @@ def describe_weight_decay(model: keras.Model, preset: TrainingPreset) -> str:
     return f"weight decay: coupled L2 {preset.weight_decay:g} on {count} weights"
 
 
+def load_presets(path: str | os.PathLike) -> dict[str, TrainingPreset]:
+    """The presets of the TOML file `path`, by name: one table per preset, its key the
+    preset's name and its entries `TrainingPreset`'s fields (arrays become tuples).
+
+    Example:
+        >>> presets = load_presets("my_presets.toml")  # [mine] optimizer = "sgd" ...
+        >>> register_presets("my_model", presets["mine"])
+    """
+    path = Path(path)
+    with path.open("rb") as f:
+        tables = tomllib.load(f)
+    fields = {f.name for f in dataclasses.fields(TrainingPreset)} - {"name"}
+    presets = {}
+    for name, table in tables.items():
+        unknown = sorted(set(table) - fields)
+        if unknown:
+            raise ValueError(
+                f"{path}: preset [{name}] has unknown fields {unknown}; a preset's fields "
+                f"are TrainingPreset's: {sorted(fields)}"
+            )
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
+        try:
+            presets[name] = TrainingPreset(name=name, **values)
+        except TypeError as e:  # a required field left out
+            raise ValueError(f"{path}: preset [{name}]: {e}") from None
+    return presets
+
+
 PRESETS: dict[str, TrainingPreset] = {}
 # Registry name of a model -> its preset, or {dataset: preset, None: for other datasets}.
 _MODEL_PRESETS: dict[str, TrainingPreset | dict] = {}
 
-DEFAULT_PRESET = TrainingPreset(
-    name="default",
-    source=(
-        "kseg's default for a model without a paper preset: AdamW, learning rate 1e-3, "
-        "weight decay 1e-4, poly power 0.9, 100 epochs, batch 8"
-    ),
-    optimizer="adamw",
-    learning_rate=1e-3,
-    poly_power=0.9,
-    epochs=100,
-    batch_size=8,
-    weight_decay=1e-4,
-)
+DEFAULT_PRESET = load_presets(Path(__file__).with_name("presets.toml"))["default"]
 
 # HRNet-OCR's auxiliary (soft object region) loss weight, Yuan et al. 2020 section 3.4.
 OCR_AUX_WEIGHT = 0.4

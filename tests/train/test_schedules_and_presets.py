@@ -28,6 +28,43 @@ def test_contextnet_preset_is_section_3_1():
     assert default.name == "default" and default.optimizer == "adamw"
 
 
+def test_presets_load_from_toml_and_name_a_wrong_field(tmp_path):
+    from kseg.train.presets import load_presets
+
+    path = tmp_path / "mine.toml"
+    required = 'source = "mine"\noptimizer = "sgd"\npoly_power = 0.9\nepochs = 3\nbatch_size = 2\n'
+    arrays = "step_epochs = [1, 2]\ncrop = [64, 96]\n"
+    path.write_text(f"[mine]\n{required}learning_rate = 0.1\n{arrays}")
+    preset = load_presets(path)["mine"]
+    assert (preset.name, preset.learning_rate, preset.weight_decay) == ("mine", 0.1, None)
+    assert preset.step_epochs == (1, 2) and preset.crop == (64, 96)  # arrays become tuples
+    hash(preset)  # and the frozen preset stays hashable
+    path.write_text(f"[mine]\n{required}learning_rat = 0.1\n")
+    with pytest.raises(ValueError, match=r"preset \[mine\] has unknown fields \['learning_rat'\]"):
+        load_presets(path)
+    path.write_text(f"[mine]\n{required}")
+    with pytest.raises(ValueError, match=r"preset \[mine\]: .*'learning_rate'"):
+        load_presets(path)
+
+
+def test_every_preset_file_table_is_a_models_preset():
+    """Each family's TOML tables are given to its models (none is dead data), as is the
+    default preset."""
+    from pathlib import Path
+
+    import kseg
+    from kseg.train.presets import DEFAULT_PRESET, has_preset, load_presets
+
+    files = sorted(Path(kseg.__file__).parent.glob("models/*/*_training.toml"))
+    assert len(files) == 6
+    tables = {name: p for f in files for name, p in load_presets(f).items()}
+    assert len(tables) == 11
+    assert has_preset("segnode")  # the families have registered theirs
+    for name, preset in tables.items():
+        assert PRESETS[name] == preset, name
+    assert DEFAULT_PRESET.name == "default" and "default" not in PRESETS
+
+
 def test_plateau_callback_resumes_with_the_patience_it_had():
     """Replaying a run's val_accuracy history gives the state Keras' own callback reached
     by living through those epochs (the second path), including after a reduction."""
@@ -100,12 +137,12 @@ def test_choicenet_presets_are_sections_331_and_332():
             optimizer.iterations.assign(step)
             rates.append(float(optimizer.learning_rate))
         assert rates == pytest.approx([1e-3, 1e-4, 1e-5])
-    # the longest registry-name prefix decides
+    # models share their paper's preset
     assert preset_for("res_ode_net").name == "ode_nets"
     assert preset_for("residual_hrnet").name == "segnode_baseline"
 
 
-def test_deeplab_presets_are_paper_003_section_4_per_dataset():
+def test_deeplab_presets_are_ikedo_and_hotta_section_4_per_dataset():
     from kseg.train import preset_for
 
     for name in ("deeplabv3plus_resnet101", "deeplabv3plus_xception65", "cross_cooperative"):

@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from kseg.models.hrnet.hrnet import HRNetV2, ResidualHRNet
 from kseg.models.registry import register_model
 from kseg.models.segnode.segnode_registry import SEGNODE_BASELINE_PRESETS
 from kseg.tasks.losses import CITYSCAPES_CLASS_WEIGHTS
-from kseg.train.presets import TrainingPreset, register_presets, with_ocr_aux
+from kseg.train.presets import load_presets, register_presets, with_ocr_aux
 
 register_model("hrnetv2_w48", HRNetV2, width=48)
 register_model("hrnetv2_w48_ocr", HRNetV2, width=48, ocr=True)
 register_model("residual_hrnet", ResidualHRNet)
 
-HRNETV2_PRESET = TrainingPreset(
-    name="hrnetv2",
-    source=(
-        "Wang et al. 2019 (HRNetV2), Cityscapes: SGD, learning rate 0.01, momentum 0.9, "
-        "weight decay 5e-4, poly power 0.9, batch 12, 120K iterations (484 epochs of "
-        "2975 images); SegNode trains its HRNetV2 row like this"
-    ),
-    optimizer="sgd",
-    learning_rate=0.01,
-    poly_power=0.9,
-    epochs=484,
-    batch_size=12,
-    momentum=0.9,
-    weight_decay=5e-4,
-)
+PRESETS = load_presets(Path(__file__).with_name("hrnet_training.toml"))
+HRNETV2_PRESET = PRESETS["hrnetv2"]
 # HRNet's Cityscapes protocol (HRNet-Semantic-Segmentation's cityscapes configs): 512x1024
 # crops, OHEM (threshold 0.9, at least 131,072 pixels) with its class weights.
 HRNETV2_CITYSCAPES_PRESET = dataclasses.replace(
