@@ -71,6 +71,8 @@ def odeint(
         rtol, atol: tolerances of the adaptive methods.
         gradient: how the solve is differentiated, None for the method's default:
             "adjoint" (dopri5's default, kseg's adjoint method, `kseg.ode.adjoint`),
+            "adjoint_buffered" (the same, dropping rejected backward steps for one more
+            parameter-sized buffer),
             "aca" (dopri5, back-propagation through the accepted steps from checkpoints,
             `kseg.ode.aca`), "tfp_adjoint" (tfp's adjoint; bdf's only one), "direct"
             (fixed grids, back-propagation through the steps). A value the method cannot
@@ -83,7 +85,7 @@ def odeint(
         return_info: also return a `SolveInfo`: function evaluations, accepted and
             rejected steps.
         on_backward: called, when the solve is differentiated, with the backward pass's
-            `SolveInfo` (gradients "adjoint" and "aca"): evaluations of the function with
+            `SolveInfo` (kseg's adjoints and "aca"): evaluations of the function with
             its VJP, accepted and rejected steps.
 
     Returns:

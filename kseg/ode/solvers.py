@@ -2,7 +2,8 @@
 
 | name     | kind                    | order | gradients (default first)  | TFLite builtins |
 |----------|-------------------------|-------|----------------------------|-----------------|
-| dopri5   | adaptive, Dormand-Prince| 5(4)  | adjoint, aca, tfp_adjoint  | no (while loop) |
+| dopri5   | adaptive, Dormand-Prince| 5(4)  | adjoint, adjoint_buffered, | no (while loop) |
+|          |                         |       | aca, tfp_adjoint           |                 |
 | bdf      | adaptive, implicit BDF  | 1-5   | tfp_adjoint                | no              |
 | euler    | fixed grid              | 1     | direct                     | yes             |
 | midpoint | fixed grid              | 2     | direct                     | yes             |
@@ -12,6 +13,8 @@
 Gradients:
 - `adjoint`: kseg's adjoint sensitivity method (`kseg.ode.adjoint`); memory flat in the
   number of steps, one function evaluation's activations at a time.
+- `adjoint_buffered`: the same with one more parameter-sized buffer, so that a rejected
+  backward step is dropped instead of evaluated again to undo its share.
 - `aca`: back-propagation through the forward solve's accepted steps, one at a time from
   stored checkpoints (`kseg.ode.aca`); one step's activations, no backward step search.
 - `tfp_adjoint`: tfp's adjoint, which also steps the parameter gradients.
@@ -147,7 +150,7 @@ class AdaptiveSolver:
         kseg's Dormand-Prince counts everything (see `kseg.ode.dopri`). For tfp's BDF the
         evaluations are tfp's count, which leaves out those inside Jacobians, and the
         accepted/rejected split is not reported. `on_backward` receives the backward
-        pass's accounting (kseg's adjoint and aca only).
+        pass's accounting (kseg's adjoints and aca only).
         """
         if gradient == "aca":
             options = dict(options)
@@ -175,12 +178,13 @@ class AdaptiveSolver:
 
         if gradient == "tfp_adjoint":
             return solve(y0)[:2]
-        return odeint_adjoint(solve, func, y0, t, rtol, atol, max_num_steps, on_backward)
+        buffered = gradient == "adjoint_buffered"
+        return odeint_adjoint(solve, func, y0, t, rtol, atol, max_num_steps, on_backward, buffered)
 
 
 class Dopri5(AdaptiveSolver):
     tfp_class = DormandPrince
-    gradients = ("adjoint", "aca", "tfp_adjoint")
+    gradients = ("adjoint", "adjoint_buffered", "aca", "tfp_adjoint")
 
 
 class BDF(AdaptiveSolver):
