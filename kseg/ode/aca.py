@@ -14,7 +14,12 @@ and no rejections.
 Memory: one state per accepted step (SegNode's four streams are 1/170 of what a step's
 evaluations keep for back-propagation) plus the activations of the six stage evaluations
 of one step; so more than the adjoint's one evaluation at a time, and independent of the
-number of steps. `bench/segnode_memory.py` measures both.
+number of steps. With `stagewise` (gradient "aca_stagewise") a step is back-propagated one
+stage at a time instead: its stage values are evaluated again without a tape (five
+evaluations; the sixth feeds no other stage), then each stage's VJP is taken alone, from
+the last stage to the first, each adding its share to the earlier stages' cotangents. So
+one evaluation's activations at a time, as the adjoint, for five more evaluations per
+step. `bench/segnode_memory.py` measures all three.
 
 The step control is `kseg.ode.dopri`'s (Hairer's first step, torchdiffeq's error norm and
 factors), run in a loop of its own here rather than tfp's, because tfp's solver does not
@@ -51,6 +56,61 @@ def _stages(func, t, h, y, k1):
     return ks
 
 
+def _step_vjp(func, t, h, y, a, params):
+    """(dL/dy, dL/dparams) of one Dormand-Prince step y1 = y + h sum_i c_i k_i from (t, y)
+    with step h, given a = dL/dy1, back-propagated through the step's six evaluations at
+    once (their activations all kept)."""
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(y)
+        tape.watch(params)
+        ks = _stages(func, t, h, y, func(t, y))
+        y1 = _combine(y, h, _SOLUTION, ks)
+    grads = tape.gradient(
+        y1, y + params, output_gradients=a, unconnected_gradients=tf.UnconnectedGradients.ZERO
+    )
+    return grads[: len(y)], grads[len(y) :]
+
+
+def _step_vjp_stagewise(func, t, h, y, a, params):
+    """`_step_vjp`, one stage at a time. With y_i = y + h sum_{j<i} b_ij k_j the stages'
+    inputs and k_i = f(t_i, y_i): dL/dy = a + sum_i y_i', where y_i' is the VJP of stage i
+    with its cotangent k_i' = h c_i a + h sum_{l>i} b_li y_l', taken from the last stage
+    down so that each k_i' is complete when its VJP runs."""
+    ks = [func(t, y)]
+    for i in range(1, 5):  # k_1..k_5 make the stage inputs; k_6 makes none
+        ks.append(func(t + _A[i] * h, _combine(y, h, _B[i - 1], ks)))
+    # k_i' starts as h c_i a; stage 2 (c = 0) gets its k_i' from later stages alone.
+    k_bar = [[(h * c) * aj for aj in a] if c else None for c in _SOLUTION[:6]]
+    y_bar, g = list(a), None
+    for i in reversed(range(6)):
+        # One stage at a time: without this dependency, TF may start an earlier stage's
+        # forward under its tape while a later one is back-propagated, two evaluations'
+        # activations resident at once. Each stage's input is formed only now, from the
+        # k_j that are kept until then.
+        with tf.control_dependencies(y_bar + (g or [])):
+            yi = _combine(y, h, _B[i - 1], ks) if i else [tf.identity(v) for v in y]
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(yi)
+            tape.watch(params)
+            ki = func(t + _A[i] * h, yi)
+        grads = tape.gradient(
+            ki, yi + params, output_gradients=k_bar[i],
+            unconnected_gradients=tf.UnconnectedGradients.ZERO,
+        )  # fmt: skip
+        yi_bar, gi = grads[: len(yi)], grads[len(yi) :]
+        y_bar = [u + v for u, v in zip(y_bar, yi_bar, strict=True)]
+        g = gi if g is None else [u + v for u, v in zip(g, gi, strict=True)]
+        for j, b in enumerate(_B[i - 1] if i else []):
+            if b:
+                share = [(h * b) * v for v in yi_bar]
+                k_bar[j] = (
+                    share
+                    if k_bar[j] is None
+                    else [u + v for u, v in zip(k_bar[j], share, strict=True)]
+                )
+    return y_bar, g
+
+
 def _attempt(func, t, h, y, k1, rtol, atol):
     """One step attempt: (solution, f at the solution, scaled error ratio)."""
     ks = _stages(func, t, h, y, k1)
@@ -72,6 +132,7 @@ def odeint_aca(
     max_num_steps: int | None,
     on_backward: Callable | None = None,
     first_step: float | None = None,
+    stagewise: bool = False,
 ):
     """Solves dy/dt = func(t, y) by Dormand-Prince at the increasing `times` (the first is
     the initial time) and differentiates the solve by its accepted steps (module
@@ -81,7 +142,7 @@ def odeint_aca(
     Returns (states with a leading time axis over `times`, (evaluations, accepted,
     rejected)); `on_backward`, if given, is called during differentiation with the
     backward pass's (evaluations, accepted, rejected): six evaluations, each with its
-    VJP, per accepted step, none rejected.
+    VJP, per accepted step, and with `stagewise` five more without, none rejected.
     """
     structure = y0
     flat_y0 = [tf.convert_to_tensor(v) for v in tf.nest.flatten(y0)]
@@ -189,17 +250,9 @@ def odeint_aca(
                     ],
                     lambda: a,
                 )
-                with tf.GradientTape(watch_accessed_variables=False) as tape:
-                    tape.watch(y)
-                    tape.watch(params)
-                    ks = _stages(flat_func, t, h, y, flat_func(t, y))
-                    y1 = _combine(y, h, _SOLUTION, ks)
-                grads = tape.gradient(
-                    y1, y + params, output_gradients=a,
-                    unconnected_gradients=tf.UnconnectedGradients.ZERO,
-                )  # fmt: skip
-                n = len(y)
-                return k - 1, grads[:n], [gi + di for gi, di in zip(g, grads[n:], strict=True)]
+                step_vjp = _step_vjp_stagewise if stagewise else _step_vjp
+                a, d_params = step_vjp(flat_func, t, h, y, a, params)
+                return k - 1, a, [gi + di for gi, di in zip(g, d_params, strict=True)]
 
             _, a, g = tf.while_loop(
                 lambda k, a, g: k >= 0,
@@ -210,7 +263,7 @@ def odeint_aca(
             )  # fmt: skip
             a = [ai + d[0] for ai, d in zip(a, d_states, strict=True)]
             if on_backward is not None:
-                on_backward((6 * accepted, accepted, tf.constant(0)))
+                on_backward(((11 if stagewise else 6) * accepted, accepted, tf.constant(0)))
             return custom_gradient_result(a, g, params, variables)
 
         return states, grad

@@ -37,11 +37,10 @@ the step weights rather than written out as negated copies. Between output times
 state restarts from the stored forward output, as tfp does.
 
 Undoing a rejected step is an iteration of the step loop of its own, running the same
-stages with the opposite sign, so the graph holds the stages once: a rejected step costs
-its stages twice, and no memory. Gradient "adjoint_buffered" sums each step's parameter
-integral into a second parameter-sized buffer instead, added to g when the step is
-accepted and dropped when it is rejected: no evaluations to undo, one more buffer
-(bench/RESULTS.md, segnode_memory, has both's time, memory and evaluations).
+stages with the opposite sign, so the graph holds the stages once. Summing each step into
+a second buffer instead would keep another parameter-sized buffer and the step's stage
+gradients alive; undoing costs a rejected step's stages twice instead (bench/RESULTS.md,
+segnode_memory, counts the backward solve's evaluations and rejections).
 """
 
 from __future__ import annotations
@@ -109,7 +108,6 @@ def _stages(aug, t, h, y, a, g, sign):
     """Stages 1-6 of a Dormand-Prince step of (y, a) from t with step h (< 0), each
     stage's parameter integrand added to g as it comes: g - sign * h * c_i * a^T df/dtheta,
     sign (a scalar tensor) 1 to take the step, -1 to take a rejected step's share out.
-    g None starts a sum of the step's own.
 
     Returns (ky, va, g): f and a^T df/dy at each stage (da/dt = -va).
     """
@@ -117,7 +115,7 @@ def _stages(aug, t, h, y, a, g, sign):
     for i in range(6):
         # One stage at a time: without this, TF starts the next stage's VJP while the
         # last one's parameter gradients are still being added, and both are resident.
-        with tf.control_dependencies(g or []):
+        with tf.control_dependencies(g):
             yi = _combine(y, h, _B[i - 1], ky) if i else y
             ai = _combine(a, -h, _B[i - 1], va) if i else a
         wants_params = _SOLUTION[i] != 0
@@ -126,21 +124,13 @@ def _stages(aug, t, h, y, a, g, sign):
         va.append(va_i)
         if wants_params:
             w = (sign * _SOLUTION[i]) * h
-            if g is None:
-                g = [-w * pj for pj in vp_i]
-            else:
-                g = [gj - w * pj for gj, pj in zip(g, vp_i, strict=True)]
+            g = [gj - w * pj for gj, pj in zip(g, vp_i, strict=True)]
     return ky, va, g
 
 
-def _backward_interval(
-    aug, t_hi, t_lo, y, a, g, rtol, atol, max_steps, first_step=None, buffered=False
-):
+def _backward_interval(aug, t_hi, t_lo, y, a, g, rtol, atol, max_steps, first_step=None):
     """Integrates (y, a) from t_hi down to t_lo and adds the parameter integral to g.
     `first_step` (> 0) is the size of the first attempt; None chooses it by Hairer's rule.
-    `buffered`: each step's parameter integral is summed apart and added to g only if the
-    step is accepted, so a rejected step is dropped rather than undone (one more
-    parameter-sized buffer, no evaluations to undo it).
 
     Returns (y, a, g, (evaluations, accepted, rejected)): evaluations of the augmented
     dynamics (each one evaluation of the function and its VJP), counting the first-step
@@ -168,31 +158,6 @@ def _backward_interval(
         h0 = 0.5 * tf.where(first_step > 0, first_step, t_hi - t_lo)
         rule_evaluations = 0
 
-    def attempt(t, h, y, a, ky, va, last):
-        """The step from t with size h whose stages 1-6 are ky, va: (t, h, y, a) after it
-        (unchanged but h when it is rejected) and whether it was accepted."""
-        y1 = _combine(y, h, _SOLUTION, ky)
-        a1 = _combine(a, -h, _SOLUTION, va)
-        error = _combine(None, h, _ERROR[:6], ky) + _combine(None, -h, _ERROR[:6], va)
-        # Stage 7 (at y1, for the error estimate only) after everything that reads
-        # stages 1-6, so that they are freed before it runs.
-        with tf.control_dependencies(error + y1 + a1):
-            y1_, a1_ = [tf.identity(v) for v in y1], [tf.identity(v) for v in a1]
-        fy7, va7, _ = aug(t + h, y1_, a1_, with_params=False)
-        n, w7 = len(y), _ERROR[6] * h
-        error = [e + w7 * k for e, k in zip(error[:n], fy7, strict=True)] + [
-            e - w7 * v for e, v in zip(error[n:], va7, strict=True)
-        ]
-        ratio = scaled_error_rms(error, y + a, y1_ + a1_, rtol, atol)
-        accept = ratio <= 1
-        factor = step_factor(
-            ratio, accept, ERROR_ORDER, SAFETY, tf.constant(MIN_FACTOR, dtype), MAX_FACTOR
-        )
-        # tf.cond hands the chosen tensors on; tf.where would write copies of them.
-        y_next, a_next = tf.cond(accept, lambda: (y1_, a1_), lambda: (y, a))
-        t_next = tf.where(accept, tf.where(last, t_lo, t + h), t)
-        return t_next, h * factor, y_next, a_next, accept
-
     def body(t, h, y, a, g, steps, undone, undo):
         """One iteration: a step attempt, or, after a rejection, taking the rejected
         step's parameter integral (still in g) out again. `undo` is that step's size, or
@@ -203,21 +168,33 @@ def _backward_interval(
         sign = tf.where(undoing, tf.constant(-1.0, dtype), tf.constant(1.0, dtype))
         ky, va, g = _stages(aug, t, h_stages, y, a, g, sign)
 
-        def step():
-            t_next, h_next, y_next, a_next, accept = attempt(t, h_stages, y, a, ky, va, last)
-            return t_next, h_next, y_next, a_next, tf.where(accept, tf.zeros_like(h), h_stages)
+        def attempt():
+            h = h_stages
+            y1 = _combine(y, h, _SOLUTION, ky)
+            a1 = _combine(a, -h, _SOLUTION, va)
+            error = _combine(None, h, _ERROR[:6], ky) + _combine(None, -h, _ERROR[:6], va)
+            # Stage 7 (at y1, for the error estimate only) after everything that reads
+            # stages 1-6, so that they are freed before it runs.
+            with tf.control_dependencies(error + y1 + a1):
+                y1_, a1_ = [tf.identity(v) for v in y1], [tf.identity(v) for v in a1]
+            fy7, va7, _ = aug(t + h, y1_, a1_, with_params=False)
+            n, w7 = len(y), _ERROR[6] * h
+            error = [e + w7 * k for e, k in zip(error[:n], fy7, strict=True)] + [
+                e - w7 * v for e, v in zip(error[n:], va7, strict=True)
+            ]
+            ratio = scaled_error_rms(error, y + a, y1_ + a1_, rtol, atol)
+            accept = ratio <= 1
+            factor = step_factor(
+                ratio, accept, ERROR_ORDER, SAFETY, tf.constant(MIN_FACTOR, dtype), MAX_FACTOR
+            )
+            # tf.cond hands the chosen tensors on; tf.where would write copies of them.
+            y_next, a_next = tf.cond(accept, lambda: (y1_, a1_), lambda: (y, a))
+            t_next = tf.where(accept, tf.where(last, t_lo, t + h), t)
+            undo_next = tf.where(accept, tf.zeros_like(h), h)
+            return t_next, h * factor, y_next, a_next, undo_next
 
-        t, h, y, a, undo = tf.cond(undoing, lambda: (t, h, y, a, tf.zeros_like(undo)), step)
+        t, h, y, a, undo = tf.cond(undoing, lambda: (t, h, y, a, tf.zeros_like(undo)), attempt)
         return t, h, y, a, g, steps + 1, undone + tf.cast(undoing, tf.int32), undo
-
-    def body_buffered(t, h, y, a, g, steps, rejected, undo):
-        """One step attempt; its parameter integral joins g if it is accepted."""
-        last = h <= t_lo - t
-        h = tf.maximum(h, t_lo - t)
-        ky, va, g_step = _stages(aug, t, h, y, a, None, tf.constant(1.0, dtype))
-        t, h, y, a, accept = attempt(t, h, y, a, ky, va, last)
-        g = tf.cond(accept, lambda: [gi + si for gi, si in zip(g, g_step, strict=True)], lambda: g)
-        return t, h, y, a, g, steps + 1, rejected + tf.cast(~accept, tf.int32), undo
 
     def cond(t, h, y, a, g, steps, undone, undo):
         with tf.control_dependencies(
@@ -227,16 +204,15 @@ def _backward_interval(
 
     h0 = -tf.cast(h0, dtype)
     zero = tf.constant(0)
-    _, _, y, a, g, steps, rejected, _ = tf.while_loop(
+    _, _, y, a, g, steps, undone, _ = tf.while_loop(
         cond,
-        body_buffered if buffered else body,
+        body,
         (t_hi, h0, y, a, g, zero, zero, tf.zeros_like(h0)),
         parallel_iterations=1,
     )
-    if buffered:
-        accepted, undone = steps - rejected, 0
-    else:  # every rejected attempt is followed by one iteration undoing it
-        accepted, undone = steps - 2 * rejected, rejected
+    # Every rejected attempt is followed by one iteration undoing it.
+    rejected = undone
+    accepted = steps - 2 * undone
     evaluations = rule_evaluations + 7 * (accepted + rejected) + 6 * undone
     return y, a, g, tf.stack([evaluations, accepted, rejected])
 
@@ -260,7 +236,6 @@ def odeint_adjoint(
     atol: float,
     max_num_steps: int | None,
     on_backward: Callable | None = None,
-    buffered: bool = False,
 ):
     """Runs `solve(y0) -> (states, counts, last_step)` (states with a leading time axis
     over `times`, last_step the size of the forward solve's last accepted step or None) and
@@ -273,9 +248,7 @@ def odeint_adjoint(
 
     Returns (states, counts) as `solve` does; `on_backward`, if given, is called during
     differentiation with the backward solve's (evaluations, accepted, rejected) as int32
-    scalars (`_backward_interval` says what they count). `buffered` drops a rejected
-    backward step instead of undoing it, for one more parameter-sized buffer (gradient
-    "adjoint_buffered").
+    scalars (`_backward_interval` says what they count).
     """
     structure = y0
     flat_y0 = tf.nest.flatten(y0)
@@ -303,7 +276,7 @@ def odeint_adjoint(
                 y = [tf.gather(s, i) for s in flat_states]
                 _, a, g, counts = _backward_interval(
                     aug, tf.gather(times, i), tf.gather(times, i - 1), y, a, g, rtol, atol,
-                    max_steps, last_step, buffered,
+                    max_steps, last_step,
                 )  # fmt: skip
                 a = [ai + tf.gather(d, i - 1) for ai, d in zip(a, d_states, strict=True)]
                 return i - 1, a, g, total + counts

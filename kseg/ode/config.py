@@ -21,7 +21,7 @@ class SolverConfig:
         max_num_steps: an adaptive solve beyond this raises `MaxStepsExceededError`;
             None means unbounded.
         gradient: how training differentiates the solve, None for the method's default
-            (see `kseg.ode.odeint`): "adjoint", "adjoint_buffered", "aca" or
+            (see `kseg.ode.odeint`): "adjoint", "aca", "aca_stagewise" or
             "tfp_adjoint" for dopri5,
             "tfp_adjoint" for bdf, "direct" for the fixed grids.
         first_step: the first step an adaptive method tries, in the block's time (its

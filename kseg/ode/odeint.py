@@ -71,21 +71,20 @@ def odeint(
         rtol, atol: tolerances of the adaptive methods.
         gradient: how the solve is differentiated, None for the method's default:
             "adjoint" (dopri5's default, kseg's adjoint method, `kseg.ode.adjoint`),
-            "adjoint_buffered" (the same, dropping rejected backward steps for one more
-            parameter-sized buffer),
             "aca" (dopri5, back-propagation through the accepted steps from checkpoints,
-            `kseg.ode.aca`), "tfp_adjoint" (tfp's adjoint; bdf's only one), "direct"
+            `kseg.ode.aca`), "aca_stagewise" (the same, one stage's activations at a
+            time), "tfp_adjoint" (tfp's adjoint; bdf's only one), "direct"
             (fixed grids, back-propagation through the steps). A value the method cannot
             honour raises ValueError.
         max_num_steps: adaptive methods stop with `MaxStepsExceededError` beyond this;
             None means unbounded.
         options: for fixed-grid methods `{"steps": N}` (default 10) or `{"step_size": h}`;
             for adaptive ones, extra keyword arguments of the tfp solver, e.g.
-            `{"first_step_size": h}` (gradient "aca" takes only that one).
+            `{"first_step_size": h}` (the "aca" gradients take only that one).
         return_info: also return a `SolveInfo`: function evaluations, accepted and
             rejected steps.
         on_backward: called, when the solve is differentiated, with the backward pass's
-            `SolveInfo` (kseg's adjoints and "aca"): evaluations of the function with
+            `SolveInfo` (kseg's adjoint and the aca gradients): evaluations of the function with
             its VJP, accepted and rejected steps.
 
     Returns:

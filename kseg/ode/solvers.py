@@ -2,8 +2,8 @@
 
 | name     | kind                    | order | gradients (default first)  | TFLite builtins |
 |----------|-------------------------|-------|----------------------------|-----------------|
-| dopri5   | adaptive, Dormand-Prince| 5(4)  | adjoint, adjoint_buffered, | no (while loop) |
-|          |                         |       | aca, tfp_adjoint           |                 |
+| dopri5   | adaptive, Dormand-Prince| 5(4)  | adjoint, aca,              | no (while loop) |
+|          |                         |       | aca_stagewise, tfp_adjoint |                 |
 | bdf      | adaptive, implicit BDF  | 1-5   | tfp_adjoint                | no              |
 | euler    | fixed grid              | 1     | direct                     | yes             |
 | midpoint | fixed grid              | 2     | direct                     | yes             |
@@ -13,10 +13,10 @@
 Gradients:
 - `adjoint`: kseg's adjoint sensitivity method (`kseg.ode.adjoint`); memory flat in the
   number of steps, one function evaluation's activations at a time.
-- `adjoint_buffered`: the same with one more parameter-sized buffer, so that a rejected
-  backward step is dropped instead of evaluated again to undo its share.
 - `aca`: back-propagation through the forward solve's accepted steps, one at a time from
   stored checkpoints (`kseg.ode.aca`); one step's activations, no backward step search.
+- `aca_stagewise`: the same, each step back-propagated one stage at a time; one
+  evaluation's activations, five more evaluations per step.
 - `tfp_adjoint`: tfp's adjoint, which also steps the parameter gradients.
 - `direct`: back-propagation through the unrolled steps.
 
@@ -150,17 +150,20 @@ class AdaptiveSolver:
         kseg's Dormand-Prince counts everything (see `kseg.ode.dopri`). For tfp's BDF the
         evaluations are tfp's count, which leaves out those inside Jacobians, and the
         accepted/rejected split is not reported. `on_backward` receives the backward
-        pass's accounting (kseg's adjoints and aca only).
+        pass's accounting (kseg's adjoint and the aca gradients only).
         """
-        if gradient == "aca":
+        if gradient in ("aca", "aca_stagewise"):
             options = dict(options)
             first_step = options.pop("first_step_size", None)
             if options:
                 raise ValueError(
-                    f"gradient 'aca' takes no solver options but first_step_size, got "
+                    f"gradient {gradient!r} takes no solver options but first_step_size, got "
                     f"{sorted(options)}"
                 )
-            return odeint_aca(func, y0, t, rtol, atol, max_num_steps, on_backward, first_step)
+            stagewise = gradient == "aca_stagewise"
+            return odeint_aca(
+                func, y0, t, rtol, atol, max_num_steps, on_backward, first_step, stagewise
+            )
         solver = self.make(rtol, atol, max_num_steps, **options)
 
         def solve(y0):
@@ -178,13 +181,12 @@ class AdaptiveSolver:
 
         if gradient == "tfp_adjoint":
             return solve(y0)[:2]
-        buffered = gradient == "adjoint_buffered"
-        return odeint_adjoint(solve, func, y0, t, rtol, atol, max_num_steps, on_backward, buffered)
+        return odeint_adjoint(solve, func, y0, t, rtol, atol, max_num_steps, on_backward)
 
 
 class Dopri5(AdaptiveSolver):
     tfp_class = DormandPrince
-    gradients = ("adjoint", "adjoint_buffered", "aca", "tfp_adjoint")
+    gradients = ("adjoint", "aca", "aca_stagewise", "tfp_adjoint")
 
 
 class BDF(AdaptiveSolver):

@@ -70,19 +70,22 @@ def _conv_block():
 def test_block_gradients_match_kseg_adjoint_with_batch_norm_and_count_the_backward_pass():
     """On a conv block with batch norm in training mode, aca's gradients are those of the
     discrete solve, the adjoint's those of the exact flow: at 1e-6 both must agree with
-    each other. The block records each backward pass's accounting."""
+    each other. aca_stagewise back-propagates the same discrete solve one stage at a time:
+    the same gradients to float32 rounding. The block records each backward pass's
+    accounting."""
     keras.utils.set_random_seed(0)
     x = tf.constant(np.random.default_rng(0).normal(size=(4, 6, 6, 4)).astype("float32"))
     block = _conv_block()
     block(x)
     grads = {}
-    for gradient in ("adjoint", "aca"):
+    for gradient in ("adjoint", "aca", "aca_stagewise"):
         grads[gradient] = _block_gradients(block, x, "dopri5", gradient=gradient)
         counters = (block.backward_nfe, block.backward_accepted_steps)
         backward = [int(v.numpy()) for v in (*counters, block.backward_rejected_steps)]
-        if gradient == "aca":
+        if gradient.startswith("aca"):
             accepted = int(block.accepted_steps.numpy())
-            assert backward == [6 * accepted, accepted, 0]
+            per_step = 11 if gradient == "aca_stagewise" else 6  # 5 evaluations without VJP
+            assert backward == [per_step * accepted, accepted, 0]
         else:
             # kseg's adjoint: 7 evaluations per attempt, 6 more to undo each rejection
             assert backward[0] == 7 * (backward[1] + backward[2]) + 6 * backward[2] > 0
@@ -90,6 +93,9 @@ def test_block_gradients_match_kseg_adjoint_with_batch_norm_and_count_the_backwa
         if i == 2:  # the first conv's bias sits before the batch norm: its gradient is 0
             continue
         assert np.abs(a - b).max() < 1e-4 * np.abs(a).max(), i
+    for i, (a, b) in enumerate(zip(grads["aca"], grads["aca_stagewise"], strict=True)):
+        if i != 2:  # (the zero bias gradient again)
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6 * np.abs(a).max())
 
 
 def test_gradient_setting_survives_a_keras_round_trip_and_old_files_load(tmp_path):
