@@ -128,13 +128,15 @@ class SegmentationDataset:
             )
         return [Sample(p, by_key[key(p)]) for p in sorted(images)]
 
-    def listed_samples(self, split: str, folder: str, lists: str, labels: str) -> list[Sample]:
+    def listed_samples(
+        self, split: str, folder: str, lists: str, label_folder: str
+    ) -> list[Sample]:
         """The samples of a VOC devkit layout: the names listed in
         `<folder>/ImageSets/<lists>/<split>.txt`, their images
-        `<folder>/JPEGImages/<name>.jpg` and labels `<folder>/<labels>/<name>.png`."""
+        `<folder>/JPEGImages/<name>.jpg` and labels `<folder>/<label_folder>/<name>.png`."""
         names = self.read_list(folder, "ImageSets", lists, f"{split}.txt")
         image_dir = self.require_dir(folder, "JPEGImages")
-        label_dir = self.require_dir(folder, labels)
+        label_dir = self.require_dir(folder, label_folder)
         images = self.existing([os.path.join(image_dir, f"{n}.jpg") for n in names], split)
         labels = self.existing([os.path.join(label_dir, f"{n}.png") for n in names], split)
         return self.pair(images, labels, stem, split)

@@ -27,7 +27,7 @@ class Task:
 
     name = ""
     precise_bn = False  # re-estimate BatchNorm statistics before each validation
-    ignore_label: int | None = None  # the label value that no loss or metric counts
+    ignore_label: int | None = None  # the label value the loss leaves out
 
     def compile(
         self,

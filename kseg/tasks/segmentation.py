@@ -49,7 +49,7 @@ class SegmentationTask(Task):
         names = output_names(model)
         if not names:
             return super().losses(model, preset, loss, class_weights)
-        fn = make_loss(loss, IGNORE_LABEL, class_weights)
+        fn = make_loss(loss, self.ignore_label, class_weights)
         weights = {n: preset.main_weight if n == "logits" else preset.aux_weight for n in names}
         return {"loss": {n: fn for n in names}, "loss_weights": weights}
 
