@@ -48,10 +48,11 @@ from kseg.ode.adjoint import (
 from kseg.ode.dopri import initial_step_size, scaled_error_rms, step_factor
 
 
-def _stages(func, t, h, y, k1):
-    """Stages 1-6 of a Dormand-Prince step from (t, y) with step h, k1 = f(t, y) given."""
+def _stages(func, t, h, y, k1, count: int = 6):
+    """Stages 1-`count` of a Dormand-Prince step from (t, y) with step h, k1 = f(t, y)
+    given."""
     ks = [k1]
-    for i in range(1, 6):
+    for i in range(1, count):
         ks.append(func(t + _A[i] * h, _combine(y, h, _B[i - 1], ks)))
     return ks
 
@@ -76,9 +77,7 @@ def _step_vjp_stagewise(func, t, h, y, a, params):
     inputs and k_i = f(t_i, y_i): dL/dy = a + sum_i y_i', where y_i' is the VJP of stage i
     with its cotangent k_i' = h c_i a + h sum_{l>i} b_li y_l', taken from the last stage
     down so that each k_i' is complete when its VJP runs."""
-    ks = [func(t, y)]
-    for i in range(1, 5):  # k_1..k_5 make the stage inputs; k_6 makes none
-        ks.append(func(t + _A[i] * h, _combine(y, h, _B[i - 1], ks)))
+    ks = _stages(func, t, h, y, func(t, y), count=5)  # k_6 makes no stage's input
     # k_i' starts as h c_i a; stage 2 (c = 0) gets its k_i' from later stages alone.
     k_bar = [[(h * c) * aj for aj in a] if c else None for c in _SOLUTION[:6]]
     y_bar, g = list(a), None
