@@ -37,21 +37,27 @@ def export_saved_model(
     model: keras.Model, path: str, height: int, width: int, labels: bool = True
 ) -> str:
     """SavedModel with a `serve` (and `serving_default`) signature: image -> logits, and
-    with `labels` the arg-max label map too (int32)."""
+    with `labels` the arg-max label map too (int32).
+
+    The signature is one traced function, saved from a bare `tf.Module` that holds it and
+    the variables it reads: Keras' `ExportArchive` writes the same signature but first
+    walks the model's whole layer graph as trackable objects and traces it again."""
     core = logits_model(model, height, width)
 
+    @tf.function(input_signature=[tf.TensorSpec((1, height, width, 3), tf.float32, "image")])
     def serve(image):
         logits = core(image, training=False)
         if not labels:
             return {"logits": logits}
         return {"logits": logits, "labels": tf.argmax(logits, axis=-1, output_type=tf.int32)}
 
-    archive = keras.export.ExportArchive()
-    archive.track(core)
-    archive.add_endpoint(
-        "serve", serve, input_signature=[tf.TensorSpec((1, height, width, 3), tf.float32, "image")]
-    )
-    archive.write_out(path, verbose=False)
+    archive = tf.Module()
+    # The tf.Variables the traced function captured: the TFLite converter reads their
+    # values from the saved object graph, and saving only the Keras variables that wrap
+    # them gave it uninitialised weights.
+    archive.captured = list(serve.get_concrete_function().variables)
+    archive.serve = serve
+    tf.saved_model.save(archive, path, signatures={"serve": serve, "serving_default": serve})
     return path
 
 
