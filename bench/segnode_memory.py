@@ -39,8 +39,9 @@ share of the step those evaluations account for.
 
 The paper's ratios are those of trained networks, and an adaptive solve's evaluations
 depend on the weights: `--segnode-weights` gives the SegNode cases a trained model's
-weights and `--data` real images and labels (resized), e.g. the SegNode demo run of the
-README.
+weights and `--data` real images and labels (resized), e.g. those of a SegNode demo run
+(`python -m kseg.recipes.cityscapes train --demo --model segnode --out runs/segnode-demo
+--epochs 3 --steps-per-epoch 6 --batch-size 4 --crop 128x256`).
 """
 
 from __future__ import annotations

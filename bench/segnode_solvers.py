@@ -4,7 +4,7 @@ seconds per image and pixel agreement with the default adaptive solve (dopri5 at
 rtol = atol = 1e-3, Hairer's first step), for given first steps, looser tolerances and
 fixed grids, all in this run.
 
-Needs a trained SegNode and its data, e.g. the demo run of README's SegNode section:
+Needs a trained SegNode and its data, e.g. a SegNode demo run:
 
     python -m kseg.recipes.cityscapes train --demo --model segnode --out runs/segnode-demo \\
         --epochs 3 --steps-per-epoch 6 --batch-size 4 --crop 128x256
