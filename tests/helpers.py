@@ -81,7 +81,7 @@ def check_training(
     Every step draws the same dropout masks (the seed generators' states are restored
     before each forward), so the loss is a function of the weights alone: with fresh
     masks, dropout on these tiny classifiers moved their loss by more than three steps
-    lower it. A hand-written loop of eager steps: Keras' eager `fit` cost ~2 s more per
+    lowered it. A hand-written loop of eager steps: Keras' eager `fit` cost ~2 s more per
     step here, and graph-mode `fit` (tracing ~15 s a model) is what the recipes' tests run.
     """
     generators = [
