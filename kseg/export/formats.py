@@ -44,7 +44,11 @@ def export_saved_model(
     walks the model's whole layer graph as trackable objects and traces it again."""
     core = logits_model(model, height, width)
 
-    @tf.function(input_signature=[tf.TensorSpec((1, height, width, 3), tf.float32, "image")])
+    # autograph off, as Keras' own export traces: the model's Python is traced as written
+    @tf.function(
+        input_signature=[tf.TensorSpec((1, height, width, 3), tf.float32, "image")],
+        autograph=False,
+    )
     def serve(image):
         logits = core(image, training=False)
         if not labels:
