@@ -7,7 +7,13 @@ same batch, size and threads.
 Target (issue 25): kseg's first step within 2x the peer's first step. HRNetV2's and
 SegNode's first steps are in bench/segnode_memory.py.
 
+`--breakdown` prints, instead, where kseg's first step goes, measured in one fresh process
+with Grappler set as kseg's `fit` sets it: tracing the forward pass alone, then the forward
+and its gradient, then the whole training step (optimizer update and metrics included),
+each traced anew (so each includes the one before), then the step's first and second runs.
+
     python bench/startup.py [--batch 2] [--height 512] [--width 1024] [--threads 2]
+    python bench/startup.py --breakdown
 """
 
 from __future__ import annotations
@@ -68,16 +74,63 @@ def child(args) -> None:
     print(json.dumps({"first_s": first, "steady_s": float(np.median(steady))}))
 
 
+def breakdown_child(args) -> None:
+    """The first step's parts, in this fresh process; one JSON line of seconds."""
+    import numpy as np
+    import tensorflow as tf
+
+    from kseg.models import create_model
+    from kseg.train import compile_model, preset_for
+    from kseg.train.graph_optimization import graph_optimization
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    model = create_model("contextnet_cn14", num_classes=19)
+    compile_model(model, preset_for("contextnet_cn14"), 19, total_steps=1000)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.random((args.batch, args.height, args.width, 3), "float32"))
+    labels = tf.constant(rng.integers(0, 19, (args.batch, args.height, args.width)), tf.int32)
+    y = {name: labels for name in model.output}  # the logits and the auxiliary head's
+    model._symbolic_build(data_batch=(x, y))  # the variables, as kseg's fit builds them
+
+    def forward(x, y):
+        return model(x, training=True)
+
+    def gradient(x, y):
+        with tf.GradientTape() as tape:
+            loss = model.compute_loss(x, y, model(x, training=True), training=True)
+        return tape.gradient(loss, model.trainable_variables)
+
+    def step(x, y):
+        return model.train_step((x, y))
+
+    seconds = {}
+    with graph_optimization("auto"):
+        for name, fn in (("forward", forward), ("gradient", gradient), ("step", step)):
+            begin = time.perf_counter()
+            traced = tf.function(fn).get_concrete_function(x, y)
+            seconds[f"trace_{name}_s"] = time.perf_counter() - begin
+        for run in ("first", "second"):
+            begin = time.perf_counter()
+            tf.nest.map_structure(lambda t: t.numpy(), traced(x, y))
+            seconds[f"{run}_run_s"] = time.perf_counter() - begin
+    print(json.dumps(seconds))
+
+
 def main() -> None:
     p = bench_parser(__doc__, batch=2, height=512, width=1024, runs=3, threads=2)
     p.add_argument("--child", action="store_true")
+    p.add_argument("--breakdown", action="store_true", help="where kseg's first step goes")
     args = p.parse_args()
     if args.child:
-        child(args)
+        (breakdown_child if args.breakdown else child)(args)
+        return
+    flags = forwarded(args, "batch", "height", "width", "runs", "threads")
+    if args.breakdown:
+        print_breakdown(args, flags)
         return
     from _peer import run_peer
 
-    flags = forwarded(args, "batch", "height", "width", "runs", "threads")
     out = subprocess.run(
         [sys.executable, __file__, "--child", *flags], check=True, capture_output=True, text=True
     )
@@ -96,6 +149,27 @@ def main() -> None:
     ratio = ours["first_s"] / peer["first_s"]
     verdict = "met" if ratio <= TARGET else "NOT met"
     print(f"target kseg first step <= {TARGET} x the peer's: {ratio:.2f}, {verdict}")
+
+
+def print_breakdown(args, flags: list[str]) -> None:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", "--breakdown", *flags],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    s = json.loads(out.stdout.strip().splitlines()[-1])
+    print(
+        f"ContextNet cn14 first training step in a fresh process, batch {args.batch}, "
+        f"{args.height}x{args.width}, {args.threads} threads, Grappler as kseg's fit sets it"
+    )
+    rows = [
+        ("trace: the forward", s["trace_forward_s"]),
+        ("trace: the forward and its gradient", s["trace_gradient_s"]),
+        ("trace: the whole step", s["trace_step_s"]),
+        ("first run of the traced step", s["first_run_s"]),
+        ("second run", s["second_run_s"]),
+    ]
+    for name, value in rows:
+        print(f"{name:40s} {value:6.2f} s")
 
 
 if __name__ == "__main__":
