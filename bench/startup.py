@@ -31,6 +31,20 @@ from _cli import bench_parser, forwarded  # noqa: E402
 TARGET = 2.0  # kseg's first step / the peer's
 
 
+def _compiled_model(args):
+    """ContextNet cn14 compiled with its preset, TensorFlow on `args.threads` threads."""
+    import tensorflow as tf
+
+    from kseg.models import create_model
+    from kseg.train import compile_model, preset_for
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    model = create_model("contextnet_cn14", num_classes=19)
+    compile_model(model, preset_for("contextnet_cn14"), 19, total_steps=1000)
+    return model
+
+
 def child(args) -> None:
     """kseg's first and steady steps, in this fresh process; one JSON line."""
     import tempfile
@@ -39,14 +53,9 @@ def child(args) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from kseg.models import create_model
-    from kseg.train import compile_model, preset_for
     from kseg.train.engine import fit
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    model = create_model("contextnet_cn14", num_classes=19)
-    compile_model(model, preset_for("contextnet_cn14"), 19, total_steps=1000)
+    model = _compiled_model(args)
     rng = np.random.default_rng(0)
     images = rng.random((args.batch, args.height, args.width, 3), "float32")
     labels = rng.integers(0, 19, (args.batch, args.height, args.width)).astype("int32")
@@ -79,14 +88,9 @@ def breakdown_child(args) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from kseg.models import create_model
-    from kseg.train import compile_model, preset_for
     from kseg.train.graph_optimization import graph_optimization
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    model = create_model("contextnet_cn14", num_classes=19)
-    compile_model(model, preset_for("contextnet_cn14"), 19, total_steps=1000)
+    model = _compiled_model(args)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.random((args.batch, args.height, args.width, 3), "float32"))
     labels = tf.constant(rng.integers(0, 19, (args.batch, args.height, args.width)), tf.int32)
