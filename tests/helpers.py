@@ -40,30 +40,27 @@ def _as_dict(outputs):
     return outputs if isinstance(outputs, dict) else {"logits": outputs}
 
 
-def check_config_round_trip(model: keras.Model) -> None:
-    clone = model.__class__.from_config(model.get_config())
-    assert clone.get_config() == model.get_config()
-    assert clone.count_params() == model.count_params()
-    assert [w.shape for w in clone.weights] == [w.shape for w in model.weights]
-
-
-def check_output_shapes(model: keras.Model, images, num_classes: int) -> None:
-    outputs = _as_dict(model(images, training=False))
+def check_output_shapes(outputs: dict, images, num_classes: int, classifies: bool) -> None:
     n, h, w = images.shape[:3]
-    want = (n, num_classes) if _classifies(model) else (n, h, w, num_classes)
+    want = (n, num_classes) if classifies else (n, h, w, num_classes)
     for name, y in outputs.items():
         assert tuple(y.shape) == want, name
         assert np.all(np.isfinite(y)), name
 
 
-def check_saving(model: keras.Model, images, tmp_path) -> None:
+def check_saving(model: keras.Model, images, outputs: dict, tmp_path) -> None:
+    """The `.keras` round trip: the reloaded model (rebuilt from the saved config) has the
+    same config and weight shapes, and computes `outputs` again."""
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
-    want = _as_dict(model(images, training=False))
+    assert loaded.__class__ is model.__class__
+    assert loaded.get_config() == model.get_config()
+    assert [w.shape for w in loaded.weights] == [w.shape for w in model.weights]
     got = _as_dict(loaded(images, training=False))
-    for name in want:
-        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5)
+    assert sorted(got) == sorted(outputs)
+    for name in outputs:
+        np.testing.assert_allclose(got[name], outputs[name], rtol=1e-5, atol=1e-5)
 
 
 def _loss(outputs, labels):
@@ -72,17 +69,19 @@ def _loss(outputs, labels):
 
 
 def check_training(
-    model: keras.Model, images, labels, steps: int = 3, learning_rate: float = 3e-3
+    model: keras.Model, images, labels, updates: int = 2, learning_rate: float = 3e-3
 ) -> None:
-    """Gradients reach every trainable weight (none missing, none all zero) and `steps`
-    Adam steps on the batch lower the training loss (each step's loss read before its
-    update, as `fit` reports it, the model's regularisation losses included).
+    """Gradients reach every trainable weight (none missing, none all zero) and `updates`
+    Adam steps on the batch lower the training loss (the model's regularisation losses
+    included): the loss before the first step against the loss after the last, with every
+    loss in between finite.
 
-    Every step draws the same dropout masks (the seed generators' states are restored
-    before each forward), so the loss is a function of the weights alone: with fresh
-    masks, dropout on these tiny classifiers moved their loss by more than three steps
-    lowered it. A hand-written loop of eager steps: Keras' eager `fit` cost ~2 s more per
-    step here, and graph-mode `fit` (tracing ~15 s a model) is what the recipes' tests run.
+    Every forward draws the same dropout masks (the seed generators' states are restored
+    before each), so the loss is a function of the weights alone: with fresh masks, dropout
+    on these tiny classifiers moved their loss by more than a few steps lowered it. A
+    hand-written loop of eager steps: Keras' eager `fit` cost ~2 s more per step here, and
+    graph-mode `fit` (tracing ~15 s a model) is what the recipes' tests run. The last loss
+    is a forward alone (`fit` would also back-propagate it, for an update nobody reads).
     """
     generators = [
         layer.seed_generator
@@ -92,12 +91,16 @@ def check_training(
     states = [g.state.numpy() for g in generators]
     optimizer = keras.optimizers.Adam(learning_rate)
     weights = model.trainable_weights
-    losses = []
-    for step in range(steps):
+
+    def loss_now():
         for generator, state in zip(generators, states, strict=True):
             generator.state.assign(state)
+        return _loss(model(images, training=True), labels) + sum(model.losses)
+
+    losses = []
+    for step in range(updates):
         with tf.GradientTape() as tape:
-            loss = _loss(model(images, training=True), labels) + sum(model.losses)
+            loss = loss_now()
         grads = tape.gradient(loss, weights)
         if step == 0:
             missing = [w.path for w, g in zip(weights, grads, strict=True) if g is None]
@@ -106,6 +109,7 @@ def check_training(
             assert not zero, f"zero gradient at {zero}"
         optimizer.apply(grads, weights)
         losses.append(float(loss))
+    losses.append(float(loss_now()))
     assert np.all(np.isfinite(losses))
     assert losses[-1] < losses[0], losses
 
@@ -115,14 +119,15 @@ def _classifies(model: keras.Model) -> bool:
 
 
 def run_model_tests(model: keras.Model, num_classes: int, image_size, tmp_path) -> None:
-    """Config round trip, output shapes, .keras reload, gradients and three training steps
-    on real data: the VOC photo for segmentation models, scikit-learn's digits for
+    """Output shapes, the `.keras` round trip (config, weights, outputs), gradients and
+    two training steps on real data: the VOC photo for segmentation models, scikit-learn's digits for
     classifiers."""
-    batch = digits_batch if _classifies(model) else voc_batch
+    classifies = _classifies(model)
+    batch = digits_batch if classifies else voc_batch
     images, labels = batch(*image_size, num_classes=num_classes)
-    check_config_round_trip(model)
-    check_output_shapes(model, images, num_classes)
-    check_saving(model, images, tmp_path)
+    outputs = _as_dict(model(images, training=False))
+    check_output_shapes(outputs, images, num_classes, classifies)
+    check_saving(model, images, outputs, tmp_path)
     check_training(model, images, labels)
 
 

@@ -39,9 +39,12 @@ def export_saved_model(
     """SavedModel with a `serve` (and `serving_default`) signature: image -> logits, and
     with `labels` the arg-max label map too (int32).
 
-    The signature is one traced function, saved from a bare `tf.Module` that holds it and
+    The signature is one traced function, saved from a bare `tf.Module` that holds only
     the variables it reads: Keras' `ExportArchive` writes the same signature but first
-    walks the model's whole layer graph as trackable objects and traces it again."""
+    walks the model's whole layer graph as trackable objects and traces it again. The
+    module holds the concrete function as a signature and not the `tf.function` itself,
+    which `tf.saved_model.save` would trace once more (its save context is another
+    tracing key)."""
     core = logits_model(model, height, width)
 
     # autograph off, as Keras' own export traces: the model's Python is traced as written
@@ -55,13 +58,13 @@ def export_saved_model(
             return {"logits": logits}
         return {"logits": logits, "labels": tf.argmax(logits, axis=-1, output_type=tf.int32)}
 
+    traced = serve.get_concrete_function()
     archive = tf.Module()
     # The tf.Variables the traced function captured: the TFLite converter reads their
     # values from the saved object graph, and saving only the Keras variables that wrap
     # them gave it uninitialised weights.
-    archive.captured = list(serve.get_concrete_function().variables)
-    archive.serve = serve
-    tf.saved_model.save(archive, path, signatures={"serve": serve, "serving_default": serve})
+    archive.captured = list(traced.variables)
+    tf.saved_model.save(archive, path, signatures={"serve": traced, "serving_default": traced})
     return path
 
 
