@@ -120,8 +120,8 @@ def _classifies(model: keras.Model) -> bool:
 
 def run_model_tests(model: keras.Model, num_classes: int, image_size, tmp_path) -> None:
     """Output shapes, the `.keras` round trip (config, weights, outputs), gradients and
-    two training steps on real data: the VOC photo for segmentation models, scikit-learn's digits for
-    classifiers."""
+    two training steps on real data: the VOC photo for segmentation models, scikit-learn's
+    digits for classifiers."""
     classifies = _classifies(model)
     batch = digits_batch if classifies else voc_batch
     images, labels = batch(*image_size, num_classes=num_classes)
