@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import shutil
 
 import keras
 
@@ -131,12 +132,14 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             return
         for key, value in logs.items():
             self.history.setdefault(key, []).append(float(value))
+        previous = last_checkpoint(self.folder)
+        last = os.path.join(self.folder, f"last-epoch{epoch + 1:04d}.keras")
+        atomic_write(last, self.model.save)
         value = logs.get(self.monitor) if self.monitor else None
         if value is not None and math.isfinite(value) and self._improved(float(value)):
             self.best = float(value)
-            atomic_write(os.path.join(self.folder, BEST), self.model.save)
-        previous = last_checkpoint(self.folder)
-        atomic_write(os.path.join(self.folder, f"last-epoch{epoch + 1:04d}.keras"), self.model.save)
+            # the same model as the file just written: its bytes, not a second serialisation
+            atomic_write(os.path.join(self.folder, BEST), lambda tmp: shutil.copyfile(last, tmp))
         if previous and previous[1] != epoch + 1:
             os.remove(previous[0])
         state = {
