@@ -42,9 +42,10 @@ def export_saved_model(
     The signature is one traced function, saved from a bare `tf.Module` that holds only
     the variables it reads: Keras' `ExportArchive` writes the same signature but first
     walks the model's whole layer graph as trackable objects and traces it again. The
-    module holds the concrete function as a signature and not the `tf.function` itself,
-    which `tf.saved_model.save` would trace once more (its save context is another
-    tracing key)."""
+    module holds the traced (concrete) function, as the signature and as `serve` (so
+    `tf.saved_model.load(path).serve(image)` works as for Keras' export), and not the
+    `tf.function` itself, which `tf.saved_model.save` would trace once more (its save
+    context is another tracing key)."""
     core = logits_model(model, height, width)
 
     # autograph off, as Keras' own export traces: the model's Python is traced as written
@@ -64,6 +65,7 @@ def export_saved_model(
     # values from the saved object graph, and saving only the Keras variables that wrap
     # them gave it uninitialised weights.
     archive.captured = list(traced.variables)
+    archive.serve = traced
     tf.saved_model.save(archive, path, signatures={"serve": traced, "serving_default": traced})
     return path
 

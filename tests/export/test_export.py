@@ -93,6 +93,14 @@ def test_all_formats_agree_with_keras_in_their_runtimes(artefacts):
     assert set(by_name["tflite_fp32"].latency_s) == {1}
     printed = table(artefacts["exported"], threads=(1,))
     assert "tflite_int8" in printed and "arg-max agreement" in printed
+    # the SavedModel in this process: its `serve` function is its `serve` signature
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(by_name["saved_model"].path)
+    image = tf.constant(images[:1])
+    np.testing.assert_array_equal(
+        loaded.serve(image)["logits"], loaded.signatures["serve"](image=image)["logits"]
+    )
     reloaded = keras.saving.load_model(by_name["keras"].path)
     original = keras.saving.load_model(artefacts["keras"])
     np.testing.assert_allclose(reloaded(images)["logits"], original(images)["logits"], atol=1e-5)
