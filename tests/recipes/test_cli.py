@@ -21,7 +21,8 @@ FAST = ["--steps-per-epoch", "2", "--batch-size", "2", "--crop", "64x128", "--ve
 
 
 def _run(args, **kw):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # unbuffered: a child killed mid-run has still written every line it printed
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "kseg.recipes.cityscapes", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, **kw,
