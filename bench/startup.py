@@ -10,7 +10,9 @@ SegNode's first steps are in bench/segnode_memory.py.
 `--breakdown` prints, instead, where kseg's first step goes, measured in one fresh process
 with Grappler set as kseg's `fit` sets it: tracing the forward pass alone, then the forward
 and its gradient, then the whole training step (optimizer update and metrics included),
-each traced anew (so each includes the one before), then the step's first and second runs.
+each traced anew (so each includes the one before), then the step's first and second runs;
+and, in a second fresh process, the same training step run eagerly (no graph, as the
+peer's), first and second.
 
     python bench/startup.py [--batch 2] [--height 512] [--width 1024] [--threads 2]
     python bench/startup.py --breakdown
@@ -18,6 +20,7 @@ each traced anew (so each includes the one before), then the step's first and se
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -83,19 +86,41 @@ def child(args) -> None:
     print(json.dumps({"first_s": first, "steady_s": float(np.median(steady))}))
 
 
-def breakdown_child(args) -> None:
-    """The first step's parts, in this fresh process; one JSON line of seconds."""
+def _built_model_and_batch(args):
+    """The compiled model with its variables built (as kseg's fit builds them) and one
+    random batch (x, y)."""
     import numpy as np
     import tensorflow as tf
-
-    from kseg.train.graph_optimization import graph_optimization
 
     model = _compiled_model(args)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.random((args.batch, args.height, args.width, 3), "float32"))
     labels = tf.constant(rng.integers(0, 19, (args.batch, args.height, args.width)), tf.int32)
     y = {name: labels for name in model.output}  # the logits and the auxiliary head's
-    model._symbolic_build(data_batch=(x, y))  # the variables, as kseg's fit builds them
+    model._symbolic_build(data_batch=(x, y))
+    return model, x, y
+
+
+def eager_child(args) -> None:
+    """The training step run eagerly, first and second, in this fresh process."""
+    import tensorflow as tf
+
+    model, x, y = _built_model_and_batch(args)
+    seconds = {}
+    for run in ("first", "second"):
+        begin = time.perf_counter()
+        tf.nest.map_structure(lambda t: t.numpy(), model.train_step((x, y)))
+        seconds[f"eager_{run}_s"] = time.perf_counter() - begin
+    print(json.dumps(seconds))
+
+
+def breakdown_child(args) -> None:
+    """The first step's parts, in this fresh process; one JSON line of seconds."""
+    import tensorflow as tf
+
+    from kseg.train.graph_optimization import graph_optimization
+
+    model, x, y = _built_model_and_batch(args)
 
     def forward(x, y):
         return model(x, training=True)
@@ -125,9 +150,10 @@ def main() -> None:
     p = bench_parser(__doc__, batch=2, height=512, width=1024, runs=3, threads=2)
     p.add_argument("--child", action="store_true")
     p.add_argument("--breakdown", action="store_true", help="where kseg's first step goes")
+    p.add_argument("--eager", action="store_true", help=argparse.SUPPRESS)  # a child's part
     args = p.parse_args()
     if args.child:
-        (breakdown_child if args.breakdown else child)(args)
+        (eager_child if args.eager else breakdown_child if args.breakdown else child)(args)
         return
     flags = forwarded(args, "batch", "height", "width", "runs", "threads")
     if args.breakdown:
@@ -156,11 +182,13 @@ def main() -> None:
 
 
 def print_breakdown(args, flags: list[str]) -> None:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", "--breakdown", *flags],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    s = json.loads(out.stdout.strip().splitlines()[-1])
+    s = {}
+    for part in ("--breakdown", "--eager"):  # each in a fresh process
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", part, *flags],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        s.update(json.loads(out.stdout.strip().splitlines()[-1]))
     print(
         f"ContextNet cn14 first training step in a fresh process, batch {args.batch}, "
         f"{args.height}x{args.width}, {args.threads} threads, Grappler as kseg's fit sets it"
@@ -171,6 +199,8 @@ def print_breakdown(args, flags: list[str]) -> None:
         ("trace: the whole step", s["trace_step_s"]),
         ("first run of the traced step", s["first_run_s"]),
         ("second run", s["second_run_s"]),
+        ("eager step (no graph), first", s["eager_first_s"]),
+        ("eager step, second", s["eager_second_s"]),
     ]
     for name, value in rows:
         print(f"{name:40s} {value:6.2f} s")
