@@ -16,6 +16,7 @@ peer's), first and second.
 
     python bench/startup.py [--batch 2] [--height 512] [--width 1024] [--threads 2]
     python bench/startup.py --breakdown
+    python bench/startup.py --keras-rmsprop   # kseg with Keras' RMSprop in place of its own
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ def _compiled_model(args):
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    if args.keras_rmsprop:  # the preset's settings on Keras' update instead of the fused one
+        import keras
+
+        from kseg.train import presets
+
+        presets.RMSprop = keras.optimizers.RMSprop
     model = create_model("contextnet_cn14", num_classes=19)
     compile_model(model, preset_for("contextnet_cn14"), 19, total_steps=1000)
     return model
@@ -151,19 +158,22 @@ def main() -> None:
     p.add_argument("--child", action="store_true")
     p.add_argument("--breakdown", action="store_true", help="where kseg's first step goes")
     p.add_argument("--eager", action="store_true", help=argparse.SUPPRESS)  # a child's part
+    p.add_argument("--keras-rmsprop", action="store_true", help="kseg with Keras' RMSprop update")
     args = p.parse_args()
     if args.child:
         (eager_child if args.eager else breakdown_child if args.breakdown else child)(args)
         return
-    flags = forwarded(args, "batch", "height", "width", "runs", "threads")
+    flags = forwarded(args, "batch", "height", "width", "runs", "threads")  # the peer's too
+    child_flags = flags + (["--keras-rmsprop"] if args.keras_rmsprop else [])
     if args.breakdown:
-        print_breakdown(args, flags)
+        print_breakdown(args, child_flags)
         return
     from _peer import run_peer
 
     out = subprocess.run(
-        [sys.executable, __file__, "--child", *flags], check=True, capture_output=True, text=True
-    )
+        [sys.executable, __file__, "--child", *child_flags],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
     ours = json.loads(out.stdout.strip().splitlines()[-1])
     peer = run_peer("contextnet_train_torch.py", *flags)
     print(
@@ -171,7 +181,8 @@ def main() -> None:
         f"{args.threads} threads; first step in a fresh process, steady median of {args.runs}"
     )
     print(f"{'implementation':36s} {'first s':>8s} {'steady s':>9s}")
-    print(f"{'kseg (kseg.train.engine.fit)':36s} {ours['first_s']:8.2f} {ours['steady_s']:9.2f}")
+    ours_name = "kseg, Keras' RMSprop" if args.keras_rmsprop else "kseg (kseg.train.engine.fit)"
+    print(f"{ours_name:36s} {ours['first_s']:8.2f} {ours['steady_s']:9.2f}")
     print(
         f"{'pytorchcv torch ' + peer['torch'] + ' eager':36s} {peer['first_s']:8.2f} "
         f"{peer['steady_s']:9.2f}"
@@ -191,7 +202,8 @@ def print_breakdown(args, flags: list[str]) -> None:
         s.update(json.loads(out.stdout.strip().splitlines()[-1]))
     print(
         f"ContextNet cn14 first training step in a fresh process, batch {args.batch}, "
-        f"{args.height}x{args.width}, {args.threads} threads, Grappler as kseg's fit sets it"
+        f"{args.height}x{args.width}, {args.threads} threads, Grappler as kseg's fit sets it, "
+        + ("Keras' RMSprop" if args.keras_rmsprop else "kseg's RMSprop")
     )
     rows = [
         ("trace: the forward", s["trace_forward_s"]),

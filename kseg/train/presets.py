@@ -22,6 +22,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+from kseg.train.optimizers import RMSprop
 from kseg.train.schedules import PolyDecay, step_schedule
 
 
@@ -97,7 +98,7 @@ class TrainingPreset:
         else:
             raise ValueError(f"unknown schedule {self.schedule!r}: poly, plateau or step")
         if self.optimizer == "rmsprop":
-            return keras.optimizers.RMSprop(
+            return RMSprop(  # Keras' arithmetic, TensorFlow's fused kernel
                 schedule,
                 rho=self.rho,
                 momentum=self.momentum,
