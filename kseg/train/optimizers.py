@@ -3,9 +3,9 @@
 Keras' RMSprop writes each variable's update as about a dozen ops (square, scale, add,
 sqrt, divide, three assignments), so a model's training step holds a dozen ops per weight
 for the optimiser alone, each traced in Python before the first step and dispatched in
-every step. TensorFlow's `ResourceApplyRMSProp` kernel computes the same update in one op.
-For ContextNet (145 weights) the traced step has a quarter fewer ops and starts sooner
-(bench/RESULTS.md, "startup").
+every step. TensorFlow's `ResourceApplyRMSProp` kernel computes the same update in one op,
+so the traced step is smaller and its first run starts sooner (bench/RESULTS.md,
+"startup").
 """
 
 from __future__ import annotations
