@@ -30,9 +30,9 @@ class RMSprop(keras.optimizers.RMSprop):
         momentum <- momentum_factor * momentum + lr * g / sqrt(velocity + epsilon)
         w <- w - momentum
 
-    which is Keras' arithmetic, on Keras' own optimizer variables (so checkpoints of
-    either class load into the other). Centered RMSprop, RMSprop without momentum, sparse
-    gradients and backends other than TensorFlow take Keras' update.
+    which is Keras' arithmetic, on Keras' own optimizer variables (the same names, in the
+    same order, as `keras.optimizers.RMSprop`'s). Centered RMSprop, RMSprop without
+    momentum, sparse gradients and backends other than TensorFlow take Keras' update.
     """
 
     def update_step(self, gradient, variable, learning_rate):

@@ -50,7 +50,7 @@ def test_equals_keras_rmsprop_under_a_decaying_rate(momentum, centered):
 
 def test_one_fused_op_per_weight_and_keras_variable_names():
     """The traced step updates each weight with one ResourceApplyRMSProp op, and the
-    optimiser's variables are Keras' (so a checkpoint of either loads into the other)."""
+    optimiser's variables are Keras' (the same names in the same order)."""
     optimizer, reference = RMSprop(0.01, momentum=0.9), keras.optimizers.RMSprop(0.01, momentum=0.9)
     model = _model()
     optimizer.build(model.trainable_variables)
