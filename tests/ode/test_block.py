@@ -34,9 +34,11 @@ class ConvFunc(keras.layers.Layer):
         return {**super().get_config(), "channels": self.channels}
 
 
-def _model(**solver):
+def _model(func=None, **solver):
+    """An ODE block (derivative `func`, default `ConvFunc(8)`) on 8x8x8 inputs, pooled and
+    classified into 3 classes."""
     inputs = keras.Input((8, 8, 8))
-    x = ODEBlock(ConvFunc(8), name="ode", solver=solver)(inputs)
+    x = ODEBlock(func or ConvFunc(8), name="ode", solver=solver)(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, keras.layers.Dense(3)(x))
 
@@ -190,10 +192,7 @@ def test_jit_compile_trains(method):
     """XLA compiles the solve and its gradient (kseg's adjoint for dopri5); the derivative
     is one ConcatConv2D, since XLA's compile time grows with the function (ConvFunc's
     four layers took three times as long)."""
-    inputs = keras.Input((8, 8, 8))
-    x = ODEBlock(ConcatConv2D(8, 3), solver={"method": method, "steps": 2})(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    model = keras.Model(inputs, keras.layers.Dense(3)(x))
+    model = _model(ConcatConv2D(8, 3), method=method, steps=2)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile("adam", loss, jit_compile=True)
     x, y = _data(4)
