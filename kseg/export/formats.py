@@ -122,7 +122,7 @@ def tflite_converter(
         raise ValueError(f"unknown TFLite mode {mode!r}; choose one of {', '.join(TFLITE_MODES)}")
     if learned_ranges:
         return _learned_ranges_converter(saved_model, mode)
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=["serve"])
+    converter = _saved_model_converter(saved_model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if mode != "fp32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -143,6 +143,33 @@ def tflite_converter(
             converter.inference_input_type = tf.uint8
             converter.inference_output_type = tf.int8
     return converter
+
+
+def _saved_model_converter(saved_model: str) -> tf.lite.TFLiteConverter:
+    """`TFLiteConverter.from_saved_model(saved_model, signature_keys=["serve"])` without
+    its first `tf.saved_model.load`: `from_saved_model` loads the whole SavedModel into
+    Python only to look up the signature, then hands the directory to a converter that
+    imports it anew (and loads it once more for debug information). Here the signature is
+    looked up in the SavedModel's protocol buffer. The converter class is TensorFlow's
+    own, from a private module; where it is not there, the public route."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    try:
+        from tensorflow.lite.python import lite
+
+        direct = lite.TFLiteSavedModelConverterV2
+        model_type = lite.conversion_metadata_fb.ModelType.TF_SAVED_MODEL
+    except (ImportError, AttributeError):
+        return tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=["serve"])
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(saved_model, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    if not any("serve" in graph.signature_def for graph in proto.meta_graphs):
+        raise ValueError(
+            f"{saved_model} has no 'serve' signature; write it with export_saved_model"
+        )
+    lite.TFLiteConverterBase._set_original_model_type(model_type)
+    return direct(saved_model, {tf.saved_model.SERVING}, ["serve"])
 
 
 def _learned_ranges_converter(saved_model: str, mode: str) -> tf.lite.TFLiteConverter:

@@ -124,6 +124,30 @@ def test_every_registered_model_converts_to_builtins_only_tflite(name, tmp_path)
     np.testing.assert_allclose(run_tflite(path, x), want, atol=1e-3)
 
 
+def test_the_converter_is_tensorflows_from_saved_model_without_its_extra_load(tmp_path):
+    """`tflite_converter` builds TensorFlow's SavedModel converter directly (one Python
+    load of the SavedModel fewer); the second implementation is the public route, and
+    the files are the same to the byte."""
+    import tensorflow as tf
+
+    from kseg.export.formats import tflite_converter
+
+    inputs = keras.Input((None, None, 3))
+    outputs = keras.layers.Conv2D(3, 3, padding="same", activation="relu")(inputs)
+    saved = export_saved_model(keras.Model(inputs, outputs), str(tmp_path / "sm"), 16, 16)
+    for mode in ("fp32", "dynamic"):
+        public = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=["serve"])
+        public.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if mode == "dynamic":
+            public.optimizations = [tf.lite.Optimize.DEFAULT]
+        assert tflite_converter(saved, mode).convert() == public.convert()
+    module = tf.Module()
+    module.f = tf.function(lambda x: {"y": x + 1}, input_signature=[tf.TensorSpec([1])])
+    tf.saved_model.save(module, str(tmp_path / "other"), signatures={"other": module.f})
+    with pytest.raises(ValueError, match="no 'serve' signature"):
+        tflite_converter(str(tmp_path / "other"), "fp32")
+
+
 class Derivative(keras.layers.Layer):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
