@@ -17,6 +17,12 @@ peer's), first and second.
     python bench/startup.py [--batch 2] [--height 512] [--width 1024] [--threads 2]
     python bench/startup.py --breakdown
     python bench/startup.py --keras-rmsprop   # kseg with Keras' RMSprop in place of its own
+    python bench/startup.py --imports
+
+`--imports` times what every kseg process pays before its work, `import kseg`, in fresh
+processes, with the time Python's cyclic collector took in it: importing kseg first (kseg
+pauses the collector while TensorFlow and tfp import) against importing TensorFlow and
+tfp first with the collector running, then kseg.
 """
 
 from __future__ import annotations
@@ -153,13 +159,55 @@ def breakdown_child(args) -> None:
     print(json.dumps(seconds))
 
 
+_IMPORT_CHILD = """
+import gc, json, sys, time
+spent = [0.0, 0.0]
+def clock(phase, info):
+    if phase == "start":
+        spent[1] = time.perf_counter()
+    else:
+        spent[0] += time.perf_counter() - spent[1]
+gc.callbacks.append(clock)
+begin = time.perf_counter()
+if sys.argv[1] == "tensorflow-first":
+    import tensorflow, tensorflow_probability
+import kseg
+print(json.dumps({"import_s": time.perf_counter() - begin, "collector_s": spent[0]}))
+"""
+
+
+def print_imports(runs: int) -> None:
+    """`import kseg` in fresh processes, the two orders alternated `runs` times."""
+    import statistics
+
+    orders = {"kseg first": "kseg-first", "TensorFlow and tfp first": "tensorflow-first"}
+    seen = {name: [] for name in orders}
+    for _ in range(runs):
+        for name, order in orders.items():
+            out = subprocess.run(
+                [sys.executable, "-c", _IMPORT_CHILD, order],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+            seen[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"import kseg in a fresh process, median of {runs}")
+    print(f"{'order':28s} {'import s':>9s} {'collector s':>12s}")
+    for name, rows in seen.items():
+        total = statistics.median(r["import_s"] for r in rows)
+        collector = statistics.median(r["collector_s"] for r in rows)
+        print(f"{name:28s} {total:9.2f} {collector:12.2f}")
+
+
 def main() -> None:
     p = bench_parser(__doc__, batch=2, height=512, width=1024, runs=3, threads=2)
     p.add_argument("--child", action="store_true")
     p.add_argument("--breakdown", action="store_true", help="where kseg's first step goes")
     p.add_argument("--eager", action="store_true", help=argparse.SUPPRESS)  # a child's part
     p.add_argument("--keras-rmsprop", action="store_true", help="kseg with Keras' RMSprop update")
+    p.add_argument("--imports", action="store_true", help="what `import kseg` costs")
     args = p.parse_args()
+    if args.imports:
+        print_imports(args.runs)
+        return
     if args.child:
         (eager_child if args.eager else breakdown_child if args.breakdown else child)(args)
         return

@@ -1,8 +1,18 @@
 """kseg: efficient semantic segmentation with neural-ODE blocks and edge export."""
 
+import gc
 import importlib
 
-from kseg import data, errors, layers, models, ode, train, utils
+# Importing TensorFlow and tfp makes millions of objects and almost no garbage, and the
+# cyclic collector's passes over them are a large part of the import (bench/RESULTS.md,
+# "startup"): it pauses until kseg's modules are in, then runs as the caller had it.
+_collecting = gc.isenabled()
+gc.disable()
+try:
+    from kseg import data, errors, layers, models, ode, train, utils
+finally:
+    if _collecting:
+        gc.enable()
 
 __version__ = "0.1.0"
 # Imported on first use: they pull in the converters and plotting.

@@ -41,13 +41,17 @@ def command_parser(prog: str, description: str, **kwargs) -> argparse.ArgumentPa
 
 
 def run_command(main: Callable[[], object], argv: list[str] | None = None) -> None:
-    """Runs `main()`, turning a `UserError` into `error: ...` on stderr and exit status 2.
+    """Runs `main()`, turning a `UserError` into `error: ...` on stderr and exit status 2,
+    with the objects alive before it frozen for the collector (`kseg.utils.heap`).
 
     `--debug` in `argv` (default `sys.argv`) lets the exception through with its
     traceback."""
+    from kseg.utils.heap import frozen_heap
+
     argv = sys.argv[1:] if argv is None else argv
     try:
-        main()
+        with frozen_heap():  # the collector skips what the imports made
+            main()
     except UserError as error:
         if "--debug" in argv:
             raise

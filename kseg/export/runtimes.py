@@ -94,7 +94,8 @@ def _median_time(fn, runs: int) -> float:
 
 
 _SAVED_MODEL_CHILD = """
-import os, sys
+import gc, os, sys
+gc.disable()  # a short-lived process: no collector passes over TensorFlow's import
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np, tensorflow as tf
 serve = tf.saved_model.load(sys.argv[1]).signatures["serve"]

@@ -16,6 +16,7 @@ from kseg.train.graph_optimization import graph_optimization as optimizing_graph
 from kseg.train.precise_bn import PreciseBN
 from kseg.train.presets import TrainingPreset
 from kseg.train.strategy import is_chief
+from kseg.utils.heap import frozen_heap
 
 
 def _task(model):
@@ -182,7 +183,8 @@ def fit(
     train_targets = task.targets(train_ds, model)
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         _build_before_tracing(model, strategy, train_targets.element_spec)
-    with optimizing_graphs(graph_optimization):
+    # frozen_heap: the collector's passes during tracing skip what existed before training
+    with optimizing_graphs(graph_optimization), frozen_heap():
         history = model.fit(
             train_targets,
             validation_data=None if val_ds is None else task.targets(val_ds, model),

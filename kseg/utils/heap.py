@@ -1,0 +1,29 @@
+"""Python's cyclic garbage collector around kseg's commands.
+
+A kseg process holds millions of long-lived objects: the modules of TensorFlow, Keras and
+tfp and the graphs it traces. Each full pass of the collector walks all of them, and
+tracing a model triggers many passes. `frozen_heap` moves the objects alive on entry
+(the imports, the model) out of the collector's sight until exit; objects made inside
+are collected as usual, and what is frozen is looked at again after exit. Measured in
+bench/RESULTS.md ("startup").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """`gc.freeze()` on entry, `gc.unfreeze()` on exit; nothing where objects are
+    frozen already (the caller manages the collector, e.g. a pre-forking server)."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
