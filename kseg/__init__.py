@@ -3,7 +3,7 @@
 import gc
 import importlib
 
-# Importing TensorFlow and tfp makes millions of objects and almost no garbage, and the
+# Importing TensorFlow and tfp makes half a million objects and almost no garbage, and the
 # cyclic collector's passes over them are a large part of the import (bench/RESULTS.md,
 # "startup"): it pauses until kseg's modules are in, then runs as the caller had it.
 _collecting = gc.isenabled()
