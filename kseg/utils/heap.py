@@ -2,10 +2,10 @@
 
 A kseg process holds over half a million long-lived objects: the modules of TensorFlow,
 Keras and tfp and the graphs it traces. Each full pass of the collector walks all of
-them, and tracing a model triggers many passes. `frozen_heap` moves the objects alive on entry
-(the imports, the model) out of the collector's sight until exit; objects made inside
-are collected as usual, and what is frozen is looked at again after exit. Measured in
-bench/RESULTS.md ("startup").
+them, and tracing a model triggers many passes. `frozen_heap` moves the objects alive on
+entry (the imports, the model) out of the collector's sight until exit; objects made
+inside are collected as usual, and what is frozen is looked at again after exit.
+Measured in bench/RESULTS.md ("startup").
 """
 
 from __future__ import annotations
