@@ -2,7 +2,14 @@
 each verified in its own runtime against Keras; structured filter pruning; and
 quantisation-aware training for int8."""
 
-from kseg.export.exporter import FORMATS, Artefact, export, sample_images, table
+from kseg.export.exporter import (
+    FORMATS,
+    Artefact,
+    ExportSettingError,
+    export,
+    sample_images,
+    table,
+)
 from kseg.export.formats import (
     TFLITE_MODES,
     export_onnx,
@@ -28,6 +35,7 @@ __all__ = [
     "Artefact",
     "ChannelGroup",
     "ExportParityError",
+    "ExportSettingError",
     "Parity",
     "PruningPlan",
     "apply_plan",

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
+from kseg.errors import UserError
 from kseg.export.bundle import write_labels, write_readme, write_segment_py
 from kseg.export.formats import (
     TFLITE_MODES,
@@ -37,6 +38,10 @@ from kseg.ode.solvers import get_solver
 
 FORMATS = ("keras", "saved_model", "tflite", "onnx")
 FLOAT_AGREEMENT = 0.999  # arg-max agreement required of float artefacts
+
+
+class ExportSettingError(UserError, ValueError):
+    """Export settings the model cannot take, e.g. adaptive ODE blocks without a fixed grid."""
 
 
 @dataclasses.dataclass
@@ -190,9 +195,10 @@ def export(
             "adaptive solve"
         )
     elif adaptive:
-        raise ValueError(
-            f"ODE blocks {adaptive} use adaptive solvers, which edge runtimes cannot run; "
-            "pass ode_steps (--ode-steps N) to export them on a fixed grid"
+        raise ExportSettingError(
+            f"{model.name}'s ODE blocks {adaptive} use adaptive solvers, which edge runtimes "
+            "cannot run; export them on a fixed grid: --ode-steps auto (the cheapest grid "
+            "that agrees with the adaptive solve) or --ode-steps N (ode_steps= in Python)"
         )
     else:
         ode_note = ""
@@ -321,7 +327,6 @@ def _int8_report(source: str, out: str, name: str, images, keep_float) -> str | 
 
 def _auto_grid(model, images, where: str, min_agreement: float, out: str):
     """The `GridTrial` `choose_grid` picks, its table written to `out/ode_grid.txt`."""
-    from kseg.errors import UserError
     from kseg.export.ode import choose_grid, grid_table
 
     if not ode_blocks(model):

@@ -350,9 +350,15 @@ class SegmentationRecipe:
     def export_demo(self, runner: Runner) -> None:
         """The demo's last step: the best model as builtins-only TFLite, fp32 and int8
         (calibrated on training images), each run in the LiteRT interpreter against Keras
-        and scored on validation images."""
+        and scored on validation images. LiteRT cannot run adaptive ODE solvers, so ODE
+        blocks go on the cheapest fixed grid whose arg-max agreement with the adaptive
+        solve reaches 99.5% (`kseg.export.ode.choose_grid`), or on the closest grid where
+        none does: a briefly trained model can have near-tied logits, and the demo should
+        still end with its files and the agreement printed."""
         from kseg.export import export, table
         from kseg.export.calibration import calibration_data
+        from kseg.export.ode import choose_grid, grid_table
+        from kseg.ode.callbacks import ode_blocks
 
         model, path = runner.load_trained()
         crop = runner.config.crop or self.crop
@@ -361,10 +367,22 @@ class SegmentationRecipe:
         train_split, _ = self.train_samples(dataset)
         images, labels = calibration_data(dataset, train_split, 8, height, width)
         eval_images, eval_labels = calibration_data(dataset, self.eval_split, 16, height, width)
+        grid, needed = {}, 0.995
+        if any(block.solver.adaptive for block in ode_blocks(model)):
+            chosen, trials = choose_grid(model, eval_images, needed)
+            closest = chosen or max(trials, key=lambda t: t.agreement)
+            print(
+                f"\nFixed ODE grids against the adaptive solve on {len(eval_images)} "
+                f"{self.eval_split} images: the cheapest with >= {100 * needed:g}% arg-max "
+                f"agreement{'' if chosen else ' (none: the closest)'}\n"
+                f"{grid_table(trials, closest)}"
+            )
+            grid = {"ode_steps": closest.steps, "ode_method": closest.method}
         artefacts = export(
             model, os.path.join(runner.out, "export"), formats=("tflite",),
             quantize=("fp32", "int8"), input_size=(height, width), images=images, labels=labels,
             eval_images=eval_images, eval_labels=eval_labels, class_names=dataset.class_names,
+            **grid,
         )  # fmt: skip
         print(f"\nExported {path} at {height}x{width}:")
         print(table(artefacts))

@@ -9,7 +9,15 @@ import keras
 import numpy as np
 import pytest
 
-from kseg.export import ExportParityError, Parity, export, export_saved_model, export_tflite, table
+from kseg.export import (
+    ExportParityError,
+    ExportSettingError,
+    Parity,
+    export,
+    export_saved_model,
+    export_tflite,
+    table,
+)
 from kseg.export.ode import fixed_grid
 from kseg.export.parity import check
 from kseg.export.runtimes import run_tflite
@@ -170,7 +178,7 @@ def _ode_model():
 
 def test_ode_model_exports_on_a_fixed_grid_and_reports_its_error(tmp_path):
     model = _ode_model()
-    with pytest.raises(ValueError, match="pass ode_steps"):
+    with pytest.raises(ExportSettingError, match="on a fixed grid: --ode-steps auto"):
         export(model, str(tmp_path / "a"), formats=("tflite",), input_size=(16, 16))
     with pytest.warns(UserWarning, match="no calibration images: int8 is calibrated"):
         artefacts = export(
@@ -184,6 +192,22 @@ def test_ode_model_exports_on_a_fixed_grid_and_reports_its_error(tmp_path):
     assert tflite_art.parity.max_abs_logit_diff < 1e-4  # TFLite equals the fixed-grid Keras
     block = model.get_layer("ode")
     assert (block.method, block.steps) == ("dopri5", None)  # restored after the export
+
+
+def test_command_line_names_the_adaptive_ode_blocks_without_a_traceback(tmp_path, capsys):
+    from kseg.export.__main__ import main
+    from kseg.models import SegNode
+
+    path = str(tmp_path / "segnode.keras")
+    SegNode(num_classes=3, width=4, modules=1, blocks=1).save(path)
+    args = [path, "--out", str(tmp_path / "out"), "--formats", "tflite", "--input-size", "32x32"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: segnode's ODE blocks ['segnode_ode'] use adaptive solvers")
+    assert "--ode-steps auto" in err and "Traceback" not in err and "\n" not in err
+    assert not os.path.exists(tmp_path / "out" / "segnode_fp32.tflite")
 
 
 def test_ode_steps_auto_takes_the_cheapest_grid_that_agrees_with_the_adaptive_solve(

@@ -3,6 +3,7 @@ mirrored` run on two logical CPUs killed and resumed."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -178,3 +179,33 @@ def test_the_demo_exports_its_model_to_verified_tflite(demo_cityscapes, trained,
         assert os.path.exists(os.path.join(out, "export", f"contextnet_cn14_{mode}.tflite"))
         assert f"tflite_{mode}" in printed
     assert "mIoU" in printed  # int8's change on the validation images
+
+
+def test_the_demo_exports_an_ode_model_on_the_grid_it_chooses(demo_cityscapes, tmp_path, capsys):
+    """`train --demo --model segnode` ended in an error at its export step (adaptive ODE
+    blocks need a fixed grid). The demo now takes the cheapest grid that agrees with the
+    adaptive solve, or the closest one: this untrained SegNode's near-tied logits keep
+    every grid below 99.5%."""
+    from kseg.models import SegNode
+    from kseg.recipes.cli import parse
+    from kseg.recipes.runner import Runner
+
+    path = str(tmp_path / "segnode.keras")
+    SegNode(num_classes=19, width=4, modules=1, blocks=1).save(path)
+    out = str(tmp_path / "run")
+    args = ["evaluate", "--data-dir", demo_cityscapes, "--out", out, "--checkpoint", path,
+            "--crop", "64x128"]  # fmt: skip
+    cityscapes.RECIPE.export_demo(Runner(cityscapes.RECIPE, parse(cityscapes.RECIPE, args)))
+    printed = capsys.readouterr().out
+    assert "agreement (none: the closest)" in printed
+    grid = re.compile(r"(euler|midpoint|rk4) x \d+ ")
+    rows = [line.split() for line in printed.splitlines() if grid.match(line)]
+    chosen = [r for r in rows if r[-1] == "chosen"]
+    assert len(rows) == 12 and len(chosen) == 1
+    best = max(float(r[4].rstrip("%")) for r in rows)
+    assert float(chosen[0][4].rstrip("%")) == best  # the closest grid, then the cheapest
+    method, steps = chosen[0][0], chosen[0][2]
+    assert f"ODE blocks on {method} x {steps} steps: max|dlogit|" in printed
+    for mode in ("fp32", "int8"):
+        assert os.path.exists(os.path.join(out, "export", f"segnode_{mode}.tflite"))
+        assert f"tflite_{mode}" in printed
