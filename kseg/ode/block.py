@@ -123,15 +123,30 @@ class ODEBlock(keras.layers.Layer):
             return self.func(y, t=t, training=training)
         return self.func(y, training=training)
 
+    def _traced_derivative(self, training=None):
+        """`_derivative` as a tf.function, one per `training` value, kept for the block's
+        life. A solve calls the derivative at many places: an adaptive one at about ten
+        in the graph (the stages, the first-step rule, the backward pass), a fixed grid at
+        every stage of every step, unrolled. Traced once, it is called at each: start-up
+        time saved in a traced step (bench/RESULTS.md), and when the model runs eagerly,
+        one graph call an evaluation instead of Keras' layers one by one. Kept across
+        calls, it is traced once per state shape instead of once per call; the solver
+        does not enter it, so `set_solver` keeps it."""
+        derivative = functools.partial(self._derivative, training=training)
+        if (
+            not isinstance(training, bool | None)  # a symbolic flag
+            or tf.distribute.get_strategy().num_replicas_in_sync > 1  # each its variables
+        ):
+            return tf.function(derivative, autograph=False)  # traced for this call alone
+        # Set past Keras' attribute tracking, which has no use for functions.
+        cache = self.__dict__.setdefault("_derivatives", {})
+        if training not in cache:
+            cache[training] = tf.function(derivative, autograph=False)
+        return cache[training]
+
     @staticmethod
     def _odeint(derivative, inputs, times, solver: SolverConfig, **extra):
         """`odeint` with `solver`'s settings."""
-        if solver.adaptive:
-            # An adaptive solve calls the derivative at about ten places in the graph (the
-            # stages, the first-step rule, the backward pass); as a tf.function it is
-            # traced once and called at each (bench/RESULTS.md has the start-up time this
-            # saves).
-            derivative = tf.function(derivative, autograph=False)
         return odeint(
             derivative,
             inputs,
@@ -153,9 +168,8 @@ class ODEBlock(keras.layers.Layer):
     def call(self, inputs, training=None):
         # The adjoint's backward solve runs outside this call: it must see the same
         # `training` (batch statistics in batch norm) as the forward solve.
-        derivative = functools.partial(self._derivative, training=training)
         states, info = self._odeint(
-            derivative, inputs, self._times(), self.solver,
+            self._traced_derivative(training), inputs, self._times(), self.solver,
             return_info=True, on_backward=self._record_backward,
         )  # fmt: skip
         for weight, count in zip(
@@ -196,7 +210,7 @@ class ODEBlock(keras.layers.Layer):
             )
         solver = self.solver.with_changes(method, steps=steps)
         grid = times if times[0] == 0 else [0.0, *times]
-        states = self._odeint(self._derivative, inputs, grid, solver)
+        states = self._odeint(self._traced_derivative(), inputs, grid, solver)
         first = len(grid) - len(times)
         return tf.nest.map_structure(lambda s: s[first:], states)
 
