@@ -155,6 +155,12 @@ def child(case: str, mode: str, args) -> None:
     images, labels = _batch(args, batch)
     if args.segnode_weights and case.startswith("segnode"):
         model.load_weights(args.segnode_weights)
+        # The file's counters are its training run's last backward solve; a direct
+        # gradient here runs none and would leave them standing.
+        for block in ode_blocks(model):
+            for counter in (block.backward_nfe, block.backward_accepted_steps,
+                            block.backward_rejected_steps):  # fmt: skip
+                counter.assign(0.0)
     if mode == "train":
         preset = preset_for("segnode" if case.startswith("segnode") else case)
         optimizer = preset.make_optimizer(total_steps=1000)

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from kseg.ode.config import SolverConfig, upgrade_config
 from kseg.ode.odeint import odeint
+from kseg.ode.solvers import get_solver
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -123,16 +124,22 @@ class ODEBlock(keras.layers.Layer):
             return self.func(y, t=t, training=training)
         return self.func(y, training=training)
 
-    def _traced_derivative(self, training=None):
-        """`_derivative` as a tf.function, one per `training` value, kept for the block's
-        life. A solve calls the derivative at many places: an adaptive one at about ten
-        in the graph (the stages, the first-step rule, the backward pass), a fixed grid at
-        every stage of every step, unrolled. Traced once, it is called at each: start-up
-        time saved in a traced step (bench/RESULTS.md), and when the model runs eagerly,
-        one graph call an evaluation instead of Keras' layers one by one. Kept across
-        calls, it is traced once per state shape instead of once per call; the solver
-        does not enter it, so `set_solver` keeps it."""
+    def _solve_derivative(self, solver: SolverConfig, times: list[float], training=None):
+        """The derivative a solve on `times` calls: `_derivative` as a tf.function, one per
+        `training` value, kept for the block's life, unless the solve evaluates it once.
+
+        A solve calls the derivative at many places: an adaptive one at about ten in the
+        graph (the stages, the first-step rule, the backward pass), a fixed grid at every
+        stage of every step, unrolled. Traced once, it is called at each: start-up time
+        saved in a traced step (bench/RESULTS.md), and when the model runs eagerly, one
+        graph call an evaluation instead of Keras' layers one by one. Kept across calls, it
+        is traced once per state shape instead of once per call; the solver does not enter
+        it, so `set_solver` keeps it. A single evaluation (one Euler step) gains nothing
+        and would pay for the function's own tracing, about a second at SegNode's size."""
         derivative = functools.partial(self._derivative, training=training)
+        once = not solver.adaptive and len(times) == 2 and solver.steps == 1
+        if once and get_solver(solver.method).evaluations == 1:
+            return derivative
         if (
             not isinstance(training, bool | None)  # a symbolic flag
             or tf.distribute.get_strategy().num_replicas_in_sync > 1  # each its variables
@@ -168,8 +175,9 @@ class ODEBlock(keras.layers.Layer):
     def call(self, inputs, training=None):
         # The adjoint's backward solve runs outside this call: it must see the same
         # `training` (batch statistics in batch norm) as the forward solve.
+        times = self._times()
         states, info = self._odeint(
-            self._traced_derivative(training), inputs, self._times(), self.solver,
+            self._solve_derivative(self.solver, times, training), inputs, times, self.solver,
             return_info=True, on_backward=self._record_backward,
         )  # fmt: skip
         for weight, count in zip(
@@ -210,7 +218,7 @@ class ODEBlock(keras.layers.Layer):
             )
         solver = self.solver.with_changes(method, steps=steps)
         grid = times if times[0] == 0 else [0.0, *times]
-        states = self._odeint(self._traced_derivative(), inputs, grid, solver)
+        states = self._odeint(self._solve_derivative(solver, grid), inputs, grid, solver)
         first = len(grid) - len(times)
         return tf.nest.map_structure(lambda s: s[first:], states)
 

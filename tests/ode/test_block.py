@@ -219,3 +219,38 @@ def test_fixed_grid_block_converts_to_builtin_tflite(tmp_path):
     interpreter.invoke()
     got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     np.testing.assert_allclose(got, model(x), rtol=1e-5, atol=1e-5)
+
+
+class _CountingFunc(keras.layers.Layer):
+    """dy/dt = -y, counting how often its Python `call` runs (once per trace when traced)."""
+
+    runs = 0
+
+    def call(self, y):
+        _CountingFunc.runs += 1
+        return -y
+
+
+@pytest.mark.parametrize(
+    ("solver", "runs_per_call"),
+    [({"method": "rk4", "steps": 4}, 0), ({"method": "dopri5"}, 0),
+     ({"method": "euler", "steps": 1}, 1)],
+)  # fmt: skip
+def test_the_derivative_is_traced_once_for_the_blocks_life(solver, runs_per_call):
+    """Run eagerly, rk4 x 4 used to run the layer's Python 16 times a call, and an adaptive
+    solve traced a new function every call. Now the derivative is one tf.function, traced
+    once per shape, however many calls and solver changes; a single Euler step calls the
+    layer directly (a function would only add its tracing)."""
+    _CountingFunc.runs = 0
+    block = ODEBlock(_CountingFunc(name="counting"), t1=0.1, solver=solver)
+    x = np.ones((2, 3), "float32")
+    tolerance = 0.01 if solver["method"] == "euler" else 1e-4  # 0.9 against exp(-0.1)
+    np.testing.assert_allclose(block(x), np.exp(-0.1) * x, rtol=tolerance, atol=0)
+    assert _CountingFunc.runs == 1
+    block(x)
+    if runs_per_call == 0:
+        block.set_solver(rtol=1e-4, steps=2 if "steps" in solver else None)
+    block(x)
+    assert _CountingFunc.runs == 1 + 2 * runs_per_call
+    block(np.ones((4, 3), "float32"))  # another shape: one more trace, or one more call
+    assert _CountingFunc.runs == 2 + 2 * runs_per_call
