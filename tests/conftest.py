@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 
 # The imports' objects live as long as the worker: frozen, the collector's passes skip
 # them, and with higher thresholds it passes less often over the graphs the tests leave
-# (a little more memory for less time in the collector; README, Development).
+# (a little more memory for less time in the collector; bench/RESULTS.md, startup).
 gc.freeze()
 gc.set_threshold(50_000, 20, 20)
 
