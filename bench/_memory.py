@@ -36,14 +36,18 @@ class Peak(NamedTuple):
     first_seconds: float  # the warm-up call: tracing, graph optimisation and one run
 
 
-def peak_memory(fn, calls: int = 3, device: str = "CPU:0") -> Peak:
+def peak_memory(fn, calls: int = 3, device: str = "CPU:0", reset=None) -> Peak:
     """Calls `fn` once to warm up (tracing, optimizer slots), then `calls` times with the
-    allocator's peak reset before each call."""
+    allocator's peak reset before each call. `reset`, if given, runs before every call,
+    untimed (e.g. to restore weights that a training step changes)."""
+    reset = reset or (lambda: None)
+    reset()
     start = time.perf_counter()
     fn()
     first = time.perf_counter() - start
     extra, total, seconds, out = [], [], [], None
     for _ in range(calls):
+        reset()
         tf.config.experimental.reset_memory_stats(device)
         before = tf.config.experimental.get_memory_info(device)["current"]
         start = time.perf_counter()

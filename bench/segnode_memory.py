@@ -21,7 +21,8 @@ waits for before training starts) within 2x the steady call plus 20 s. Also, in 
 Training steps run as kseg's training does (`fit`): the optimizer built before the step is
 traced, and TensorFlow's graph optimiser off on a machine without a GPU
 (`kseg.train.graph_optimization`); test images with the optimiser on, as `evaluate` and
-`predict` run them.
+`predict` run them. Each training call starts from the same weights and optimizer state
+(restored, untimed, before it), so that every call solves the given model's ODE.
 
 Memory is TensorFlow's allocator statistics (`_memory.peak_memory`): "step" is the peak of
 live tensors during the call above those live before it (activations, gradients, solver
@@ -177,7 +178,18 @@ def child(case: str, mode: str, args) -> None:
             optimizer.apply(grads, model.trainable_weights)
             return loss
 
+        # Every call steps from the same weights: the counts are then those of the given
+        # model, not of one a step or two of SGD moved (the demo weights at the preset's
+        # rate: the loss rose from 66 to 12,000 in two steps, and the ODE got stiffer).
+        state = model.trainable_variables + optimizer.variables
+        saved = [v.numpy() for v in state]
+
+        def reset():
+            for v, value in zip(state, saved, strict=True):
+                v.assign(value)
+
     else:
+        reset = None
 
         @tf.function
         def step():
@@ -187,7 +199,7 @@ def child(case: str, mode: str, args) -> None:
     # images with TensorFlow's default, as `evaluate` and `predict` do.
     setting = args.graph_optimization if mode == "train" else "on"
     with graph_optimization(setting):
-        peak = peak_memory(step, calls=args.runs)
+        peak = peak_memory(step, calls=args.runs, reset=reset)
     result = {
         "mib": peak.extra_mib,
         "total": peak.total_mib,
@@ -201,6 +213,8 @@ def child(case: str, mode: str, args) -> None:
         result["forward"] = [int(w.numpy()) for w in (b.nfe, b.accepted_steps, b.rejected_steps)]
         backward = (b.backward_nfe, b.backward_accepted_steps, b.backward_rejected_steps)
         result["backward"] = [int(w.numpy()) for w in backward]
+        if reset is not None:
+            reset()
         result.update(evaluation_cost(model, images, mode))
     print(json.dumps(result))
 

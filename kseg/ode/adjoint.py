@@ -25,7 +25,13 @@ ODE': Faster ODE Adjoints via Seminorms" (ICML 2021), which torchdiffeq offers a
 The backward solve is Dormand-Prince 5(4) with the forward's tolerances and torchdiffeq's
 step control. Its first attempt is half the forward's last accepted step (it starts where
 the forward solve ended, with the same Jacobian in its dynamics), or, when the forward
-solver does not report one, Hairer's rule (`kseg.ode.dopri.initial_step_size`). Stage 1
+solver does not report one, Hairer's rule (`kseg.ode.dopri.initial_step_size`). No
+attempt is longer than the forward's accepted step at the same time: the forward's step
+control found how long a step the state's dynamics allow there, and the backward solve
+steps the same state (reversed) and its adjoint, whose dynamics share the Jacobian. Left
+to the controller, which lengthens a step up to tenfold after a small error, the backward
+solve tried steps that the state's error then rejected, each rejection costing an attempt
+and its undoing (below; bench/RESULTS.md, segnode_memory, has the counts). Stage 1
 is evaluated again at every step instead of reusing the last stage (FSAL), because the
 last stage would then need its parameter gradient, which belongs to the next step. The
 stages run strictly one after another (control dependencies, `parallel_iterations=1`):
@@ -128,9 +134,22 @@ def _stages(aug, t, h, y, a, g, sign):
     return ky, va, g
 
 
-def _backward_interval(aug, t_hi, t_lo, y, a, g, rtol, atol, max_steps, first_step=None):
+def _forward_step_at(grid, t):
+    """The length of the forward solve's accepted step that a backward step from t enters:
+    grid[j] - grid[j - 1] for the first grid[j] >= t. `grid` is the forward's initial time,
+    the ends of its accepted steps in ascending order and +inf, so past its last recorded
+    step the length is inf."""
+    j = tf.maximum(tf.searchsorted(grid, tf.reshape(t, [1]), side="left")[0], 1)
+    return tf.gather(grid, j) - tf.gather(grid, j - 1)
+
+
+def _backward_interval(
+    aug, t_hi, t_lo, y, a, g, rtol, atol, max_steps, first_step=None, forward_grid=None
+):
     """Integrates (y, a) from t_hi down to t_lo and adds the parameter integral to g.
     `first_step` (> 0) is the size of the first attempt; None chooses it by Hairer's rule.
+    `forward_grid` (`_forward_step_at`'s grid, or None) caps each attempt at the length of
+    the forward solve's accepted step it starts in.
 
     Returns (y, a, g, (evaluations, accepted, rejected)): evaluations of the augmented
     dynamics (each one evaluation of the function and its VJP), counting the first-step
@@ -139,6 +158,8 @@ def _backward_interval(aug, t_hi, t_lo, y, a, g, rtol, atol, max_steps, first_st
     dtype = y[0].dtype
     rtol, atol = tf.cast(rtol, dtype), tf.cast(atol, dtype)
     t_hi, t_lo = tf.cast(t_hi, dtype), tf.cast(t_lo, dtype)
+    if forward_grid is not None:
+        forward_grid = tf.cast(forward_grid, dtype)
 
     def reversed_rhs(s, state):
         """d(y, a)/ds in the reversed time s = -t: (-f, a^T df/dy)."""
@@ -163,6 +184,8 @@ def _backward_interval(aug, t_hi, t_lo, y, a, g, rtol, atol, max_steps, first_st
         step's parameter integral (still in g) out again. `undo` is that step's size, or
         0. Both run the same stages, so the graph holds them once."""
         undoing = undo != 0
+        if forward_grid is not None:
+            h = tf.maximum(h, -_forward_step_at(forward_grid, t))
         last = h <= t_lo - t  # h < 0: this step reaches (or would pass) t_lo
         h_stages = tf.where(undoing, undo, tf.maximum(h, t_lo - t))
         sign = tf.where(undoing, tf.constant(-1.0, dtype), tf.constant(1.0, dtype))
@@ -237,14 +260,17 @@ def odeint_adjoint(
     max_num_steps: int | None,
     on_backward: Callable | None = None,
 ):
-    """Runs `solve(y0) -> (states, counts, last_step)` (states with a leading time axis
-    over `times`, last_step the size of the forward solve's last accepted step or None) and
-    differentiates it with kseg's adjoint (module docstring) instead of `solve`'s own
-    gradient. Gradients reach y0 and the trainable variables `func` reads. The backward
-    solve's first attempt is half `last_step`: the forward solve ended with a step of that
-    size accepted, and the backward solve starts where it ended, with the same Jacobian in
-    its dynamics (halved because its error measures the adjoint too). Hairer's rule, a
-    blind guess that costs two evaluations, chooses it when `last_step` is None.
+    """Runs `solve(y0) -> (states, counts, last_step, step_ends)` (states with a leading
+    time axis over `times`, last_step the size of the forward solve's last accepted step
+    or None, step_ends the ends of its accepted steps in ascending order, +inf-padded, or
+    None) and differentiates it with
+    kseg's adjoint (module docstring) instead of `solve`'s own gradient. Gradients reach y0
+    and the trainable variables `func` reads. The backward solve's first attempt is half
+    `last_step`: the forward solve ended with a step of that size accepted, and the
+    backward solve starts where it ended, with the same Jacobian in its dynamics (halved
+    because its error measures the adjoint too). Hairer's rule, a blind guess that costs
+    two evaluations, chooses it when `last_step` is None. No backward attempt is longer
+    than the forward's accepted step at the same time (module docstring).
 
     Returns (states, counts) as `solve` does; `on_backward`, if given, is called during
     differentiation with the backward solve's (evaluations, accepted, rejected) as int32
@@ -258,9 +284,13 @@ def odeint_adjoint(
 
     @tf.custom_gradient
     def run(*flat):
-        states, info, last_step = solve(tf.nest.pack_sequence_as(structure, list(flat)))
+        states, info, last_step, step_ends = solve(tf.nest.pack_sequence_as(structure, list(flat)))
         counts.append(info)
         flat_states = tf.nest.flatten(states)
+        forward_grid = None
+        if step_ends is not None:
+            inf = tf.constant([float("inf")], times.dtype)
+            forward_grid = tf.concat([times[:1], tf.cast(step_ends, times.dtype), inf], 0)
 
         def grad(*d_states, variables=None):
             params = [v for v in variables or [] if v.trainable]
@@ -276,7 +306,7 @@ def odeint_adjoint(
                 y = [tf.gather(s, i) for s in flat_states]
                 _, a, g, counts = _backward_interval(
                     aug, tf.gather(times, i), tf.gather(times, i - 1), y, a, g, rtol, atol,
-                    max_steps, last_step,
+                    max_steps, last_step, forward_grid,
                 )  # fmt: skip
                 a = [ai + tf.gather(d, i - 1) for ai, d in zip(a, d_states, strict=True)]
                 return i - 1, a, g, total + counts

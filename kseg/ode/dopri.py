@@ -2,7 +2,7 @@
 
 `tfp.math.ode.DormandPrince` integrates with the adjoint method and keeps that here; its
 per-solve hooks are overridden (tfp is pinned below 0.26 in pyproject.toml, and
-tests/ode/test_dopri.py fails if the hooks change) for three things:
+tests/ode/test_dopri.py fails if the hooks change) for four things:
 
 * The first step is chosen from the problem, by the rule of Hairer, Norsett & Wanner
   (Solving ODEs I, sec. II.4), as scipy's `solve_ivp` and torchdiffeq do, instead of tfp's
@@ -14,6 +14,10 @@ tests/ode/test_dopri.py fails if the hooks change) for three things:
   the exponent -1/6, so it adapts the step to a different quantity and rejects more steps:
   on y' = -2ty over [0, 2] at tolerance 1e-3 it needs 110 evaluations where scipy's RK45
   needs 62. The acceptance test (error <= 1) is unchanged.
+* The solver state also collects the end of every accepted step (`step_ends`), which
+  kseg's adjoint uses to cap the steps of its backward solve (`kseg.ode.adjoint`). tfp's
+  loops only `_replace` fields of the state, so a namedtuple with one more field passes
+  through them.
 * Every attempted step is classified as accepted (time advanced) or rejected. tfp's
   `Diagnostics` type has no fields for that and its while loop needs the type it started
   with, so the counts ride in two fields Dormand-Prince never uses:
@@ -27,6 +31,8 @@ call of the function, as torchdiffeq's and scipy's counters do.
 
 from __future__ import annotations
 
+import collections
+
 import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.math.ode import dormand_prince as tfp_dormand_prince
@@ -38,6 +44,14 @@ _TABLEAU = tfp_dormand_prince._TABLEAU  # the Dormand-Prince coefficients
 # step is chosen by the rule.
 UNCOUNTED_EVALUATIONS = 1
 FIRST_STEP_EVALUATIONS = 1
+
+
+# tfp's solver state and the ends of the accepted steps so far, in ascending order, +inf
+# in the places not yet filled; a solve keeps its first STEP_ENDS_KEPT.
+STEP_ENDS_KEPT = 1024
+DopriState = collections.namedtuple(
+    "DopriState", [*tfp_dormand_prince._RungeKuttaSolverInternalState._fields, "step_ends"]
+)
 
 
 def _rms(structure) -> tf.Tensor:
@@ -117,6 +131,10 @@ class DormandPrince(tfp.math.ode.DormandPrince):
 
     def _initialize_solver_internal_state(self, ode_fn, initial_time, initial_state):
         state = super()._initialize_solver_internal_state(ode_fn, initial_time, initial_state)
+        # A tensor of fixed size, not a TensorArray: tfp converts every field of the state
+        # it returns to a tensor, and XLA needs the loop's shapes fixed.
+        step_ends = tf.fill([STEP_ENDS_KEPT], tf.constant(float("inf"), state.step_size.dtype))
+        state = DopriState(*state, step_ends=step_ends)
         if not self.chooses_first_step:
             return state
         step = initial_step_size(
@@ -157,7 +175,11 @@ class DormandPrince(tfp.math.ode.DormandPrince):
         accept = ratio <= 1
         factor = step_factor(ratio, accept, self.ERROR_ORDER, safety, dfactor, ifactor)
         coefficients = rk_util.rk_fourth_order_interpolation_coefficients(y0, y1, k, dt, _TABLEAU)
+        ends, n = solver_state.step_ends, diagnostics.num_jacobian_evaluations  # accepted
+        end = tf.tensor_scatter_nd_update(ends, [[tf.minimum(n, STEP_ENDS_KEPT - 1)]], [t0 + dt])
+        ends = tf.where(accept & (n < STEP_ENDS_KEPT), end, ends)
         new_state = solver_state._replace(
+            step_ends=ends,
             current_state=rk_util.nest_where(accept, y1, y0),
             current_derivative=rk_util.nest_where(accept, f1, f0),
             last_step_start=t0,

@@ -167,17 +167,18 @@ class AdaptiveSolver:
         solver = self.make(rtol, atol, max_num_steps, **options)
 
         def solve(y0):
-            """(states, accounting, the last accepted step's size or None)."""
+            """(states, accounting, the last accepted step's size or None, the ends of the
+            accepted steps or None)."""
             result = solver.solve(func, t[0], y0, solution_times=t)
             diagnostics = result.diagnostics
             if isinstance(solver, DormandPrince):
                 state = result.solver_internal_state
                 last_step = state.current_time - state.last_step_start
                 counts = (solver.evaluations(diagnostics), *solver.steps(diagnostics))
-                return result.states, counts, last_step
+                return result.states, counts, last_step, state.step_ends
             unknown = tf.constant(-1, tf.int32)
             nfe = tf.cast(diagnostics.num_ode_fn_evaluations, tf.int32)
-            return result.states, (nfe, unknown, unknown), None
+            return result.states, (nfe, unknown, unknown), None, None
 
         if gradient == "tfp_adjoint":
             return solve(y0)[:2]

@@ -1,13 +1,13 @@
 """kseg's adjoint (kseg.ode.adjoint): closed-form gradients through several output times and
-across rejected steps, agreement with tfp's adjoint and with direct back-propagation, batch
-norm in training mode."""
+across rejected steps, backward attempts no longer than the forward's steps, agreement with
+tfp's adjoint and with direct back-propagation, batch norm in training mode."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from kseg.ode import ODEBlock, adjoint, odeint
+from kseg.ode import ODEBlock, adjoint, dopri, odeint
 
 
 @pytest.mark.parametrize("gradient", ["adjoint", "aca", "aca_stagewise"])
@@ -103,8 +103,10 @@ def test_only_trainable_variables_get_gradients():
 
 def test_rejected_backward_steps_leave_no_trace_in_the_parameter_gradient(monkeypatch):
     """Each stage's parameter integrand goes into the gradient as soon as it is computed;
-    a rejected step has to take its share out again. y' = theta cos(w t) y has
-    y(T) = y0 exp(theta sin(w T) / w), so dy(T)/dtheta = y(T) sin(w T) / w. Run eagerly,
+    a rejected step has to take its share out again. y' = theta cos(w t) y^2 has
+    1 / y(T) = 1 / y0 - theta sin(w T) / w, so dy(T)/dtheta = y(T)^2 sin(w T) / w and
+    dy(T)/dy0 = (y(T) / y0)^2; its backward solve rejects steps even with its attempts
+    capped at the forward's accepted steps. Run eagerly,
     so that the loop body's Python runs once per step and the rejections and evaluations
     can be counted; the backward accounting reported to `on_backward` must equal them."""
     calls = {"undo": 0, "evaluations": 0}
@@ -122,22 +124,67 @@ def test_rejected_backward_steps_leave_no_trace_in_the_parameter_gradient(monkey
     monkeypatch.setattr(adjoint, "_stages", counting)
     monkeypatch.setattr(adjoint._Augmented, "__call__", counting_evaluations)
     theta, w, T = tf.Variable(0.8, dtype=tf.float64), 6.0, 3.0
-    y0 = tf.constant([1.5], tf.float64)
+    y0 = tf.constant([0.5], tf.float64)
     reported = []
     with tf.GradientTape() as tape:
         tape.watch(y0)
         ys = odeint(
-            lambda t, y: theta * tf.cos(w * t) * y, y0, [0.0, T], rtol=1e-8, atol=1e-8,
+            lambda t, y: theta * tf.cos(w * t) * y * y, y0, [0.0, T], rtol=1e-8, atol=1e-8,
             on_backward=reported.append,
         )  # fmt: skip
         loss = ys[-1, 0]
     g_y0, g_theta = tape.gradient(loss, [y0, theta])
     assert calls["undo"] > 0  # the test needs rejected steps to mean anything
-    y_T = 1.5 * np.exp(0.8 * np.sin(w * T) / w)
-    np.testing.assert_allclose(g_y0.numpy(), [y_T / 1.5], rtol=1e-6)
-    np.testing.assert_allclose(g_theta.numpy(), y_T * np.sin(w * T) / w, rtol=1e-6)
+    y_T = 1 / (1 / 0.5 - 0.8 * np.sin(w * T) / w)
+    np.testing.assert_allclose(g_y0.numpy(), [(y_T / 0.5) ** 2], rtol=1e-6)
+    np.testing.assert_allclose(g_theta.numpy(), y_T**2 * np.sin(w * T) / w, rtol=1e-6)
     (info,) = reported
     assert int(info.rejected) == calls["undo"]
     assert int(info.nfe) == calls["evaluations"]
     # the stage loop ran once per attempt and once per undoing
     assert int(info.accepted) > 0
+
+
+def test_backward_attempts_are_no_longer_than_the_forward_steps_they_start_in(monkeypatch):
+    """The forward's accepted steps, recorded from its step function, and the backward
+    solve's attempts, recorded from its stages (eagerly, once per attempt): no attempt from
+    t is longer than the forward step [e_j-1, e_j] with e_j-1 < t <= e_j. On
+    y' = theta cos(w t) y at 1e-8 the uncapped controller rejected 9 of 56 backward
+    attempts, each also undone; capped, at most a couple are rejected, and the gradient is
+    the closed form's, dy(T)/dtheta = y(T) sin(w T) / w."""
+    forward, attempts = [], []
+    take_forward_step = dopri.DormandPrince._step
+    take_stages = adjoint._stages
+
+    def forward_step(self, state, *args, **kwargs):
+        new_state, diagnostics = take_forward_step(self, state, *args, **kwargs)
+        if float(new_state.current_time) > float(state.current_time):
+            forward.append(float(new_state.current_time))
+        return new_state, diagnostics
+
+    def stages(aug, t, h, y, a, g, sign):
+        if float(sign) > 0:
+            attempts.append((float(t), float(h)))
+        return take_stages(aug, t, h, y, a, g, sign)
+
+    monkeypatch.setattr(dopri.DormandPrince, "_step", forward_step)
+    monkeypatch.setattr(adjoint, "_stages", stages)
+    theta, w, T = tf.Variable(0.8, dtype=tf.float64), 6.0, 3.0
+    y0 = tf.constant([1.5], tf.float64)
+    reported = []
+    with tf.GradientTape() as tape:
+        ys = odeint(
+            lambda t, y: theta * tf.cos(w * t) * y, y0, [0.0, T], rtol=1e-8, atol=1e-8,
+            on_backward=reported.append,
+        )  # fmt: skip
+        loss = ys[-1, 0]
+    g_theta = tape.gradient(loss, theta)
+    y_T = 1.5 * np.exp(0.8 * np.sin(w * T) / w)
+    np.testing.assert_allclose(g_theta.numpy(), y_T * np.sin(w * T) / w, rtol=1e-6)
+    grid = np.array([0.0, *forward])
+    assert len(attempts) > 10 and grid[-1] >= T
+    for t, h in attempts:
+        j = int(np.searchsorted(grid, t, side="left"))
+        assert -h <= grid[j] - grid[j - 1] + 1e-12, (t, h, grid[j - 1], grid[j])
+    (info,) = reported
+    assert int(info.rejected) <= 2
