@@ -263,14 +263,14 @@ def odeint_adjoint(
     """Runs `solve(y0) -> (states, counts, last_step, step_ends)` (states with a leading
     time axis over `times`, last_step the size of the forward solve's last accepted step
     or None, step_ends the ends of its accepted steps in ascending order, +inf-padded, or
-    None) and differentiates it with
-    kseg's adjoint (module docstring) instead of `solve`'s own gradient. Gradients reach y0
-    and the trainable variables `func` reads. The backward solve's first attempt is half
-    `last_step`: the forward solve ended with a step of that size accepted, and the
-    backward solve starts where it ended, with the same Jacobian in its dynamics (halved
-    because its error measures the adjoint too). Hairer's rule, a blind guess that costs
-    two evaluations, chooses it when `last_step` is None. No backward attempt is longer
-    than the forward's accepted step at the same time (module docstring).
+    None) and differentiates it with kseg's adjoint (module docstring) instead of
+    `solve`'s own gradient. Gradients reach y0 and the trainable variables `func` reads.
+    The backward solve's first attempt is half `last_step`: the forward solve ended with
+    a step of that size accepted, and the backward solve starts where it ended, with the
+    same Jacobian in its dynamics (halved because its error measures the adjoint too).
+    Hairer's rule, a blind guess that costs two evaluations, chooses it when `last_step`
+    is None. No backward attempt is longer than the forward's accepted step at the same
+    time (module docstring).
 
     Returns (states, counts) as `solve` does; `on_backward`, if given, is called during
     differentiation with the backward solve's (evaluations, accepted, rejected) as int32
