@@ -179,8 +179,8 @@ def child(case: str, mode: str, args) -> None:
             return loss
 
         # Every call steps from the same weights: the counts are then those of the given
-        # model, not of one a step or two of SGD moved (the demo weights at the preset's
-        # rate: the loss rose from 66 to 12,000 in two steps, and the ODE got stiffer).
+        # model, not of one that a step or two of SGD at the preset's rate moved (and made
+        # stiffer; bench/RESULTS.md, segnode_memory).
         state = model.trainable_variables + optimizer.variables
         saved = [v.numpy() for v in state]
 
