@@ -1,10 +1,11 @@
 """Base classes of kseg's functional models (segmentation, classification): their
 argument and input checks and their config live here.
 
-Every model class lays out its constructor in keras-hub's sections: argument checks,
-then `# === Functional Model ===` (the graph, ending in `super().__init__(inputs,
-outputs)`), then `# === Config ===`, where `self._store_config(locals())` keeps each
-constructor argument as the attribute of the same name (`model.width`, ...).
+Every model class lays out its constructor in keras-hub's sections: its own argument
+checks, then `# === Functional Model ===` (the graph, opened by `image_input` and ending
+in `super().__init__(inputs, outputs)`), then `# === Config ===`, where
+`self._store_config(locals())` keeps each constructor argument as the attribute of the
+same name (`model.width`, ...).
 `ImageModel.get_config` reads those attributes back, so a model's config is its
 arguments, and Keras rebuilds it with `cls(**config)`.
 """
@@ -37,6 +38,15 @@ def check_model_args(name: str, num_classes, image_shape, multiple: int = 1) -> 
     if len(image_shape) != 3:
         raise ValueError(f"{name}: image_shape is (height, width, channels), got {image_shape}")
     check_image_shape((None, *image_shape), multiple, None, name)
+
+
+def image_input(kwargs: dict, default_name: str, num_classes, image_shape, multiple: int = 1):
+    """The opening of every model's functional graph: the model's name (popped from the
+    constructor's `kwargs`, else `default_name`), the checks of `check_model_args`, and the
+    image input layer. Returns (name, inputs)."""
+    name = kwargs.pop("name", default_name)
+    check_model_args(name, num_classes, image_shape, multiple)
+    return name, keras.Input(shape=image_shape, name="image")
 
 
 def check_image_shape(shape, multiple: int, channels: int | None, model_name: str) -> None:

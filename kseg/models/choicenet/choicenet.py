@@ -26,7 +26,7 @@ import keras
 from kseg.layers.choice import POOLINGS, choice_block, choice_pool
 from kseg.layers.conv import conv_norm_act
 from kseg.layers.norm import TORCH_BATCH_NORM
-from kseg.models.base import ClassificationModel, check_model_args
+from kseg.models.base import ClassificationModel, image_input
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -65,14 +65,12 @@ class ChoiceNet(ClassificationModel):
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
-        name = kwargs.pop("name", "choicenet")
-        check_model_args(name, num_classes, image_shape)
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         stem_width = stem_width or 2 * width
 
         # === Functional Model ===
-        inputs = keras.Input(shape=image_shape, name="image")
+        name, inputs = image_input(kwargs, "choicenet", num_classes, image_shape)
         x = conv_norm_act(inputs, stem_width, 3, norm=TORCH_BATCH_NORM, name="stem")
         for b in range(1, blocks + 1):
             x = choice_block(x, width, modules, kernel_sizes, chain_length, name=f"block{b}")

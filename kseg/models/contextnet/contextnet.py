@@ -13,7 +13,7 @@ from kseg.layers import (
     segmentation_head,
     separable_conv_norm_act,
 )
-from kseg.models.base import SegmentationModel, check_model_args
+from kseg.models.base import SegmentationModel, image_input
 from kseg.models.contextnet.contextnet_presets import CONTEXTNET_VARIANTS
 
 # Table 2: (expansion factor t, output channels c, repeats n, stride s) of the bottlenecks.
@@ -165,11 +165,9 @@ class ContextNet(SegmentationModel):
             )
         deep_factor, shallow_factors = spec["deep_factor"], spec["shallow_factors"]
         multiple = 8 * deep_factor
-        name = kwargs.pop("name", f"contextnet_{key}")
-        check_model_args(name, num_classes, image_shape, multiple)
 
         # === Functional Model ===
-        inputs = keras.Input(shape=image_shape, name="image")
+        name, inputs = image_input(kwargs, f"contextnet_{key}", num_classes, image_shape, multiple)
 
         def zeroed(x, branch):  # section 4's branch analysis (Fig. 2)
             return (

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import keras
 
 from kseg.models.backbones import build_backbone, load_backbone_weights
-from kseg.models.base import SegmentationModel, check_model_args
+from kseg.models.base import SegmentationModel, image_input
 from kseg.models.deeplab.deeplab import _listify, check_head_args
 from kseg.models.deeplab.head import deeplabv3plus_head
 
@@ -110,11 +110,8 @@ class CrossCooperative(SegmentationModel):
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         mix = cooperative_mix(paths, connection1, connection2)
-        name = kwargs.pop("name", "cross_cooperative")
-        check_model_args(name, num_classes, image_shape)
-
         # === Functional Model ===
-        inputs = keras.Input(shape=image_shape, name="image")
+        name, inputs = image_input(kwargs, "cross_cooperative", num_classes, image_shape)
         features = [
             build_backbone(b, inputs, d, backbone_width, output_stride, prefix=p)
             for b, d, p in ((top, top_depth, STREAMS[0]), (bottom, bottom_depth, STREAMS[1]))

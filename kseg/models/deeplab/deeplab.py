@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import keras
 
 from kseg.models.backbones import build_backbone, load_backbone_weights
-from kseg.models.base import SegmentationModel, check_model_args
+from kseg.models.base import SegmentationModel, image_input
 from kseg.models.deeplab.head import deeplabv3plus_head
 
 
@@ -70,11 +70,8 @@ class DeepLabV3Plus(SegmentationModel):
         **kwargs,
     ):
         rates = check_head_args(output_stride, aspp_rates)
-        name = kwargs.pop("name", f"deeplabv3plus_{backbone}")
-        check_model_args(name, num_classes, image_shape)
-
         # === Functional Model ===
-        inputs = keras.Input(shape=image_shape, name="image")
+        name, inputs = image_input(kwargs, f"deeplabv3plus_{backbone}", num_classes, image_shape)
         high, low = build_backbone(backbone, inputs, backbone_depth, backbone_width, output_stride)
         (logits,) = deeplabv3plus_head(
             inputs, [high], [low], num_classes, channels=head_channels, rates=rates

@@ -9,7 +9,7 @@ from kseg.layers.hrnet import concat_branches, hr_layer1, hr_module, hr_stem, hr
 from kseg.layers.norm import TORCH_BATCH_NORM
 from kseg.layers.ocr import ocr_head
 from kseg.layers.resize import Upsample
-from kseg.models.base import SegmentationModel, check_model_args
+from kseg.models.base import SegmentationModel, image_input
 
 INPUT_MULTIPLE = 32  # the lowest branch is at 1/32 of the image
 
@@ -60,10 +60,12 @@ def hrnet_outputs(outputs):
     return outputs
 
 
-def _check(num_classes: int, width: int, image_shape, name: str) -> None:
+def _hrnet_input(kwargs: dict, prefix: str, num_classes: int, width: int, ocr: bool, image_shape):
+    """`image_input` for the HRNets, after checking `width`, which their names carry."""
     if not isinstance(width, int) or width < 1:
         raise ValueError(f"width must be a positive int (48 for HRNetV2-W48), got {width!r}")
-    check_model_args(name, num_classes, image_shape, INPUT_MULTIPLE)
+    name = f"{prefix}_w{width}{'_ocr' if ocr else ''}"
+    return image_input(kwargs, name, num_classes, image_shape, INPUT_MULTIPLE)
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -106,12 +108,10 @@ class HRNetV2(SegmentationModel):
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
-        name = kwargs.pop("name", f"hrnetv2_w{width}{'_ocr' if ocr else ''}")
-        _check(num_classes, width, image_shape, name)
         stage_modules = tuple(int(m) for m in stage_modules)
 
         # === Functional Model ===
-        inputs = keras.Input(shape=image_shape, name="image")
+        name, inputs = _hrnet_input(kwargs, "hrnetv2", num_classes, width, ocr, image_shape)
         xs = hrnet_front(inputs, width, stage_modules[:2], blocks, name="hrnet")
         for m in range(stage_modules[2]):
             xs = hr_module(xs, blocks, name=f"hrnet_stage4_module{m + 1}")
@@ -156,12 +156,10 @@ class ResidualHRNet(SegmentationModel):
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
-        name = kwargs.pop("name", f"residual_hrnet_w{width}{'_ocr' if ocr else ''}")
-        _check(num_classes, width, image_shape, name)
         stage_modules = tuple(int(m) for m in stage_modules)
 
         # === Functional Model ===
-        inputs = keras.Input(shape=image_shape, name="image")
+        name, inputs = _hrnet_input(kwargs, "residual_hrnet", num_classes, width, ocr, image_shape)
         xs = hrnet_front(inputs, width, stage_modules, front_blocks, name="hrnet")
         for m in range(modules):
             updates = hr_module(xs, blocks, preact=True, name=f"residual{m + 1}")

@@ -15,7 +15,7 @@ import keras
 
 from kseg.layers.norm import group_norm
 from kseg.layers.residual import preact_residual_block
-from kseg.models.base import ClassificationModel, ODEModel, check_model_args
+from kseg.models.base import ClassificationModel, ODEModel, image_input
 from kseg.ode import ConvODEFunc, ODEBlock, SolverConfig
 
 ODE_LAYER = "ode"
@@ -39,10 +39,12 @@ def _classifier(x, num_classes: int, dropout: float):
     return keras.layers.Dense(num_classes, name="classifier")(x)
 
 
-def _ode_block(width: int, solver: SolverConfig | dict | None) -> ODEBlock:
-    """dz/dt = f(z, t) on [0, 1], f the official ODEfunc (t as an input channel)."""
+def _ode_classifier(x, width: int, solver, num_classes: int, dropout: float):
+    """What both ODE Nets put after their stems: the ODE block dz/dt = f(z, t) on [0, 1],
+    f the official ODEfunc (t as an input channel), then `_classifier`."""
     func = ConvODEFunc(width, use_bias=True, name="ode_function")
-    return ODEBlock(func, t1=1.0, solver=solver, name=ODE_LAYER)
+    x = ODEBlock(func, t1=1.0, solver=solver, name=ODE_LAYER)(x)
+    return _classifier(x, num_classes, dropout)
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -72,11 +74,8 @@ class ResNetGN(ClassificationModel):
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
-        name = kwargs.pop("name", "resnet_gn")
-        check_model_args(name, num_classes, image_shape)
-
         # === Functional Model ===
-        inputs = keras.Input(shape=image_shape, name="image")
+        name, inputs = image_input(kwargs, "resnet_gn", num_classes, image_shape)
         x = _residual_downsample(inputs, width, stem_width)
         for i in range(1, blocks + 1):
             x = preact_residual_block(x, width, name=f"block{i}")
@@ -120,14 +119,10 @@ class ResODENet(ODEModel, ClassificationModel):
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
-        name = kwargs.pop("name", "res_ode_net")
-        check_model_args(name, num_classes, image_shape)
-
         # === Functional Model ===
-        inputs = keras.Input(shape=image_shape, name="image")
+        name, inputs = image_input(kwargs, "res_ode_net", num_classes, image_shape)
         x = _residual_downsample(inputs, width, stem_width)
-        x = _ode_block(width, solver)(x)
-        outputs = _classifier(x, num_classes, dropout)
+        outputs = _ode_classifier(x, width, solver, num_classes, dropout)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
         # === Config === (the solver is the ODE block's: `ODEModel.solver`)
@@ -141,8 +136,7 @@ class ODEOnlyNet(ODEModel, ClassificationModel):
 
     Args:
         num_classes, width, dropout, image_shape: as `ResNetGN`.
-        solver: the ODE solve, a `kseg.ode.SolverConfig` or a dict of its fields
-            (default dopri5 at rtol = atol = 1e-3, the official code's).
+        solver: as `ResODENet`.
 
     Example:
         >>> model = ODEOnlyNet()  # 1,201,930 parameters for CIFAR-10
@@ -157,14 +151,10 @@ class ODEOnlyNet(ODEModel, ClassificationModel):
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
-        name = kwargs.pop("name", "ode_only_net")
-        check_model_args(name, num_classes, image_shape)
-
         # === Functional Model ===
-        inputs = keras.Input(shape=image_shape, name="image")
+        name, inputs = image_input(kwargs, "ode_only_net", num_classes, image_shape)
         x = keras.layers.Conv2D(width, 4, strides=2, padding="same", name="stem_conv")(inputs)
-        x = _ode_block(width, solver)(x)
-        outputs = _classifier(x, num_classes, dropout)
+        outputs = _ode_classifier(x, width, solver, num_classes, dropout)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
         # === Config === (the solver is the ODE block's: `ODEModel.solver`)

@@ -10,7 +10,7 @@ from kseg.layers.hrnet import NORMS, concat_branches, hr_layer1, hr_module, hr_s
 from kseg.layers.norm import TORCH_BATCH_NORM
 from kseg.layers.ocr import ocr_head
 from kseg.layers.resize import ResizeLike
-from kseg.models.base import ODEModel, SegmentationModel, check_model_args
+from kseg.models.base import ODEModel, SegmentationModel, image_input
 from kseg.models.hrnet.hrnet import INPUT_MULTIPLE, branch_channels, upsample_logits
 from kseg.ode import ODEBlock, SolverConfig
 
@@ -82,14 +82,14 @@ class SegNode(ODEModel, SegmentationModel):
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
-        name = kwargs.pop("name", "segnode_ocr" if ocr else "segnode")
-        check_model_args(name, num_classes, image_shape, INPUT_MULTIPLE)
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {sorted(NORMS)}, got {norm!r}")
         channels = branch_channels(width)
 
         # === Functional Model ===
-        inputs = keras.Input(shape=image_shape, name="image")
+        name, inputs = image_input(
+            kwargs, "segnode_ocr" if ocr else "segnode", num_classes, image_shape, INPUT_MULTIPLE
+        )
         x = hr_layer1(hr_stem(inputs, name="stem"), name="layer1")
         states = [conv_norm_act(x, channels[0], 3, norm=TORCH_BATCH_NORM, name="state0")]
         for i in range(1, 4):

@@ -11,7 +11,7 @@ from kseg.layers.conv import conv_norm_act
 from kseg.layers.dense import dense_block
 from kseg.layers.hrnet import basic_block
 from kseg.layers.norm import TORCH_BATCH_NORM
-from kseg.models.base import SegmentationModel, check_model_args
+from kseg.models.base import SegmentationModel, image_input
 from kseg.models.unet.skeleton import unet_graph
 
 BLOCKS = ("double_conv", "residual", "dense", "choice")
@@ -77,8 +77,6 @@ class UNet(SegmentationModel):
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
-        name = kwargs.pop("name", "unet")
-        check_model_args(name, num_classes, image_shape, 2**levels)
         if block not in BLOCKS:
             raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
 
@@ -89,7 +87,7 @@ class UNet(SegmentationModel):
             "dense": dense_level,
             "choice": lambda x, filters, name: choice_level(x, filters, name, modules),
         }[block]
-        inputs = keras.Input(shape=image_shape, name="image")
+        name, inputs = image_input(kwargs, "unet", num_classes, image_shape, 2**levels)
         outputs = unet_graph(inputs, level, num_classes, width, levels)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 

@@ -7,7 +7,7 @@ import keras
 
 from kseg.layers.conv import conv_norm_act
 from kseg.layers.norm import TORCH_BATCH_NORM
-from kseg.models.base import ODEModel, SegmentationModel, check_model_args
+from kseg.models.base import ODEModel, SegmentationModel, image_input
 from kseg.models.unet.skeleton import unet_graph
 from kseg.models.unet.unet import double_conv_level
 from kseg.ode import ConvODEFunc, ODEBlock, SolverConfig
@@ -31,12 +31,9 @@ class _ODEUNet(ODEModel, SegmentationModel):
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
-        name = kwargs.pop("name", self.default_name)
-        check_model_args(name, num_classes, image_shape, 2**levels)
-
         # === Functional Model ===
         self._block_solver = SolverConfig.of(solver)  # what `_level` gives each block
-        inputs = keras.Input(shape=image_shape, name="image")
+        name, inputs = image_input(kwargs, self.default_name, num_classes, image_shape, 2**levels)
         outputs = unet_graph(inputs, self._level, num_classes, width, levels)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
