@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from kseg.data.errors import CorruptFileError, DatasetLayoutError
+from kseg.data.orientation import oriented_size
 
 IGNORE_LABEL = 255
 
@@ -171,7 +172,7 @@ def _check_pair(s: Sample) -> str | None:
             with Image.open(path) as im:
                 im.verify()  # PNG: checks the chunk checksums
             with Image.open(path) as im:
-                sizes.append(im.size)
+                sizes.append(oriented_size(im))
         except Exception as e:  # PIL raises many types for bad files
             return f"{path}: unreadable ({type(e).__name__}: {e})"
     if sizes[0] != sizes[1]:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
+from PIL import Image, ImageOps
 
 from kseg.data.base import IGNORE_LABEL, Sample, SegmentationDataset, _check_pair, list_files
 from kseg.data.errors import CorruptFileError
@@ -51,11 +51,12 @@ def read_classes(path: str) -> tuple[tuple[str, ...], np.ndarray]:
 
 
 def read_mask(path) -> np.ndarray:
-    """A mask PNG as its values (a palette PNG as its indices), uint8 H x W."""
+    """A mask PNG as its values (a palette PNG as its indices), uint8 H x W, turned by its
+    EXIF orientation if it has one, as its image is (`kseg.data.orientation`)."""
     with Image.open(path) as im:
         if im.mode not in ("L", "P", "I;16", "I"):
             raise ValueError(f"mode {im.mode}: masks are single-channel or palette PNGs")
-        return np.asarray(im).astype(np.uint8)
+        return np.asarray(ImageOps.exif_transpose(im)).astype(np.uint8)
 
 
 class FolderDataset(SegmentationDataset):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 
@@ -73,6 +74,15 @@ def segment_images(
     )
 
 
+def upright_frame(frame) -> np.ndarray:
+    """A decoded PyAV video frame as RGB uint8 the way players show it: turned by the
+    rotation of the stream's display matrix (phones record portrait video as landscape
+    frames with a rotation; `frame.rotation` is the counter-clockwise angle)."""
+    image = frame.to_ndarray(format="rgb24")
+    quarters = round(frame.rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, quarters)) if quarters else image
+
+
 def segment_video(
     predictor: Predictor,
     path: str,
@@ -81,8 +91,9 @@ def segment_video(
     batch_size: int = 4,
     quiet: bool = False,
 ) -> tuple[int, float]:
-    """Segments every frame of the video `path` and writes the overlay video `out_path`
-    (H.264 at the source frame rate); returns (frames, seconds)."""
+    """Segments every frame of the video `path`, upright (`upright_frame`), and writes the
+    overlay video `out_path` (H.264 at the source frame rate, upright without a rotation);
+    returns (frames, seconds)."""
     from kseg.errors import UserError
     from kseg.predict.outputs import overlay
 
@@ -96,13 +107,17 @@ def segment_video(
         raise UserError(f"{path}: unreadable video ({e})") from None
     with source, av.open(out_path, "w") as sink:
         stream_in = source.streams.video[0]
+        frames = (upright_frame(f) for f in source.decode(stream_in))
+        first = next(frames, None)
+        if first is None:
+            raise UserError(f"{path}: no video frames in it")
+        frames = itertools.chain([first], frames)
         rate = stream_in.average_rate or 25
         stream_out = sink.add_stream("libx264", rate=rate)
         # H.264 in yuv420p takes even sizes: an odd last row or column is left out.
-        width, height = stream_in.width // 2 * 2, stream_in.height // 2 * 2
+        width, height = first.shape[1] // 2 * 2, first.shape[0] // 2 * 2
         stream_out.width, stream_out.height = width, height
         stream_out.pix_fmt = "yuv420p"
-        frames = (f.to_ndarray(format="rgb24") for f in source.decode(stream_in))
         progress = Progress(stream_in.frames or None, "frames", quiet)
         for chunk in batched(frames, batch_size):
             for image, logits in zip(chunk, predictor.logits(chunk), strict=True):

@@ -33,7 +33,7 @@ import sys
 import time
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -85,10 +85,11 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
 
 
 def read_image(path: str) -> np.ndarray:
-    """RGB uint8 (H, W, 3); an unreadable file is a `UsageError` naming it."""
+    """RGB uint8 (H, W, 3) as viewers show it (EXIF orientation applied); an unreadable
+    file is a `UsageError` naming it."""
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
     except (OSError, ValueError) as e:
         raise UsageError(f"{path}: unreadable image ({e})") from None
 
