@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from kseg.data.errors import CorruptFileError, DatasetLayoutError
-from kseg.data.orientation import oriented_size
+from kseg.data.images import oriented_size
 
 IGNORE_LABEL = 255
 

@@ -52,7 +52,7 @@ def read_classes(path: str) -> tuple[tuple[str, ...], np.ndarray]:
 
 def read_mask(path) -> np.ndarray:
     """A mask PNG as its values (a palette PNG as its indices), uint8 H x W, turned by its
-    EXIF orientation if it has one, as its image is (`kseg.data.orientation`)."""
+    EXIF orientation if it has one, as its image is (`kseg.data.images`)."""
     with Image.open(path) as im:
         if im.mode not in ("L", "P", "I;16", "I"):
             raise ValueError(f"mode {im.mode}: masks are single-channel or palette PNGs")

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from kseg.data.base import IGNORE_LABEL, Sample, SegmentationDataset
-from kseg.data.orientation import decode_oriented_image
+from kseg.data.images import decode_image
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +77,7 @@ def make_decoder(dataset: SegmentationDataset):
     custom = getattr(dataset, "decode_label", None)
 
     def decode(image_path, label_path):
-        image = decode_oriented_image(tf.io.read_file(image_path))
+        image = decode_image(tf.io.read_file(image_path))
         values = custom(label_path) if custom else _label_values(label_path, colors)
         label = tf.gather(label_map, tf.cast(values, tf.int32))
         image.set_shape([None, None, 3])

@@ -84,12 +84,23 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(images)), list(dict.fromkeys(videos))
 
 
+def to_rgb(im: Image.Image) -> np.ndarray:
+    """An open image as RGB uint8 (H, W, 3) the way viewers show it: turned by its EXIF
+    orientation, and a 16-bit one scaled to 8 bits (the top byte, as TensorFlow's PNG
+    decoder scales it) rather than clipped at 255."""
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # Pillow's 16-bit greyscale
+        grey = (np.asarray(im).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    return np.asarray(im.convert("RGB"))
+
+
 def read_image(path: str) -> np.ndarray:
-    """RGB uint8 (H, W, 3) as viewers show it (EXIF orientation applied); an unreadable
-    file is a `UsageError` naming it."""
+    """RGB uint8 (H, W, 3) of an image file by `to_rgb`; an unreadable file is a
+    `UsageError` naming it."""
     try:
         with Image.open(path) as im:
-            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+            return to_rgb(im)
     except (OSError, ValueError) as e:
         raise UsageError(f"{path}: unreadable image ({e})") from None
 

@@ -1,13 +1,13 @@
-"""Photos with an EXIF orientation (every phone's portrait photos) are read as viewers show
-them, against Pillow's `ImageOps.exif_transpose`: in the training pipeline, in the checks
-of your own data, and in `kseg.predict`."""
+"""Image files as the training pipeline and `kseg.predict` read them: every format the data
+checks accept (TIFF and 16-bit images too), and photos with an EXIF orientation (every
+phone's portrait photos) as viewers show them, against Pillow's `ImageOps.exif_transpose`."""
 
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
 from kseg.data import FolderDataset, segmentation_pipeline
-from kseg.data.orientation import ORIENTATION_TAG, decode_oriented_image
+from kseg.data.images import ORIENTATION_TAG, decode_image
 from kseg.predict import standalone
 
 RED, BLUE = (220, 20, 20), (20, 20, 220)
@@ -19,16 +19,31 @@ def _save(path, pixels: np.ndarray, orientation: int) -> None:
     Image.fromarray(pixels).save(path, exif=exif.tobytes())
 
 
+@pytest.mark.parametrize("suffix", ["png", "tif"])  # TensorFlow's decoder, Pillow's
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_decoded_image_is_pillows_exif_transpose(tmp_path, orientation):
+def test_decoded_image_is_pillows_exif_transpose(tmp_path, orientation, suffix):
     pixels = np.random.default_rng(orientation).integers(0, 256, (5, 7, 3), np.uint8)
-    path = tmp_path / "photo.png"  # lossless, so both decoders give the same pixels
+    path = tmp_path / f"photo.{suffix}"  # lossless, so both decoders give the same pixels
     _save(path, pixels, orientation)
     with Image.open(path) as im:
         want = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    got = decode_oriented_image(path.read_bytes()).numpy()
+    got = decode_image(path.read_bytes()).numpy()
     np.testing.assert_array_equal(got, want)
     assert (got.shape[:2] == (7, 5)) == (orientation >= 5)
+
+
+def test_16_bit_images_keep_their_top_byte_in_every_reader(tmp_path):
+    """A 16-bit greyscale PNG through TensorFlow's decoder, the same as TIFF through Pillow,
+    and `kseg.predict`'s reading of both: each value v becomes v >> 8 in all three channels
+    (Pillow's own conversion to RGB would clip everything above 255 to white)."""
+    values = np.random.default_rng(0).integers(0, 65536, (16, 16), dtype=np.uint16)
+    values[0, :2] = 511, 65535  # the top byte, not rounding (511 -> 1, not 2)
+    want = np.repeat((values >> 8).astype(np.uint8)[..., None], 3, axis=-1)
+    for suffix in ("png", "tif"):
+        path = tmp_path / f"depth.{suffix}"
+        Image.fromarray(values).save(path)
+        np.testing.assert_array_equal(decode_image(path.read_bytes()).numpy(), want)
+        np.testing.assert_array_equal(standalone.read_image(str(path)), want)
 
 
 @pytest.fixture
@@ -68,3 +83,20 @@ def test_predict_reads_a_portrait_photo_upright(phone_photo_folder):
     image = standalone.read_image(path).astype(int)
     assert image.shape == (64, 32, 3)
     assert np.abs(image[4:28] - RED).max() < 24 and np.abs(image[36:60] - BLUE).max() < 24
+
+
+def test_a_tiff_photo_trains_and_evaluates(phone_photo_folder):
+    """Your own data as TIFF (the layout accepts .tif): through the training pipeline's
+    augmentation and the evaluation pipeline, the same pixels as the JPEG's upright."""
+    for split in ("train", "val"):
+        jpeg = phone_photo_folder / "images" / split / "portrait.jpg"
+        with Image.open(jpeg) as im:
+            upright = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+        Image.fromarray(upright).save(jpeg.with_suffix(".tif"))
+        jpeg.unlink()
+    dataset = FolderDataset(str(phone_photo_folder))
+    (image, label), *_ = segmentation_pipeline(dataset, dataset.samples("val"), 1, training=False)
+    np.testing.assert_array_equal(np.round(image.numpy()[0] * 255), upright)
+    train = segmentation_pipeline(dataset, dataset.samples("train"), 1, True, crop=(32, 32))
+    (image, label), *_ = train
+    assert image.shape == (1, 32, 32, 3) and set(np.unique(label)) <= {0, 1, 255}
