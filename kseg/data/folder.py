@@ -5,9 +5,11 @@
     DIR/masks/{train,val}/NAME.png    pixel value = class index, 255 = ignore
 
 Masks are single-channel PNGs; palette ("P" mode) PNGs are read as their indices, as VOC
-stores them. Images and masks pair by file name (subfolders allowed), and every pair is
-checked before training: an image without a mask, a size mismatch, or a mask value at or
-above the number of classes (other than 255) names the file. With `on_bad="skip"`
+stores them; colour (RGB) PNGs, as some labelling tools export them, are read by the
+colours of `classes.txt`, which then gives every class its colour. Images and masks pair
+by file name (subfolders allowed), and every pair is checked before training: an image
+without a mask, a size mismatch, a mask value at or above the number of classes (other
+than 255) or a colour classes.txt does not list names the file. With `on_bad="skip"`
 (`--skip-bad-files`) such files are left out and counted instead.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -27,9 +30,18 @@ from kseg.data.errors import CorruptFileError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
-def read_classes(path: str) -> tuple[tuple[str, ...], np.ndarray]:
-    """(names, palette uint8[K, 3]) of a `classes.txt`; classes without a colour get
-    imgviz's label colours."""
+class ClassList(NamedTuple):
+    """A `classes.txt`: the class names, their colours (uint8[K, 3]; imgviz's label
+    colours for classes without one), and whether the file gives every class its colour
+    (what reading colour masks needs)."""
+
+    names: tuple[str, ...]
+    palette: np.ndarray
+    coloured: bool
+
+
+def read_classes(path: str) -> ClassList:
+    """The `ClassList` of a `classes.txt` (`name` or `name R G B` lines)."""
     names, colours = [], []
     with open(path) as f:
         for number, line in enumerate(f, start=1):
@@ -47,16 +59,50 @@ def read_classes(path: str) -> tuple[tuple[str, ...], np.ndarray]:
     palette = np.array(
         [c if c is not None else default[i] for i, c in enumerate(colours)], np.uint8
     ).reshape(-1, 3)
-    return tuple(names), palette
+    coloured = all(c is not None for c in colours)
+    return ClassList(tuple(names), palette, coloured)
 
 
-def read_mask(path) -> np.ndarray:
-    """A mask PNG as its values (a palette PNG as its indices), uint8 H x W, turned by its
-    EXIF orientation if it has one, as its image is (`kseg.data.images`)."""
+def read_mask(path, colours: np.ndarray | None = None) -> np.ndarray:
+    """A mask PNG as class indices, uint8 H x W: a single-channel PNG's values, a palette
+    PNG's indices, or a colour PNG's colours looked up in `colours` (uint8[K, 3], the
+    classes' colours; None when classes.txt does not give them). Turned by its EXIF
+    orientation if it has one, as its image is (`kseg.data.images`). A mask kseg cannot
+    read is a ValueError saying why."""
     with Image.open(path) as im:
+        if im.mode in ("RGB", "RGBA"):
+            return _colour_indices(np.asarray(ImageOps.exif_transpose(im))[..., :3], colours)
         if im.mode not in ("L", "P", "I;16", "I"):
-            raise ValueError(f"mode {im.mode}: masks are single-channel or palette PNGs")
+            raise ValueError(f"mode {im.mode}: masks are single-channel, palette or RGB PNGs")
         return np.asarray(ImageOps.exif_transpose(im)).astype(np.uint8)
+
+
+def _colour_indices(rgb: np.ndarray, colours: np.ndarray | None) -> np.ndarray:
+    """Class indices of a colour mask: each pixel's colour's index in `colours`."""
+    if colours is None:
+        raise ValueError(
+            "a colour (RGB) mask: give every class its colour in classes.txt (`name R G B`) "
+            "to read colour masks, or save masks as class indices"
+        )
+    codes = colours.astype(np.int64) @ [65536, 256, 1]
+    unique_codes, first, counts = np.unique(codes, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        twice = _rgb(unique_codes[counts > 1][0])
+        raise ValueError(f"a colour mask, and classes.txt gives two classes the colour {twice}")
+    pixels = rgb.astype(np.int64) @ [65536, 256, 1]
+    at = np.searchsorted(unique_codes, pixels).clip(0, len(unique_codes) - 1)
+    known = unique_codes[at] == pixels
+    if not known.all():
+        unknown = np.unique(pixels[~known])
+        listed = ", ".join(_rgb(c) for c in unknown[:5])
+        raise ValueError(
+            f"has {len(unknown)} colour(s) that classes.txt does not list, e.g. {listed}"
+        )
+    return first[at].astype(np.uint8)
+
+
+def _rgb(code: int) -> str:
+    return f"({code >> 16} {(code >> 8) & 255} {code & 255})"
 
 
 class FolderDataset(SegmentationDataset):
@@ -74,15 +120,18 @@ class FolderDataset(SegmentationDataset):
 <root>/
   classes.txt                   one class a line: name, or name R G B
   images/{train,val}/NAME.jpg   (.jpg, .jpeg, .png, .bmp or .tif)
-  masks/{train,val}/NAME.png    pixel value = class index (0..K-1), 255 = ignore"""
-    SOURCE = "your own data: write masks with any labelling tool that exports index PNGs"
+  masks/{train,val}/NAME.png    pixel value = class index (0..K-1), 255 = ignore
+                                (or colour PNGs, every class's colour in classes.txt)"""
+    SOURCE = "your own data: write masks with any labelling tool that exports PNG masks"
 
     def __init__(self, root: str, on_bad: str = "raise"):
         super().__init__(root, on_bad)
         classes = os.path.join(self.root, "classes.txt")
         if not os.path.isfile(classes):
             self.layout_error(f"missing {classes}")
-        self.class_names, self.palette = read_classes(classes)
+        self.class_names, self.palette, coloured = read_classes(classes)
+        # What colour masks are read by: the classes' colours, when classes.txt gives them.
+        self.mask_colours = self.palette if coloured else None
         if not self.class_names:
             self.layout_error(f"{classes} lists no class")
         if len(self.class_names) > IGNORE_LABEL:
@@ -92,7 +141,9 @@ class FolderDataset(SegmentationDataset):
 
     def decode_label(self, path):
         """Masks go through PIL (TensorFlow's PNG decoder turns palettes into colours)."""
-        label = tf.numpy_function(lambda p: read_mask(p.decode()), [path], tf.uint8)
+        label = tf.numpy_function(
+            lambda p: read_mask(p.decode(), self.mask_colours), [path], tf.uint8
+        )
         return tf.reshape(label, tf.shape(label)[:2])
 
     def _samples(self, split):
@@ -129,7 +180,7 @@ class FolderDataset(SegmentationDataset):
 
     def _check_values(self, path: str) -> str | None:
         try:
-            values = np.unique(read_mask(path))
+            values = np.unique(read_mask(path, self.mask_colours))
         except ValueError as e:
             return f"{path}: {e}"
         bad = [int(v) for v in values if self.num_classes <= v < IGNORE_LABEL]

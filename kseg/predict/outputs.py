@@ -17,6 +17,6 @@ def read_palette(path: str) -> np.ndarray:
     from kseg.data.folder import read_classes
 
     palette = np.zeros((256, 3), np.uint8)
-    _, colours = read_classes(path)
+    colours = read_classes(path).palette
     palette[: len(colours)] = colours
     return palette

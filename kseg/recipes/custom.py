@@ -5,7 +5,8 @@
     python -m kseg.recipes.custom predict --data-dir DIR
 
 DIR holds `classes.txt` (one class a line: `name` or `name R G B`), `images/{train,val}/`
-and `masks/{train,val}/` (PNG, pixel value = class index, 255 = ignore); see
+and `masks/{train,val}/` (PNG, pixel value = class index, 255 = ignore, or colour PNGs
+by the colours of classes.txt); see
 `kseg.data.FolderDataset`. Models train with their paper's preset, or kseg's default for
 a model without one; 512x512 crops unless `--crop` says otherwise.
 """

@@ -43,6 +43,44 @@ def test_folder_dataset_reads_palette_masks_as_indices(custom_dir):
     assert set(np.unique(want)) <= {0, 1, 2, 3, 4, 255}
 
 
+def test_colour_masks_read_as_the_classes_of_their_colours(custom_dir, tmp_path):
+    """Colour (RGB) masks, as some labelling tools export them, give the labels of the
+    index masks they were painted from, by classes.txt's colours; a colour classes.txt
+    does not list, or a classes.txt without colours, is named."""
+    import shutil
+
+    from kseg.data import segmentation_pipeline
+
+    palette = FolderDataset(custom_dir).palette
+    roots = {kind: tmp_path / kind for kind in ("index", "colour")}
+    for kind, root in roots.items():
+        shutil.copytree(custom_dir, root)
+        for path in sorted((root / "masks").rglob("*.png")):
+            indices = np.asarray(Image.open(path))
+            indices = np.where(indices == 255, 0, indices)  # no ignore colour to paint
+            Image.fromarray(indices if kind == "index" else palette[indices]).save(path)
+    labels = {}
+    for kind, root in roots.items():
+        dataset = FolderDataset(str(root))
+        samples = dataset.samples("val")
+        ds = segmentation_pipeline(dataset, samples, 4, training=False)
+        labels[kind] = np.concatenate([label.numpy() for _, label in ds])
+    assert Image.open(samples[0].label).mode == "RGB" and len(np.unique(labels["index"])) > 2
+    np.testing.assert_array_equal(labels["colour"], labels["index"])
+
+    colour = roots["colour"]
+    mask = colour / "masks" / "val" / "photo001.png"
+    pixels = np.asarray(Image.open(mask)).copy()
+    pixels[:2, :2] = 1, 2, 3
+    Image.fromarray(pixels).save(mask)
+    with pytest.raises(CorruptFileError, match=r"photo001.png: has 1 colour\(s\) that classes.txt "
+                       r"does not list, e.g. \(1 2 3\)"):  # fmt: skip
+        FolderDataset(str(colour)).samples("val")
+    (colour / "classes.txt").write_text("sky\nbuilding\nroad\ncar\nperson\n")
+    with pytest.raises(CorruptFileError, match="give every class its colour in classes.txt"):
+        FolderDataset(str(colour)).samples("train")
+
+
 def test_bad_custom_files_are_named_or_skipped_and_counted(custom_dir, tmp_path):
     import shutil
 
