@@ -9,9 +9,9 @@ the way every viewer shows them.
   pixels and says in the file's EXIF "Orientation" tag how to turn them. Image viewers,
   labelling tools (labelme, CVAT) and OpenCV's `imread` turn the pixels, so a mask drawn
   on such a photo follows the turned image; TensorFlow's decoders and PIL's `Image.open`
-  do not. kseg turns every image and mask it reads by its tag, as PIL's
-  `ImageOps.exif_transpose` does, so that a photo and its mask line up and a prediction
-  comes out the way the photo is seen.
+  do not. kseg turns every image it reads, and the masks of your own data
+  (`kseg.data.folder.read_mask`), by its tag, as PIL's `ImageOps.exif_transpose` does, so
+  that a photo and its mask line up and a prediction comes out the way the photo is seen.
 """
 
 from __future__ import annotations
