@@ -48,7 +48,12 @@ def main(argv: list[str] | None = None) -> None:
         "checked and scored per class on held-out --eval-split images (without it: one VOC "
         "photo, with a warning)",
     )
-    p.add_argument("--calib-dataset", default="cityscapes", choices=sorted(SEGMENTATION_DATASETS))
+    p.add_argument(
+        "--calib-dataset",
+        choices=sorted(SEGMENTATION_DATASETS),
+        help="the reader of --calib-data (default: custom for a folder with classes.txt, "
+        "your own data's layout, else cityscapes)",
+    )
     p.add_argument("--calib-split", default="train", help="calibration images' split")
     p.add_argument("--calib-images", type=int, default=8)
     p.add_argument("--eval-split", default="val", help="held-out images' split")
@@ -96,8 +101,29 @@ def main(argv: list[str] | None = None) -> None:
     run_command(lambda: run(args), argv)
 
 
-def run(args) -> None:
+def _calibration_dataset(model, folder: str, reader: str | None):
+    """The dataset of `--calib-data` (its reader: `--calib-dataset`, else your own data's
+    layout when the folder holds classes.txt, else Cityscapes'), refused when its classes
+    are not the model's."""
     from kseg.data import SEGMENTATION_DATASETS
+    from kseg.errors import UserError
+    from kseg.tasks.base import main_logits
+
+    if reader is None:
+        has_classes = os.path.isfile(os.path.join(folder, "classes.txt"))
+        reader = "custom" if has_classes else "cityscapes"
+    dataset = SEGMENTATION_DATASETS[reader](folder)
+    classes = main_logits(model.output).shape[-1]
+    if classes != dataset.num_classes:
+        raise UserError(
+            f"{model.name} outputs {classes} classes, but the {reader} data in {folder} has "
+            f"{dataset.num_classes}: calibrate on the data the model was trained on (or name "
+            "its reader with --calib-dataset)"
+        )
+    return dataset
+
+
+def run(args) -> None:
     from kseg.export.exporter import export, table
     from kseg.models.loading import load_model
 
@@ -110,7 +136,7 @@ def run(args) -> None:
     if args.calib_data:
         from kseg.export.calibration import calibration_data
 
-        dataset = SEGMENTATION_DATASETS[args.calib_dataset](args.calib_data)
+        dataset = _calibration_dataset(model, args.calib_data, args.calib_dataset)
         class_names = class_names or dataset.class_names
         images, labels = calibration_data(
             dataset, args.calib_split, args.calib_images, height, width

@@ -195,6 +195,12 @@ def test_user_mistakes_give_one_error_and_status_2(custom_dir, tmp_path, capsys)
         export_main, [str(small), "--out", str(tmp_path / "e"), "--input-size", "100x100"], capsys
     )
     assert "multiples of 32; got 100x100" in err and "128x128" in err
+    # --calib-data reads your own data's layout when the folder holds classes.txt, and
+    # refuses data whose classes are not the model's.
+    wide = tmp_path / "wide.keras"
+    create_model("contextnet_cn14", num_classes=19, width_multiplier=0.25).save(wide)
+    err = _error_of(export_main, [str(wide), "--out", "e", "--calib-data", custom_dir], capsys)
+    assert f"outputs 19 classes, but the custom data in {custom_dir} has 5" in err
     err = _error_of(custom.main, ["train", "--config", str(tmp_path / "none.json")], capsys)
     assert "no such file" in err
     from kseg.recipes import cifar10
