@@ -7,7 +7,11 @@ flip, colour jitter, batch) against images per second of a ContextNet cn14 train
 size and crop. The ratio pipeline / step should be at least 2; a third line runs `fit`
 on the pipeline itself, where the two share the CPU.
 
+`--photos` measures your own data's case instead: 12-megapixel JPEG photos (the demo's
+scenes at 3000x4000) in the folder layout, 512x512 crops by default (the custom recipe's).
+
     python bench/input_pipeline.py [--batch 2] [--crop 1024x2048] [--steps 4] [--threads 2]
+    python bench/input_pipeline.py --photos [--batch 8]
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 from _cli import bench_parser  # noqa: E402
 
-from kseg.data import Cityscapes, segmentation_pipeline  # noqa: E402
-from kseg.data.demo_data import build_demo_cityscapes  # noqa: E402
+from kseg.data import Cityscapes, FolderDataset, segmentation_pipeline  # noqa: E402
+from kseg.data.demo_data import build_demo_cityscapes, build_demo_folder  # noqa: E402
 from kseg.models import create_model  # noqa: E402
 from kseg.train import compile_model, preset_for  # noqa: E402
 from kseg.train.engine import with_targets  # noqa: E402
@@ -39,22 +43,31 @@ def rate(iterator, batch: int, steps: int) -> float:
 
 def main() -> None:
     p = bench_parser(__doc__, batch=2, steps=4, images=16, threads=2)
-    p.add_argument("--crop", default="1024x2048")
+    p.add_argument("--crop", help="HEIGHTxWIDTH (default 1024x2048; 512x512 with --photos)")
+    p.add_argument("--photos", action="store_true", help="12-megapixel JPEGs, your own data")
     args = p.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    crop = tuple(int(v) for v in args.crop.split("x"))
+    crop = args.crop or ("512x512" if args.photos else "1024x2048")
+    crop = tuple(int(v) for v in crop.split("x"))
+    source = "JPEG 3000x4000" if args.photos else "PNG 1024x2048"
     warnings.simplefilter("ignore")
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = build_demo_cityscapes(tmp, train=args.images, val=1, height=1024, width=2048)
-        data = Cityscapes(root)
+        if args.photos:
+            data = FolderDataset(
+                build_demo_folder(tmp, train=args.images, val=1, height=3000, width=4000)
+            )
+        else:
+            root = build_demo_cityscapes(tmp, train=args.images, val=1, height=1024, width=2048)
+            data = Cityscapes(root)
         samples = data.samples("train")
         ds = segmentation_pipeline(data, samples, args.batch, training=True, crop=crop, seed=0)
         pipeline = rate(iter(ds.repeat()), args.batch, args.steps * 3)
 
-        model = create_model("contextnet_cn14", num_classes=19)
-        compile_model(model, preset_for("contextnet_cn14"), 19, total_steps=1000)
+        classes = data.num_classes
+        model = create_model("contextnet_cn14", num_classes=classes)
+        compile_model(model, preset_for("contextnet_cn14"), classes, total_steps=1000)
         images, labels = next(iter(ds))
         targets = {"logits": labels, "aux_logits": labels}
 
@@ -71,7 +84,7 @@ def main() -> None:
 
         both = rate(steps_from_pipeline(), args.batch, args.steps)
 
-    print(f"batch {args.batch}, crop {crop[0]}x{crop[1]}, {args.threads} threads, PNG 1024x2048")
+    print(f"batch {args.batch}, crop {crop[0]}x{crop[1]}, {args.threads} threads, {source}")
     print(f"{'':44s} {'images/s':>9s}")
     print(f"{'input pipeline alone':44s} {pipeline:9.2f}")
     print(f"{'training step on an in-memory batch':44s} {step:9.2f}")

@@ -92,27 +92,68 @@ def split_seeds(seed, n: int):
     return tf.unstack(tf.random.experimental.stateless_split(seed, n))
 
 
+def _resize_sources(start, count, in_size, out_size):
+    """Where `tf.image.resize` (half-pixel centres) takes output pixels start ... start +
+    count - 1 of a side resized from `in_size` to `out_size`: the nearest neighbour's
+    source index, and bilinear's lower and upper source indices and weight, computed as
+    TensorFlow's CPU kernels compute them (float32), so that the results are theirs."""
+    scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
+    centres = tf.cast(tf.range(start, start + count), tf.float32) + 0.5
+    nearest = tf.minimum(tf.cast(tf.floor(centres * scale), tf.int32), in_size - 1)
+    at = centres * scale - 0.5
+    floor = tf.floor(at)
+    lower = tf.maximum(tf.cast(floor, tf.int32), 0)
+    upper = tf.minimum(tf.cast(tf.math.ceil(at), tf.int32), in_size - 1)
+    return nearest, lower, upper, at - floor
+
+
+def scaled_window(image, label, new_size, corner, window):
+    """The `window` (h, w) at `corner` (y, x) of `image` resized bilinearly and `label`
+    by nearest neighbour to `new_size`, as `tf.image.resize` gives them (the image as
+    float32 in [0, 1], the label as int32), padded with 0 / the ignore label where the
+    window reaches past the resized image. Only the source pixels under the window are
+    read, so a large photo scaled up costs the window, not the photo times the scale."""
+    size = tf.shape(label)
+    inside = tf.minimum(tf.constant(window), new_size - corner)
+    rows = _resize_sources(corner[0], inside[0], size[0], new_size[0])
+    cols = _resize_sources(corner[1], inside[1], size[1], new_size[1])
+    lab = tf.gather(tf.gather(label, rows[0]), cols[0], axis=1)
+
+    def pixels(r, c):
+        return tf.cast(tf.gather(tf.gather(image, r), c, axis=1), tf.float32) / 255.0
+
+    (_, top, bottom, y_lerp), (_, left, right, x_lerp) = rows, cols
+    x_lerp, y_lerp = x_lerp[None, :, None], y_lerp[:, None, None]
+    top_left, top_right = pixels(top, left), pixels(top, right)
+    bottom_left, bottom_right = pixels(bottom, left), pixels(bottom, right)
+    # The order of TensorFlow's bilinear kernel: along each row, then between the rows.
+    upper = top_left + (top_right - top_left) * x_lerp
+    lower = bottom_left + (bottom_right - bottom_left) * x_lerp
+    img = upper + (lower - upper) * y_lerp
+    pad_h, pad_w = window[0] - inside[0], window[1] - inside[1]
+    img = tf.pad(img, [[0, pad_h], [0, pad_w], [0, 0]])
+    lab = tf.pad(tf.cast(lab, tf.int32), [[0, pad_h], [0, pad_w]], constant_values=IGNORE_LABEL)
+    return img, lab
+
+
 def augment(image, label, seed, crop: tuple[int, int], aug: Augmentation):
     """Random scale, crop (padded with 0 / the ignore label), flip and colour jitter.
 
     `image` uint8 HxWx3, `label` uint8 HxW, `seed` an int64[2]. Returns float32 [0, 1]
-    image and int32 label of size `crop`.
+    image and int32 label of size `crop`. The crop is that of the whole image resized
+    (bilinear; nearest for the label) and padded to at least `crop`, computed from the
+    window's source pixels alone (`scaled_window`).
     """
     s_scale, s_crop_y, s_crop_x, s_flip, s_hue, s_sat, s_bri, s_con = split_seeds(seed, 8)
     size = tf.cast(tf.shape(image)[:2], tf.float32)
     lo, hi = aug.scale_range
     scale = tf.random.stateless_uniform([], s_scale, lo, hi) if hi > lo else tf.constant(lo)
     new = tf.maximum(tf.cast(tf.round(size * scale), tf.int32), 1)
-    img = tf.image.resize(tf.cast(image, tf.float32) / 255.0, new, method="bilinear")
-    lab = tf.image.resize(label[..., None], new, method="nearest")[..., 0]
     ch, cw = crop
-    pad_h, pad_w = tf.maximum(ch - new[0], 0), tf.maximum(cw - new[1], 0)
-    img = tf.pad(img, [[0, pad_h], [0, pad_w], [0, 0]])
-    lab = tf.pad(tf.cast(lab, tf.int32), [[0, pad_h], [0, pad_w]], constant_values=IGNORE_LABEL)
-    h, w = tf.shape(lab)[0], tf.shape(lab)[1]
+    h, w = tf.maximum(new[0], ch), tf.maximum(new[1], cw)  # the resized image, padded
     y = tf.random.stateless_uniform([], s_crop_y, 0, h - ch + 1, dtype=tf.int32)
     x = tf.random.stateless_uniform([], s_crop_x, 0, w - cw + 1, dtype=tf.int32)
-    img, lab = img[y : y + ch, x : x + cw], lab[y : y + ch, x : x + cw]
+    img, lab = scaled_window(image, label, new, tf.stack([y, x]), crop)
     if aug.flip:
         flip = tf.random.stateless_uniform([], s_flip) < 0.5
         img = tf.cond(flip, lambda: img[:, ::-1], lambda: img)

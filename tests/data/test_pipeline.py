@@ -8,7 +8,7 @@ import tensorflow as tf
 from PIL import Image
 
 from kseg.data import Augmentation, Cityscapes, Sample, segmentation_pipeline
-from kseg.data.pipeline import augment
+from kseg.data.pipeline import augment, scaled_window
 
 NO_JITTER = dict(hue=0.0, saturation=(1.0, 1.0), brightness=0.0, contrast=(1.0, 1.0))
 
@@ -64,6 +64,39 @@ def test_crop_pads_with_ignore_and_flip_keeps_image_and_label_together():
         window = y[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
         flipped += np.array_equal(window, label.numpy()[:, ::-1])
     assert 0 < flipped < 8  # both orientations occur
+
+
+def _resized_then_cropped(image, label, new_size, corner, window):
+    """What `scaled_window` computes, written plainly: the whole image and label resized by
+    `tf.image.resize`, padded to at least the window, then cropped."""
+    img = tf.image.resize(tf.cast(image, tf.float32) / 255.0, new_size, method="bilinear")
+    lab = tf.cast(tf.image.resize(label[..., None], new_size, method="nearest")[..., 0], tf.int32)
+    pad = [max(window[i] - new_size[i], 0) for i in (0, 1)]
+    img = tf.pad(img, [[0, pad[0]], [0, pad[1]], [0, 0]])
+    lab = tf.pad(lab, [[0, pad[0]], [0, pad[1]]], constant_values=255)
+    (y, x), (h, w) = corner, window
+    return img[y : y + h, x : x + w], lab[y : y + h, x : x + w]
+
+
+def test_scaled_window_is_tf_image_resize_then_crop():
+    """Bit for bit, at scales down and up (ties of the nearest neighbour included: 2x, 4/3),
+    windows inside, across the edges and larger than the resized image."""
+    rng = np.random.default_rng(0)
+    cases = 0
+    for h, w in ((40, 60), (37, 23), (96, 128)):
+        image = tf.constant(rng.integers(0, 256, (h, w, 3)), tf.uint8)
+        label = tf.constant(rng.integers(0, 19, (h, w)), tf.uint8)
+        for new in ((h // 2, w // 2), (h * 3 // 4, w * 4 // 3), (h * 2, w * 2), (h + 7, w - 5)):
+            for window in ((16, 16), (h, w), (2 * h + 9, 2 * w + 9)):
+                ys = rng.integers(0, max(new[0], window[0]) - window[0] + 1, 3)
+                xs = rng.integers(0, max(new[1], window[1]) - window[1] + 1, 3)
+                for corner in zip(ys.tolist(), xs.tolist(), strict=True):
+                    got = scaled_window(image, label, tf.constant(new), tf.constant(corner), window)
+                    want = _resized_then_cropped(image, label, new, corner, window)
+                    np.testing.assert_array_equal(got[0], want[0])
+                    np.testing.assert_array_equal(got[1], want[1])
+                    cases += 1
+    assert cases == 108
 
 
 def test_random_scale_stays_in_range():
