@@ -107,12 +107,42 @@ def _resize_sources(start, count, in_size, out_size):
     return nearest, lower, upper, at - floor
 
 
+# Where `scaled_window` reads the window's source pixels alone: when the resized image
+# has more than this many times the window's pixels. Per pixel, TensorFlow's resize kernel
+# is several times faster than the gathers (bench/RESULTS.md, input_pipeline).
+WINDOW_FROM_SOURCES_ABOVE = 8
+
+
 def scaled_window(image, label, new_size, corner, window):
     """The `window` (h, w) at `corner` (y, x) of `image` resized bilinearly and `label`
     by nearest neighbour to `new_size`, as `tf.image.resize` gives them (the image as
     float32 in [0, 1], the label as int32), padded with 0 / the ignore label where the
-    window reaches past the resized image. Only the source pixels under the window are
-    read, so a large photo scaled up costs the window, not the photo times the scale."""
+    window reaches past the resized image. A window much smaller than the resized image
+    (a crop of a large photo) is computed from its own source pixels alone, bit for bit
+    the same, so that the photo is not resized whole."""
+    new_area = tf.cast(new_size[0], tf.float32) * tf.cast(new_size[1], tf.float32)
+    small = new_area > WINDOW_FROM_SOURCES_ABOVE * window[0] * window[1]
+    return tf.cond(
+        small,
+        lambda: _window_from_sources(image, label, new_size, corner, window),
+        lambda: _window_of_resized(image, label, new_size, corner, window),
+    )
+
+
+def _window_of_resized(image, label, new_size, corner, window):
+    """`scaled_window` by resizing the whole image and label, then cropping."""
+    img = tf.image.resize(tf.cast(image, tf.float32) / 255.0, new_size, method="bilinear")
+    lab = tf.cast(tf.image.resize(label[..., None], new_size, method="nearest")[..., 0], tf.int32)
+    pad_h, pad_w = tf.maximum(window[0] - new_size[0], 0), tf.maximum(window[1] - new_size[1], 0)
+    img = tf.pad(img, [[0, pad_h], [0, pad_w], [0, 0]])
+    lab = tf.pad(lab, [[0, pad_h], [0, pad_w]], constant_values=IGNORE_LABEL)
+    (y, x), (h, w) = tf.unstack(corner), window
+    return img[y : y + h, x : x + w], lab[y : y + h, x : x + w]
+
+
+def _window_from_sources(image, label, new_size, corner, window):
+    """`scaled_window` from the source pixels under the window: TensorFlow's resize
+    kernels' arithmetic on gathered rows and columns."""
     size = tf.shape(label)
     inside = tf.minimum(tf.constant(window), new_size - corner)
     rows = _resize_sources(corner[0], inside[0], size[0], new_size[0])
@@ -140,9 +170,8 @@ def augment(image, label, seed, crop: tuple[int, int], aug: Augmentation):
     """Random scale, crop (padded with 0 / the ignore label), flip and colour jitter.
 
     `image` uint8 HxWx3, `label` uint8 HxW, `seed` an int64[2]. Returns float32 [0, 1]
-    image and int32 label of size `crop`. The crop is that of the whole image resized
-    (bilinear; nearest for the label) and padded to at least `crop`, computed from the
-    window's source pixels alone (`scaled_window`).
+    image and int32 label of size `crop`: the crop of the whole image resized (bilinear;
+    nearest for the label) and padded to at least `crop` (`scaled_window`).
     """
     s_scale, s_crop_y, s_crop_x, s_flip, s_hue, s_sat, s_bri, s_con = split_seeds(seed, 8)
     size = tf.cast(tf.shape(image)[:2], tf.float32)

@@ -8,7 +8,7 @@ import tensorflow as tf
 from PIL import Image
 
 from kseg.data import Augmentation, Cityscapes, Sample, segmentation_pipeline
-from kseg.data.pipeline import augment, scaled_window
+from kseg.data.pipeline import _window_from_sources, augment, scaled_window
 
 NO_JITTER = dict(hue=0.0, saturation=(1.0, 1.0), brightness=0.0, contrast=(1.0, 1.0))
 
@@ -80,7 +80,9 @@ def _resized_then_cropped(image, label, new_size, corner, window):
 
 def test_scaled_window_is_tf_image_resize_then_crop():
     """Bit for bit, at scales down and up (ties of the nearest neighbour included: 2x, 4/3),
-    windows inside, across the edges and larger than the resized image."""
+    windows inside, across the edges and larger than the resized image; both ways of
+    computing it (from the window's source pixels alone, which `scaled_window` takes for
+    small windows, and by resizing whole) in every case."""
     rng = np.random.default_rng(0)
     cases = 0
     for h, w in ((40, 60), (37, 23), (96, 128)):
@@ -91,10 +93,12 @@ def test_scaled_window_is_tf_image_resize_then_crop():
                 ys = rng.integers(0, max(new[0], window[0]) - window[0] + 1, 3)
                 xs = rng.integers(0, max(new[1], window[1]) - window[1] + 1, 3)
                 for corner in zip(ys.tolist(), xs.tolist(), strict=True):
-                    got = scaled_window(image, label, tf.constant(new), tf.constant(corner), window)
                     want = _resized_then_cropped(image, label, new, corner, window)
-                    np.testing.assert_array_equal(got[0], want[0])
-                    np.testing.assert_array_equal(got[1], want[1])
+                    args = image, label, tf.constant(new), tf.constant(corner), window
+                    for way in (scaled_window, _window_from_sources):
+                        got = way(*args)
+                        np.testing.assert_array_equal(got[0], want[0])
+                        np.testing.assert_array_equal(got[1], want[1])
                     cases += 1
     assert cases == 108
 
