@@ -142,12 +142,17 @@ def _window_of_resized(image, label, new_size, corner, window):
 
 def _window_from_sources(image, label, new_size, corner, window):
     """`scaled_window` from the source pixels under the window: TensorFlow's resize
-    kernels' arithmetic on gathered rows and columns."""
-    size = tf.shape(label)
+    kernels' arithmetic on gathered rows and columns (each of image and label from its
+    own size, as each is resized)."""
     inside = tf.minimum(tf.constant(window), new_size - corner)
-    rows = _resize_sources(corner[0], inside[0], size[0], new_size[0])
-    cols = _resize_sources(corner[1], inside[1], size[1], new_size[1])
-    lab = tf.gather(tf.gather(label, rows[0]), cols[0], axis=1)
+
+    def sources(shape):
+        rows = _resize_sources(corner[0], inside[0], shape[0], new_size[0])
+        return rows, _resize_sources(corner[1], inside[1], shape[1], new_size[1])
+
+    (nearest_rows, *_), (nearest_cols, *_) = sources(tf.shape(label))
+    lab = tf.gather(tf.gather(label, nearest_rows), nearest_cols, axis=1)
+    rows, cols = sources(tf.shape(image))
 
     def pixels(r, c):
         return tf.cast(tf.gather(tf.gather(image, r), c, axis=1), tf.float32) / 255.0

@@ -101,6 +101,15 @@ def test_scaled_window_is_tf_image_resize_then_crop():
                         np.testing.assert_array_equal(got[1], want[1])
                     cases += 1
     assert cases == 108
+    # A label of another size than its image (as an unverified pair may have) is resized
+    # from its own size, as tf.image.resize resizes it.
+    image = tf.constant(rng.integers(0, 256, (40, 60, 3)), tf.uint8)
+    label = tf.constant(rng.integers(0, 19, (20, 30)), tf.uint8)
+    new, corner = (160, 240), (50, 70)
+    want = _resized_then_cropped(image, label, new, corner, (16, 16))
+    got = _window_from_sources(image, label, tf.constant(new), tf.constant(corner), (16, 16))
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
 
 
 def test_random_scale_stays_in_range():
