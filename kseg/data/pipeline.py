@@ -154,13 +154,14 @@ def _window_from_sources(image, label, new_size, corner, window):
     lab = tf.gather(tf.gather(label, nearest_rows), nearest_cols, axis=1)
     rows, cols = sources(tf.shape(image))
 
-    def pixels(r, c):
-        return tf.cast(tf.gather(tf.gather(image, r), c, axis=1), tf.float32) / 255.0
+    def pixels(source_rows, c):
+        return tf.cast(tf.gather(source_rows, c, axis=1), tf.float32) / 255.0
 
     (_, top, bottom, y_lerp), (_, left, right, x_lerp) = rows, cols
     x_lerp, y_lerp = x_lerp[None, :, None], y_lerp[:, None, None]
-    top_left, top_right = pixels(top, left), pixels(top, right)
-    bottom_left, bottom_right = pixels(bottom, left), pixels(bottom, right)
+    top_rows, bottom_rows = tf.gather(image, top), tf.gather(image, bottom)
+    top_left, top_right = pixels(top_rows, left), pixels(top_rows, right)
+    bottom_left, bottom_right = pixels(bottom_rows, left), pixels(bottom_rows, right)
     # The order of TensorFlow's bilinear kernel: along each row, then between the rows.
     upper = top_left + (top_right - top_left) * x_lerp
     lower = bottom_left + (bottom_right - bottom_left) * x_lerp
