@@ -70,11 +70,13 @@ def read_mask(path, colours: np.ndarray | None = None) -> np.ndarray:
     orientation if it has one, as its image is (`kseg.data.images`). A mask kseg cannot
     read is a ValueError saying why."""
     with Image.open(path) as im:
-        if im.mode in ("RGB", "RGBA"):
-            return _colour_indices(np.asarray(ImageOps.exif_transpose(im))[..., :3], colours)
-        if im.mode not in ("L", "P", "I;16", "I"):
+        if im.mode not in ("L", "P", "I;16", "I", "RGB", "RGBA"):
             raise ValueError(f"mode {im.mode}: masks are single-channel, palette or RGB PNGs")
-        return np.asarray(ImageOps.exif_transpose(im)).astype(np.uint8)
+        coloured = im.mode in ("RGB", "RGBA")
+        pixels = np.asarray(ImageOps.exif_transpose(im))
+    if coloured:
+        return _colour_indices(pixels[..., :3], colours)
+    return pixels.astype(np.uint8)
 
 
 def _colour_indices(rgb: np.ndarray, colours: np.ndarray | None) -> np.ndarray:
@@ -84,12 +86,12 @@ def _colour_indices(rgb: np.ndarray, colours: np.ndarray | None) -> np.ndarray:
             "a colour (RGB) mask: give every class its colour in classes.txt (`name R G B`) "
             "to read colour masks, or save masks as class indices"
         )
-    codes = colours.astype(np.int64) @ [65536, 256, 1]
+    codes = _codes(colours)
     unique_codes, first, counts = np.unique(codes, return_index=True, return_counts=True)
     if (counts > 1).any():
         twice = _rgb(unique_codes[counts > 1][0])
         raise ValueError(f"a colour mask, and classes.txt gives two classes the colour {twice}")
-    pixels = rgb.astype(np.int64) @ [65536, 256, 1]
+    pixels = _codes(rgb)
     at = np.searchsorted(unique_codes, pixels).clip(0, len(unique_codes) - 1)
     known = unique_codes[at] == pixels
     if not known.all():
@@ -99,6 +101,11 @@ def _colour_indices(rgb: np.ndarray, colours: np.ndarray | None) -> np.ndarray:
             f"has {len(unknown)} colour(s) that classes.txt does not list, e.g. {listed}"
         )
     return first[at].astype(np.uint8)
+
+
+def _codes(rgb: np.ndarray) -> np.ndarray:
+    """One int per colour of an (..., 3) uint8 array: R * 65536 + G * 256 + B."""
+    return rgb.astype(np.int64) @ [65536, 256, 1]
 
 
 def _rgb(code: int) -> str:
