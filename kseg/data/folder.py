@@ -4,6 +4,11 @@
     DIR/images/{train,val}/NAME.jpg   (or .png, .jpeg, .bmp, .tif)
     DIR/masks/{train,val}/NAME.png    pixel value = class index, 255 = ignore
 
+Without `images/val`, a tenth of the training images is held out for validation (at least
+one), and so is it when `images/` and `masks/` hold the files directly, without split
+folders: the images whose names hash lowest (`held_out`), the same ones on every run over
+the same files, and no image trains that validates.
+
 Masks are single-channel PNGs; palette ("P" mode) PNGs are read as their indices, as VOC
 stores them; colour (RGB) PNGs, as some labelling tools export them, are read by the
 colours of `classes.txt`, which then gives every class its colour. Images and masks pair
@@ -15,6 +20,7 @@ than 255) or a colour classes.txt does not list names the file. With `on_bad="sk
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from collections.abc import Sequence
@@ -28,6 +34,8 @@ from kseg.data.base import IGNORE_LABEL, Sample, SegmentationDataset, _check_pai
 from kseg.data.errors import CorruptFileError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+# The share of the training images held out for validation when there is no `images/val`.
+HOLD_OUT = 0.1
 
 
 class ClassList(NamedTuple):
@@ -103,6 +111,19 @@ def _colour_indices(rgb: np.ndarray, colours: np.ndarray | None) -> np.ndarray:
     return first[at].astype(np.uint8)
 
 
+def held_out(names: Sequence[str], share: float = HOLD_OUT) -> set[str]:
+    """The names of a training folder that validate when there is no `images/val`: the
+    `share` of them (at least one) whose MD5 hashes are lowest. A name's hash does not
+    depend on the other files, so the choice is the same on every run and machine, and
+    adding images moves few of the earlier ones."""
+
+    def key(name: str) -> str:
+        return hashlib.md5(name.replace(os.sep, "/").encode()).hexdigest()
+
+    count = max(1, round(share * len(names))) if names else 0
+    return set(sorted(names, key=key)[:count])
+
+
 def _codes(rgb: np.ndarray) -> np.ndarray:
     """One int per colour of an (..., 3) uint8 array: R * 65536 + G * 256 + B."""
     return rgb.astype(np.int64) @ [65536, 256, 1]
@@ -128,7 +149,9 @@ class FolderDataset(SegmentationDataset):
   classes.txt                   one class a line: name, or name R G B
   images/{train,val}/NAME.jpg   (.jpg, .jpeg, .png, .bmp or .tif)
   masks/{train,val}/NAME.png    pixel value = class index (0..K-1), 255 = ignore
-                                (or colour PNGs, every class's colour in classes.txt)"""
+                                (or colour PNGs, every class's colour in classes.txt)
+  without images/val (or without split folders: images/NAME.jpg, masks/NAME.png),
+  a tenth of the training images validates"""
     SOURCE = "your own data: write masks with any labelling tool that exports PNG masks"
 
     def __init__(self, root: str, on_bad: str = "raise"):
@@ -145,6 +168,7 @@ class FolderDataset(SegmentationDataset):
             self.layout_error(f"{classes} lists {len(self.class_names)} classes; at most 255")
         self.name = os.path.basename(self.root.rstrip(os.sep)) or "custom"
         self.skipped: dict[str, int] = {}
+        self._held_out: dict[str, list[Sample]] | None = None  # without images/val
 
     def decode_label(self, path):
         """Masks go through PIL (TensorFlow's PNG decoder turns palettes into colours)."""
@@ -154,13 +178,49 @@ class FolderDataset(SegmentationDataset):
         return tf.reshape(label, tf.shape(label)[:2])
 
     def _samples(self, split):
-        images = [
-            p
-            for p in list_files(self.require_dir("images", split), "**/*")
-            if p.lower().endswith(IMAGE_EXTENSIONS)
-        ]
-        mask_dir = self.require_dir("masks", split)
-        image_dir = os.path.join(self.root, "images", split)
+        if split == "test" or self._has("val"):
+            return self._pairs(split)
+        if self._held_out is None:
+            self._held_out = self._hold_out()
+        return self._held_out[split]
+
+    def _has(self, split: str) -> bool:
+        return os.path.isdir(os.path.join(self.root, "images", split))
+
+    def _hold_out(self) -> dict[str, list[Sample]]:
+        """The train and val samples when there is no `images/val`: a tenth of
+        `images/train` (or of `images/` without split folders) validates."""
+        folder = "train" if self._has("train") else ""
+        if not folder and self._has("test"):
+            self.layout_error(
+                "images/test without images/train: put the training images in "
+                "images/train (and validation images in images/val)"
+            )
+        pool = self._pairs(folder)
+        source = os.path.join("images", folder)
+        if len(pool) == 1:
+            self.layout_error(
+                f"{source} holds one image and there is no images/val: add "
+                "images, or an images/val folder to validate on"
+            )
+        image_dir = os.path.join(self.root, source)
+        relative = [os.path.relpath(s.image, image_dir) for s in pool]
+        names = held_out(relative)
+        split = {"train": [], "val": []}
+        for sample, name in zip(pool, relative, strict=True):
+            split["val" if name in names else "train"].append(sample)
+        if names:
+            print(
+                f"{self.name}: no images/val; validating on {len(names)} of the {len(pool)} "
+                f"images of {source}, held out from training (the tenth whose names hash "
+                "lowest; an images/val folder chooses them instead)"
+            )
+        return split
+
+    def _pairs(self, split: str) -> list[Sample]:
+        """The (image, mask) pairs of `images/<split>` (`split` "": of `images/`)."""
+        image_dir, mask_dir = self.require_dir("images", split), self.require_dir("masks", split)
+        images = [p for p in list_files(image_dir, "**/*") if p.lower().endswith(IMAGE_EXTENSIONS)]
         samples, missing = [], []
         for image in images:
             relative = os.path.splitext(os.path.relpath(image, image_dir))[0]

@@ -6,7 +6,7 @@
 
 DIR holds `classes.txt` (one class a line: `name` or `name R G B`), `images/{train,val}/`
 and `masks/{train,val}/` (PNG, pixel value = class index, 255 = ignore, or colour PNGs
-by the colours of classes.txt); see
+by the colours of classes.txt); without `images/val` a tenth of the images validates; see
 `kseg.data.FolderDataset`. Models train with their paper's preset, or kseg's default for
 a model without one; 512x512 crops unless `--crop` says otherwise.
 """

@@ -81,6 +81,62 @@ def test_colour_masks_read_as_the_classes_of_their_colours(custom_dir, tmp_path)
         FolderDataset(str(colour)).samples("train")
 
 
+def test_without_a_val_folder_a_tenth_of_the_training_images_validates(custom_dir, tmp_path):
+    """No images/val, or no split folders at all: the tenth (at least one) of the images
+    whose names' MD5 hashes are lowest validates, the rest trains, the same on every run."""
+    import hashlib
+    import shutil
+
+    from kseg.data.errors import DatasetLayoutError
+
+    def names(samples, root):
+        return sorted(os.path.relpath(s.image, root) for s in samples)
+
+    def lowest(names, count):
+        return sorted(sorted(names, key=lambda n: hashlib.md5(n.encode()).hexdigest())[:count])
+
+    root = tmp_path / "no-val"
+    shutil.copytree(custom_dir, root)
+    for kind in ("images", "masks"):
+        shutil.rmtree(root / kind / "val")
+    dataset = FolderDataset(str(root))
+    train, val = dataset.samples("train"), dataset.samples("val")
+    images = str(root / "images" / "train")
+    assert names(val, images) == lowest(os.listdir(images), 1)  # 8 images: one
+    assert names(train, images) == sorted(set(os.listdir(images)) - set(names(val, images)))
+    assert names(FolderDataset(str(root)).samples("val"), images) == names(val, images)
+
+    # Without split folders: images/ and masks/ hold the files (subfolders allowed).
+    flat = tmp_path / "flat"
+    shutil.copytree(custom_dir, flat)
+    for kind in ("images", "masks"):
+        for path in (flat / kind / "train").iterdir():
+            path.rename(flat / kind / path.name)
+        (flat / kind / "val").rename(flat / kind / "more")
+        (flat / kind / "train").rmdir()
+    dataset = FolderDataset(str(flat))
+    train, val = dataset.samples("train"), dataset.samples("val")
+    everything = [
+        os.path.relpath(str(p), flat / "images") for p in (flat / "images").rglob("*.jpg")
+    ]
+    assert len(everything) == 12 and names(val, flat / "images") == lowest(everything, 1)
+    assert sorted(names(train, flat / "images") + names(val, flat / "images")) == sorted(everything)
+    for s in train + val:  # each image with the mask of its name
+        image, mask = (
+            os.path.relpath(s.image, flat / "images"),
+            os.path.relpath(s.label, flat / "masks"),
+        )
+        assert os.path.splitext(image)[0] == os.path.splitext(mask)[0]
+
+    (flat / "images" / "test").mkdir()
+    with pytest.raises(DatasetLayoutError, match="images/test without images/train"):
+        FolderDataset(str(flat)).samples("train")
+    for path in [*(root / "images" / "train").iterdir()][1:]:
+        path.unlink()
+    with pytest.raises(DatasetLayoutError, match="holds one image and there is no images/val"):
+        FolderDataset(str(root)).samples("val")
+
+
 def test_bad_custom_files_are_named_or_skipped_and_counted(custom_dir, tmp_path):
     import shutil
 
