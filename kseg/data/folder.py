@@ -9,13 +9,18 @@ one), and so is it when `images/` and `masks/` hold the files directly, without 
 folders: the images whose names hash lowest (`held_out`), the same ones on every run over
 the same files, and no image trains that validates.
 
-Masks are single-channel PNGs; palette ("P" mode) PNGs are read as their indices, as VOC
-stores them; colour (RGB) PNGs, as some labelling tools export them, are read by the
-colours of `classes.txt`, which then gives every class its colour. Images and masks pair
-by file name (subfolders allowed), and every pair is checked before training: an image
-without a mask, a size mismatch, a mask value at or above the number of classes (other
-than 255) or a colour classes.txt does not list names the file. With `on_bad="skip"`
-(`--skip-bad-files`) such files are left out and counted instead.
+Masks are single-channel PNGs (1-bit ones read as 0 and 255); palette ("P" mode) PNGs
+are read as their indices, as VOC stores them; colour (RGB) PNGs, as some labelling
+tools export them, are read by the colours of `classes.txt`, which then gives every
+class its colour. When every class's colour there is a grey (R = G = B), single-channel
+masks are read by their grey levels too: black-and-white masks, whose 255 marks the
+object, with `background 0 0 0` and `object 255 255 255`. (As indices, 255 would be
+"ignore", and a split whose masks mark nothing but class 0 and 255 is refused for that
+reason.) Images and masks pair by file name (subfolders allowed), and every pair is
+checked before training: an image without a mask, a size mismatch, a mask value at or
+above the number of classes (other than 255) or a colour classes.txt does not list names
+the file. With `on_bad="skip"` (`--skip-bad-files`) such files are left out and counted
+instead.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from PIL import Image, ImageOps
 
 from kseg.data.base import IGNORE_LABEL, Sample, SegmentationDataset, _check_pair, list_files
 from kseg.data.errors import CorruptFileError
+from kseg.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 # The share of the training images held out for validation when there is no `images/val`.
@@ -74,16 +80,23 @@ def read_classes(path: str) -> ClassList:
 def read_mask(path, colours: np.ndarray | None = None) -> np.ndarray:
     """A mask PNG as class indices, uint8 H x W: a single-channel PNG's values, a palette
     PNG's indices, or a colour PNG's colours looked up in `colours` (uint8[K, 3], the
-    classes' colours; None when classes.txt does not give them). Turned by its EXIF
+    classes' colours; None when classes.txt does not give them); a single-channel PNG's
+    grey levels are looked up too when every colour is a grey. Turned by its EXIF
     orientation if it has one, as its image is (`kseg.data.images`). A mask kseg cannot
     read is a ValueError saying why."""
     with Image.open(path) as im:
-        if im.mode not in ("L", "P", "I;16", "I", "RGB", "RGBA"):
+        if im.mode not in ("1", "L", "P", "I;16", "I", "RGB", "RGBA"):
             raise ValueError(f"mode {im.mode}: masks are single-channel, palette or RGB PNGs")
-        coloured = im.mode in ("RGB", "RGBA")
-        pixels = np.asarray(ImageOps.exif_transpose(im))
-    if coloured:
+        mode = im.mode
+        upright = ImageOps.exif_transpose(im)
+        # A 1-bit mask is black and white: 0 and 255, as PIL converts it.
+        pixels = np.asarray(upright.convert("L") if mode == "1" else upright)
+    if mode in ("RGB", "RGBA"):
         return _colour_indices(pixels[..., :3], colours)
+    if pixels.max(initial=0) > 255:
+        raise ValueError(f"has value {pixels.max()}: mask values are class indices up to 255")
+    if mode != "P" and colours is not None and (colours == colours[:, :1]).all():
+        return _colour_indices(np.repeat(pixels[..., None], 3, axis=-1), colours)
     return pixels.astype(np.uint8)
 
 
@@ -149,7 +162,8 @@ class FolderDataset(SegmentationDataset):
   classes.txt                   one class a line: name, or name R G B
   images/{train,val}/NAME.jpg   (.jpg, .jpeg, .png, .bmp or .tif)
   masks/{train,val}/NAME.png    pixel value = class index (0..K-1), 255 = ignore
-                                (or colour PNGs, every class's colour in classes.txt)
+                                (or colour PNGs, every class's colour in classes.txt;
+                                black-and-white masks: `name 0 0 0`, `name 255 255 255`)
   without images/val (or without split folders: images/NAME.jpg, masks/NAME.png),
   a tenth of the training images validates"""
     SOURCE = "your own data: write masks with any labelling tool that exports PNG masks"
@@ -234,18 +248,21 @@ class FolderDataset(SegmentationDataset):
         return samples
 
     def verify(self, samples: Sequence[Sample]) -> list[Sample]:
-        """Readability and sizes (as every dataset), then each mask's values."""
-        good, problems = [], []
+        """Readability and sizes (as every dataset), then each mask's values, then that
+        the masks mark more than class 0 and "ignore"."""
+        good, problems, seen = [], [], set()
         for s in samples:
-            problem = _check_pair(s) or self._check_values(s.label)
+            problem = _check_pair(s) or self._check_values(s.label, seen)
             (problems if problem else good).append(problem or s)
         if problems and self.on_bad == "raise":
             raise CorruptFileError(self.name, problems)
         if problems:
             self._count_skipped("", problems)
+        if good and seen == {0, IGNORE_LABEL} and self.num_classes > 1:
+            self._refuse_black_and_white(os.path.commonpath([s.label for s in good]))
         return good
 
-    def _check_values(self, path: str) -> str | None:
+    def _check_values(self, path: str, seen: set[int]) -> str | None:
         try:
             values = np.unique(read_mask(path, self.mask_colours))
         except ValueError as e:
@@ -256,7 +273,20 @@ class FolderDataset(SegmentationDataset):
                 f"{path} has value(s) {bad[:5]} at or above the {self.num_classes} classes of "
                 "classes.txt (255 is the only other value allowed)"
             )
+        seen.update(int(v) for v in values)
         return None
+
+    def _refuse_black_and_white(self, folder: str):
+        """Masks of only 0 and 255 read as indices: nothing but class 0 would train."""
+        names = self.class_names
+        marked = repr(names[1]) if len(names) == 2 else "a class"
+        example = f"`{names[0]} 0 0 0` and `{names[1]} 255 255 255`"
+        raise UserError(
+            f"{self.name}: the masks in {folder} hold only the values 0 and 255, so as class "
+            f"indices they mark nothing but {names[0]!r} (255 means 'ignore'). If 255 marks "
+            f"{marked} (black-and-white masks), give every class a grey colour in "
+            f"classes.txt, which then reads masks by grey level: {example}."
+        )
 
     def _count_skipped(self, split: str, problems: list[str]) -> None:
         self.skipped[split] = self.skipped.get(split, 0) + len(problems)

@@ -81,6 +81,48 @@ def test_colour_masks_read_as_the_classes_of_their_colours(custom_dir, tmp_path)
         FolderDataset(str(colour)).samples("train")
 
 
+def test_black_and_white_masks_are_refused_as_indices_and_read_by_grey_colours(
+    custom_dir, tmp_path
+):
+    """Masks of 0 and 255 (255 marking the object, as many binary datasets store them)
+    would, as indices, train nothing but class 0: refused with the fix, which then reads
+    them as the two classes. A 16-bit value above 255 is named, not wrapped."""
+    import shutil
+
+    from kseg.data import segmentation_pipeline
+    from kseg.errors import UserError
+
+    root = tmp_path / "binary"
+    shutil.copytree(custom_dir, root)
+    objects = {}
+    for path in sorted((root / "masks").rglob("*.png")):
+        indices = np.asarray(Image.open(path))
+        objects[path.name] = indices == 2  # road
+        mask = Image.fromarray(np.where(objects[path.name], 255, 0).astype(np.uint8))
+        (mask.convert("1") if path.name == "photo002.png" else mask).save(path)  # one 1-bit
+    (root / "classes.txt").write_text("background\nroad\n")
+    with pytest.raises(UserError) as error:
+        FolderDataset(str(root)).samples("train")
+    message = str(error.value)
+    assert "masks/train hold only the values 0 and 255" in message
+    assert "If 255 marks 'road'" in message
+    assert "`background 0 0 0` and `road 255 255 255`" in message
+
+    (root / "classes.txt").write_text("background 0 0 0\nroad 255 255 255\n")
+    dataset = FolderDataset(str(root))
+    samples = dataset.samples("val")
+    ds = segmentation_pipeline(dataset, samples, 4, training=False, seed=0)  # in order
+    labels = np.concatenate([label.numpy() for _, label in ds])
+    want = np.stack([objects[os.path.basename(s.label)] for s in samples]).astype(np.uint8)
+    assert 0 < want.mean() < 1
+    np.testing.assert_array_equal(labels, want)
+
+    sixteen = root / "masks" / "val" / "photo001.png"
+    Image.fromarray(np.full((64, 128), 300, np.uint16)).save(sixteen)
+    with pytest.raises(CorruptFileError, match="photo001.png: has value 300: mask values"):
+        FolderDataset(str(root)).samples("val")
+
+
 def test_without_a_val_folder_a_tenth_of_the_training_images_validates(custom_dir, tmp_path):
     """No images/val, or no split folders at all: the tenth (at least one) of the images
     whose names' MD5 hashes are lowest validates, the rest trains, the same on every run."""
