@@ -16,6 +16,7 @@ from kseg.data.lip import LIP
 from kseg.data.pascal_context import PascalContext
 from kseg.data.pipeline import Augmentation, segmentation_pipeline
 from kseg.data.voc import VOC
+from kseg.data.voc_export import VocExport
 
 SEGMENTATION_DATASETS: dict[str, type[SegmentationDataset]] = {
     "cityscapes": Cityscapes,
@@ -43,6 +44,7 @@ __all__ = [
     "Sample",
     "SegmentationDataset",
     "VOC",
+    "VocExport",
     "classification_pipeline",
     "load_cifar",
     "load_svhn",

@@ -137,6 +137,14 @@ def held_out(names: Sequence[str], share: float = HOLD_OUT) -> set[str]:
     return set(sorted(names, key=key)[:count])
 
 
+def is_voc_export(root: str) -> bool:
+    """Whether `root` is a labelling tool's VOC-style export rather than this layout."""
+    root = os.path.expanduser(root)
+    return not os.path.isfile(os.path.join(root, "classes.txt")) and os.path.isfile(
+        os.path.join(root, "labelmap.txt")
+    )
+
+
 def _codes(rgb: np.ndarray) -> np.ndarray:
     """One int per colour of an (..., 3) uint8 array: R * 65536 + G * 256 + B."""
     return rgb.astype(np.int64) @ [65536, 256, 1]
@@ -165,24 +173,37 @@ class FolderDataset(SegmentationDataset):
                                 (or colour PNGs, every class's colour in classes.txt;
                                 black-and-white masks: `name 0 0 0`, `name 255 255 255`)
   without images/val (or without split folders: images/NAME.jpg, masks/NAME.png),
-  a tenth of the training images validates"""
+  a tenth of the training images validates
+or a labelling tool's Pascal VOC export as it is unzipped (CVAT's "Segmentation mask 1.1"
+with images): labelmap.txt, JPEGImages/, SegmentationClass/, ImageSets/Segmentation/"""
     SOURCE = "your own data: write masks with any labelling tool that exports PNG masks"
+
+    # The class list, and where validation images come from (messages name them).
+    CLASS_FILE = "classes.txt"
+    VAL_SOURCE = "images/val"
+
+    def __new__(cls, root: str, on_bad: str = "raise"):
+        """A labelling tool's VOC-style export (labelmap.txt and SegmentationClass/, no
+        classes.txt) is read by `kseg.data.voc_export.VocExport`."""
+        if cls is FolderDataset and is_voc_export(root):
+            from kseg.data.voc_export import VocExport
+
+            cls = VocExport
+        return super().__new__(cls)
 
     def __init__(self, root: str, on_bad: str = "raise"):
         super().__init__(root, on_bad)
-        classes = os.path.join(self.root, "classes.txt")
-        if not os.path.isfile(classes):
-            self.layout_error(f"missing {classes}")
-        self.class_names, self.palette, coloured = read_classes(classes)
-        # What colour masks are read by: the classes' colours, when classes.txt gives them.
+        self.class_names, self.palette, coloured = self._class_list()
+        # What colour masks are read by: the classes' colours, when the class list gives them.
         self.mask_colours = self.palette if coloured else None
+        classes = os.path.join(self.root, self.CLASS_FILE)
         if not self.class_names:
             self.layout_error(f"{classes} lists no class")
         if len(self.class_names) > IGNORE_LABEL:
             self.layout_error(f"{classes} lists {len(self.class_names)} classes; at most 255")
         self.name = os.path.basename(self.root.rstrip(os.sep)) or "custom"
         self.skipped: dict[str, int] = {}
-        self._held_out: dict[str, list[Sample]] | None = None  # without images/val
+        self._held_out: dict[str, list[Sample]] | None = None  # without a val split
 
     def decode_label(self, path):
         """Masks go through PIL (TensorFlow's PNG decoder turns palettes into colours)."""
@@ -192,30 +213,19 @@ class FolderDataset(SegmentationDataset):
         return tf.reshape(label, tf.shape(label)[:2])
 
     def _samples(self, split):
-        if split == "test" or self._has("val"):
-            return self._pairs(split)
+        if split == "test" or self._has_split("val"):
+            return self._split_pairs(split)
         if self._held_out is None:
             self._held_out = self._hold_out()
         return self._held_out[split]
 
-    def _has(self, split: str) -> bool:
-        return os.path.isdir(os.path.join(self.root, "images", split))
-
     def _hold_out(self) -> dict[str, list[Sample]]:
-        """The train and val samples when there is no `images/val`: a tenth of
-        `images/train` (or of `images/` without split folders) validates."""
-        folder = "train" if self._has("train") else ""
-        if not folder and self._has("test"):
-            self.layout_error(
-                "images/test without images/train: put the training images in "
-                "images/train (and validation images in images/val)"
-            )
-        pool = self._pairs(folder)
-        source = os.path.join("images", folder)
+        """The train and val samples without a val split: a tenth of the pool validates."""
+        pool, source = self._pool()
         if len(pool) == 1:
             self.layout_error(
-                f"{source} holds one image and there is no images/val: add "
-                "images, or an images/val folder to validate on"
+                f"{source} holds one image and there is no {self.VAL_SOURCE}: add images, or "
+                "the validation images"
             )
         image_dir = os.path.join(self.root, source)
         relative = [os.path.relpath(s.image, image_dir) for s in pool]
@@ -225,25 +235,63 @@ class FolderDataset(SegmentationDataset):
             split["val" if name in names else "train"].append(sample)
         if names:
             print(
-                f"{self.name}: no images/val; validating on {len(names)} of the {len(pool)} "
-                f"images of {source}, held out from training (the tenth whose names hash "
-                "lowest; an images/val folder chooses them instead)"
+                f"{self.name}: no {self.VAL_SOURCE}; validating on {len(names)} of the "
+                f"{len(pool)} images of {source}, held out from training (the tenth whose "
+                f"names hash lowest; to choose them, add {self.VAL_SOURCE})"
             )
         return split
+
+    # === The layout: classes.txt, images/ and masks/ (`VocExport` has its own) ===
+    def _class_list(self) -> ClassList:
+        classes = os.path.join(self.root, self.CLASS_FILE)
+        if not os.path.isfile(classes):
+            self.layout_error(f"missing {classes}")
+        return read_classes(classes)
+
+    def _has_split(self, split: str) -> bool:
+        return os.path.isdir(os.path.join(self.root, "images", split))
+
+    def _split_pairs(self, split: str) -> list[Sample]:
+        return self._pairs(split)
+
+    def _pool(self) -> tuple[list[Sample], str]:
+        """The samples a val split is held out from, and their folder under the root:
+        `images/train`, or `images/` without split folders."""
+        folder = "train" if self._has_split("train") else ""
+        if not folder and self._has_split("test"):
+            self.layout_error(
+                "images/test without images/train: put the training images in "
+                "images/train (and validation images in images/val)"
+            )
+        return self._pairs(folder), os.path.join("images", folder)
 
     def _pairs(self, split: str) -> list[Sample]:
         """The (image, mask) pairs of `images/<split>` (`split` "": of `images/`)."""
         image_dir, mask_dir = self.require_dir("images", split), self.require_dir("masks", split)
         images = [p for p in list_files(image_dir, "**/*") if p.lower().endswith(IMAGE_EXTENSIONS)]
-        samples, missing = [], []
-        for image in images:
-            relative = os.path.splitext(os.path.relpath(image, image_dir))[0]
-            mask = os.path.join(mask_dir, relative + ".png")
-            (samples if os.path.isfile(mask) else missing).append(Sample(image, mask))
-        if missing:
-            problems = [f"{s.image}: no mask {s.label}" for s in missing]
-            if self.on_bad == "raise":
-                raise CorruptFileError(self.name, problems)
+        return self.existing(
+            [
+                Sample(image, os.path.join(mask_dir, relative + ".png"))
+                for image in images
+                for relative in [os.path.splitext(os.path.relpath(image, image_dir))[0]]
+            ],
+            split,
+        )
+
+    def existing(self, candidates: list[Sample], split: str) -> list[Sample]:
+        """The candidates whose image and mask both exist; the others are named (or, with
+        `on_bad="skip"`, counted)."""
+        samples, problems = [], []
+        for s in candidates:
+            if not os.path.isfile(s.image):
+                problems.append(f"{s.label}: no image {s.image}")
+            elif not os.path.isfile(s.label):
+                problems.append(f"{s.image}: no mask {s.label}")
+            else:
+                samples.append(s)
+        if problems and self.on_bad == "raise":
+            raise CorruptFileError(self.name, problems)
+        if problems:
             self._count_skipped(split, problems)
         return samples
 

@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--calib-dataset",
         choices=sorted(SEGMENTATION_DATASETS),
-        help="the reader of --calib-data (default: custom for a folder with classes.txt, "
-        "your own data's layout, else cityscapes)",
+        help="the reader of --calib-data (default: custom for a folder with classes.txt "
+        "or labelmap.txt, your own data's layouts, else cityscapes)",
     )
     p.add_argument("--calib-split", default="train", help="calibration images' split")
     p.add_argument("--calib-images", type=int, default=8)
@@ -103,15 +103,15 @@ def main(argv: list[str] | None = None) -> None:
 
 def _calibration_dataset(model, folder: str, reader: str | None):
     """The dataset of `--calib-data` (its reader: `--calib-dataset`, else your own data's
-    layout when the folder holds classes.txt, else Cityscapes'), refused when its classes
-    are not the model's."""
+    layouts when the folder holds classes.txt or labelmap.txt, else Cityscapes'), refused
+    when its classes are not the model's."""
     from kseg.data import SEGMENTATION_DATASETS
     from kseg.errors import UserError
     from kseg.tasks.base import main_logits
 
     if reader is None:
-        has_classes = os.path.isfile(os.path.join(folder, "classes.txt"))
-        reader = "custom" if has_classes else "cityscapes"
+        own = any(os.path.isfile(os.path.join(folder, f)) for f in ("classes.txt", "labelmap.txt"))
+        reader = "custom" if own else "cityscapes"
     dataset = SEGMENTATION_DATASETS[reader](folder)
     classes = main_logits(model.output).shape[-1]
     if classes != dataset.num_classes:

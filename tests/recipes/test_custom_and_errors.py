@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,6 +178,68 @@ def test_without_a_val_folder_a_tenth_of_the_training_images_validates(custom_di
         path.unlink()
     with pytest.raises(DatasetLayoutError, match="holds one image and there is no images/val"):
         FolderDataset(str(root)).samples("val")
+
+
+def test_a_labelling_tools_voc_export_reads_as_it_is(custom_dir, tmp_path):
+    """CVAT's "Segmentation mask 1.1" export (labelmap.txt, JPEGImages/, colour masks in
+    SegmentationClass/, subset lists): FolderDataset opens it, with the labels of the index
+    masks its colour masks were painted from; subsets train and val are the splits, and
+    CVAT's single `default` subset has a tenth held out; a labelmap without colours means
+    VOC's colour map."""
+    import shutil
+
+    from kseg.data import segmentation_pipeline
+    from kseg.data.voc_export import VocExport
+
+    palette = FolderDataset(custom_dir).palette
+    names = ["background", "building", "road", "car", "person"]  # class 0 as CVAT's
+    root = tmp_path / "cvat"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / sub).mkdir(parents=True)
+    labels, subsets = {}, {"train": [], "val": []}
+    for split in ("train", "val"):
+        for image in sorted((Path(custom_dir) / "images" / split).iterdir()):
+            name = f"{split}_{image.stem}"  # names are unique across an export's subsets
+            shutil.copy(image, root / "JPEGImages" / f"{name}.jpg")
+            indices = np.asarray(
+                Image.open(Path(custom_dir) / "masks" / split / f"{image.stem}.png")
+            )
+            labels[name] = np.where(indices == 255, 0, indices)  # CVAT paints no "ignore"
+            Image.fromarray(palette[labels[name]]).save(root / "SegmentationClass" / f"{name}.png")
+            subsets[split].append(name)
+    lines = [f"{n}:{','.join(map(str, c))}::" for n, c in zip(names, palette.tolist(), strict=True)]
+    (root / "labelmap.txt").write_text("# label:color_rgb:parts:actions\n" + "\n".join(lines))
+    lists = root / "ImageSets" / "Segmentation"
+    for split, subset in subsets.items():
+        (lists / f"{split.title()}.txt").write_text("\n".join(subset) + "\n")
+
+    dataset = FolderDataset(str(root))
+    assert isinstance(dataset, VocExport) and dataset.class_names == tuple(names)
+    samples = dataset.samples("val")
+    assert [Path(s.image).stem for s in samples] == subsets["val"]
+    assert len(dataset.samples("train")) == 8
+    ds = segmentation_pipeline(dataset, samples, 4, training=False, seed=0)  # in order
+    read = np.concatenate([label.numpy() for _, label in ds])
+    np.testing.assert_array_equal(read, np.stack([labels[n] for n in subsets["val"]]))
+
+    # CVAT's single subset: a tenth held out.
+    for split in subsets:
+        (lists / f"{split.title()}.txt").unlink()
+    (lists / "default.txt").write_text("\n".join(subsets["train"] + subsets["val"]) + "\n")
+    dataset = FolderDataset(str(root))
+    train, val = dataset.samples("train"), dataset.samples("val")
+    assert (
+        len(val) == 1 and len(train) == 11 and not {s.image for s in val} & {s.image for s in train}
+    )
+
+    # No colours: the tools' masks are in VOC's colour map (black, dark red, dark green...).
+    (root / "labelmap.txt").write_text("\n".join(f"{n}:::" for n in names))
+    voc = FolderDataset(str(root)).palette
+    assert voc[:3].tolist() == [[0, 0, 0], [128, 0, 0], [0, 128, 0]] and len(voc) == 5
+
+    (root / "labelmap.txt").write_text("background:0,0,0::\nroad:::\n")
+    with pytest.raises(CorruptFileError, match=r"classes without a colour, e.g. \['road'\]"):
+        FolderDataset(str(root))
 
 
 def test_bad_custom_files_are_named_or_skipped_and_counted(custom_dir, tmp_path):
