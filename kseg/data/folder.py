@@ -62,11 +62,12 @@ def read_classes(path: str) -> ClassList:
             parts = line.split()
             if not parts or parts[0].startswith("#"):
                 continue
-            if len(parts) not in (1, 4):
-                problem = f"{path} line {number}: expected `name` or `name R G B`"
+            colour = rgb(parts[1:]) if len(parts) == 4 else None
+            if len(parts) not in (1, 4) or (len(parts) == 4 and colour is None):
+                problem = f"{path} line {number}: expected `name` or `name R G B` (0-255)"
                 raise CorruptFileError("classes.txt", [f"{problem}, got {line.strip()!r}"])
             names.append(parts[0])
-            colours.append([int(v) for v in parts[1:]] if len(parts) == 4 else None)
+            colours.append(colour)
     import imgviz
 
     default = imgviz.label_colormap()[1:]  # 255 colours; 0 (black) left for unlabelled
@@ -75,6 +76,15 @@ def read_classes(path: str) -> ClassList:
     ).reshape(-1, 3)
     coloured = all(c is not None for c in colours)
     return ClassList(tuple(names), palette, coloured)
+
+
+def rgb(values: Sequence[str]) -> list[int] | None:
+    """Three colour values written in a class list, or None unless each is 0 to 255."""
+    try:
+        colour = [int(v) for v in values]
+    except ValueError:
+        return None
+    return colour if len(colour) == 3 and all(0 <= v <= 255 for v in colour) else None
 
 
 def read_mask(path, colours: np.ndarray | None = None) -> np.ndarray:
@@ -180,6 +190,7 @@ with images): labelmap.txt, JPEGImages/, SegmentationClass/, ImageSets/Segmentat
 
     # The class list, and where validation images come from (messages name them).
     CLASS_FILE = "classes.txt"
+    CLASS_LINE = "{name} {grey} {grey} {grey}"  # a class with a grey colour
     VAL_SOURCE = "images/val"
 
     def __new__(cls, root: str, on_bad: str = "raise"):
@@ -319,7 +330,7 @@ with images): labelmap.txt, JPEGImages/, SegmentationClass/, ImageSets/Segmentat
         if bad:
             return (
                 f"{path} has value(s) {bad[:5]} at or above the {self.num_classes} classes of "
-                "classes.txt (255 is the only other value allowed)"
+                f"{self.CLASS_FILE} (255 is the only other value allowed)"
             )
         seen.update(int(v) for v in values)
         return None
@@ -328,12 +339,15 @@ with images): labelmap.txt, JPEGImages/, SegmentationClass/, ImageSets/Segmentat
         """Masks of only 0 and 255 read as indices: nothing but class 0 would train."""
         names = self.class_names
         marked = repr(names[1]) if len(names) == 2 else "a class"
-        example = f"`{names[0]} 0 0 0` and `{names[1]} 255 255 255`"
+        lines = [
+            self.CLASS_LINE.format(name=n, grey=v) for n, v in ((names[0], 0), (names[1], 255))
+        ]
         raise UserError(
             f"{self.name}: the masks in {folder} hold only the values 0 and 255, so as class "
             f"indices they mark nothing but {names[0]!r} (255 means 'ignore'). If 255 marks "
             f"{marked} (black-and-white masks), give every class a grey colour in "
-            f"classes.txt, which then reads masks by grey level: {example}."
+            f"{self.CLASS_FILE}, which then reads masks by grey level: `{lines[0]}` and "
+            f"`{lines[1]}`."
         )
 
     def _count_skipped(self, split: str, problems: list[str]) -> None:

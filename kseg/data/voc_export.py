@@ -23,7 +23,7 @@ import numpy as np
 
 from kseg.data.base import Sample, list_files
 from kseg.data.errors import CorruptFileError
-from kseg.data.folder import IMAGE_EXTENSIONS, ClassList, FolderDataset
+from kseg.data.folder import IMAGE_EXTENSIONS, ClassList, FolderDataset, rgb
 
 # Subset list names (case aside) that are kseg's splits.
 SPLIT_NAMES = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
@@ -38,12 +38,13 @@ def read_labelmap(path: str) -> ClassList:
             if not line or line.startswith("#"):
                 continue
             fields = line.split(":")
-            colour = fields[1].split(",") if len(fields) > 1 and fields[1].strip() else None
-            if len(fields) != 4 or (colour is not None and len(colour) != 3):
-                problem = f"{path} line {number}: expected `name:R,G,B:parts:actions`"
+            given = len(fields) > 1 and fields[1].strip()
+            colour = rgb(fields[1].split(",")) if given else None
+            if len(fields) != 4 or (given and colour is None):
+                problem = f"{path} line {number}: expected `name:R,G,B:parts:actions` (0-255)"
                 raise CorruptFileError("labelmap.txt", [f"{problem}, got {line!r}"])
             names.append(fields[0].strip())
-            colours.append(None if colour is None else [int(c) for c in colour])
+            colours.append(colour)
     if any(c is None for c in colours) and any(c is not None for c in colours):
         missing = [n for n, c in zip(names, colours, strict=True) if c is None]
         raise CorruptFileError(
@@ -77,6 +78,7 @@ class VocExport(FolderDataset):
         "format 'Segmentation mask 1.1', with images)"
     )
     CLASS_FILE = "labelmap.txt"
+    CLASS_LINE = "{name}:{grey},{grey},{grey}::"
     VAL_SOURCE = "ImageSets/Segmentation/val.txt"
 
     def _class_list(self) -> ClassList:

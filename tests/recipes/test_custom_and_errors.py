@@ -77,6 +77,9 @@ def test_colour_masks_read_as_the_classes_of_their_colours(custom_dir, tmp_path)
     with pytest.raises(CorruptFileError, match=r"photo001.png: has 1 colour\(s\) that classes.txt "
                        r"does not list, e.g. \(1 2 3\)"):  # fmt: skip
         FolderDataset(str(colour)).samples("val")
+    (colour / "classes.txt").write_text("sky 1 2 x\n")
+    with pytest.raises(CorruptFileError, match=r"line 1: expected `name` or `name R G B`"):
+        FolderDataset(str(colour))
     (colour / "classes.txt").write_text("sky\nbuilding\nroad\ncar\nperson\n")
     with pytest.raises(CorruptFileError, match="give every class its colour in classes.txt"):
         FolderDataset(str(colour)).samples("train")
@@ -239,6 +242,9 @@ def test_a_labelling_tools_voc_export_reads_as_it_is(custom_dir, tmp_path):
 
     (root / "labelmap.txt").write_text("background:0,0,0::\nroad:::\n")
     with pytest.raises(CorruptFileError, match=r"classes without a colour, e.g. \['road'\]"):
+        FolderDataset(str(root))
+    (root / "labelmap.txt").write_text("background:0,0,0::\nroad:300,0,0::\n")
+    with pytest.raises(CorruptFileError, match=r"line 2: expected `name:R,G,B:parts:actions`"):
         FolderDataset(str(root))
 
 
