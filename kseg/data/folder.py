@@ -78,6 +78,18 @@ def read_classes(path: str) -> ClassList:
     return ClassList(tuple(names), palette, coloured)
 
 
+def read_class_list(path: str) -> ClassList:
+    """The `ClassList` of a classes.txt, or of a labelling tool's labelmap.txt (its lines
+    `name:R,G,B:parts:actions`, `kseg.data.voc_export.read_labelmap`)."""
+    with open(path, encoding="utf-8") as f:
+        labelmap = any(":" in line for line in f if not line.lstrip().startswith("#"))
+    if labelmap:
+        from kseg.data.voc_export import read_labelmap
+
+        return read_labelmap(path)
+    return read_classes(path)
+
+
 def rgb(values: Sequence[str]) -> list[int] | None:
     """Three colour values written in a class list, or None unless each is 0 to 255."""
     try:

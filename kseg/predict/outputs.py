@@ -12,11 +12,11 @@ __all__ = ["ImageWriter", "default_palette", "overlay", "read_palette", "softmax
 
 
 def read_palette(path: str) -> np.ndarray:
-    """The palette of a `classes.txt` (`name R G B` lines), read as kseg's folder datasets
-    read it."""
-    from kseg.data.folder import read_classes
+    """The palette of a `classes.txt` (`name R G B` lines) or a labelling tool's
+    `labelmap.txt`, read as kseg's folder datasets read them."""
+    from kseg.data.folder import read_class_list
 
     palette = np.zeros((256, 3), np.uint8)
-    colours = read_classes(path).palette
+    colours = read_class_list(path).palette
     palette[: len(colours)] = colours
     return palette

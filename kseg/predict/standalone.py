@@ -233,18 +233,27 @@ def default_palette(num_classes: int) -> np.ndarray:
 
 def read_palette(path: str) -> np.ndarray:
     """uint8[256, 3] from a `classes.txt` (`name R G B` lines; a bare `name` keeps the VOC
-    colour of its index + 1, as kseg's folder datasets do)."""
+    colour of its index + 1, as kseg's folder datasets do) or a labelling tool's
+    `labelmap.txt` (`name:R,G,B:parts:actions` lines; without colours, the VOC colour of
+    its index, as the tools paint masks)."""
     palette = np.zeros((256, 3), np.uint8)
     voc = label_colormap()
     try:
-        lines = [line.split() for line in open(path)]
+        lines = [line.strip() for line in open(path)]
     except OSError as e:
         raise UsageError(f"{path}: unreadable classes file ({e})") from None
-    entries = [p for p in lines if p and not p[0].startswith("#")]
-    for i, parts in enumerate(entries):
-        if len(parts) not in (1, 4):
-            raise UsageError(f"{path}: expected `name` or `name R G B` lines, got {parts}")
-        palette[i] = [int(v) for v in parts[1:]] if len(parts) == 4 else voc[i + 1]
+    entries = [line for line in lines if line and not line.startswith("#")]
+    labelmap = any(":" in line for line in entries)
+    for i, line in enumerate(entries):
+        parts = line.split(":")[1].split(",") if labelmap else line.split()[1:]
+        try:
+            colour = [int(v) for v in parts if v.strip()]
+            if len(colour) not in (0, 3) or not all(0 <= v <= 255 for v in colour):
+                raise ValueError
+        except (ValueError, IndexError):
+            form = "`name:R,G,B:parts:actions`" if labelmap else "`name` or `name R G B`"
+            raise UsageError(f"{path}: expected {form} lines, got {line!r}") from None
+        palette[i] = colour or voc[i if labelmap else i + 1]
     return palette
 
 
@@ -414,7 +423,8 @@ def add_output_arguments(p: argparse.ArgumentParser, required_out: bool = False)
     p.add_argument("--threads", type=int, default=2, help="LiteRT (and onnxruntime) threads")
     p.add_argument(
         "--classes",
-        help="a classes.txt (`name R G B` lines) for the label colours (default: Cityscapes' "
+        help="a classes.txt (`name R G B` lines) or labelmap.txt for the label colours "
+        "(default: Cityscapes' "
         "for 19 classes, else the VOC label colours)",
     )
     p.add_argument("--label-ids", action="store_true", help="also write Cityscapes labelIds")

@@ -4,12 +4,13 @@
     python -m kseg.recipes.custom evaluate --data-dir DIR
     python -m kseg.recipes.custom predict --data-dir DIR
 
-DIR holds `classes.txt` (one class a line: `name` or `name R G B`), `images/{train,val}/`
-and `masks/{train,val}/` (PNG, pixel value = class index, 255 = ignore, or colour PNGs
-by the colours of classes.txt); without `images/val` a tenth of the images validates; see
-`kseg.data.FolderDataset`. DIR may also be a labelling tool's Pascal VOC export as it is
-unzipped (labelmap.txt, JPEGImages/, SegmentationClass/; `kseg.data.VocExport`). Models train with their paper's preset, or kseg's default for
-a model without one; 512x512 crops unless `--crop` says otherwise.
+DIR holds `classes.txt` (one class a line: `name` or `name R G B`),
+`images/{train,val}/` and `masks/{train,val}/` (PNG, pixel value = class index, 255 =
+ignore, or colour PNGs by the colours of classes.txt); without `images/val` a tenth of
+the images validates; see `kseg.data.FolderDataset`. DIR may also be a labelling tool's
+Pascal VOC export as it is unzipped (labelmap.txt, JPEGImages/, SegmentationClass/;
+`kseg.data.VocExport`). Models train with their paper's preset, or kseg's default for a
+model without one; 512x512 crops unless `--crop` says otherwise.
 """
 
 from kseg.recipes.cli import command
