@@ -64,7 +64,10 @@ def read_classes(path: str) -> ClassList:
                 continue
             colour = rgb(parts[1:]) if len(parts) == 4 else None
             if len(parts) not in (1, 4) or (len(parts) == 4 and colour is None):
-                problem = f"{path} line {number}: expected `name` or `name R G B` (0-255)"
+                problem = (
+                    f"{path} line {number}: expected `name` or `name R G B` (0-255; names "
+                    "without spaces, e.g. traffic_light)"
+                )
                 raise CorruptFileError("classes.txt", [f"{problem}, got {line.strip()!r}"])
             names.append(parts[0])
             colours.append(colour)
