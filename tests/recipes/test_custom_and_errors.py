@@ -227,6 +227,15 @@ def test_a_labelling_tools_voc_export_reads_as_it_is(custom_dir, tmp_path):
     read = np.concatenate([label.numpy() for _, label in ds])
     np.testing.assert_array_equal(read, np.stack([labels[n] for n in subsets["val"]]))
 
+    # kseg.export --calib-data takes the export as it is.
+    import keras
+
+    from kseg.export.__main__ import _calibration_dataset
+
+    image = keras.Input((None, None, 3))
+    five = keras.Model(image, keras.layers.Conv2D(5, 1)(image))
+    assert isinstance(_calibration_dataset(five, str(root), None), VocExport)
+
     # CVAT's single subset: a tenth held out.
     for split in subsets:
         (lists / f"{split.title()}.txt").unlink()
