@@ -39,7 +39,7 @@ def run(args) -> dict:
     from kseg.predict.inputs import expand_inputs
     from kseg.predict.outputs import ImageWriter, default_palette, read_palette
     from kseg.predict.predictor import Predictor, segment_images, segment_video
-    from kseg.predict.standalone import output_root
+    from kseg.predict.standalone import output_bases, output_root
 
     images, videos = expand_inputs(args.inputs)
     backend = open_model(args.model, threads=args.threads)
@@ -60,9 +60,9 @@ def run(args) -> dict:
         summary["seconds"] += seconds
         print(f"Segmented {n} images in {seconds:.1f} s ({n / seconds:.1f} images/s) with "
               f"{backend.name}; outputs in {args.out}")  # fmt: skip
-    for video in videos:
-        stem = os.path.splitext(os.path.basename(video))[0]
+    for video, stem in zip(videos, output_bases(videos, os.path.dirname), strict=True):
         out = os.path.join(args.out, f"{stem}_overlay.mp4")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
         n, seconds = segment_video(predictor, video, out, palette, args.batch_size, args.quiet)
         summary["frames"] += n
         summary["seconds"] += seconds

@@ -105,6 +105,27 @@ def read_image(path: str) -> np.ndarray:
         raise UsageError(f"{path}: unreadable image ({e})") from None
 
 
+def output_bases(paths: list[str], root_of) -> list[str]:
+    """Each input's output path without a suffix: its path relative to `root_of(path)`,
+    without its extension. Inputs that would share one (x.jpg in two input folders, or
+    x.jpg beside x.png) are named by their paths below their common folder instead (cam1/x,
+    cam2/x), keeping their extensions if that still clashes (x.jpg, x.png), so that no
+    output overwrites another."""
+    bases = [os.path.splitext(os.path.relpath(p, root_of(p)))[0] for p in paths]
+    groups: dict[str, list[int]] = {}
+    for i, base in enumerate(bases):
+        groups.setdefault(base, []).append(i)
+    for group in (g for g in groups.values() if len(g) > 1):
+        full = [os.path.abspath(paths[i]) for i in group]
+        common = os.path.commonpath([os.path.dirname(f) for f in full])
+        named = [os.path.splitext(os.path.relpath(f, common))[0] for f in full]
+        if len(set(named)) < len(named):
+            named = [os.path.relpath(f, common) for f in full]
+        for i, name in zip(group, named, strict=True):
+            bases[i] = name
+    return bases
+
+
 def output_root(inputs: list[str]):
     """`root_of(path)`: the folder an output name is relative to, the innermost input
     folder holding `path`, else the image's own folder."""
@@ -289,7 +310,9 @@ class ImageWriter:
         self.label_ids, self.probabilities = label_ids, probabilities
 
     def write(self, name: str, image: np.ndarray, logits: np.ndarray) -> None:
-        base = os.path.join(self.folder, os.path.splitext(name)[0])
+        """Writes `<name>_pred.png` and the rest; `name` is the output path below the
+        folder without a suffix (`output_bases`)."""
+        base = os.path.join(self.folder, name)
         os.makedirs(os.path.dirname(base) or ".", exist_ok=True)
         labels = logits.argmax(-1).astype(np.uint8)
         png = Image.fromarray(labels, mode="P")
@@ -455,13 +478,16 @@ def segment_files(
 ) -> tuple[int, float]:  # fmt: skip
     """Reads (`read`), segments (`logits_of(images)`: their logits) and writes `paths` a
     batch at a time, never holding more; returns (images, seconds). Output names are
-    relative to `root_of(path)`."""
+    relative to `root_of(path)` (`output_bases`)."""
     progress = Progress(len(paths), quiet=quiet)
+    bases = output_bases(paths, root_of)
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
         images = [read(p) for p in chunk]
-        for path, image, logits in zip(chunk, images, logits_of(images), strict=True):
-            writer.write(os.path.relpath(path, root_of(path)), image, logits)
+        for base, image, logits in zip(
+            bases[start : start + batch_size], images, logits_of(images), strict=True
+        ):
+            writer.write(base, image, logits)
         progress.update(len(chunk))
     return progress.close()
 

@@ -118,3 +118,31 @@ def test_bad_inputs_are_named(artefacts, tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_inputs_of_one_name_get_outputs_of_their_own(artefacts, demo_cityscapes, tmp_path):
+    """x.png in two input folders, and y.png beside y.jpg: each keeps outputs of its own
+    (named by their paths below their common folder, and by their extensions), none
+    overwritten by another's."""
+    import shutil
+
+    pattern = os.path.join(demo_cityscapes, "leftImg8bit", "*", "*", "*.png")
+    a, b, c = sorted(glob.glob(pattern))[:3]
+    for folder in ("cam1", "cam2"):
+        (tmp_path / folder).mkdir()
+    shutil.copy(a, tmp_path / "cam1" / "x.png")
+    shutil.copy(b, tmp_path / "cam2" / "x.png")
+    shutil.copy(c, tmp_path / "cam1" / "y.png")
+    Image.open(a).save(tmp_path / "cam1" / "y.jpg", quality=95)
+    out = str(tmp_path / "out")
+    main([artefacts["tflite"], str(tmp_path / "cam1"), str(tmp_path / "cam2"), "--out", out,
+          "--quiet"])  # fmt: skip
+    masks = masks_in(out)
+    assert sorted(masks) == ["cam1/x_pred.png", "cam2/x_pred.png", "y.jpg_pred.png",
+                             "y.png_pred.png"]  # fmt: skip
+    for i, (name, source) in enumerate((("cam1/x", a), ("cam2/x", b), ("y.png", c))):
+        alone = str(tmp_path / f"alone{i}")
+        main([artefacts["tflite"], source, "--out", alone, "--quiet"])
+        (want,) = masks_in(alone).values()
+        np.testing.assert_array_equal(masks[f"{name}_pred.png"], want)
+    assert os.path.exists(os.path.join(out, "cam2", "x_overlay.jpg"))
