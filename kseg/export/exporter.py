@@ -14,6 +14,7 @@ import numpy as np
 
 from kseg.errors import UserError
 from kseg.export.bundle import write_labels, write_readme, write_segment_py
+from kseg.export.destination import Destination
 from kseg.export.formats import (
     TFLITE_MODES,
     export_onnx,
@@ -173,7 +174,11 @@ def export(
         where = f"{len(checked)} held-out images"
     else:
         checked, checked_labels = images, labels
-    os.makedirs(out, exist_ok=True)
+    # Everything is written to a staging folder and moved into `out` at the end, where it
+    # replaces only what earlier exports wrote (`kseg.export.destination`).
+    destination = Destination(out)
+    destination.check(_bundle_names(model.name, formats, quantize))
+    out = destination.stage
     artefacts: list[Artefact] = []
 
     blocks = ode_blocks(model)
@@ -261,7 +266,21 @@ def export(
         with open(os.path.join(out, "per_class_iou.txt"), "w") as f:
             f.write(f"IoU per class on {where}\n{per_class_table(artefacts, names)}\n")
     write_readme(out, name, input_size, num_classes, artefacts, threads)
+    moved = destination.publish()
+    for art in artefacts:
+        art.path = moved.get(art.path, art.path)
     return artefacts
+
+
+def _bundle_names(name: str, formats, quantize) -> list[str]:
+    """The files an export of `formats` is known to write before it runs."""
+    names = ["labels.txt", "README.txt", "per_class_iou.txt"]
+    names += [f"{name}.keras"] if "keras" in formats else []
+    names += ["saved_model"] if "saved_model" in formats else []
+    if "tflite" in formats:
+        names += ["segment.py", *(f"{name}_{mode}.tflite" for mode in quantize)]
+    names += [f"{name}.onnx"] if "onnx" in formats else []
+    return names
 
 
 class Scoring:

@@ -304,3 +304,52 @@ def test_command_line_prunes_before_exporting_and_prints_the_table(
     # the file holds the pruned weights (float32) and a graph that does not shrink
     size = os.path.getsize(out / f"{tiny_contextnet.name}_fp32.tflite")
     assert 4 * after < size < 4 * after + 150_000
+
+
+def test_an_export_replaces_only_what_kseg_wrote(tiny_contextnet, tmp_path):
+    """An app's own labels.txt in --out stops the export before its work, untouched; a
+    second export replaces the first's files; a file edited since kseg wrote it is refused,
+    also when it is only known once the export has run, and nothing of that export moves
+    in."""
+    from kseg.errors import UserError
+    from kseg.export.destination import Destination
+
+    out = tmp_path / "assets"
+    out.mkdir()
+    (out / "labels.txt").write_text("my app's labels\n")
+    images = np.random.default_rng(0).random((2, *SIZE, 3), np.float32)
+    settings = dict(formats=("tflite",), input_size=SIZE, images=images, threads=(1,))
+    with pytest.raises(UserError, match="already holds labels.txt, which kseg did not write"):
+        export(tiny_contextnet, str(out), **settings)
+    assert os.listdir(out) == ["labels.txt"]
+    assert (out / "labels.txt").read_text() == "my app's labels\n"
+
+    (out / "labels.txt").unlink()
+    (first,) = export(tiny_contextnet, str(out), **settings)
+    tflite = out / f"{tiny_contextnet.name}_fp32.tflite"
+    assert first.path == str(tflite)
+    written = sorted(os.listdir(out))
+    assert written == sorted(
+        [".kseg-export.json", "README.txt", "labels.txt", "segment.py", tflite.name]
+    )
+    export(tiny_contextnet, str(out), **settings)  # kseg's own files: replaced
+    assert sorted(os.listdir(out)) == written
+    (out / ".kseg-export.json").unlink()  # a folder exported before the record: its README
+    export(tiny_contextnet, str(out), **settings)
+    assert sorted(os.listdir(out)) == written
+
+    (out / "segment.py").write_text("# my edits\n")
+    with pytest.raises(UserError, match="already holds segment.py, which kseg did not write"):
+        export(tiny_contextnet, str(out), **settings)
+    # A file the export writes that no check knew of before its work: refused at the end.
+    before = tflite.read_bytes()
+    (out / "notes.txt").write_text("mine\n")
+    destination = Destination(str(out))
+    for name in ("notes.txt", tflite.name):
+        (tmp_path / name).write_text("kseg's\n")
+        os.replace(tmp_path / name, os.path.join(destination.stage, name))
+    with pytest.raises(UserError, match="already holds notes.txt, which kseg did not write"):
+        destination.publish()
+    assert (out / "notes.txt").read_text() == "mine\n" and tflite.read_bytes() == before
+    del destination
+    assert sorted(os.listdir(out)) == sorted([*written, "notes.txt"])  # no staging left

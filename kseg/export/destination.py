@@ -1,0 +1,109 @@
+"""The folder an export writes to, which may already hold files of its user's.
+
+An export is written to a staging folder inside `out` first and moved in when it has
+succeeded, so a failed export leaves `out` as it was (the folder created, if it was not
+there). Moving in replaces a file only if an
+earlier kseg export wrote it and it is unchanged since: `out/.kseg-export.json` records
+each file kseg wrote with its SHA-256. A file of the same name that kseg did not write, or
+that changed since (an app's own labels.txt, an edited segment.py), stops the export with
+a message naming it, and nothing is moved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import weakref
+
+from kseg.errors import UserError
+
+MANIFEST = ".kseg-export.json"
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fingerprint(path: str) -> str:
+    """A file's SHA-256; a folder's (a SavedModel) over its files' names and hashes."""
+    if not os.path.isdir(path):
+        return _sha256(path)
+    digest = hashlib.sha256()
+    for folder, subfolders, files in sorted(os.walk(path)):
+        subfolders.sort()
+        for name in sorted(files):
+            full = os.path.join(folder, name)
+            digest.update(f"{os.path.relpath(full, path)}:{_sha256(full)}\n".encode())
+    return digest.hexdigest()
+
+
+class Destination:
+    """`out`, with `stage` (a folder inside it) to write an export to and `publish` to
+    move the export in. The stage is removed when the object goes, published or not."""
+
+    def __init__(self, out: str):
+        self.out = out
+        os.makedirs(out, exist_ok=True)
+        self.stage = tempfile.mkdtemp(prefix=".kseg-staging-", dir=out)
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self.stage, True)
+
+    def written_by_kseg(self) -> dict[str, str]:
+        """The files (and folders) earlier exports wrote here, with their fingerprints. A
+        folder exported before kseg kept this record is known by its README.txt, and what
+        it holds counts as kseg's."""
+        try:
+            with open(os.path.join(self.out, MANIFEST)) as f:
+                return dict(json.load(f)["files"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        try:
+            with open(os.path.join(self.out, "README.txt")) as f:
+                earlier = "exported by kseg" in f.readline()
+        except (OSError, UnicodeDecodeError):
+            earlier = False
+        names = [n for n in os.listdir(self.out) if not n.startswith(".kseg-staging-")]
+        return {n: _fingerprint(os.path.join(self.out, n)) for n in names} if earlier else {}
+
+    def check(self, names: list[str]) -> None:
+        """Refuses (a `UserError` naming them) when any of `names` exists in `out` and is
+        not as an earlier kseg export wrote it. The export checks the names it knows
+        before its work and every file it wrote before moving them in."""
+        ours = self.written_by_kseg()
+        theirs = [
+            n
+            for n in names
+            if os.path.lexists(os.path.join(self.out, n))
+            and ours.get(n) != _fingerprint(os.path.join(self.out, n))
+        ]
+        if theirs:
+            raise UserError(
+                f"{self.out} already holds {', '.join(theirs)}, which kseg did not write (or "
+                "which changed since it did); the export would overwrite them. Export to "
+                "another --out, or move them away."
+            )
+
+    def publish(self) -> dict[str, str]:
+        """Moves the staged files into `out`; returns {staged path: published path}."""
+        names = sorted(os.listdir(self.stage))
+        self.check(names)
+        ours = self.written_by_kseg()
+        moved = {}
+        for name in names:
+            staged, target = os.path.join(self.stage, name), os.path.join(self.out, name)
+            ours[name] = _fingerprint(staged)
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            os.replace(staged, target)
+            moved[staged] = target
+        ours = {n: f for n, f in ours.items() if os.path.lexists(os.path.join(self.out, n))}
+        with open(os.path.join(self.out, MANIFEST), "w") as f:
+            json.dump({"files": ours}, f, indent=1, sort_keys=True)
+        self._cleanup()
+        return moved
