@@ -177,7 +177,9 @@ def export(
     # Everything is written to a staging folder and moved into `out` at the end, where it
     # replaces only what earlier exports wrote (`kseg.export.destination`).
     destination = Destination(out)
-    destination.check(_bundle_names(model.name, formats, quantize))
+    destination.check(
+        _bundle_names(model.name, formats, quantize, ode_steps, int8_report, keep_float)
+    )
     out = destination.stage
     artefacts: list[Artefact] = []
 
@@ -272,14 +274,18 @@ def export(
     return artefacts
 
 
-def _bundle_names(name: str, formats, quantize) -> list[str]:
-    """The files an export of `formats` is known to write before it runs."""
+def _bundle_names(name: str, formats, quantize, ode_steps, int8_report, keep_float) -> list[str]:
+    """The files an export with these settings is known to write before it runs."""
     names = ["labels.txt", "README.txt", "per_class_iou.txt"]
     names += [f"{name}.keras"] if "keras" in formats else []
     names += ["saved_model"] if "saved_model" in formats else []
     if "tflite" in formats:
         names += ["segment.py", *(f"{name}_{mode}.tflite" for mode in quantize)]
+        if "int8" in quantize and (int8_report or keep_float):
+            names += ["int8_layer_errors.txt"]
+        names += [f"{name}_int8_mixed.tflite"] if "int8" in quantize and keep_float else []
     names += [f"{name}.onnx"] if "onnx" in formats else []
+    names += ["ode_grid.txt"] if ode_steps == "auto" else []
     return names
 
 
