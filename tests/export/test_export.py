@@ -299,8 +299,9 @@ def test_command_line_prunes_before_exporting_and_prints_the_table(
 
     assert before == count_params(tiny_contextnet) and after < 0.35 * before
     assert sorted(os.listdir(out)) == sorted(
-        [f"{tiny_contextnet.name}_fp32.tflite", "labels.txt", "segment.py", "README.txt"]
-    )
+        [f"{tiny_contextnet.name}_fp32.tflite", "labels.txt", "segment.py", "README.txt",
+         ".kseg-export.json"]
+    )  # fmt: skip
     # the file holds the pruned weights (float32) and a graph that does not shrink
     size = os.path.getsize(out / f"{tiny_contextnet.name}_fp32.tflite")
     assert 4 * after < size < 4 * after + 150_000
