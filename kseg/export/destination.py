@@ -2,11 +2,11 @@
 
 An export is written to a staging folder inside `out` first and moved in when it has
 succeeded, so a failed export leaves `out` as it was (the folder created, if it was not
-there). Moving in replaces a file only if an
-earlier kseg export wrote it and it is unchanged since: `out/.kseg-export.json` records
-each file kseg wrote with its SHA-256. A file of the same name that kseg did not write, or
-that changed since (an app's own labels.txt, an edited segment.py), stops the export with
-a message naming it, and nothing is moved.
+there). Moving in replaces a file only if an earlier kseg export wrote it and it is
+unchanged since: `out/.kseg-export.json` records each file kseg wrote with its SHA-256. A
+file of the same name that kseg did not write, or that changed since (an app's own
+labels.txt, an edited segment.py), stops the export with a message naming it, and nothing
+is moved.
 """
 
 from __future__ import annotations
@@ -46,13 +46,20 @@ def _fingerprint(path: str) -> str:
 
 class Destination:
     """`out`, with `stage` (a folder inside it) to write an export to and `publish` to
-    move the export in. The stage is removed when the object goes, published or not."""
+    move the export in. A context manager: the stage is removed on leaving it, published
+    or not (and, used without `with`, when the object goes)."""
 
     def __init__(self, out: str):
         self.out = out
         os.makedirs(out, exist_ok=True)
         self.stage = tempfile.mkdtemp(prefix=".kseg-staging-", dir=out)
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.stage, True)
+
+    def __enter__(self) -> Destination:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._cleanup()
 
     def written_by_kseg(self) -> dict[str, str]:
         """The files (and folders) earlier exports wrote here, with their fingerprints. A

@@ -176,99 +176,105 @@ def export(
         checked, checked_labels = images, labels
     # Everything is written to a staging folder and moved into `out` at the end, where it
     # replaces only what earlier exports wrote (`kseg.export.destination`).
-    destination = Destination(out)
-    destination.check(
-        _bundle_names(model.name, formats, quantize, ode_steps, int8_report, keep_float)
-    )
-    out = destination.stage
-    artefacts: list[Artefact] = []
-
-    blocks = ode_blocks(model)
-    adaptive = [b.name for b in blocks if get_solver(b.method).adaptive]
-    context = contextlib.nullcontext()
-    chosen_by = ""
-    if ode_steps == "auto":
-        chosen = _auto_grid(model, checked, where, ode_agreement, out)
-        ode_steps, ode_method = chosen.steps, chosen.method
-        max_diff, agreement = chosen.max_abs_logit_diff, chosen.agreement
-        chosen_by = f" (the cheapest grid with >= {100 * ode_agreement:g}%; ode_grid.txt)"
-    elif ode_steps:
-        max_diff, agreement = fixed_grid_error(model, checked, ode_steps, ode_method)
-    if ode_steps:
-        context = fixed_grid(model, ode_steps, ode_method)
-        ode_note = (
-            f"ODE blocks on {ode_method} x {ode_steps} steps{chosen_by}: max|dlogit| "
-            f"{max_diff:.2e}, arg-max agreement {100 * agreement:.2f}% against their "
-            "adaptive solve"
+    with Destination(out) as destination:
+        destination.check(
+            _bundle_names(model.name, formats, quantize, ode_steps, int8_report, keep_float)
         )
-    elif adaptive:
-        raise ExportSettingError(
-            f"{model.name}'s ODE blocks {adaptive} use adaptive solvers, which edge runtimes "
-            "cannot run; export them on a fixed grid: --ode-steps auto (the cheapest grid "
-            "that agrees with the adaptive solve) or --ode-steps N (ode_steps= in Python)"
-        )
-    else:
-        ode_note = ""
+        out = destination.stage
+        artefacts: list[Artefact] = []
 
-    with context:
-        core = logits_model(model, height, width)
-        reference = np.concatenate([np.asarray(core(x[None])) for x in checked])
-        name, num_classes = model.name, reference.shape[-1]
-        labels_txt = write_labels(out, class_names, num_classes)
-        scored = Scoring(reference, checked_labels, where)
-        if "keras" in formats:
-            path = os.path.join(out, f"{name}.keras")
-            model.save(path)
-            art = Artefact("keras", path, file_size_mb(path))
-            artefacts.append(scored.score(art, reference, change=False))
-        if "saved_model" in formats:
-            saved = export_saved_model(model, os.path.join(out, "saved_model"), height, width)
-            art = Artefact("saved_model", saved, file_size_mb(saved))
-            if verify:
-                logits, label_map = run_saved_model(saved, checked)
-                art.parity = check("saved_model", parity(reference, logits), FLOAT_AGREEMENT)
-                if not np.array_equal(label_map, logits.argmax(-1)):
-                    raise AssertionError("saved_model: 'labels' is not the arg-max of 'logits'")
-                scored.score(art, logits, change=False)
-            artefacts.append(art)
+        blocks = ode_blocks(model)
+        adaptive = [b.name for b in blocks if get_solver(b.method).adaptive]
+        context = contextlib.nullcontext()
+        chosen_by = ""
+        if ode_steps == "auto":
+            chosen = _auto_grid(model, checked, where, ode_agreement, out)
+            ode_steps, ode_method = chosen.steps, chosen.method
+            max_diff, agreement = chosen.max_abs_logit_diff, chosen.agreement
+            chosen_by = f" (the cheapest grid with >= {100 * ode_agreement:g}%; ode_grid.txt)"
+        elif ode_steps:
+            max_diff, agreement = fixed_grid_error(model, checked, ode_steps, ode_method)
+        if ode_steps:
+            context = fixed_grid(model, ode_steps, ode_method)
+            ode_note = (
+                f"ODE blocks on {ode_method} x {ode_steps} steps{chosen_by}: max|dlogit| "
+                f"{max_diff:.2e}, arg-max agreement {100 * agreement:.2f}% against their "
+                "adaptive solve"
+            )
+        elif adaptive:
+            raise ExportSettingError(
+                f"{model.name}'s ODE blocks {adaptive} use adaptive solvers, which edge runtimes "
+                "cannot run; export them on a fixed grid: --ode-steps auto (the cheapest grid "
+                "that agrees with the adaptive solve) or --ode-steps N (ode_steps= in Python)"
+            )
+        else:
+            ode_note = ""
+
+        with context:
+            core = logits_model(model, height, width)
+            reference = np.concatenate([np.asarray(core(x[None])) for x in checked])
+            name, num_classes = model.name, reference.shape[-1]
+            labels_txt = write_labels(out, class_names, num_classes)
+            scored = Scoring(reference, checked_labels, where)
+            if "keras" in formats:
+                path = os.path.join(out, f"{name}.keras")
+                model.save(path)
+                art = Artefact("keras", path, file_size_mb(path))
+                artefacts.append(scored.score(art, reference, change=False))
+            if "saved_model" in formats:
+                saved = export_saved_model(model, os.path.join(out, "saved_model"), height, width)
+                art = Artefact("saved_model", saved, file_size_mb(saved))
+                if verify:
+                    logits, label_map = run_saved_model(saved, checked)
+                    art.parity = check("saved_model", parity(reference, logits), FLOAT_AGREEMENT)
+                    if not np.array_equal(label_map, logits.argmax(-1)):
+                        raise AssertionError("saved_model: 'labels' is not the arg-max of 'logits'")
+                    scored.score(art, logits, change=False)
+                artefacts.append(art)
+            if "tflite" in formats:
+                with tempfile.TemporaryDirectory(prefix="kseg-tflite-") as source:
+                    export_saved_model(
+                        model, source, height, width, labels=False
+                    )  # see export_tflite
+                    for mode in quantize:
+                        path = os.path.join(out, f"{name}_{mode}.tflite")
+                        calibration = None if learned else lambda: iter(images)
+                        export_tflite(source, path, mode, calibration, learned_ranges=learned)
+                        if learned and float_ops(path):
+                            raise RuntimeError(f"{path} computes in float: {float_ops(path)}")
+                        if mode != "int8_io" or _takes_pixels(path):
+                            add_segmenter_metadata(path, name, labels_txt, height, width)
+                        artefacts.append(
+                            _check_tflite(path, mode, scored, checked, threads, verify)
+                        )
+                        if mode == "int8" and (int8_report or keep_float):
+                            mixed = _int8_report(source, out, name, images, keep_float)
+                            if mixed:
+                                add_segmenter_metadata(mixed, name, labels_txt, height, width)
+                                artefacts.append(
+                                    _check_tflite(
+                                        mixed, "int8_mixed", scored, checked, threads, verify
+                                    )
+                                )
+            if "onnx" in formats:
+                path = export_onnx(model, os.path.join(out, f"{name}.onnx"), height, width)
+                art = Artefact("onnx", path, file_size_mb(path))
+                if verify:
+                    logits = run_onnx(path, checked)
+                    art.parity = check("onnx", parity(reference, logits), FLOAT_AGREEMENT)
+                    scored.score(art, logits, change=False)
+                    art.latency_s = {t: onnx_latency(path, checked[0], t) for t in threads}
+                artefacts.append(art)
+        for art in artefacts:
+            art.ode = ode_note
         if "tflite" in formats:
-            with tempfile.TemporaryDirectory(prefix="kseg-tflite-") as source:
-                export_saved_model(model, source, height, width, labels=False)  # see export_tflite
-                for mode in quantize:
-                    path = os.path.join(out, f"{name}_{mode}.tflite")
-                    calibration = None if learned else lambda: iter(images)
-                    export_tflite(source, path, mode, calibration, learned_ranges=learned)
-                    if learned and float_ops(path):
-                        raise RuntimeError(f"{path} computes in float: {float_ops(path)}")
-                    if mode != "int8_io" or _takes_pixels(path):
-                        add_segmenter_metadata(path, name, labels_txt, height, width)
-                    artefacts.append(_check_tflite(path, mode, scored, checked, threads, verify))
-                    if mode == "int8" and (int8_report or keep_float):
-                        mixed = _int8_report(source, out, name, images, keep_float)
-                        if mixed:
-                            add_segmenter_metadata(mixed, name, labels_txt, height, width)
-                            artefacts.append(
-                                _check_tflite(mixed, "int8_mixed", scored, checked, threads, verify)
-                            )
-        if "onnx" in formats:
-            path = export_onnx(model, os.path.join(out, f"{name}.onnx"), height, width)
-            art = Artefact("onnx", path, file_size_mb(path))
-            if verify:
-                logits = run_onnx(path, checked)
-                art.parity = check("onnx", parity(reference, logits), FLOAT_AGREEMENT)
-                scored.score(art, logits, change=False)
-                art.latency_s = {t: onnx_latency(path, checked[0], t) for t in threads}
-            artefacts.append(art)
-    for art in artefacts:
-        art.ode = ode_note
-    if "tflite" in formats:
-        write_segment_py(out)
-    if checked_labels is not None:
-        names = class_names or [f"class_{i}" for i in range(num_classes)]
-        with open(os.path.join(out, "per_class_iou.txt"), "w") as f:
-            f.write(f"IoU per class on {where}\n{per_class_table(artefacts, names)}\n")
-    write_readme(out, name, input_size, num_classes, artefacts, threads)
-    moved = destination.publish()
+            write_segment_py(out)
+        if checked_labels is not None:
+            names = class_names or [f"class_{i}" for i in range(num_classes)]
+            with open(os.path.join(out, "per_class_iou.txt"), "w") as f:
+                f.write(f"IoU per class on {where}\n{per_class_table(artefacts, names)}\n")
+        write_readme(out, name, input_size, num_classes, artefacts, threads)
+        moved = destination.publish()
     for art in artefacts:
         art.path = moved.get(art.path, art.path)
     return artefacts
