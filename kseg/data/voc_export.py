@@ -70,9 +70,9 @@ class VocExport(FolderDataset):
   labelmap.txt                          name:R,G,B:parts:actions, one class a line
   JPEGImages/NAME.jpg                   (export the images with the annotations)
   SegmentationClass/NAME.png            colour masks in labelmap.txt's colours
-  ImageSets/Segmentation/SUBSET.txt     image names; subsets train, val, test (others,
-                                        e.g. default, train; a tenth of them validates
-                                        without a val subset)"""
+  ImageSets/Segmentation/SUBSET.txt     image names; subsets train, val and test (without
+                                        val, a tenth of train, or of the other subsets such
+                                        as CVAT's default, validates)"""
     SOURCE = (
         "a labelling tool's Pascal VOC segmentation export (CVAT: Export dataset, "
         "format 'Segmentation mask 1.1', with images)"
@@ -121,15 +121,17 @@ class VocExport(FolderDataset):
         SegmentationClass/NAME.png."""
         images = self.require_dir("JPEGImages")
         masks = os.path.join(self.root, "SegmentationClass")
-        candidates = []
-        for name in names:
-            found = [
-                p
-                for p in glob.glob(glob.escape(os.path.join(images, name)) + ".*")
-                if p.lower().endswith(IMAGE_EXTENSIONS)
-            ]
-            image = found[0] if found else os.path.join(images, name + ".jpg")
-            candidates.append(Sample(image, os.path.join(masks, name + ".png")))
+        by_name = {}  # the folder listed once: NAME -> its image file (any extension)
+        for path in reversed(list_files(images, "**/*")):
+            if path.lower().endswith(IMAGE_EXTENSIONS):
+                by_name[os.path.splitext(os.path.relpath(path, images))[0]] = path
+        candidates = [
+            Sample(
+                by_name.get(os.path.normpath(name), os.path.join(images, name + ".jpg")),
+                os.path.join(masks, name + ".png"),
+            )
+            for name in names
+        ]
         return self.existing(candidates, split)
 
 
