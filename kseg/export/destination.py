@@ -78,10 +78,11 @@ class Destination:
         names = [n for n in os.listdir(self.out) if not n.startswith(".kseg-staging-")]
         return {n: _fingerprint(os.path.join(self.out, n)) for n in names} if earlier else {}
 
-    def check(self, names: list[str]) -> None:
+    def check(self, names: list[str]) -> dict[str, str]:
         """Refuses (a `UserError` naming them) when any of `names` exists in `out` and is
-        not as an earlier kseg export wrote it. The export checks the names it knows
-        before its work and every file it wrote before moving them in."""
+        not as an earlier kseg export wrote it; returns `written_by_kseg()`. The export
+        checks the names it knows before its work and every file it wrote before moving
+        them in."""
         ours = self.written_by_kseg()
         theirs = [
             n
@@ -95,12 +96,12 @@ class Destination:
                 "which changed since it did); the export would overwrite them. Export to "
                 "another --out, or move them away."
             )
+        return ours
 
     def publish(self) -> dict[str, str]:
         """Moves the staged files into `out`; returns {staged path: published path}."""
         names = sorted(os.listdir(self.stage))
-        self.check(names)
-        ours = self.written_by_kseg()
+        ours = self.check(names)
         moved = {}
         for name in names:
             staged, target = os.path.join(self.stage, name), os.path.join(self.out, name)
