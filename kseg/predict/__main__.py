@@ -41,7 +41,7 @@ def run(args) -> dict:
     from kseg.predict.predictor import Predictor, segment_images, segment_video
     from kseg.predict.standalone import output_bases, output_root
 
-    images, videos = expand_inputs(args.inputs)
+    images, videos = expand_inputs(args.inputs, args.out)
     backend = open_model(args.model, threads=args.threads)
     predictor = Predictor(backend)
     os.makedirs(args.out, exist_ok=True)

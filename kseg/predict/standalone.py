@@ -56,15 +56,29 @@ class UsageError(Exception):
 # ----------------------------------------------------------------------------- inputs
 
 
-def expand_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
+# What `ImageWriter` and the video overlay name their files: never inputs when found in
+# the output folder by a search.
+OUTPUT_SUFFIXES = ("_pred.png", "_overlay.jpg", "_labelIds.png", "_overlay.mp4")
+
+
+def expand_inputs(inputs: list[str], out: str | None = None) -> tuple[list[str], list[str]]:
     """(images, videos): files as given, folders searched recursively, globs expanded;
-    each sorted, without repeats. An input that matches nothing is a `UsageError`."""
+    each sorted, without repeats. Found in the output folder `out` (inside an input folder,
+    or that folder itself), kseg's own outputs of an earlier run are not inputs. An input
+    that matches nothing is a `UsageError`."""
     images, videos = [], []
+    outputs = os.path.abspath(out) + os.sep if out else None
+
+    def earlier_output(path: str) -> bool:
+        inside = bool(outputs) and os.path.abspath(path).startswith(outputs)
+        return inside and path.endswith(OUTPUT_SUFFIXES)
+
     for item in inputs:
         if os.path.isdir(item):
             found = sorted(glob.glob(os.path.join(item, "**", "*"), recursive=True))
+            found = [p for p in found if not earlier_output(p)]
         elif any(c in item for c in "*?["):
-            found = sorted(glob.glob(item, recursive=True))
+            found = [p for p in sorted(glob.glob(item, recursive=True)) if not earlier_output(p)]
         elif os.path.isfile(item):
             if not item.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS):
                 raise UsageError(
@@ -493,7 +507,7 @@ def segment_files(
 
 
 def segment(args) -> tuple[int, float]:
-    images, videos = expand_inputs(args.inputs)
+    images, videos = expand_inputs(args.inputs, args.out)
     if videos:
         raise UsageError(
             f"{videos[0]}: segment.py reads images and folders; segment videos with "

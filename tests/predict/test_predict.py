@@ -146,3 +146,20 @@ def test_inputs_of_one_name_get_outputs_of_their_own(artefacts, demo_cityscapes,
         (want,) = masks_in(alone).values()
         np.testing.assert_array_equal(masks[f"{name}_pred.png"], want)
     assert os.path.exists(os.path.join(out, "cam2", "x_overlay.jpg"))
+
+
+def test_a_second_run_into_an_output_folder_inside_the_input_folder_reads_no_outputs(
+    artefacts, demo_cityscapes, tmp_path, capsys
+):
+    """--out inside the searched folder, or the folder itself: the second run segments the
+    same images, not the first run's outputs too."""
+    import shutil
+
+    photos = tmp_path / "photos"
+    shutil.copytree(os.path.join(demo_cityscapes, "leftImg8bit", "val"), photos)
+    count = len(glob.glob(str(photos / "**" / "*.png"), recursive=True))
+    for out in (photos / "predictions", photos):
+        for _ in range(2):
+            main([artefacts["tflite"], str(photos), "--out", str(out), "--quiet"])
+            assert f"Segmented {count} images" in capsys.readouterr().out
+    assert len(masks_in(str(photos / "predictions"))) == count
