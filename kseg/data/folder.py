@@ -45,9 +45,9 @@ HOLD_OUT = 0.1
 
 
 class ClassList(NamedTuple):
-    """A `classes.txt`: the class names, their colours (uint8[K, 3]; imgviz's label
-    colours for classes without one), and whether the file gives every class its colour
-    (what reading colour masks needs)."""
+    """A class list (`classes.txt`, or a labelling tool's `labelmap.txt`): the class
+    names, their colours (uint8[K, 3]; imgviz's label colours for classes without one),
+    and whether the file gives every class its colour (what reading colour masks needs)."""
 
     names: tuple[str, ...]
     palette: np.ndarray
