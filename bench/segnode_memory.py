@@ -2,9 +2,11 @@
 time of one training step and of one test image for HRNetV2-W48, the Baseline and SegNode,
 measured in this run, each model in its own process; ratios against HRNetV2.
 
-The paper (V100, CamVid 480x360, batch 24): SegNode needs 57% less training memory and
-42% less test memory than HRNetV2, and is 1.9x slower per training step and 2.4x per test
-image. Targets here: SegNode's training memory <= 0.43x HRNetV2's, training step <= 1.9x,
+The paper (V100, CamVid 480x360): SegNode needs 57% less training memory than HRNetV2 at
+batch 24 and 42% less test memory, and takes 1.9x its training time per epoch (34 s
+against 18 s, each at its largest batch: 62 and 24 images) and 2.4x its time per test
+image. An epoch is the same images for both, so 1.9x is per training image; here both
+train on the same batch. Targets here: SegNode's training memory <= 0.43x HRNetV2's, training step <= 1.9x,
 test image <= 2.4x; the first call (tracing, graph optimisation, one run; what a user
 waits for before training starts) within 2x the steady call plus 20 s. Also, in the same run:
 - SegNode differentiated by checkpoints of its accepted steps (`gradient="aca"`,

@@ -53,21 +53,29 @@ def run(args) -> dict:
     # Outputs keep each image's path relative to the folder it was found in.
     root_of = output_root(args.inputs)
     writer = ImageWriter(args.out, palette, args.label_ids, args.probabilities)
+    clips = [f"{stem}_overlay.mp4" for stem in output_bases(videos, os.path.dirname)]
+    writer.outputs.check(clips)  # the images' outputs are checked before they start
     summary = {"images": 0, "frames": 0, "seconds": 0.0}
-    if images:
-        n, seconds = segment_images(predictor, images, writer, root_of, args.batch_size, args.quiet)
-        summary["images"] += n
-        summary["seconds"] += seconds
-        print(f"Segmented {n} images in {seconds:.1f} s ({n / seconds:.1f} images/s) with "
-              f"{backend.name}; outputs in {args.out}")  # fmt: skip
-    for video, stem in zip(videos, output_bases(videos, os.path.dirname), strict=True):
-        out = os.path.join(args.out, f"{stem}_overlay.mp4")
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        n, seconds = segment_video(predictor, video, out, palette, args.batch_size, args.quiet)
-        summary["frames"] += n
-        summary["seconds"] += seconds
-        print(f"Segmented {n} frames of {video} in {seconds:.1f} s ({n / seconds:.1f} frames/s) "
-              f"with {backend.name}: {out}")  # fmt: skip
+    try:
+        if images:
+            n, seconds = segment_images(
+                predictor, images, writer, root_of, args.batch_size, args.quiet
+            )
+            summary["images"] += n
+            summary["seconds"] += seconds
+            print(f"Segmented {n} images in {seconds:.1f} s ({n / seconds:.1f} images/s) with "
+                  f"{backend.name}; outputs in {args.out}")  # fmt: skip
+        for video, clip in zip(videos, clips, strict=True):
+            out = os.path.join(args.out, clip)
+            n, seconds = segment_video(
+                predictor, video, out, palette, args.batch_size, args.quiet, writer.outputs
+            )
+            summary["frames"] += n
+            summary["seconds"] += seconds
+            print(f"Segmented {n} frames of {video} in {seconds:.1f} s ({n / seconds:.1f} "
+                  f"frames/s) with {backend.name}: {out}")  # fmt: skip
+    finally:
+        writer.close()
     return summary
 
 

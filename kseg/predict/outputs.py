@@ -4,11 +4,40 @@ per-class probabilities. The writer and the colours are the standalone `segment.
 
 from __future__ import annotations
 
+import glob
+import os
+
 import numpy as np
 
-from kseg.predict.standalone import ImageWriter, default_palette, overlay, softmax
+from kseg.errors import UserError
+from kseg.predict import standalone
+from kseg.predict.standalone import default_palette, overlay, softmax
 
-__all__ = ["ImageWriter", "default_palette", "overlay", "read_palette", "softmax"]
+__all__ = ["ImageWriter", "OutputFolder", "default_palette", "overlay", "read_palette", "softmax"]
+
+
+class OutputFolder(standalone.OutputFolder):
+    """`segment.py`'s output folder, whose refusals are kseg's `UserError`."""
+
+    error = UserError
+
+    def adopt_unrecorded(self) -> None:
+        """Records the outputs in the folder as kseg's when it has no record yet: for a
+        folder only kseg writes to (a recipe run's `predictions/`), filled by a kseg older
+        than the record."""
+        if os.path.exists(os.path.join(self.folder, self.RECORD)):
+            return
+        suffixes = (*standalone.OUTPUT_SUFFIXES, "_prob.npz")
+        for path in glob.glob(os.path.join(self.folder, "**", "*"), recursive=True):
+            if path.endswith(suffixes) and os.path.isfile(path):
+                self.written[os.path.relpath(path, self.folder)] = standalone.sha256(path)
+        self.close()
+
+
+class ImageWriter(standalone.ImageWriter):
+    """`segment.py`'s writer, into an `OutputFolder` of kseg's."""
+
+    output_folder = OutputFolder
 
 
 def read_palette(path: str) -> np.ndarray:

@@ -90,13 +90,21 @@ def segment_video(
     palette: np.ndarray,
     batch_size: int = 4,
     quiet: bool = False,
+    outputs=None,
 ) -> tuple[int, float]:
     """Segments every frame of the video `path`, upright (`upright_frame`), and writes the
     overlay video `out_path` (H.264 at the source frame rate, upright without a rotation);
-    returns (frames, seconds)."""
+    returns (frames, seconds). `out_path` lies in `outputs` (a
+    `kseg.predict.outputs.OutputFolder`; default: its own folder), which refuses to
+    replace a file kseg did not write and records the video."""
     from kseg.errors import UserError
-    from kseg.predict.outputs import overlay
+    from kseg.predict.outputs import OutputFolder, overlay
 
+    own = outputs is None
+    if own:
+        outputs = OutputFolder(os.path.dirname(out_path) or ".")
+    name = os.path.relpath(out_path, outputs.folder)
+    outputs.check([name])
     try:
         import av
     except ImportError:
@@ -105,7 +113,10 @@ def segment_video(
         source = av.open(path)
     except av.error.FFmpegError as e:
         raise UserError(f"{path}: unreadable video ({e})") from None
-    with source, av.open(out_path, "w") as sink:
+    if not source.streams.video:
+        source.close()
+        raise UserError(f"{path}: no video stream in it")
+    with source, outputs.writing(name) as partial, av.open(partial, "w") as sink:
         stream_in = source.streams.video[0]
         frames = (upright_frame(f) for f in source.decode(stream_in))
         first = next(frames, None)
@@ -127,4 +138,6 @@ def segment_video(
             progress.update(len(chunk))
         for packet in stream_out.encode():
             sink.mux(packet)
+    if own:
+        outputs.close()
     return progress.close()

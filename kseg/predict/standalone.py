@@ -25,7 +25,9 @@ added (`delta`, benchmark_model's "memory footprint delta").
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
+import hashlib
 import json
 import os
 import subprocess
@@ -309,8 +311,100 @@ def train_ids_to_label_ids(train_ids: np.ndarray) -> np.ndarray:
     return table[train_ids]
 
 
+def sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class OutputFolder:
+    """The output folder, which may hold files of its user's (a mask corrected by hand, a
+    file an app reads): an output replaces a file there only if kseg wrote it and it is
+    unchanged since. `RECORD` in the folder lists each output kseg wrote with its SHA-256,
+    a JSON line a file. An output is written beside its target under a temporary name,
+    recorded, then moved in, so an interrupted run leaves every file whole and known.
+
+    `check(names)` before the work refuses (`error`, naming the files) to overwrite
+    anything else; `writing(name)` gives the temporary path to write an output to;
+    `close()` keeps one line of the record for each file this run wrote."""
+
+    RECORD = ".kseg-predictions.jsonl"
+    error = UsageError
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.known: dict[str, set[str]] = {}  # file -> every SHA-256 kseg recorded for it
+        self.written: dict[str, str] = {}  # file -> SHA-256, this run
+        try:
+            with open(os.path.join(folder, self.RECORD)) as f:
+                for line in f:
+                    try:
+                        entry = json.loads(line)
+                        self.known.setdefault(entry["file"], set()).add(entry["sha256"])
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a line an interrupted run left half-written
+        except FileNotFoundError:
+            pass
+
+    def check(self, names: list[str]) -> None:
+        """Refuses when any of `names` (paths relative to the folder) exists there and is
+        not as kseg wrote it."""
+        theirs = []
+        for name in names:
+            path = os.path.join(self.folder, name)
+            if os.path.isdir(path) or (
+                os.path.lexists(path) and sha256(path) not in self.known.get(name, ())
+            ):
+                theirs.append(name)
+        if theirs:
+            listed = ", ".join(theirs[:3]) + (f" and {len(theirs) - 3} more" if theirs[3:] else "")
+            raise self.error(
+                f"{self.folder} already holds {listed}, which kseg did not write (or which "
+                "changed since it did, like a corrected mask); this run would overwrite "
+                f"{'them' if theirs[1:] else 'it'}. Write to another --out, or move "
+                f"{'them' if theirs[1:] else 'it'} away."
+            )
+
+    @contextlib.contextmanager
+    def writing(self, name: str):
+        """The path to write the output `name` to; on leaving the block without an error
+        the output is recorded and moved into place, and in any case the temporary file is
+        gone. The temporary name keeps the extension, which writers read the format from."""
+        target = os.path.join(self.folder, name)
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        partial = os.path.join(os.path.dirname(target), ".kseg-partial-" + os.path.basename(target))
+        try:
+            yield partial
+            digest = sha256(partial)
+            with open(os.path.join(self.folder, self.RECORD), "a") as f:
+                f.write(json.dumps({"file": name, "sha256": digest}) + "\n")
+            os.replace(partial, target)
+            self.written[name] = digest
+        finally:
+            if os.path.lexists(partial):
+                os.remove(partial)
+
+    def close(self) -> None:
+        """Rewrites the record with one line for each file this run wrote; the lines of
+        other files stay as they are."""
+        if not self.written:
+            return
+        lines = [(name, digest) for name, digests in self.known.items() if name not in self.written
+                 for digest in sorted(digests)] + sorted(self.written.items())  # fmt: skip
+        record = os.path.join(self.folder, self.RECORD)
+        with open(record + ".new", "w") as f:
+            f.writelines(json.dumps({"file": n, "sha256": d}) + "\n" for n, d in lines)
+        os.replace(record + ".new", record)
+        for name, digest in self.written.items():
+            self.known[name] = {digest}
+        self.written = {}
+
+
 class ImageWriter:
-    """Writes the outputs of one image under `folder`, keeping the input's relative path.
+    """Writes the outputs of one image under `folder` (an `OutputFolder`), keeping the
+    input's relative path.
 
     Args:
         folder: the output folder.
@@ -319,28 +413,44 @@ class ImageWriter:
         probabilities: also write per-class probabilities (`<stem>_prob.npz`, float16).
     """
 
+    output_folder = OutputFolder
+
     def __init__(self, folder, palette, label_ids=False, probabilities=False):
         self.folder, self.palette = folder, palette
         self.label_ids, self.probabilities = label_ids, probabilities
+        self.outputs = self.output_folder(folder)
+
+    def names(self, name: str) -> list[str]:
+        """The files `write(name, ...)` writes, relative to the folder."""
+        suffixes = ["_pred.png", "_overlay.jpg"]
+        suffixes += ["_labelIds.png"] * self.label_ids + ["_prob.npz"] * self.probabilities
+        return [name + suffix for suffix in suffixes]
+
+    def check(self, names: list[str]) -> None:
+        """Refuses, before any work, to overwrite a file of the user's with the outputs of
+        `names` (`OutputFolder.check`)."""
+        self.outputs.check([file for name in names for file in self.names(name)])
 
     def write(self, name: str, image: np.ndarray, logits: np.ndarray) -> None:
         """Writes `<name>_pred.png` and the rest; `name` is the output path below the
         folder without a suffix (`output_bases`)."""
-        base = os.path.join(self.folder, name)
-        os.makedirs(os.path.dirname(base) or ".", exist_ok=True)
+        pred, overlaid, *more = self.names(name)
         labels = logits.argmax(-1).astype(np.uint8)
         png = Image.fromarray(labels, mode="P")
         png.putpalette(self.palette.reshape(-1).tolist())
-        png.save(f"{base}_pred.png")
-        Image.fromarray(overlay(image, labels, self.palette)).save(
-            f"{base}_overlay.jpg", quality=90
-        )
+        with self.outputs.writing(pred) as path:
+            png.save(path)
+        with self.outputs.writing(overlaid) as path:
+            Image.fromarray(overlay(image, labels, self.palette)).save(path, quality=90)
         if self.label_ids:
-            Image.fromarray(train_ids_to_label_ids(labels)).save(f"{base}_labelIds.png")
+            with self.outputs.writing(more.pop(0)) as path:
+                Image.fromarray(train_ids_to_label_ids(labels)).save(path)
         if self.probabilities:
-            np.savez_compressed(
-                f"{base}_prob.npz", probabilities=softmax(logits).astype(np.float16)
-            )
+            with self.outputs.writing(more.pop(0)) as path:
+                np.savez_compressed(path, probabilities=softmax(logits).astype(np.float16))
+
+    def close(self) -> None:
+        self.outputs.close()
 
 
 class Progress:
@@ -492,9 +602,11 @@ def segment_files(
 ) -> tuple[int, float]:  # fmt: skip
     """Reads (`read`), segments (`logits_of(images)`: their logits) and writes `paths` a
     batch at a time, never holding more; returns (images, seconds). Output names are
-    relative to `root_of(path)` (`output_bases`)."""
-    progress = Progress(len(paths), quiet=quiet)
+    relative to `root_of(path)` (`output_bases`); before any work, `writer.check` refuses
+    to overwrite a file of the user's with them."""
     bases = output_bases(paths, root_of)
+    writer.check(bases)
+    progress = Progress(len(paths), quiet=quiet)
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
         images = [read(p) for p in chunk]
@@ -516,10 +628,13 @@ def segment(args) -> tuple[int, float]:
     model = Segmenter(args.model, args.threads)
     palette = read_palette(args.classes) if args.classes else default_palette(model.num_classes)
     writer = ImageWriter(args.out, palette, args.label_ids, args.probabilities)
-    n, seconds = segment_files(
-        images, lambda batch: [model.logits(im) for im in batch], writer,
-        output_root(args.inputs), args.batch_size, args.quiet,
-    )  # fmt: skip
+    try:
+        n, seconds = segment_files(
+            images, lambda batch: [model.logits(im) for im in batch], writer,
+            output_root(args.inputs), args.batch_size, args.quiet,
+        )  # fmt: skip
+    finally:
+        writer.close()
     print(f"Segmented {n} images in {seconds:.1f} s ({n / seconds:.1f} images/s) with "
           f"{model.name}; outputs in {args.out}")  # fmt: skip
     return n, seconds

@@ -260,12 +260,16 @@ class SegmentationRecipe:
         palette[: len(dataset.palette)] = dataset.palette
         label_ids = config.label_ids and hasattr(dataset, "train_ids_to_label_ids")
         writer = ImageWriter(folder, palette, label_ids=label_ids)
+        writer.outputs.adopt_unrecorded()  # this run's own folder, from before the record
         predictor = Predictor(backend)
         images = [s.image for s in samples]
         # Flat output names, as the official Cityscapes submission layout wants them.
-        count, seconds = segment_images(
-            predictor, images, writer, root_of=os.path.dirname, quiet=config.verbose == "0"
-        )
+        try:
+            count, seconds = segment_images(
+                predictor, images, writer, root_of=os.path.dirname, quiet=config.verbose == "0"
+            )
+        finally:
+            writer.close()
         print(
             f"\nWrote {count} predictions (colour PNG and overlay) of {path} to {folder} "
             f"({count / max(seconds, 1e-9):.1f} images/s)"

@@ -163,3 +163,91 @@ def test_a_second_run_into_an_output_folder_inside_the_input_folder_reads_no_out
             main([artefacts["tflite"], str(photos), "--out", str(out), "--quiet"])
             assert f"Segmented {count} images" in capsys.readouterr().out
     assert len(masks_in(str(photos / "predictions"))) == count
+
+
+def test_a_file_kseg_did_not_write_is_never_overwritten(
+    artefacts, demo_cityscapes, tmp_path, capsys
+):
+    """A run replaces the outputs kseg wrote and nothing else: a mask corrected by hand, or
+    a file of the user's that has an output's name, stops the run before any work, with
+    one message naming it."""
+    import shutil
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for source in sorted(
+        glob.glob(os.path.join(demo_cityscapes, "leftImg8bit", "val", "*", "*.png"))
+    )[:2]:
+        shutil.copy(source, photos)
+    first, second = sorted(os.listdir(photos))
+    out = tmp_path / "out"
+    model = artefacts["tflite"]
+
+    def run():
+        main([model, str(photos), "--out", str(out), "--quiet"])
+
+    def refused() -> str:
+        with pytest.raises(SystemExit) as exit_:
+            run()
+        assert exit_.value.code == 2
+        return capsys.readouterr().err
+
+    def files():
+        return {
+            p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()
+        }
+
+    run()
+    run()  # a second run replaces the first one's outputs
+    masks = masks_in(str(out))
+    assert len(masks) == 2
+    # A mask corrected by hand (a pseudo-label to train on) is the user's now.
+    corrected = out / first.replace(".png", "_pred.png")
+    image = Image.open(corrected)
+    edited = np.array(image)
+    edited[:8] = 0
+    fixed = Image.fromarray(edited, "P")
+    fixed.putpalette(image.getpalette())
+    fixed.save(corrected)
+    before = files()
+    error = refused()
+    assert f"{out} already holds {corrected.name}, which kseg did not write" in error
+    assert "Write to another --out, or move it away." in error and "Traceback" not in error
+    assert files() == before  # nothing written, the corrected mask as the user left it
+    corrected.unlink()
+    run()  # the name is free again: it is written, the rest replaced
+    np.testing.assert_array_equal(masks_in(str(out))[corrected.name], masks[corrected.name])
+    # A user's own files of outputs' names in a folder kseg never wrote to; a video's
+    # output is checked before the images are segmented.
+    other = tmp_path / "app"
+    other.mkdir()
+    (other / second.replace(".png", "_overlay.jpg")).write_bytes(b"the user's photo")
+    (other / "clip_overlay.mp4").write_bytes(b"the user's video")
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not read: the check comes first")
+    for inputs, named in (([str(photos)], second.replace(".png", "_overlay.jpg")),
+                          ([str(clip), str(photos)], "clip_overlay.mp4")):  # fmt: skip
+        with pytest.raises(SystemExit):
+            main([model, *inputs, "--out", str(other), "--quiet"])
+        assert f"{other} already holds {named}" in capsys.readouterr().err
+        assert sorted(os.listdir(other)) == sorted(
+            [second.replace(".png", "_overlay.jpg"), "clip_overlay.mp4"]
+        )
+
+
+def test_a_video_file_without_a_video_is_named_and_leaves_no_output(artefacts, tmp_path, capsys):
+    """An .mp4 that holds no video stream (written with none muxed) is one message, not
+    an IndexError; nothing is left in --out."""
+    import av
+
+    video = str(tmp_path / "empty.mp4")
+    with av.open(video, "w") as container:
+        stream = container.add_stream("libx264", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 128, 64, "yuv420p"
+        container.start_encoding()
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        main([artefacts["tflite"], video, "--out", str(out), "--quiet"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == f"error: {video}: no video stream in it\n"
+    assert os.listdir(out) == []  # no partial file, no record

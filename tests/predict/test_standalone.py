@@ -167,3 +167,26 @@ def test_a_video_or_no_output_folder_is_a_one_line_error(artefacts, tmp_path, ca
     assert "segment videos with `python -m kseg.predict`" in capsys.readouterr().err
     assert standalone.main([artefacts["tflite"], str(clip)]) == 2
     assert "--out DIR" in capsys.readouterr().err
+
+
+def test_segment_py_replaces_its_own_outputs_and_no_others(
+    artefacts, demo_cityscapes, tmp_path, capsys
+):
+    """segment.py keeps kseg.predict's rule (`OutputFolder`): a second run replaces the
+    first's outputs; a file of an output's name that it did not write stops it, with exit
+    status 2 and the file unchanged."""
+    image = sorted(glob.glob(os.path.join(demo_cityscapes, "leftImg8bit", "val", "*", "*.png")))[0]
+    out = tmp_path / "out"
+    stem = os.path.splitext(os.path.basename(image))[0]
+    for _ in range(2):
+        assert standalone.main([artefacts["tflite"], image, "--out", str(out), "--quiet"]) == 0
+    assert sorted(os.listdir(out)) == [
+        standalone.OutputFolder.RECORD,
+        f"{stem}_overlay.jpg",
+        f"{stem}_pred.png",
+    ]
+    (out / f"{stem}_overlay.jpg").write_bytes(b"the user's")
+    capsys.readouterr()
+    assert standalone.main([artefacts["tflite"], image, "--out", str(out), "--quiet"]) == 2
+    assert f"already holds {stem}_overlay.jpg, which kseg did not write" in capsys.readouterr().err
+    assert (out / f"{stem}_overlay.jpg").read_bytes() == b"the user's"

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from kseg.predict.outputs import OutputFolder
 from kseg.recipes import cityscapes
 from kseg.train.checkpoints import last_checkpoint, read_state
 from kseg.train.metrics import mean_iou
@@ -51,10 +52,14 @@ def test_train_evaluate_predict(demo_cityscapes, trained, capsys):
     assert open(os.path.join(out, "evaluation.csv")).read().startswith("class,iou\nroad,")
     cityscapes.main(["predict", *common, "--limit", "2", "--label-ids"])
     folder = os.path.join(out, "predictions")
-    names = sorted(os.listdir(folder))
+    names = sorted(set(os.listdir(folder)) - {OutputFolder.RECORD})  # the record: kseg.predict
     assert len(names) == 6  # colour PNG, overlay and labelIds for two images
     stem = names[0].rsplit("_", 1)[0]
     assert names[:3] == [f"{stem}_labelIds.png", f"{stem}_overlay.jpg", f"{stem}_pred.png"]
+    # The run's predictions of a kseg that kept no record of its outputs are its own too.
+    os.remove(os.path.join(folder, OutputFolder.RECORD))
+    cityscapes.main(["predict", *common, "--limit", "2", "--label-ids"])
+    assert len(OutputFolder(folder).known) == 6
     colour = Image.open(os.path.join(folder, f"{stem}_pred.png"))
     label_ids = np.asarray(Image.open(os.path.join(folder, f"{stem}_labelIds.png")))
     assert colour.mode == "P" and colour.size == (128, 64)
