@@ -19,28 +19,21 @@ import tempfile
 import weakref
 
 from kseg.errors import UserError
+from kseg.predict.standalone import sha256
 
 MANIFEST = ".kseg-export.json"
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fingerprint(path: str) -> str:
     """A file's SHA-256; a folder's (a SavedModel) over its files' names and hashes."""
     if not os.path.isdir(path):
-        return _sha256(path)
+        return sha256(path)
     digest = hashlib.sha256()
     for folder, subfolders, files in sorted(os.walk(path)):
         subfolders.sort()
         for name in sorted(files):
             full = os.path.join(folder, name)
-            digest.update(f"{os.path.relpath(full, path)}:{_sha256(full)}\n".encode())
+            digest.update(f"{os.path.relpath(full, path)}:{sha256(full)}\n".encode())
     return digest.hexdigest()
 
 
