@@ -24,7 +24,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help=".keras, .tflite or .onnx file, or a SavedModel folder")
     p.add_argument("inputs", nargs="+", help="images, folders, globs or videos")
     add_output_arguments(p, required_out=True)
+    p.add_argument(
+        "--fit",
+        type=_box,
+        metavar="HxW",
+        help="segment each image scaled, aspect kept, to fit HxW in either orientation "
+        "(e.g. 1024x2048, the scale of a Cityscapes model); the outputs keep the image's "
+        "size. For .keras files; exported files have a fixed input size",
+    )
     return p
+
+
+def _box(text: str) -> tuple[int, int]:
+    from kseg.recipes.config import size
+
+    box = size(text)
+    if min(box) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive HEIGHTxWIDTH; got {text!r}")
+    return box
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(args) -> dict:
+    from kseg.errors import UserError
     from kseg.predict.backends import open_model
     from kseg.predict.inputs import expand_inputs
     from kseg.predict.outputs import ImageWriter, default_palette, read_palette
@@ -43,7 +61,13 @@ def run(args) -> dict:
 
     images, videos = expand_inputs(args.inputs, args.out)
     backend = open_model(args.model, threads=args.threads)
-    predictor = Predictor(backend)
+    if args.fit and backend.input_size is not None:
+        h, w = backend.input_size
+        raise UserError(
+            f"--fit: {args.model} takes {h}x{w} images, and every image is resized to that; "
+            "--fit is for .keras files"
+        )
+    predictor = Predictor(backend, args.fit)
     os.makedirs(args.out, exist_ok=True)
     if args.classes:
         palette = read_palette(args.classes)

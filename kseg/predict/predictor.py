@@ -17,17 +17,28 @@ def _pad_to(image: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(image, ((0, (-h) % multiple), (0, (-w) % multiple), (0, 0)))
 
 
+def fitted_size(height: int, width: int, box: tuple[int, int]) -> tuple[int, int]:
+    """(height, width) of an image scaled, aspect kept, up or down, to fit `box` in either
+    orientation: its long side within the box's long side and its short side within the
+    box's short side (mmsegmentation's `Resize(scale, keep_ratio=True)`)."""
+    scale = min(max(box) / max(height, width), min(box) / min(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 class Predictor:
     """Logits at each image's own size from a backend.
 
     A backend with a fixed input size gets the image resized to it (bilinear, as
     `tf.image.resize`; the standalone `segment.py`'s resize), and its logits are resized
     back; a free-size backend gets the image padded at the bottom and right to its
-    multiple, and the logits are cropped back.
+    multiple, and the logits are cropped back. With `fit` (height, width), a free-size
+    backend gets each image scaled to fit that box first (`fitted_size`), and the logits
+    are resized back: the scale the model was trained at, for photos larger than its
+    training images, and the time and memory of that size rather than the photo's.
     """
 
-    def __init__(self, backend: Backend):
-        self.backend = backend
+    def __init__(self, backend: Backend, fit: tuple[int, int] | None = None):
+        self.backend, self.fit = backend, fit
 
     def logits(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """float32 logits (H, W, classes) of each uint8 RGB image (H, W, 3)."""
@@ -36,13 +47,16 @@ class Predictor:
         if fixed is not None:
             out = self.backend(np.stack([resize_bilinear(i, *fixed) for i in x]))
             return [resize_bilinear(o, *im.shape[:2]) for o, im in zip(out, images, strict=True)]
+        if self.fit:
+            x = [resize_bilinear(i, *fitted_size(*i.shape[:2], self.fit)) for i in x]
         multiple = self.backend.multiple
         padded = [_pad_to(i, multiple) for i in x]
         if len({p.shape for p in padded}) == 1:
             out = list(self.backend(np.stack(padded)))
         else:  # sizes differ: one at a time
             out = [self.backend(p[None])[0] for p in padded]
-        return [o[: im.shape[0], : im.shape[1]] for o, im in zip(out, images, strict=True)]
+        out = [o[: i.shape[0], : i.shape[1]] for o, i in zip(out, x, strict=True)]
+        return [resize_bilinear(o, *im.shape[:2]) for o, im in zip(out, images, strict=True)]
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:

@@ -157,7 +157,7 @@ def output_root(inputs: list[str]):
 
 def resize_bilinear(x: np.ndarray, height: int, width: int) -> np.ndarray:
     """`tf.image.resize(x, (height, width))` for float (H, W, C) arrays: bilinear with half
-    pixel centres, no antialiasing."""
+    pixel centres, no antialiasing. Returns x itself when it has that size."""
 
     def axis(out: int, size: int):
         source = (np.arange(out) + 0.5) * (size / out) - 0.5
@@ -171,8 +171,18 @@ def resize_bilinear(x: np.ndarray, height: int, width: int) -> np.ndarray:
         return x
     top, bottom, fy = axis(height, x.shape[0])
     left, right, fx = axis(width, x.shape[1])
-    rows = x[top] + (x[bottom] - x[top]) * fy[:, None, None]
-    return rows[:, left] + (rows[:, right] - rows[:, left]) * fx[None, :, None]
+    out = np.empty((height, width, x.shape[2]), np.float32)
+    # A few output rows at a time (about 2 MB), so that the temporaries stay in cache and
+    # a large image's logits need none of their own size.
+    step = max(1, (1 << 21) // (4 * width * x.shape[2]))
+    for start in range(0, height, step):
+        rows = slice(start, start + step)
+        band = x[top[rows]]
+        band += (x[bottom[rows]] - band) * fy[rows, None, None]
+        cols = band[:, left]
+        cols += (band[:, right] - cols) * fx[:, None]
+        out[rows] = cols
+    return out
 
 
 # ----------------------------------------------------------------------------- model

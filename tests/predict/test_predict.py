@@ -251,3 +251,36 @@ def test_a_video_file_without_a_video_is_named_and_leaves_no_output(artefacts, t
     assert exit_.value.code == 2
     assert capsys.readouterr().err == f"error: {video}: no video stream in it\n"
     assert os.listdir(out) == []  # no partial file, no record
+
+
+def test_fit_segments_a_large_photo_at_the_scale_given(
+    artefacts, demo_cityscapes, tmp_path, capsys
+):
+    """--fit HxW: each image is scaled, aspect kept, to fit the box, segmented, and its
+    logits resized back. A demo frame enlarged 3x and segmented with --fit 64x128 (the
+    demo's size) equals the same steps done with keras and tf.image.resize."""
+    import keras
+    import tensorflow as tf
+
+    from kseg.predict.predictor import fitted_size
+    from kseg.tasks.base import main_logits
+
+    assert fitted_size(3024, 4032, (1024, 2048)) == (1024, 1365)  # a landscape phone photo
+    assert fitted_size(4032, 3024, (1024, 2048)) == (1365, 1024)  # the same, portrait
+    assert fitted_size(100, 200, (1024, 2048)) == (1024, 2048)  # smaller: scaled up
+    source = sorted(glob.glob(os.path.join(demo_cityscapes, "leftImg8bit", "val", "*", "*.png")))[0]
+    frame = Image.open(source)
+    photo = str(tmp_path / "photo.png")
+    frame.resize((3 * frame.width, 3 * frame.height), Image.BICUBIC).save(photo)
+    out = str(tmp_path / "out")
+    main([artefacts["keras"], photo, "--out", out, "--quiet", "--fit", "64x128"])
+    got = masks_in(out)["photo_pred.png"]
+    model = keras.saving.load_model(artefacts["keras"], compile=False)
+    x = tf.image.resize(np.asarray(Image.open(photo), np.float32)[None] / 255.0, (64, 128))
+    logits = tf.image.resize(main_logits(model(x, training=False)), (192, 384))
+    want = np.argmax(logits[0], -1)
+    assert got.shape == (192, 384) and np.mean(got == want) > 0.999
+    # An exported file resizes every image to its own input size.
+    with pytest.raises(SystemExit):
+        main([artefacts["tflite"], photo, "--out", out, "--fit", "64x128"])
+    assert "--fit is for .keras files" in capsys.readouterr().err

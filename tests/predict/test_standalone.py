@@ -140,9 +140,13 @@ def test_kseg_export_benchmark_names_a_missing_file(capsys):
     assert capsys.readouterr().err.strip() == "error: missing.tflite: no such file"
 
 
-@pytest.mark.parametrize("size", [(64, 128), (96, 160), (17, 31), (200, 90)])
-def test_resize_is_tf_image_resize(size):
-    x = np.random.default_rng(0).random((45, 77, 5)).astype(np.float32)
+# The last two are resized in bands of output rows (52 rows, and 1).
+@pytest.mark.parametrize(
+    "size, channels", [((64, 128), 5), ((96, 160), 5), ((17, 31), 5), ((200, 90), 5),
+                       ((1500, 2000), 5), ((20, 2000), 300)]
+)  # fmt: skip
+def test_resize_is_tf_image_resize(size, channels):
+    x = np.random.default_rng(0).random((45, 77, channels)).astype(np.float32)
     want = tf.image.resize(x, size).numpy()
     np.testing.assert_allclose(standalone.resize_bilinear(x, *size), want, atol=1e-5)
 
