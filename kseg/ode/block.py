@@ -26,13 +26,13 @@ class ODEBlock(keras.layers.Layer):
     steps into plain ops, which is how ODE models export to TFLite.
 
     After each call, the non-trainable weights `nfe`, `accepted_steps` and `rejected_steps`
-    hold that call's function evaluations and steps (for a batch, shared by its images;
-    -1 where the method does not report them, see `kseg.ode.SolveInfo`), and after each
+    hold that call's function evaluations and steps (for a batch, shared by its images; -1
+    where the method does not report them, see `kseg.ode.SolveInfo`), and after each
     differentiation `backward_nfe`, `backward_accepted_steps` and `backward_rejected_steps`
-    those of the backward pass (kseg's adjoint and the aca gradients; evaluations with their
-    VJPs). `set_solver` switches a trained block to other tolerances or to a fixed grid
-    without retraining (SegNode section 4.8); re-trace compiled functions afterwards
-    (e.g. `model.compile(...)` again).
+    those of the backward pass (kseg's adjoint, the aca and the checkpoint gradients;
+    evaluations with their VJPs). `set_solver` switches a trained block to other tolerances
+    or to a fixed grid without retraining (SegNode section 4.8); re-trace compiled functions
+    afterwards (e.g. `model.compile(...)` again).
 
     Args:
         func: Keras layer or model, the derivative.

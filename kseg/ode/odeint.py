@@ -8,6 +8,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from kseg.ode.checkpoint import integrate_checkpointed
 from kseg.ode.solvers import AdaptiveSolver, Func, check_gradient, get_solver
 
 DEFAULT_MAX_NUM_STEPS = 1000
@@ -74,8 +75,9 @@ def odeint(
             "aca" (dopri5, back-propagation through the accepted steps from checkpoints,
             `kseg.ode.aca`), "aca_stagewise" (the same, one stage's activations at a
             time), "tfp_adjoint" (tfp's adjoint; bdf's only one), "direct"
-            (fixed grids, back-propagation through the steps). A value the method cannot
-            honour raises ValueError.
+            (fixed grids, back-propagation through the steps), "checkpoint" (fixed grids,
+            the same gradients one evaluation at a time, `kseg.ode.checkpoint`). A value
+            the method cannot honour raises ValueError.
         max_num_steps: adaptive methods stop with `MaxStepsExceededError` beyond this;
             None means unbounded.
         options: for fixed-grid methods `{"steps": N}` (default 10) or `{"step_size": h}`;
@@ -84,8 +86,8 @@ def odeint(
         return_info: also return a `SolveInfo`: function evaluations, accepted and
             rejected steps.
         on_backward: called, when the solve is differentiated, with the backward pass's
-            `SolveInfo` (kseg's adjoint and the aca gradients): evaluations of the function with
-            its VJP, accepted and rejected steps.
+            `SolveInfo` (kseg's adjoint, the aca and the checkpoint gradients): evaluations
+            of the function with its VJP, accepted and rejected steps.
 
     Returns:
         The states (structure of y0, each with a leading time axis), and with
@@ -95,13 +97,13 @@ def odeint(
     options = dict(options or {})
     y0 = tf.nest.map_structure(tf.convert_to_tensor, y0)
     gradient = check_gradient(method, gradient)
+    report = None
+    if on_backward is not None:
+
+        def report(counts):
+            on_backward(SolveInfo(*(tf.cast(c, tf.int32) for c in counts)))
+
     if isinstance(solver, AdaptiveSolver):
-        report = None
-        if on_backward is not None:
-
-            def report(counts):
-                on_backward(SolveInfo(*(tf.cast(c, tf.int32) for c in counts)))
-
         states, counts = _solve_adaptive(
             solver, func, y0, t, rtol, atol, max_num_steps, options, gradient, report
         )
@@ -118,12 +120,23 @@ def odeint(
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
         wrapped = lambda s, y: func(tf.constant(s, dtype=_dtype(y0)), y)  # noqa: E731
-        trajectory, taken = solver.integrate(wrapped, y0, times, steps)
+        if gradient == "checkpoint":
+            flat, taken = integrate_checkpointed(
+                solver, lambda s, y: tf.nest.flatten(wrapped(s, _packed(y0, y))),
+                tf.nest.flatten(y0), times, steps, report,
+            )  # fmt: skip
+            trajectory = [_packed(y0, y) for y in flat]
+        else:
+            trajectory, taken = solver.integrate(wrapped, y0, times, steps)
         states = tf.nest.map_structure(lambda *ys: tf.stack(ys), *trajectory)
         counts = (taken * solver.evaluations, taken, 0)
     if return_info:
         return states, SolveInfo(*(tf.cast(c, tf.int32) for c in counts))
     return states
+
+
+def _packed(structure, flat: list):
+    return tf.nest.pack_sequence_as(structure, list(flat))
 
 
 def _dtype(y0):

@@ -5,10 +5,10 @@
 | dopri5   | adaptive, Dormand-Prince| 5(4)  | adjoint, aca,              | no (while loop) |
 |          |                         |       | aca_stagewise, tfp_adjoint |                 |
 | bdf      | adaptive, implicit BDF  | 1-5   | tfp_adjoint                | no              |
-| euler    | fixed grid              | 1     | direct                     | yes             |
-| midpoint | fixed grid              | 2     | direct                     | yes             |
-| heun     | fixed grid              | 2     | direct                     | yes             |
-| rk4      | fixed grid (3/8 rule)   | 4     | direct                     | yes             |
+| euler    | fixed grid              | 1     | direct, checkpoint         | yes             |
+| midpoint | fixed grid              | 2     | direct, checkpoint         | yes             |
+| heun     | fixed grid              | 2     | direct, checkpoint         | yes             |
+| rk4      | fixed grid (3/8 rule)   | 4     | direct, checkpoint         | yes             |
 
 Gradients:
 - `adjoint`: kseg's adjoint sensitivity method (`kseg.ode.adjoint`); memory flat in the
@@ -18,12 +18,15 @@ Gradients:
 - `aca_stagewise`: the same, each step back-propagated one stage at a time; one
   evaluation's activations, five more evaluations per step.
 - `tfp_adjoint`: tfp's adjoint, which also steps the parameter gradients.
-- `direct`: back-propagation through the unrolled steps.
+- `direct`: back-propagation through the unrolled steps; every evaluation's activations.
+- `checkpoint`: the same gradients, one evaluation at a time, each evaluated again in the
+  backward pass from its stored input (`kseg.ode.checkpoint`); one evaluation's
+  activations, twice the evaluations.
 
 `dopri5` is tfp's solver with torchdiffeq's first step and step control, see
-`kseg.ode.dopri`. Fixed-grid solvers share one base class with one hook,
-`step(func, t, dt, y)`, and are unrolled into a static number of steps: plain TensorFlow
-ops that convert to TFLite.
+`kseg.ode.dopri`. Fixed-grid solvers share one base class and differ in their Butcher
+tableau; they are unrolled into a static number of steps: plain TensorFlow ops that
+convert to TFLite.
 """
 
 from __future__ import annotations
@@ -53,72 +56,83 @@ def _axpy(y, dt, *terms):
 
 
 class FixedGridSolver:
-    """Explicit Runge-Kutta on a fixed grid; subclasses define `step`, `order` and
-    `evaluations` (function evaluations per step)."""
+    """Explicit Runge-Kutta on a fixed grid, given by its Butcher tableau (a, b, c):
+    stage i is evaluated at t + c[i] dt on y + dt sum_j a[i][j] k_j, and the step is
+    y + dt sum_i b[i] k_i. Subclasses set `tableau` and `order`."""
 
     order: int = 0
-    evaluations: int = 0
+    tableau: tuple[tuple[tuple[float, ...], ...], tuple[float, ...], tuple[float, ...]]
     adaptive = False
-    gradients = ("direct",)
+    gradients = ("direct", "checkpoint")
+
+    @property
+    def evaluations(self) -> int:
+        """Function evaluations per step."""
+        return len(self.tableau[1])
+
+    def stages(self, func: Func, t, dt, y) -> tuple[list, list]:
+        """(k_i, the input state of each stage) of one step from (t, y)."""
+        a, _, c = self.tableau
+        ks, inputs = [], []
+        for i in range(self.evaluations):
+            inputs.append(_axpy(y, dt, *zip(a[i], ks, strict=True)) if i else y)
+            ks.append(func(t + c[i] * dt, inputs[-1]))
+        return ks, inputs
+
+    def solution(self, y, dt, ks: list):
+        """y + dt sum_i b_i k_i: the step's result from its stages."""
+        return _axpy(y, dt, *((w, k) for w, k in zip(self.tableau[1], ks, strict=True) if w))
 
     def step(self, func: Func, t, dt, y):
-        raise NotImplementedError
+        return self.solution(y, dt, self.stages(func, t, dt, y)[0])
 
-    def integrate(self, func: Func, y0, times: list[float], steps: int):
-        """States at `times` (a static list), `steps` uniform steps over the whole span.
-
-        Each interval between output times gets its share of the steps (at least one),
-        so the grid hits every output time exactly. Returns (states, steps taken).
-        """
+    @staticmethod
+    def grid(times: list[float], steps: int) -> list[list[tuple[float, float]]]:
+        """The steps (t, dt) of each interval between output times: `steps` uniform steps
+        over the whole span, each interval its share (at least one), so that the grid hits
+        every output time exactly."""
         span = times[-1] - times[0]
-        states, y, taken = [y0], y0, 0
+        intervals = []
         for t0, t1 in zip(times[:-1], times[1:], strict=True):
             # 1e-4 absorbs float32 rounding of the times (0.6 - 0.55 is 0.05000001).
             n = max(1, math.ceil(steps * abs(t1 - t0) / abs(span) - 1e-4)) if span else 1
             dt = (t1 - t0) / n
-            for i in range(n):
-                y = self.step(func, t0 + i * dt, dt, y)
+            intervals.append([(t0 + i * dt, dt) for i in range(n)])
+        return intervals
+
+    def integrate(self, func: Func, y0, times: list[float], steps: int):
+        """States at `times` (a static list) on `grid(times, steps)`; returns (states,
+        steps taken)."""
+        states, y, taken = [y0], y0, 0
+        for interval in self.grid(times, steps):
+            for t, dt in interval:
+                y = self.step(func, t, dt, y)
                 taken += 1
             states.append(y)
         return states, taken
 
 
 class Euler(FixedGridSolver):
-    order, evaluations = 1, 1
-
-    def step(self, func, t, dt, y):
-        return _axpy(y, dt, (1.0, func(t, y)))
+    order, tableau = 1, (((),), (1.0,), (0.0,))
 
 
 class Midpoint(FixedGridSolver):
-    order, evaluations = 2, 2
-
-    def step(self, func, t, dt, y):
-        k1 = func(t, y)
-        k2 = func(t + dt / 2, _axpy(y, dt / 2, (1.0, k1)))
-        return _axpy(y, dt, (1.0, k2))
+    order, tableau = 2, (((), (0.5,)), (0.0, 1.0), (0.0, 0.5))
 
 
 class Heun(FixedGridSolver):
-    order, evaluations = 2, 2
-
-    def step(self, func, t, dt, y):
-        k1 = func(t, y)
-        k2 = func(t + dt, _axpy(y, dt, (1.0, k1)))
-        return _axpy(y, dt, (0.5, k1), (0.5, k2))
+    order, tableau = 2, (((), (1.0,)), (0.5, 0.5), (0.0, 1.0))
 
 
 class RK4(FixedGridSolver):
     """Fourth-order Runge-Kutta, 3/8 rule (torchdiffeq's `rk4` uses the same tableau)."""
 
-    order, evaluations = 4, 4
-
-    def step(self, func, t, dt, y):
-        k1 = func(t, y)
-        k2 = func(t + dt / 3, _axpy(y, dt, (1 / 3, k1)))
-        k3 = func(t + 2 * dt / 3, _axpy(y, dt, (-1 / 3, k1), (1.0, k2)))
-        k4 = func(t + dt, _axpy(y, dt, (1.0, k1), (-1.0, k2), (1.0, k3)))
-        return _axpy(y, dt, (1 / 8, k1), (3 / 8, k2), (3 / 8, k3), (1 / 8, k4))
+    order = 4
+    tableau = (
+        ((), (1 / 3,), (-1 / 3, 1.0), (1.0, -1.0, 1.0)),
+        (1 / 8, 3 / 8, 3 / 8, 1 / 8),
+        (0.0, 1 / 3, 2 / 3, 1.0),
+    )
 
 
 class AdaptiveSolver:
