@@ -361,7 +361,9 @@ def report(args, cases: list[str], results: dict) -> None:
         f"test memory {paper[1] / hr[1]:.2f}, training time {TRAIN_TIME_TARGET}, "
         f"test time {paper[2] / hr[2]:.2f}"
     )
-    for case in ("segnode", "segnode_aca", "segnode_aca_stagewise", "segnode_first_step"):
+    trained = ("segnode", "segnode_aca", "segnode_aca_stagewise", "segnode_first_step",
+               "segnode_checkpoint")  # fmt: skip
+    for case in trained:
         if (case, "train") not in results:
             continue
         train, test = results[case, "train"], results[case, "test"]
@@ -372,7 +374,7 @@ def report(args, cases: list[str], results: dict) -> None:
         ):
             verdict = "met" if got <= target else "NOT met"
             print(f"target {labels[case]} {what} <= {target} x HRNetV2's: {got:.2f}, {verdict}")
-    for case in ("hrnetv2_w48", "segnode"):
+    for case in ("hrnetv2_w48", "segnode", "segnode_checkpoint"):
         if (case, "train") in results:
             train = results[case, "train"]
             budget = 2 * train["s"] + 20
