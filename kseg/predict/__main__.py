@@ -68,7 +68,6 @@ def run(args) -> dict:
             "--fit is for .keras files"
         )
     predictor = Predictor(backend, args.fit)
-    os.makedirs(args.out, exist_ok=True)
     if args.classes:
         palette = read_palette(args.classes)
     else:

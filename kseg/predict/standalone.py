@@ -344,6 +344,14 @@ class OutputFolder:
     error = UsageError
 
     def __init__(self, folder: str):
+        """Opens `folder`, made if missing; a file there, or a folder that cannot be made,
+        is `error`."""
+        if os.path.lexists(folder) and not os.path.isdir(folder):
+            raise self.error(f"{folder} is a file, not a folder: give a folder for the outputs")
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            raise self.error(f"{folder}: cannot make the output folder ({e.strerror})") from None
         self.folder = folder
         self.known: dict[str, set[str]] = {}  # file -> every SHA-256 kseg recorded for it
         self.written: dict[str, str] = {}  # file -> SHA-256, this run

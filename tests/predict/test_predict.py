@@ -114,6 +114,8 @@ def test_bad_inputs_are_named(artefacts, tmp_path, capsys):
         ([artefacts["keras"], str(tmp_path / "empty"), "--out", "o"], "no images or videos"),
         ([str(tmp_path / "m.keras"), image, "--out", "o"], "m.keras: no such file"),
         ([image, image, "--out", "o"], "unknown model format '.png'"),
+        ([artefacts["tflite"], image, "--out", image], f"{image} is a file, not a folder"),
+        ([artefacts["tflite"], image, "--out", f"{image}/o"], "cannot make the output folder"),
     ):
         with pytest.raises(SystemExit) as exit_:
             main(argv)

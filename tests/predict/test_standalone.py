@@ -171,6 +171,10 @@ def test_a_video_or_no_output_folder_is_a_one_line_error(artefacts, tmp_path, ca
     assert "segment videos with `python -m kseg.predict`" in capsys.readouterr().err
     assert standalone.main([artefacts["tflite"], str(clip)]) == 2
     assert "--out DIR" in capsys.readouterr().err
+    image = str(tmp_path / "a.png")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    assert standalone.main([artefacts["tflite"], image, "--out", image]) == 2
+    assert f"error: {image} is a file, not a folder" in capsys.readouterr().err
 
 
 def test_segment_py_replaces_its_own_outputs_and_no_others(
