@@ -27,9 +27,8 @@ class OutputFolder(standalone.OutputFolder):
         than the record."""
         if os.path.exists(os.path.join(self.folder, self.RECORD)):
             return
-        suffixes = (*standalone.OUTPUT_SUFFIXES, "_prob.npz")
         for path in glob.glob(os.path.join(self.folder, "**", "*"), recursive=True):
-            if path.endswith(suffixes) and os.path.isfile(path):
+            if path.endswith(standalone.OUTPUT_SUFFIXES) and os.path.isfile(path):
                 self.written[os.path.relpath(path, self.folder)] = standalone.sha256(path)
         self.close()
 

@@ -60,7 +60,7 @@ class UsageError(Exception):
 
 # What `ImageWriter` and the video overlay name their files: never inputs when found in
 # the output folder by a search.
-OUTPUT_SUFFIXES = ("_pred.png", "_overlay.jpg", "_labelIds.png", "_overlay.mp4")
+OUTPUT_SUFFIXES = ("_pred.png", "_overlay.jpg", "_labelIds.png", "_prob.npz", "_overlay.mp4")
 
 
 def expand_inputs(inputs: list[str], out: str | None = None) -> tuple[list[str], list[str]]:
