@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
+from peers.timing import process_usage, usage_since
 
 MIB = 2**20
 # TensorFlow 2.21 keeps allocator statistics on the CPU only with its BFC allocator; the
@@ -34,6 +35,7 @@ class Peak(NamedTuple):
     seconds: float
     result: object  # the last call's return value
     first_seconds: float  # the warm-up call: tracing, graph optimisation and one run
+    first_usage: dict  # its kernel seconds and newly resident MiB (`peers.timing.usage_since`)
 
 
 def peak_memory(fn, calls: int = 3, device: str = "CPU:0", reset=None) -> Peak:
@@ -42,9 +44,11 @@ def peak_memory(fn, calls: int = 3, device: str = "CPU:0", reset=None) -> Peak:
     untimed (e.g. to restore weights that a training step changes)."""
     reset = reset or (lambda: None)
     reset()
+    usage = process_usage()
     start = time.perf_counter()
     fn()
     first = time.perf_counter() - start
+    first_usage = usage_since(usage)
     extra, total, seconds, out = [], [], [], None
     for _ in range(calls):
         reset()
@@ -57,5 +61,10 @@ def peak_memory(fn, calls: int = 3, device: str = "CPU:0", reset=None) -> Peak:
         extra.append((peak - before) / MIB)
         total.append(peak / MIB)
     return Peak(
-        float(np.median(extra)), float(np.median(total)), float(np.median(seconds)), out, first
+        float(np.median(extra)),
+        float(np.median(total)),
+        float(np.median(seconds)),
+        out,
+        first,
+        first_usage,
     )

@@ -2,7 +2,11 @@
 against the steady step. ContextNet cn14 through kseg's training loop (the preset's
 compile, `kseg.train.engine.fit`; the first step counted from the call of `fit`) against
 pytorchcv's ContextNet in torch eager mode (bench/.peer-venv), each in a fresh process,
-same batch, size and threads.
+same batch, size and threads. Each fresh process starts after `--settle` seconds of quiet,
+and the two sides take turns at going first over `--repeats` repeats: on a virtual machine
+a process reuses cheaply the pages that a process ending just before it freed, and pays
+for fresh ones (seconds per GiB here) otherwise. Each first step is printed with the
+kernel time in it and the memory it touched for the first time (`peers/timing.py`).
 
 Target (issue 25): kseg's first step within 2x the peer's first step. HRNetV2's and
 SegNode's first steps are in bench/segnode_memory.py.
@@ -15,6 +19,7 @@ and, in a second fresh process, the same training step run eagerly (no graph, as
 peer's), first and second.
 
     python bench/startup.py [--batch 2] [--height 512] [--width 1024] [--threads 2]
+        [--repeats 4] [--settle 20]
     python bench/startup.py --breakdown
     python bench/startup.py --keras-rmsprop   # kseg with Keras' RMSprop in place of its own
     python bench/startup.py --imports
@@ -30,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -37,6 +43,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from _cli import bench_parser, forwarded  # noqa: E402
+from peers.timing import process_usage, usage_since  # noqa: E402
 
 TARGET = 2.0  # kseg's first step / the peer's
 
@@ -78,11 +85,12 @@ def child(args) -> None:
     ds = tf.data.Dataset.from_tensors((images, labels)).repeat(args.runs + 1)
 
     class Clock(keras.callbacks.Callback):
-        """The first step from `fit`'s call to its end; the others from begin to end."""
+        """The first step from `fit`'s call to its end, with the kernel time and newly
+        resident memory in it; the others from begin to end."""
 
         def __init__(self):
             super().__init__()
-            self.begin, self.seconds = time.perf_counter(), []
+            self.usage, self.begin, self.seconds = process_usage(), time.perf_counter(), []
 
         def on_train_batch_begin(self, batch, logs=None):
             if batch:
@@ -90,13 +98,24 @@ def child(args) -> None:
 
         def on_train_batch_end(self, batch, logs=None):
             self.seconds.append(time.perf_counter() - self.begin)
+            if not batch:
+                self.usage = usage_since(self.usage)
 
     with tempfile.TemporaryDirectory() as folder:
         clock = Clock()
         fit(model, ds, None, 1, folder, tensorboard=False, precise_bn_batches=0, verbose=0,
             extra_callbacks=[clock])  # fmt: skip
     first, *steady = clock.seconds
-    print(json.dumps({"first_s": first, "steady_s": float(np.median(steady))}))
+    print(
+        json.dumps(
+            {
+                "first_s": first,
+                "steady_s": float(np.median(steady)),
+                "first_kernel_s": clock.usage["kernel_s"],
+                "first_new_mib": clock.usage["new_mib"],
+            }
+        )
+    )
 
 
 def _built_model_and_batch(args):
@@ -204,6 +223,10 @@ def main() -> None:
     p.add_argument("--eager", action="store_true", help=argparse.SUPPRESS)  # a child's part
     p.add_argument("--keras-rmsprop", action="store_true", help="kseg with Keras' RMSprop update")
     p.add_argument("--imports", action="store_true", help="what `import kseg` costs")
+    p.add_argument("--repeats", type=int, default=4, help="fresh processes of each side")
+    p.add_argument(
+        "--settle", type=float, default=20.0, help="seconds of quiet before each fresh process"
+    )
     args = p.parse_args()
     if args.imports:
         print_imports(args.runs)
@@ -218,26 +241,55 @@ def main() -> None:
         return
     from _peer import run_peer
 
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", *child_flags],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    ours = json.loads(out.stdout.strip().splitlines()[-1])
-    peer = run_peer("contextnet_train_torch.py", *flags)
+    def ours():
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", *child_flags],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def peer():
+        return run_peer("contextnet_train_torch.py", *flags)
+
+    # Each side in the same state of the machine's memory: after `--settle` seconds of
+    # quiet, and first in every other repeat (a process that starts right after another
+    # one ends reuses the pages it freed, which are cheaper to touch; bench/RESULTS.md).
+    runs = []
+    for repeat in range(args.repeats):
+        order = ("kseg", "peer") if repeat % 2 == 0 else ("peer", "kseg")
+        result = {}
+        for side in order:
+            time.sleep(args.settle)
+            result[side] = ours() if side == "kseg" else peer()
+        runs.append(result)
+    report(args, runs)
+
+
+def report(args, runs: list[dict]) -> None:
+    ours_name = "kseg, Keras' RMSprop" if args.keras_rmsprop else "kseg (kseg.train.engine.fit)"
+    names = {"kseg": ours_name, "peer": f"pytorchcv torch {runs[0]['peer']['torch']} eager"}
     print(
         f"ContextNet cn14 training step, batch {args.batch}, {args.height}x{args.width}, "
-        f"{args.threads} threads; first step in a fresh process, steady median of {args.runs}"
+        f"{args.threads} threads; first step in a fresh process after {args.settle} s of "
+        f"quiet, each side first in every other repeat; steady median of {args.runs}"
     )
-    print(f"{'implementation':36s} {'first s':>8s} {'steady s':>9s}")
-    ours_name = "kseg, Keras' RMSprop" if args.keras_rmsprop else "kseg (kseg.train.engine.fit)"
-    print(f"{ours_name:36s} {ours['first_s']:8.2f} {ours['steady_s']:9.2f}")
     print(
-        f"{'pytorchcv torch ' + peer['torch'] + ' eager':36s} {peer['first_s']:8.2f} "
-        f"{peer['steady_s']:9.2f}"
+        f"{'repeat':>6s}  {'implementation':34s} {'first s':>8s} {'kernel s':>9s} "
+        f"{'new MiB':>8s} {'steady s':>9s}"
     )
-    ratio = ours["first_s"] / peer["first_s"]
+    for repeat, result in enumerate(runs, 1):
+        for side, got in result.items():
+            print(
+                f"{repeat:6d}  {names[side]:34s} {got['first_s']:8.2f} "
+                f"{got['first_kernel_s']:9.2f} {got['first_new_mib']:8.0f} {got['steady_s']:9.2f}"
+            )
+    first = {side: statistics.median(r[side]["first_s"] for r in runs) for side in names}
+    ratio = first["kseg"] / first["peer"]
     verdict = "met" if ratio <= TARGET else "NOT met"
-    print(f"target kseg first step <= {TARGET} x the peer's: {ratio:.2f}, {verdict}")
+    print(
+        f"median first step: kseg {first['kseg']:.2f} s, peer {first['peer']:.2f} s; "
+        f"target kseg first step <= {TARGET} x the peer's: {ratio:.2f}, {verdict}"
+    )
 
 
 def print_breakdown(args, flags: list[str]) -> None:

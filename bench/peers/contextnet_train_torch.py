@@ -1,6 +1,7 @@
 """Peer for bench/startup.py, run in bench/.peer-venv: the first and the steady training
 step of pytorchcv's ContextNet (`ctxnet_cityscapes`) in torch eager mode: forward,
-cross-entropy, backward, an SGD update. Prints one JSON line."""
+cross-entropy, backward, an SGD update. Prints one JSON line, with the kernel time and
+the newly resident memory of the first step (`timing.process_usage`)."""
 
 import argparse
 import json
@@ -10,6 +11,7 @@ import time
 import numpy as np
 import torch
 from pytorchcv.models.contextnet import ctxnet_cityscapes
+from timing import process_usage, usage_since
 
 
 def main():
@@ -34,18 +36,24 @@ def main():
         loss = loss_fn(net(x), y)
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
-    seconds = []
-    for _ in range(args.runs + 1):
+    def seconds_of_step():
         start = time.perf_counter()
         step()
-        seconds.append(time.perf_counter() - start)
+        return time.perf_counter() - start
+
+    before = process_usage()
+    first_s = seconds_of_step()
+    first = usage_since(before)
+    steady = [seconds_of_step() for _ in range(args.runs)]
     print(
         json.dumps(
             {
-                "first_s": seconds[0],
-                "steady_s": statistics.median(seconds[1:]),
+                "first_s": first_s,
+                "steady_s": statistics.median(steady),
+                "first_kernel_s": first["kernel_s"],
+                "first_new_mib": first["new_mib"],
                 "torch": torch.__version__,
             }
         )
