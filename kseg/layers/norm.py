@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import keras
+import tensorflow as tf
 
 # torch.nn.GroupNorm's epsilon, which the official neural-ODE code trains with.
 GROUP_NORM_EPSILON = 1e-5
@@ -24,6 +25,59 @@ def group_norm(channels: int, name: str, epsilon: float = GROUP_NORM_EPSILON):
     return keras.layers.GroupNormalization(group_norm_groups(channels), epsilon=epsilon, name=name)
 
 
+@keras.saving.register_keras_serializable(package="kseg")
+class BatchNormalization(keras.layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` whose training step on 4-D channels-last inputs
+    runs TensorFlow's fused kernel (`FusedBatchNormV3`, one op and one gradient op)
+    instead of Keras' moments and arithmetic (some 20 ops and 40 in the gradient).
+
+    Same weights, arguments, outputs and moving statistics as Keras' layer, which it is a
+    subclass of: the batch is normalised by its biased variance, and the moving variance
+    follows the biased variance too (the fused kernel returns the unbiased one; the
+    correction is undone here). It keeps Keras' class name because Keras names a model's
+    weights in its files by their layers' class names: weights saved from models built
+    with Keras' layer load into models built with this one, and back. Inference, other
+    ranks, masks, renormalisation and synchronised statistics take Keras' own path, so
+    exported graphs are unchanged. What it buys: a smaller training graph, which
+    TensorFlow traces and sets up faster before the first step, and a faster step on CPU
+    (bench/RESULTS.md, startup).
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        fused = (
+            training
+            and self.trainable
+            and mask is None
+            and not self.renorm
+            and not self.synchronized
+            and len(inputs.shape) == 4
+            and self.axis in (-1, 3, [-1], [3])
+        )
+        if not fused:
+            return super().call(inputs, training=training, mask=mask)
+        x = tf.cast(inputs, "float32")  # as Keras' layer computes in float32
+        channels = x.shape[-1]
+        gamma = tf.cast(self.gamma, "float32") if self.scale else tf.ones([channels])
+        beta = tf.cast(self.beta, "float32") if self.center else tf.zeros([channels])
+        # The raw op: `tf.nn.fused_batch_norm` would raise epsilon to at least 1.001e-5.
+        y, mean, unbiased, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=x,
+            scale=gamma,
+            offset=beta,
+            mean=tf.zeros([0]),
+            variance=tf.zeros([0]),
+            epsilon=self.epsilon,
+            data_format="NHWC",
+            is_training=True,
+        )
+        count = tf.cast(tf.size(x, out_type=tf.int64) // channels, "float32")
+        variance = unbiased * tf.maximum(count - 1.0, 0.0) / count
+        momentum = self.momentum
+        self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
+        self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
+        return tf.cast(y, self.compute_dtype)
+
+
 @dataclasses.dataclass(frozen=True)
 class Norm:
     """A normalisation with its constants, as the conv builders of `kseg.layers.conv` take
@@ -41,9 +95,7 @@ class Norm:
     def layer(self, channels: int, name: str) -> keras.layers.Layer:
         if self.kind == "group":
             return group_norm(channels, name, epsilon=self.epsilon)
-        return keras.layers.BatchNormalization(
-            momentum=self.momentum, epsilon=self.epsilon, name=name
-        )
+        return BatchNormalization(momentum=self.momentum, epsilon=self.epsilon, name=name)
 
 
 # Keras's defaults, also TF-slim's (the MobileNets ContextNet builds on) and DeepLab's.

@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import keras
 
+from kseg.layers.norm import BatchNormalization
+
 XCEPTION65_MIDDLE_BLOCKS = 16
 BN_EPSILON = 1e-3  # DeepLab's batch norm
 
 
 def _bn(x, name: str):
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=name)(x)
+    return BatchNormalization(epsilon=BN_EPSILON, name=name)(x)
 
 
 def _separable(x, filters: int, strides: int, rate: int, relu_inside: bool, name: str):

@@ -1,0 +1,112 @@
+"""kseg's `BatchNormalization` against Keras': the same outputs, moving statistics and
+gradients, in training and inference, at the constants kseg trains with; weight files that
+load either way."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kseg.layers.norm import BatchNormalization
+
+
+def _pair(shape=(None, 5, 6, 8), **kwargs):
+    """Keras' layer and kseg's, built alike and holding the same (non-trivial) weights."""
+    keras_bn = keras.layers.BatchNormalization(**kwargs)
+    fused = BatchNormalization(**kwargs)  # kseg's
+    for layer in (keras_bn, fused):
+        layer.build(shape)
+    rng = np.random.default_rng(0)
+    for a, b in zip(keras_bn.weights, fused.weights, strict=True):
+        value = rng.uniform(0.5, 1.5, a.shape).astype("float32")
+        a.assign(value)
+        b.assign(value)
+    return keras_bn, fused
+
+
+def _run(layer, x, training):
+    """Output, gradients (input, then weights) of a weighted sum, and moving statistics."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=training)
+        loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.range(8, dtype=tf.float32) ** 2)
+    grads = tape.gradient(loss, [x, *layer.trainable_weights])
+    return y, grads, [w.numpy() for w in layer.non_trainable_weights]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"momentum": 0.9, "epsilon": 1e-5},  # PyTorch's constants (HRNet, SegNode, ...)
+        {"momentum": 0.99, "epsilon": 1e-3},  # Keras' (ContextNet, DeepLab)
+        {"momentum": 0.9, "epsilon": 1e-5, "center": False, "scale": False},
+    ],
+)
+@pytest.mark.parametrize("training", [True, False])
+def test_equals_keras_batch_norm(kwargs, training):
+    keras_bn, fused = _pair(**kwargs)
+    moving_variance = fused.moving_variance.numpy()
+    x = tf.constant(np.random.default_rng(1).normal(2.0, 3.0, (3, 5, 6, 8)), tf.float32)
+    (y0, g0, s0), (y1, g1, s1) = _run(keras_bn, x, training), _run(fused, x, training)
+    np.testing.assert_allclose(y1, y0, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g0, g1, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-3)
+    for a, b in zip(s0, s1, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-6)
+    if training:  # the moving variance follows the biased batch variance, as Keras' does
+        batch_variance = np.var(x.numpy().reshape(-1, 8), axis=0)
+        m = kwargs["momentum"]
+        expected = m * moving_variance + (1 - m) * batch_variance
+        np.testing.assert_allclose(s1[1], expected, rtol=1e-5)
+
+
+def test_mixed_precision_and_other_ranks_equal_keras():
+    # float16 inputs are normalised in float32 and returned in float16, as Keras does.
+    keras_bn, fused = _pair(dtype="mixed_float16", momentum=0.9, epsilon=1e-5)
+    x = tf.constant(np.random.default_rng(2).normal(0.0, 2.0, (2, 5, 6, 8)), tf.float16)
+    y0, g0, _ = _run(keras_bn, x, True)
+    y1, g1, _ = _run(fused, x, True)
+    assert y1.dtype == tf.float16
+    np.testing.assert_allclose(y1.numpy(), y0.numpy(), rtol=2e-3, atol=2e-3)
+    # A 2-D input takes Keras' own path.
+    keras_bn, fused = _pair(shape=(None, 8))
+    x = tf.constant(np.random.default_rng(3).normal(size=(4, 8)), tf.float32)
+    np.testing.assert_allclose(
+        _run(fused, x, True)[0], _run(keras_bn, x, True)[0], rtol=1e-6, atol=1e-6
+    )
+
+
+def test_traced_training_step_is_fused_and_saves(tmp_path):
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    outputs = BatchNormalization(momentum=0.9, epsilon=1e-5, name="bn")(x)
+    model = keras.Model(inputs, outputs)
+    graph = (
+        tf.function(lambda x: model(x, training=True))
+        .get_concrete_function(tf.TensorSpec((2, 8, 8, 3)))
+        .graph
+    )
+    assert {op.type for op in graph.get_operations()} >= {"FusedBatchNormV3"}
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert type(loaded.get_layer("bn")) is BatchNormalization
+    x = np.random.default_rng(4).random((2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(loaded(x), model(x), rtol=1e-6, atol=1e-6)
+
+
+def test_weights_load_between_keras_and_kseg_batch_norm(tmp_path):
+    # Keras names weights in files by class name: a file of a model built with Keras'
+    # layer (every kseg model saved before kseg's layer) loads into one built with kseg's.
+    def model(norm):
+        inputs = keras.Input((8, 8, 3))
+        x = norm(name="bn")(keras.layers.Conv2D(4, 3, name="conv")(inputs))
+        return keras.Model(inputs, norm(name="bn2")(x))
+
+    old, new = model(keras.layers.BatchNormalization), model(BatchNormalization)
+    rng = np.random.default_rng(5)
+    for w in old.weights:
+        w.assign(rng.uniform(0.5, 1.5, w.shape).astype("float32"))
+    old.save_weights(tmp_path / "old.weights.h5")
+    new.load_weights(tmp_path / "old.weights.h5")
+    for a, b in zip(old.weights, new.weights, strict=True):
+        np.testing.assert_array_equal(b.numpy(), a.numpy())
