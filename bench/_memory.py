@@ -35,7 +35,7 @@ class Peak(NamedTuple):
     seconds: float
     result: object  # the last call's return value
     first_seconds: float  # the warm-up call: tracing, graph optimisation and one run
-    first_usage: dict  # its kernel seconds and newly resident MiB (`peers.timing.usage_since`)
+    first_usage: dict  # its kernel seconds and MiB faulted in (`peers.timing.usage_since`)
 
 
 def peak_memory(fn, calls: int = 3, device: str = "CPU:0", reset=None) -> Peak:

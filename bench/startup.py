@@ -6,7 +6,7 @@ same batch, size and threads. Each fresh process starts after `--settle` seconds
 and the two sides take turns at going first over `--repeats` repeats: on a virtual machine
 a process reuses cheaply the pages that a process ending just before it freed, and pays
 for fresh ones (seconds per GiB here) otherwise. Each first step is printed with the
-kernel time in it and the memory it touched for the first time (`peers/timing.py`).
+kernel time in it and the memory the kernel gave it afresh (`peers/timing.py`).
 
 Target (issue 25): kseg's first step within 2x the peer's first step. HRNetV2's and
 SegNode's first steps are in bench/segnode_memory.py.
@@ -85,8 +85,8 @@ def child(args) -> None:
     ds = tf.data.Dataset.from_tensors((images, labels)).repeat(args.runs + 1)
 
     class Clock(keras.callbacks.Callback):
-        """The first step from `fit`'s call to its end, with the kernel time and newly
-        resident memory in it; the others from begin to end."""
+        """The first step from `fit`'s call to its end, with the kernel time and the
+        memory faulted in during it; the others from begin to end."""
 
         def __init__(self):
             super().__init__()
@@ -112,7 +112,7 @@ def child(args) -> None:
                 "first_s": first,
                 "steady_s": float(np.median(steady)),
                 "first_kernel_s": clock.usage["kernel_s"],
-                "first_new_mib": clock.usage["new_mib"],
+                "first_faulted_mib": clock.usage["faulted_mib"],
             }
         )
     )
@@ -275,13 +275,14 @@ def report(args, runs: list[dict]) -> None:
     )
     print(
         f"{'repeat':>6s}  {'implementation':34s} {'first s':>8s} {'kernel s':>9s} "
-        f"{'new MiB':>8s} {'steady s':>9s}"
+        f"{'faulted MiB':>12s} {'steady s':>9s}"
     )
     for repeat, result in enumerate(runs, 1):
         for side, got in result.items():
             print(
                 f"{repeat:6d}  {names[side]:34s} {got['first_s']:8.2f} "
-                f"{got['first_kernel_s']:9.2f} {got['first_new_mib']:8.0f} {got['steady_s']:9.2f}"
+                f"{got['first_kernel_s']:9.2f} {got['first_faulted_mib']:12.0f} "
+                f"{got['steady_s']:9.2f}"
             )
     first = {side: statistics.median(r[side]["first_s"] for r in runs) for side in names}
     ratio = first["kseg"] / first["peer"]

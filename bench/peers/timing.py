@@ -1,7 +1,6 @@
 """Median wall time of a callable, and what a call cost the process beyond its own work;
 standard library only, so the peer venv can import it."""
 
-import os
 import resource
 import statistics
 import time
@@ -19,21 +18,25 @@ def timed(fn, runs: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-def process_usage() -> tuple[float, float]:
-    """(kernel CPU seconds, resident MiB) of this process so far, all threads (Linux).
+def process_usage() -> tuple[float, int]:
+    """(kernel CPU seconds, page faults served without I/O) of this process so far, all
+    threads.
 
-    Their change across a call is what the kernel did for it and how much memory it touched
-    for the first time. In a fresh process a step's first call touches most of its memory
-    for the first time, and the kernel maps and zeroes each page then: on a virtual machine
+    Their change across a call is what the kernel did for it and how much memory it was
+    given afresh: each first touch of a page the process had not used, or had returned to
+    the system, is one such fault, and the kernel zeroes the page then. In a fresh process
+    a step's first call touches most of its memory for the first time; on a virtual machine
     whose host reclaims the pages a guest frees, that can cost seconds per GiB, in the
-    kernel time counted here (bench/RESULTS.md, startup)."""
-    kernel = resource.getrusage(resource.RUSAGE_SELF).ru_stime
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return kernel, pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    kernel time counted here (bench/RESULTS.md, startup). Resident size would not do as the
+    measure: PyTorch returns large blocks to the system after each use and TensorFlow's
+    allocator keeps them, so only the faults count both alike."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_stime, usage.ru_minflt
 
 
-def usage_since(before: tuple[float, float]) -> dict:
-    """The kernel seconds and newly resident MiB since `before` (a `process_usage()`)."""
-    kernel, resident = process_usage()
-    return {"kernel_s": kernel - before[0], "new_mib": resident - before[1]}
+def usage_since(before: tuple[float, int]) -> dict:
+    """The kernel seconds and the MiB of pages faulted in since `before` (a
+    `process_usage()`)."""
+    kernel, faults = process_usage()
+    pages = (faults - before[1]) * resource.getpagesize()
+    return {"kernel_s": kernel - before[0], "faulted_mib": pages / 2**20}
