@@ -288,8 +288,8 @@ def report(args, runs: list[dict]) -> None:
     ratio = first["kseg"] / first["peer"]
     verdict = "met" if ratio <= TARGET else "NOT met"
     print(
-        f"median first step: kseg {first['kseg']:.2f} s, peer {first['peer']:.2f} s; "
-        f"target kseg first step <= {TARGET} x the peer's: {ratio:.2f}, {verdict}"
+        f"median first step: kseg {first['kseg']:.3f} s, peer {first['peer']:.3f} s; "
+        f"target kseg first step <= {TARGET} x the peer's: {ratio:.3f}, {verdict}"
     )
 
 
