@@ -47,13 +47,8 @@ def integrate_checkpointed(
 
     @tf.custom_gradient
     def run(*flat_y0):
-        y, states, inputs = list(flat_y0), [list(flat_y0)], []
-        for interval in grid:
-            for t, dt in interval:
-                ks, stage_inputs = solver.stages(func, t, dt, y)
-                y = solver.solution(y, dt, ks)
-                inputs.append(stage_inputs)  # all that the backward pass keeps
-            states.append(y)
+        inputs = []  # the stages' input states: all that the backward pass keeps
+        states, _ = solver.integrate(func, list(flat_y0), times, steps, inputs)
         flat_states = [s for state in states for s in state]
 
         def grad(*d_flat, variables=None):

@@ -83,9 +83,6 @@ class FixedGridSolver:
         """y + dt sum_i b_i k_i: the step's result from its stages."""
         return _axpy(y, dt, *((w, k) for w, k in zip(self.tableau[1], ks, strict=True) if w))
 
-    def step(self, func: Func, t, dt, y):
-        return self.solution(y, dt, self.stages(func, t, dt, y)[0])
-
     @staticmethod
     def grid(times: list[float], steps: int) -> list[list[tuple[float, float]]]:
         """The steps (t, dt) of each interval between output times: `steps` uniform steps
@@ -100,13 +97,17 @@ class FixedGridSolver:
             intervals.append([(t0 + i * dt, dt) for i in range(n)])
         return intervals
 
-    def integrate(self, func: Func, y0, times: list[float], steps: int):
+    def integrate(self, func: Func, y0, times: list[float], steps: int, stage_inputs=None):
         """States at `times` (a static list) on `grid(times, steps)`; returns (states,
-        steps taken)."""
+        steps taken). `stage_inputs`, a list if given, receives each step's stage input
+        states (what the checkpoint gradient keeps, `kseg.ode.checkpoint`)."""
         states, y, taken = [y0], y0, 0
         for interval in self.grid(times, steps):
             for t, dt in interval:
-                y = self.step(func, t, dt, y)
+                ks, inputs = self.stages(func, t, dt, y)
+                y = self.solution(y, dt, ks)
+                if stage_inputs is not None:
+                    stage_inputs.append(inputs)
                 taken += 1
             states.append(y)
         return states, taken

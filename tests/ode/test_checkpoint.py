@@ -1,5 +1,6 @@
 """The fixed grids' "checkpoint" gradient (each evaluation of the function run again in the
-backward pass, `tf.recompute_grad`) against back-propagation through the same steps."""
+backward pass from its stored input, `kseg.ode.checkpoint`) against back-propagation
+through the same steps."""
 
 import keras
 import numpy as np
