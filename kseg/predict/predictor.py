@@ -109,16 +109,17 @@ def segment_video(
     """Segments every frame of the video `path`, upright (`upright_frame`), and writes the
     overlay video `out_path` (H.264 at the source frame rate, upright without a rotation);
     returns (frames, seconds). `out_path` lies in `outputs` (a
-    `kseg.predict.outputs.OutputFolder`; default: its own folder), which refuses to
-    replace a file kseg did not write and records the video."""
+    `kseg.predict.outputs.OutputFolder`), which records the video; the caller has checked
+    `out_path` against it before any work, as `kseg.predict` does. Without `outputs`, the
+    video's own folder, checked here: a file kseg did not write is refused."""
     from kseg.errors import UserError
     from kseg.predict.outputs import OutputFolder, overlay
 
     own = outputs is None
-    if own:
+    if own:  # a caller's folder has been checked by the caller, before the images
         outputs = OutputFolder(os.path.dirname(out_path) or ".")
+        outputs.check([os.path.basename(out_path)])
     name = os.path.relpath(out_path, outputs.folder)
-    outputs.check([name])
     try:
         import av
     except ImportError:
