@@ -24,8 +24,10 @@ run:
 - SegNode with one Euler step back-propagated directly: one evaluation of the ODE function
   and its gradient, the least any adjoint can need (its floor).
 
-Training steps run as kseg's training does (`fit`): the optimizer built before the step is
-traced, and TensorFlow's graph optimiser off on a machine without a GPU
+Training steps run as kseg's training does (`fit`): the preset's optimizer
+(`kseg.train.optimizers`, each weight's update one fused op; `--optimizers keras` takes
+Keras' own update instead), built before the step is traced, and TensorFlow's graph
+optimiser off on a machine without a GPU
 (`kseg.train.graph_optimization`); test images with the optimiser on, as `evaluate` and
 `predict` run them. Each training call starts from the same weights and optimizer state
 (restored, untimed, before it), so that every call solves the given model's ODE.
@@ -42,6 +44,7 @@ test image, forward and forward-with-VJP in training mode for the training step)
 share of the step those evaluations account for.
 
     python bench/segnode_memory.py [--batch 2] [--height 256] [--width 512] [--runs 2]
+        [--optimizers kseg|keras]
         [--segnode-weights runs/segnode-demo/best.keras --data runs/segnode-demo/demo-data]
 
 The paper's ratios are those of trained networks, and an adaptive solve's evaluations
@@ -70,7 +73,7 @@ from peers.timing import timed  # noqa: E402
 from kseg.data import Cityscapes, segmentation_pipeline  # noqa: E402
 from kseg.models import create_model  # noqa: E402
 from kseg.ode import ode_blocks  # noqa: E402
-from kseg.train import preset_for  # noqa: E402
+from kseg.train import preset_for, presets  # noqa: E402
 from kseg.train.graph_optimization import graph_optimization  # noqa: E402
 from kseg.utils import count_params  # noqa: E402
 
@@ -84,8 +87,12 @@ PAPER = {  # Table 2: training GB at batch 24, test GB, test ms
 }
 
 
+UPDATES = {"kseg": "kseg's, one fused op a weight", "keras": "Keras' own update"}
+
 # Flags the parent hands on to each child process.
-FORWARDED = ("batch", "height", "width", "runs", "threads", "ode_steps", "graph_optimization")
+FORWARDED = (
+    "batch", "height", "width", "runs", "threads", "ode_steps", "graph_optimization", "optimizers"
+)  # fmt: skip
 
 
 # The SegNode cases' solver settings (`kseg.ode.SolverConfig` fields).
@@ -170,6 +177,9 @@ def child(case: str, mode: str, args) -> None:
                             block.backward_rejected_steps):  # fmt: skip
                 counter.assign(0.0)
     if mode == "train":
+        if args.optimizers == "keras":  # the presets' optimisers with Keras' own update
+            for name in ("SGD", "Adam", "AdamW", "RMSprop"):
+                setattr(presets, name, getattr(keras.optimizers, name))
         preset = preset_for("segnode" if case.startswith("segnode") else case)
         optimizer = preset.make_optimizer(total_steps=1000)
         # Built before tracing, as `fit` does: built inside the first call, its variables
@@ -249,6 +259,12 @@ def main() -> None:
         default="auto",
         help="Grappler on the training steps, as `--graph-optimization` of the recipes",
     )
+    p.add_argument(
+        "--optimizers",
+        choices=("kseg", "keras"),
+        default="kseg",
+        help="the presets' optimisers as kseg trains with them, or with Keras' own update",
+    )
     p.add_argument("--child", nargs=2, metavar=("CASE", "MODE"))
     args = p.parse_args()
     if args.child:
@@ -280,7 +296,8 @@ def report(args, cases: list[str], results: dict) -> None:
     print(
         f"one training step (batch {args.batch}) and one test image, {args.height}x"
         f"{args.width}, 19 classes, {args.threads} threads, median of {args.runs} calls; "
-        f"{inputs}, {weights}; graph optimisation of training steps: {args.graph_optimization}"
+        f"{inputs}, {weights}; graph optimisation of training steps: {args.graph_optimization}; "
+        f"optimisers: {UPDATES[args.optimizers]}"
     )
     ref_train, ref_test = results["hrnetv2_w48", "train"], results["hrnetv2_w48", "test"]
     labels = {

@@ -1,11 +1,17 @@
-"""RMSprop whose update is TensorFlow's fused RMSProp kernel.
+"""Keras' RMSprop, SGD, Adam and AdamW with each weight's update as one TensorFlow op.
 
-Keras' RMSprop writes each variable's update as about a dozen ops (square, scale, add,
-sqrt, divide, three assignments), so a model's training step holds a dozen ops per weight
-for the optimiser alone, each traced in Python before the first step and dispatched in
-every step. TensorFlow's `ResourceApplyRMSProp` kernel computes the same update in one op,
-so the traced step is smaller and its first run starts sooner (bench/RESULTS.md,
-"startup").
+Keras writes each weight's update as several ops (casts, products, sums, square roots,
+two or three assignments), so a model's training step holds about a dozen ops per weight
+for the optimiser alone: each is traced in Python before the first step, and each passes
+over the weight-sized tensors in every step. TensorFlow's training kernels
+(`ResourceApplyRMSProp`, `ResourceApplyKerasMomentum`, `ResourceApplyAdam`) compute the
+same arithmetic, on the same variables, in one op per weight (bench/RESULTS.md,
+"startup" and "segnode_memory").
+
+Each class here is a subclass of Keras' optimiser with the same name, arguments, variables
+and saved config; only `update_step` differs. What the kernels do not cover takes Keras'
+own update: sparse gradients (`tf.IndexedSlices`), backends other than TensorFlow, and
+each class's options listed in its docstring.
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ def _handle(variable):
     return variable.handle
 
 
+def _fusable(gradient) -> bool:
+    return not isinstance(gradient, tf.IndexedSlices) and keras.backend.backend() == "tensorflow"
+
+
 @keras.saving.register_keras_serializable(package="kseg")
 class RMSprop(keras.optimizers.RMSprop):
     """`keras.optimizers.RMSprop` with the momentum update as one TensorFlow op:
@@ -31,17 +41,12 @@ class RMSprop(keras.optimizers.RMSprop):
         w <- w - momentum
 
     which is Keras' arithmetic, on Keras' own optimizer variables (the same names, in the
-    same order, as `keras.optimizers.RMSprop`'s). Centered RMSprop, RMSprop without
-    momentum, sparse gradients and backends other than TensorFlow take Keras' update.
+    same order, as `keras.optimizers.RMSprop`'s). Centered RMSprop and RMSprop without
+    momentum take Keras' update.
     """
 
     def update_step(self, gradient, variable, learning_rate):
-        if (
-            self.centered
-            or not self.momentum
-            or isinstance(gradient, tf.IndexedSlices)
-            or keras.backend.backend() != "tensorflow"
-        ):
+        if self.centered or not self.momentum or not _fusable(gradient):
             return super().update_step(gradient, variable, learning_rate)
         index = self._get_variable_index(variable)
         dtype = variable.dtype
@@ -55,3 +60,71 @@ class RMSprop(keras.optimizers.RMSprop):
             epsilon=tf.cast(self.epsilon, dtype),
             grad=tf.cast(gradient, dtype),
         )
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class SGD(keras.optimizers.SGD):
+    """`keras.optimizers.SGD` with the momentum update as one TensorFlow op:
+
+        m <- momentum * m - lr * g
+        w <- w + m                          (w <- w + momentum * m - lr * g with nesterov)
+
+    Keras' arithmetic on Keras' momentum variables. SGD without momentum takes Keras'
+    update (one op already).
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        if not self.momentum or not _fusable(gradient):
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        tf.raw_ops.ResourceApplyKerasMomentum(
+            var=_handle(variable),
+            accum=_handle(self.momentums[self._get_variable_index(variable)]),
+            lr=tf.cast(learning_rate, dtype),
+            grad=tf.cast(gradient, dtype),
+            momentum=tf.cast(self.momentum, dtype),
+            use_nesterov=self.nesterov,
+        )
+
+
+class _FusedAdamUpdate:
+    """Adam's update as one TensorFlow op, for `Adam` and `AdamW` (whose decoupled weight
+    decay Keras applies before the update):
+
+        m <- m + (1 - beta_1) (g - m),   v <- v + (1 - beta_2) (g^2 - v)
+        w <- w - lr sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + epsilon)
+
+    at step t = iterations + 1, Keras' arithmetic on Keras' moment variables. AMSGrad takes
+    Keras' update."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.amsgrad or not _fusable(gradient):
+            return super().update_step(gradient, variable, learning_rate)
+        index = self._get_variable_index(variable)
+        dtype = variable.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        tf.raw_ops.ResourceApplyAdam(
+            var=_handle(variable),
+            m=_handle(self._momentums[index]),
+            v=_handle(self._velocities[index]),
+            beta1_power=tf.pow(beta_1, step),
+            beta2_power=tf.pow(beta_2, step),
+            lr=tf.cast(learning_rate, dtype),
+            beta1=beta_1,
+            beta2=beta_2,
+            epsilon=tf.cast(self.epsilon, dtype),
+            grad=tf.cast(gradient, dtype),
+        )
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class Adam(_FusedAdamUpdate, keras.optimizers.Adam):
+    """`keras.optimizers.Adam` with each weight's update as one TensorFlow op
+    (`_FusedAdamUpdate`)."""
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class AdamW(_FusedAdamUpdate, keras.optimizers.AdamW):
+    """`keras.optimizers.AdamW` with each weight's update as one TensorFlow op
+    (`_FusedAdamUpdate`); the decoupled weight decay is Keras' own step before it."""

@@ -22,7 +22,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from kseg.train.optimizers import RMSprop
+from kseg.train.optimizers import SGD, Adam, AdamW, RMSprop
 from kseg.train.schedules import PolyDecay, step_schedule
 
 
@@ -82,7 +82,9 @@ class TrainingPreset:
     ) -> keras.optimizers.Optimizer:
         """The optimiser with its schedule: poly over `total_steps` steps, plateau, or
         step (needs `steps_per_epoch`). Only "adamw" carries the weight decay; the others'
-        is coupled L2, which `apply_weight_decay` puts on the model's weights."""
+        is coupled L2, which `apply_weight_decay` puts on the model's weights. The
+        optimisers are Keras' with each weight's update as one TensorFlow op
+        (`kseg.train.optimizers`)."""
         if self.schedule == "poly":
             schedule = PolyDecay(self.learning_rate, total_steps, power=self.poly_power)
         elif self.schedule == "plateau":
@@ -98,22 +100,22 @@ class TrainingPreset:
         else:
             raise ValueError(f"unknown schedule {self.schedule!r}: poly, plateau or step")
         if self.optimizer == "rmsprop":
-            return RMSprop(  # Keras' arithmetic, TensorFlow's fused kernel
+            return RMSprop(
                 schedule,
                 rho=self.rho,
                 momentum=self.momentum,
                 epsilon=self.epsilon,
             )
         if self.optimizer == "sgd":
-            return keras.optimizers.SGD(
+            return SGD(
                 schedule,
                 momentum=self.momentum,
                 nesterov=self.nesterov,
             )
         if self.optimizer == "adam":
-            return keras.optimizers.Adam(schedule)
+            return Adam(schedule)
         if self.optimizer == "adamw":
-            return keras.optimizers.AdamW(schedule, weight_decay=self.weight_decay)
+            return AdamW(schedule, weight_decay=self.weight_decay)
         raise ValueError(f"unknown optimizer {self.optimizer!r}: rmsprop, sgd, adam or adamw")
 
 
