@@ -132,3 +132,18 @@ def test_saved_optimizer_loads_as_kseg_and_keras_files_load(name, tmp_path):
         assert type(loaded.optimizer) is cls
         for a, b in zip(state, [v.numpy() for v in loaded.optimizer.variables], strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_equals_keras_optimizer_under_a_mirrored_strategy(name):
+    """Under a distribution strategy each update runs on the replica's copy of the weight
+    (`Strategy.extended.update`), as `--strategy mirrored` trains: still Keras' result."""
+    ours_cls, keras_cls, kwargs, _ = CASES[name]
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    results = []
+    for cls in (ours_cls, keras_cls):
+        with strategy.scope():
+            model, _ = _fit(cls(0.01, **kwargs), steps=3, conv_bias=False)
+        results.append([w.numpy() for w in model.weights])
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
