@@ -57,6 +57,19 @@ class Runner:
         changes = {k: v for k, v in changes.items() if v is not None}
         return dataclasses.replace(preset, **changes) if changes else preset
 
+    def own_settings(self, preset) -> str:
+        """The values of `preset` (from `self.preset()`) that differ from the paper
+        preset's, e.g. "optimizer adamw, learning rate 0.01", or ""."""
+        from kseg.train.presets import preset_for
+
+        paper = preset_for(self.config.model, self.recipe.dataset)
+        names = ("optimizer", "learning_rate", "weight_decay")
+        return ", ".join(
+            f"{name.replace('_', ' ')} {getattr(preset, name)}"
+            for name in names
+            if getattr(preset, name) != getattr(paper, name)
+        )
+
     def open_data(self):
         if self.data is None:
             self.data = self.recipe.open(self.config, self.out)
@@ -150,6 +163,7 @@ class Runner:
             f"{prepared.description}, batch {batch}, {prepared.steps} steps x {epochs} epochs, "
             f"{strategy.num_replicas_in_sync} replica(s); {describe_weight_decay(model, preset)}; "
             f"preset: {preset.source}"
+            + (f"; this run's own: {own}" if (own := self.own_settings(preset)) else "")
         )
         verbose = int(config.verbose) if str(config.verbose).isdigit() else config.verbose
         fit(
