@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from kseg.predict.backends import Backend
-from kseg.predict.standalone import Progress, resize_bilinear, segment_files
+from kseg.predict.standalone import Progress, resize_bilinear, resized_labels, segment_files
 
 
 def _pad_to(image: np.ndarray, multiple: int) -> np.ndarray:
@@ -42,11 +42,18 @@ class Predictor:
 
     def logits(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """float32 logits (H, W, classes) of each uint8 RGB image (H, W, 3)."""
+        out = self.model_logits(images)
+        return [resize_bilinear(o, *im.shape[:2]) for o, im in zip(out, images, strict=True)]
+
+    def model_logits(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """float32 logits of each uint8 RGB image at the size the model ran at (the
+        backend's fixed size, the fitted size, or the image's own), before `logits`
+        resizes them to the image's: a photo larger than that costs its labels, not its
+        logits (`kseg.predict.standalone.resized_labels`)."""
         x = [np.asarray(im, np.float32) / 255.0 for im in images]
         fixed = self.backend.input_size
         if fixed is not None:
-            out = self.backend(np.stack([resize_bilinear(i, *fixed) for i in x]))
-            return [resize_bilinear(o, *im.shape[:2]) for o, im in zip(out, images, strict=True)]
+            return list(self.backend(np.stack([resize_bilinear(i, *fixed) for i in x])))
         if self.fit:
             x = [resize_bilinear(i, *fitted_size(*i.shape[:2], self.fit)) for i in x]
         multiple = self.backend.multiple
@@ -55,8 +62,7 @@ class Predictor:
             out = list(self.backend(np.stack(padded)))
         else:  # sizes differ: one at a time
             out = [self.backend(p[None])[0] for p in padded]
-        out = [o[: i.shape[0], : i.shape[1]] for o, i in zip(out, x, strict=True)]
-        return [resize_bilinear(o, *im.shape[:2]) for o, im in zip(out, images, strict=True)]
+        return [o[: i.shape[0], : i.shape[1]] for o, i in zip(out, x, strict=True)]
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:
@@ -84,8 +90,9 @@ def segment_images(
     from kseg.predict.inputs import read_image
 
     return segment_files(
-        paths, predictor.logits, writer, root_of or os.path.dirname, batch_size, quiet, read_image
-    )
+        paths, predictor.model_logits, writer, root_of or os.path.dirname, batch_size, quiet,
+        read_image,
+    )  # fmt: skip
 
 
 def upright_frame(frame) -> np.ndarray:
@@ -146,8 +153,9 @@ def segment_video(
         stream_out.pix_fmt = "yuv420p"
         progress = Progress(stream_in.frames or None, "frames", quiet)
         for chunk in batched(frames, batch_size):
-            for image, logits in zip(chunk, predictor.logits(chunk), strict=True):
-                blended = overlay(image, logits.argmax(-1), palette)[:height, :width]
+            for image, logits in zip(chunk, predictor.model_logits(chunk), strict=True):
+                labels = resized_labels(logits, *image.shape[:2])
+                blended = overlay(image, labels, palette)[:height, :width]
                 for packet in stream_out.encode(av.VideoFrame.from_ndarray(blended, "rgb24")):
                     sink.mux(packet)
             progress.update(len(chunk))

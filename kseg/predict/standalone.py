@@ -155,9 +155,10 @@ def output_root(inputs: list[str]):
     return root_of
 
 
-def resize_bilinear(x: np.ndarray, height: int, width: int) -> np.ndarray:
-    """`tf.image.resize(x, (height, width))` for float (H, W, C) arrays: bilinear with half
-    pixel centres, no antialiasing. Returns x itself when it has that size."""
+def _bilinear_bands(x: np.ndarray, height: int, width: int):
+    """Yields (rows, band): `resize_bilinear(x, height, width)[rows]`, a few output rows
+    (about 2 MB) at a time, so that the temporaries stay in cache and a large image's
+    logits need none of their own size."""
 
     def axis(out: int, size: int):
         source = (np.arange(out) + 0.5) * (size / out) - 0.5
@@ -166,14 +167,8 @@ def resize_bilinear(x: np.ndarray, height: int, width: int) -> np.ndarray:
         high = np.clip(floor + 1, 0, size - 1).astype(int)
         return low, high, (source - floor).astype(np.float32)
 
-    x = np.asarray(x, np.float32)
-    if x.shape[:2] == (height, width):
-        return x
     top, bottom, fy = axis(height, x.shape[0])
     left, right, fx = axis(width, x.shape[1])
-    out = np.empty((height, width, x.shape[2]), np.float32)
-    # A few output rows at a time (about 2 MB), so that the temporaries stay in cache and
-    # a large image's logits need none of their own size.
     step = max(1, (1 << 21) // (4 * width * x.shape[2]))
     for start in range(0, height, step):
         rows = slice(start, start + step)
@@ -181,8 +176,32 @@ def resize_bilinear(x: np.ndarray, height: int, width: int) -> np.ndarray:
         band += (x[bottom[rows]] - band) * fy[rows, None, None]
         cols = band[:, left]
         cols += (band[:, right] - cols) * fx[:, None]
-        out[rows] = cols
+        yield rows, cols
+
+
+def resize_bilinear(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    """`tf.image.resize(x, (height, width))` for float (H, W, C) arrays: bilinear with half
+    pixel centres, no antialiasing. Returns x itself when it has that size."""
+    x = np.asarray(x, np.float32)
+    if x.shape[:2] == (height, width):
+        return x
+    out = np.empty((height, width, x.shape[2]), np.float32)
+    for rows, band in _bilinear_bands(x, height, width):
+        out[rows] = band
     return out
+
+
+def resized_labels(logits: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 labels (height, width): `resize_bilinear(logits, height, width).argmax(-1)`,
+    the same values, without the resized logits. A 12-megapixel photo's would be 0.9 GB
+    of float32 at 19 classes; here only a band of rows exists at a time."""
+    logits = np.asarray(logits, np.float32)
+    if logits.shape[:2] == (height, width):
+        return logits.argmax(-1).astype(np.uint8)
+    labels = np.empty((height, width), np.uint8)
+    for rows, band in _bilinear_bands(logits, height, width):
+        labels[rows] = band.argmax(-1)
+    return labels
 
 
 # ----------------------------------------------------------------------------- model
@@ -226,8 +245,9 @@ def interpreter(path: str, threads: int = 2, xnnpack: bool = True):
 
 
 class Segmenter:
-    """Float logits (H, W, classes) of uint8 RGB images at their own size, from a kseg
-    `.tflite` file (one image input in [0, 1], one logits output; fixed size)."""
+    """Float logits (h, w, classes) of uint8 RGB images from a kseg `.tflite` file (one
+    image input in [0, 1], one logits output; fixed size): at the file's size
+    (`model_logits`) or resized to each image's (`logits`)."""
 
     def __init__(self, path: str, threads: int = 2):
         self.interpreter = interpreter(path, threads)
@@ -247,10 +267,14 @@ class Segmenter:
             outs.append(dequantize_output(self.output, raw).astype(np.float32))
         return np.concatenate(outs)
 
-    def logits(self, image: np.ndarray) -> np.ndarray:
+    def model_logits(self, image: np.ndarray) -> np.ndarray:
+        """The logits of one uint8 image resized to the file's input size."""
         height, width = self.input_size
         x = resize_bilinear(np.asarray(image, np.float32) / 255.0, height, width)
-        return resize_bilinear(self.run(x[None])[0], *image.shape[:2])
+        return self.run(x[None])[0]
+
+    def logits(self, image: np.ndarray) -> np.ndarray:
+        return resize_bilinear(self.model_logits(image), *image.shape[:2])
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -451,9 +475,11 @@ class ImageWriter:
 
     def write(self, name: str, image: np.ndarray, logits: np.ndarray) -> None:
         """Writes `<name>_pred.png` and the rest; `name` is the output path below the
-        folder without a suffix (`output_bases`)."""
+        folder without a suffix (`output_bases`). `logits` (h, w, classes) may be at the
+        size the model ran at: they are resized to the image's (bilinear), and only the
+        probabilities, when asked for, need them whole at that size."""
         pred, overlaid, *more = self.names(name)
-        labels = logits.argmax(-1).astype(np.uint8)
+        labels = resized_labels(logits, *image.shape[:2])
         png = Image.fromarray(labels, mode="P")
         png.putpalette(self.palette.reshape(-1).tolist())
         with self.outputs.writing(pred) as path:
@@ -465,7 +491,8 @@ class ImageWriter:
                 Image.fromarray(train_ids_to_label_ids(labels)).save(path)
         if self.probabilities:
             with self.outputs.writing(more.pop(0)) as path:
-                np.savez_compressed(path, probabilities=softmax(logits).astype(np.float16))
+                full = resize_bilinear(logits, *image.shape[:2])
+                np.savez_compressed(path, probabilities=softmax(full).astype(np.float16))
 
     def close(self) -> None:
         self.outputs.close()
@@ -618,10 +645,10 @@ def segment_files(
     paths: list[str], logits_of, writer, root_of, batch_size: int = 4, quiet: bool = False,
     read=read_image,
 ) -> tuple[int, float]:  # fmt: skip
-    """Reads (`read`), segments (`logits_of(images)`: their logits) and writes `paths` a
-    batch at a time, never holding more; returns (images, seconds). Output names are
-    relative to `root_of(path)` (`output_bases`); before any work, `writer.check` refuses
-    to overwrite a file of the user's with them."""
+    """Reads (`read`), segments (`logits_of(images)`: their logits, at any size, which
+    `writer` resizes) and writes `paths` a batch at a time, never holding more; returns
+    (images, seconds). Output names are relative to `root_of(path)` (`output_bases`);
+    before any work, `writer.check` refuses to overwrite a file of the user's with them."""
     bases = output_bases(paths, root_of)
     writer.check(bases)
     progress = Progress(len(paths), quiet=quiet)
@@ -648,7 +675,7 @@ def segment(args) -> tuple[int, float]:
     writer = ImageWriter(args.out, palette, args.label_ids, args.probabilities)
     try:
         n, seconds = segment_files(
-            images, lambda batch: [model.logits(im) for im in batch], writer,
+            images, lambda batch: [model.model_logits(im) for im in batch], writer,
             output_root(args.inputs), args.batch_size, args.quiet,
         )  # fmt: skip
     finally:

@@ -151,6 +151,38 @@ def test_resize_is_tf_image_resize(size, channels):
     np.testing.assert_allclose(standalone.resize_bilinear(x, *size), want, atol=1e-5)
 
 
+@pytest.mark.parametrize("size", [(45, 77), (17, 31), (1500, 2000), (3, 4000)])
+def test_resized_labels_are_the_arg_max_of_the_resized_logits(size):
+    """Labels straight from the model's logits, a band of rows at a time, equal the arg-max
+    of the whole resized logits, pixel for pixel (same size: the plain arg-max)."""
+    logits = np.random.default_rng(1).normal(size=(45, 77, 19)).astype(np.float32)
+    want = standalone.resize_bilinear(logits, *size).argmax(-1)
+    labels = standalone.resized_labels(logits, *size)
+    assert labels.dtype == np.uint8 and labels.shape == size
+    np.testing.assert_array_equal(labels, want)
+
+
+def test_writer_takes_logits_at_the_model_size(tmp_path):
+    """`ImageWriter.write` with logits at the model's size writes the files, byte for
+    byte, that the logits resized to the image first give: labels, overlay, label ids and
+    probabilities."""
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (90, 150, 3), dtype=np.uint8)
+    small = rng.normal(size=(32, 64, 19)).astype(np.float32)
+    written = {}
+    for name, logits in (("small", small), ("full", standalone.resize_bilinear(small, 90, 150))):
+        folder = str(tmp_path / name)
+        writer = standalone.ImageWriter(
+            folder, standalone.default_palette(19), label_ids=True, probabilities=True
+        )
+        writer.check(["photo"])
+        writer.write("photo", image, logits)
+        writer.close()
+        written[name] = {f: open(os.path.join(folder, f), "rb").read()
+                         for f in writer.names("photo")}  # fmt: skip
+    assert len(written["small"]) == 4 and written["small"] == written["full"]
+
+
 def test_colours_and_label_ids_are_keras_side_ones():
     import imgviz
 
