@@ -192,8 +192,9 @@ def resize_bilinear(x: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def resized_labels(logits: np.ndarray, height: int, width: int) -> np.ndarray:
-    """uint8 labels (height, width): `resize_bilinear(logits, height, width).argmax(-1)`,
-    the same values, without the resized logits. A 12-megapixel photo's would be 0.9 GB
+    """uint8 labels (height, width), for up to 256 classes as the palette PNGs hold:
+    `resize_bilinear(logits, height, width).argmax(-1)`, the same values, without the
+    resized logits. A 12-megapixel photo's would be 0.9 GB
     of float32 at 19 classes; here only a band of rows exists at a time."""
     logits = np.asarray(logits, np.float32)
     if logits.shape[:2] == (height, width):
