@@ -71,7 +71,7 @@ def run(args) -> dict:
     if args.classes:
         palette = read_palette(args.classes)
     else:
-        probe = predictor.logits([_probe_image(backend)])[0]
+        probe = predictor.model_logits([_probe_image(backend)])[0]  # only its classes
         palette = default_palette(probe.shape[-1])
     # Outputs keep each image's path relative to the folder it was found in.
     root_of = output_root(args.inputs)

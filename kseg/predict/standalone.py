@@ -192,14 +192,15 @@ def resize_bilinear(x: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def resized_labels(logits: np.ndarray, height: int, width: int) -> np.ndarray:
-    """uint8 labels (height, width), for up to 256 classes as the palette PNGs hold:
-    `resize_bilinear(logits, height, width).argmax(-1)`, the same values, without the
-    resized logits. A 12-megapixel photo's would be 0.9 GB
-    of float32 at 19 classes; here only a band of rows exists at a time."""
+    """`resize_bilinear(logits, height, width).argmax(-1)`, the same values, without the
+    resized logits: uint8 for up to 256 classes (as the palette PNGs hold them), int32
+    beyond. A 12-megapixel photo's resized logits would be 0.9 GB of float32 at 19
+    classes; here only a band of rows exists at a time."""
     logits = np.asarray(logits, np.float32)
+    dtype = np.uint8 if logits.shape[-1] <= 256 else np.int32
     if logits.shape[:2] == (height, width):
-        return logits.argmax(-1).astype(np.uint8)
-    labels = np.empty((height, width), np.uint8)
+        return logits.argmax(-1).astype(dtype)
+    labels = np.empty((height, width), dtype)
     for rows, band in _bilinear_bands(logits, height, width):
         labels[rows] = band.argmax(-1)
     return labels
@@ -480,7 +481,7 @@ class ImageWriter:
         size the model ran at: they are resized to the image's (bilinear), and only the
         probabilities, when asked for, need them whole at that size."""
         pred, overlaid, *more = self.names(name)
-        labels = resized_labels(logits, *image.shape[:2])
+        labels = resized_labels(logits, *image.shape[:2]).astype(np.uint8, copy=False)
         png = Image.fromarray(labels, mode="P")
         png.putpalette(self.palette.reshape(-1).tolist())
         with self.outputs.writing(pred) as path:

@@ -142,11 +142,16 @@ class SegmentationTask(Task):
         """`evaluate` for an exported file, through a `kseg.predict.Predictor` (each image
         resized to the file's input size and the logits back). The pipeline's images are
         uint8 / 255, so they go back to uint8 exactly."""
+        from kseg.predict.standalone import resized_labels
+
         total = np.zeros((num_classes, num_classes), np.int64)
         for images, labels in ds:
-            uint8 = np.round(images.numpy() * 255).astype(np.uint8)
-            for logits, label in zip(predictor.logits(list(uint8)), labels.numpy(), strict=True):
-                total += confusion_matrix(label, logits.argmax(-1), num_classes).numpy()
+            uint8 = list(np.round(images.numpy() * 255).astype(np.uint8))
+            for image, logits, label in zip(
+                uint8, predictor.model_logits(uint8), labels.numpy(), strict=True
+            ):
+                predicted = resized_labels(logits, *image.shape[:2])
+                total += confusion_matrix(label, predicted, num_classes).numpy()
         return total
 
     def predict(self, model: keras.Model, image: np.ndarray, multiple: int = 1) -> np.ndarray:
