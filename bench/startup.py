@@ -124,12 +124,14 @@ def _built_model_and_batch(args):
     import numpy as np
     import tensorflow as tf
 
+    from kseg.train.engine import _build_before_tracing
+
     model = _compiled_model(args)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.random((args.batch, args.height, args.width, 3), "float32"))
     labels = tf.constant(rng.integers(0, 19, (args.batch, args.height, args.width)), tf.int32)
     y = {name: labels for name in model.output}  # the logits and the auxiliary head's
-    model._symbolic_build(data_batch=(x, y))
+    _build_before_tracing(model, tf.distribute.get_strategy(), (x, y))
     return model, x, y
 
 

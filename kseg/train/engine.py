@@ -103,8 +103,7 @@ def _build_from_one_replica(model: keras.Model, strategy: tf.distribute.Strategy
                     next(it),
                 )
                 break
-        with strategy.scope():
-            model._symbolic_build(data_batch=data_batch)
+        _build_before_tracing(model, strategy, data_batch)
 
     return build
 
@@ -115,7 +114,38 @@ def _build_before_tracing(model: keras.Model, strategy, element_spec) -> None:
     leaves them to the first training step, and TensorFlow then traces that step twice
     (once creating variables, once without); `fit` traces it once after this."""
     with strategy.scope():
-        model._symbolic_build(data_batch=element_spec)
+        if not _build_from_outputs(model, element_spec):
+            model._symbolic_build(data_batch=element_spec)
+
+
+def _build_from_outputs(model: keras.Model, element_spec) -> bool:
+    """What Keras' `_symbolic_build` builds (the compiled metrics and losses, the
+    optimizer's variables), from the shapes of a built functional model's outputs.
+
+    Keras finds the outputs' shapes by running the model and the loss symbolically: for
+    HRNetV2 its thousand layers and the L2 terms of its 920 kernels, seconds of start-up
+    that the first training step's tracing repeats anyway. A functional model states its
+    outputs, and building the metrics and losses needs only their structure, rank and
+    channels. Returns False, having built nothing, for any other model."""
+    outputs = getattr(model, "outputs", None)
+    if not outputs or not all(layer.built for layer in model._flatten_layers()):
+        return False
+    x, y, _ = keras.utils.unpack_x_y_sample_weight(element_spec)
+    batch = keras.tree.flatten(x)[0].shape[0]
+    y_true = keras.tree.map_structure(
+        lambda spec: None if spec is None else keras.KerasTensor(spec.shape, spec.dtype.name), y
+    )
+    y_pred = keras.tree.map_structure(
+        lambda out: keras.KerasTensor((batch, *out.shape[1:]), out.dtype), model.output
+    )
+    if model._compile_metrics is not None and not model._compile_metrics.built:
+        model._compile_metrics.build(y_true, y_pred)
+    if model._compile_loss is not None and not model._compile_loss.built:
+        model._compile_loss.build(y_true, y_pred)
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model._post_build()
+    return True
 
 
 def _logs_as_vectors(step):
