@@ -12,15 +12,17 @@ Target (issue 25): kseg's first step within 2x the peer's first step. HRNetV2's 
 SegNode's first steps are in bench/segnode_memory.py.
 
 `--breakdown` prints, instead, where kseg's first step goes, measured in one fresh process
-with Grappler set as kseg's `fit` sets it: tracing the forward pass alone, then the forward
-and its gradient, then the whole training step (optimizer update and metrics included),
-each traced anew (so each includes the one before), then the step's first and second runs;
-and, in a second fresh process, the same training step run eagerly (no graph, as the
-peer's), first and second.
+with Grappler set as kseg's `fit` sets it: building the metrics', losses' and optimizer's
+state as `fit` does before tracing, tracing the forward pass alone, then the forward and
+its gradient, then the whole training step (optimizer update and metrics included), each
+traced anew (so each includes the one before), then the step's first and second runs; and,
+in a second fresh process, the same state built by Keras' `_symbolic_build` (its symbolic
+forward pass), then the training step run eagerly (no graph, as the peer's), first and
+second. `--model` names another registered model for the breakdown (19 classes).
 
     python bench/startup.py [--batch 2] [--height 512] [--width 1024] [--threads 2]
         [--repeats 4] [--settle 20]
-    python bench/startup.py --breakdown
+    python bench/startup.py --breakdown [--model hrnetv2_w48 --height 256 --width 512]
     python bench/startup.py --keras-rmsprop   # kseg with Keras' RMSprop in place of its own
     python bench/startup.py --imports
 
@@ -63,8 +65,8 @@ def _compiled_model(args):
         from kseg.train import presets
 
         presets.RMSprop = keras.optimizers.RMSprop
-    model = create_model("contextnet_cn14", num_classes=19)
-    compile_model(model, preset_for("contextnet_cn14"), 19, total_steps=1000)
+    model = create_model(args.model, num_classes=19)
+    compile_model(model, preset_for(model.name), 19, total_steps=1000)
     return model
 
 
@@ -118,9 +120,11 @@ def child(args) -> None:
     )
 
 
-def _built_model_and_batch(args):
-    """The compiled model with its variables built (as kseg's fit builds them) and one
-    random batch (x, y)."""
+def _built_model_and_batch(args, keras_build: bool = False):
+    """The compiled model with its variables built as kseg's fit builds them (by Keras'
+    `_symbolic_build` with `keras_build`), one random batch (x, y), and the seconds the
+    build took."""
+    import keras
     import numpy as np
     import tensorflow as tf
 
@@ -130,17 +134,21 @@ def _built_model_and_batch(args):
     rng = np.random.default_rng(0)
     x = tf.constant(rng.random((args.batch, args.height, args.width, 3), "float32"))
     labels = tf.constant(rng.integers(0, 19, (args.batch, args.height, args.width)), tf.int32)
-    y = {name: labels for name in model.output}  # the logits and the auxiliary head's
-    _build_before_tracing(model, tf.distribute.get_strategy(), (x, y))
-    return model, x, y
+    y = keras.tree.map_structure(lambda _: labels, model.output)  # a label for each output
+    begin = time.perf_counter()
+    if keras_build:
+        model._symbolic_build(data_batch=(x, y))
+    else:
+        _build_before_tracing(model, tf.distribute.get_strategy(), (x, y))
+    return model, x, y, time.perf_counter() - begin
 
 
 def eager_child(args) -> None:
     """The training step run eagerly, first and second, in this fresh process."""
     import tensorflow as tf
 
-    model, x, y = _built_model_and_batch(args)
-    seconds = {}
+    model, x, y, build_s = _built_model_and_batch(args, keras_build=True)
+    seconds = {"keras_build_s": build_s}
     for run in ("first", "second"):
         begin = time.perf_counter()
         tf.nest.map_structure(lambda t: t.numpy(), model.train_step((x, y)))
@@ -154,7 +162,7 @@ def breakdown_child(args) -> None:
 
     from kseg.train.graph_optimization import graph_optimization
 
-    model, x, y = _built_model_and_batch(args)
+    model, x, y, build_s = _built_model_and_batch(args)
 
     def forward(x, y):
         return model(x, training=True)
@@ -167,7 +175,7 @@ def breakdown_child(args) -> None:
     def step(x, y):
         return model.train_step((x, y))
 
-    seconds = {}
+    seconds = {"build_s": build_s}
     with graph_optimization("auto"):
         for name, fn in (("forward", forward), ("gradient", gradient), ("step", step)):
             begin = time.perf_counter()
@@ -225,6 +233,7 @@ def main() -> None:
     p.add_argument("--eager", action="store_true", help=argparse.SUPPRESS)  # a child's part
     p.add_argument("--keras-rmsprop", action="store_true", help="kseg with Keras' RMSprop update")
     p.add_argument("--imports", action="store_true", help="what `import kseg` costs")
+    p.add_argument("--model", default="contextnet_cn14", help="with --breakdown: the model")
     p.add_argument("--repeats", type=int, default=4, help="fresh processes of each side")
     p.add_argument(
         "--settle", type=float, default=20.0, help="seconds of quiet before each fresh process"
@@ -239,8 +248,10 @@ def main() -> None:
     flags = forwarded(args, "batch", "height", "width", "runs", "threads")  # the peer's too
     child_flags = flags + (["--keras-rmsprop"] if args.keras_rmsprop else [])
     if args.breakdown:
-        print_breakdown(args, child_flags)
+        print_breakdown(args, child_flags + ["--model", args.model])
         return
+    if args.model != "contextnet_cn14":
+        p.error("the peer is ContextNet cn14; --model goes with --breakdown")
     from _peer import run_peer
 
     def ours():
@@ -304,11 +315,13 @@ def print_breakdown(args, flags: list[str]) -> None:
         )  # fmt: skip
         s.update(json.loads(out.stdout.strip().splitlines()[-1]))
     print(
-        f"ContextNet cn14 first training step in a fresh process, batch {args.batch}, "
+        f"{args.model} first training step in a fresh process, batch {args.batch}, "
         f"{args.height}x{args.width}, {args.threads} threads, Grappler as kseg's fit sets it, "
-        + ("Keras' RMSprop" if args.keras_rmsprop else "kseg's RMSprop")
+        + ("Keras' RMSprop" if args.keras_rmsprop else "the preset's optimizer, kseg's update")
     )
     rows = [
+        ("build before tracing, as fit does", s["build_s"]),
+        ("the same by Keras' _symbolic_build", s["keras_build_s"]),
         ("trace: the forward", s["trace_forward_s"]),
         ("trace: the forward and its gradient", s["trace_gradient_s"]),
         ("trace: the whole step", s["trace_step_s"]),
