@@ -24,6 +24,7 @@ second. `--model` names another registered model for the breakdown (19 classes).
         [--repeats 4] [--settle 20]
     python bench/startup.py --breakdown [--model hrnetv2_w48 --height 256 --width 512]
     python bench/startup.py --keras-rmsprop   # kseg with Keras' RMSprop in place of its own
+    python bench/startup.py --breakdown --keras-l2   # the weight decay as Keras' L2 regulariser
     python bench/startup.py --imports
 
 `--imports` times what every kseg process pays before its work, `import kseg`, in fresh
@@ -59,12 +60,15 @@ def _compiled_model(args):
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    if args.keras_rmsprop:  # the preset's settings on Keras' update instead of the fused one
+    if args.keras_rmsprop or args.keras_l2:
         import keras
 
         from kseg.train import presets
 
-        presets.RMSprop = keras.optimizers.RMSprop
+        if args.keras_rmsprop:  # the preset's settings on Keras' update, not the fused one
+            presets.RMSprop = keras.optimizers.RMSprop
+        if args.keras_l2:  # the coupled decay as Keras' L2 regulariser, not one L2Loss op
+            presets.CoupledL2 = lambda weight_decay: keras.regularizers.L2(weight_decay / 2)
     model = create_model(args.model, num_classes=19)
     compile_model(model, preset_for(model.name), 19, total_steps=1000)
     return model
@@ -181,6 +185,7 @@ def breakdown_child(args) -> None:
             begin = time.perf_counter()
             traced = tf.function(fn).get_concrete_function(x, y)
             seconds[f"trace_{name}_s"] = time.perf_counter() - begin
+        seconds["step_ops"] = len(traced.graph.get_operations())
         for run in ("first", "second"):
             begin = time.perf_counter()
             tf.nest.map_structure(lambda t: t.numpy(), traced(x, y))
@@ -232,6 +237,7 @@ def main() -> None:
     p.add_argument("--breakdown", action="store_true", help="where kseg's first step goes")
     p.add_argument("--eager", action="store_true", help=argparse.SUPPRESS)  # a child's part
     p.add_argument("--keras-rmsprop", action="store_true", help="kseg with Keras' RMSprop update")
+    p.add_argument("--keras-l2", action="store_true", help="the weight decay as Keras' L2")
     p.add_argument("--imports", action="store_true", help="what `import kseg` costs")
     p.add_argument("--model", default="contextnet_cn14", help="with --breakdown: the model")
     p.add_argument("--repeats", type=int, default=4, help="fresh processes of each side")
@@ -247,6 +253,7 @@ def main() -> None:
         return
     flags = forwarded(args, "batch", "height", "width", "runs", "threads")  # the peer's too
     child_flags = flags + (["--keras-rmsprop"] if args.keras_rmsprop else [])
+    child_flags += ["--keras-l2"] if args.keras_l2 else []
     if args.breakdown:
         print_breakdown(args, child_flags + ["--model", args.model])
         return
@@ -318,6 +325,7 @@ def print_breakdown(args, flags: list[str]) -> None:
         f"{args.model} first training step in a fresh process, batch {args.batch}, "
         f"{args.height}x{args.width}, {args.threads} threads, Grappler as kseg's fit sets it, "
         + ("Keras' RMSprop" if args.keras_rmsprop else "the preset's optimizer, kseg's update")
+        + (", Keras' L2" if args.keras_l2 else "")
     )
     rows = [
         ("build before tracing, as fit does", s["build_s"]),
@@ -332,6 +340,7 @@ def print_breakdown(args, flags: list[str]) -> None:
     ]
     for name, value in rows:
         print(f"{name:40s} {value:6.2f} s")
+    print(f"{'ops in the traced step':40s} {s['step_ops']:6d}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from kseg.train.optimizers import SGD, Adam, AdamW, RMSprop
+from kseg.train.regularizers import CoupledL2
 from kseg.train.schedules import PolyDecay, step_schedule
 
 
@@ -123,7 +124,7 @@ def apply_weight_decay(model: keras.Model, preset: TrainingPreset) -> int:
     """Puts the preset's coupled L2 on `model`'s weights (none for "adamw", whose decay the
     optimiser applies decoupled) and returns how many weights carry it.
 
-    Each weight gets the regulariser `L2(wd / 2)`: its loss term wd / 2 * sum(w^2) adds
+    Each weight gets the regulariser `CoupledL2(wd)`: its loss term wd / 2 * sum(w^2) adds
     exactly `wd * w` to the gradient, PyTorch's `weight_decay`. As a loss term it is
     scaled like the data loss under `tf.distribute` and by loss scaling. Variables keep
     no regulariser in a `.keras` file, so the runner applies it again on resuming."""
@@ -131,7 +132,7 @@ def apply_weight_decay(model: keras.Model, preset: TrainingPreset) -> int:
         return 0
     if preset.decay_scope not in ("all", "kernels"):
         raise ValueError(f"unknown decay_scope {preset.decay_scope!r}: all or kernels")
-    l2 = keras.regularizers.L2(preset.weight_decay / 2)
+    l2 = CoupledL2(preset.weight_decay)
     count = 0
     for layer in model._flatten_layers():
         depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)

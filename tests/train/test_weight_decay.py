@@ -109,3 +109,33 @@ def test_each_family_decays_what_its_framework_decays(name, scope):
         assert count == 0 and not decayed
         assert (preset.optimizer == "adamw") == (scope == "decoupled")
     assert count == len(decayed)
+
+
+def test_coupled_l2_is_keras_l2_at_half_the_decay_in_one_op():
+    """CoupledL2(wd): the value wd / 2 * sum(w^2) and gradient wd * w of Keras'
+    L2(wd / 2), from one L2Loss op a weight (no square, sum or tile)."""
+    import tensorflow as tf
+
+    from kseg.train.regularizers import CoupledL2
+
+    w = tf.Variable(np.random.default_rng(0).normal(size=(3, 3, 4, 5)).astype("float32"))
+    ours, theirs = CoupledL2(WD), keras.regularizers.L2(WD / 2)
+    for regularizer in (ours, theirs):
+        with tf.GradientTape() as tape:
+            value = regularizer(w)
+        np.testing.assert_allclose(value, WD / 2 * np.sum(w.numpy() ** 2), rtol=1e-6)
+        np.testing.assert_allclose(tape.gradient(value, w), WD * w.numpy(), rtol=1e-6)
+
+    def op_types(regularizer):
+        def loss_and_gradient():
+            with tf.GradientTape() as tape:
+                value = regularizer(w)
+            return value, tape.gradient(value, w)
+
+        graph = tf.function(loss_and_gradient).get_concrete_function().graph
+        return {op.type for op in graph.get_operations()}
+
+    assert "L2Loss" in op_types(ours) and not {"Square", "Tile"} & op_types(ours)
+    assert {"Square", "Tile"} <= op_types(theirs)  # what the one op replaces
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(ours))
+    assert isinstance(restored, CoupledL2) and restored.weight_decay == WD
