@@ -481,7 +481,10 @@ class ImageWriter:
         size the model ran at: they are resized to the image's (bilinear), and only the
         probabilities, when asked for, need them whole at that size."""
         pred, overlaid, *more = self.names(name)
-        labels = resized_labels(logits, *image.shape[:2]).astype(np.uint8, copy=False)
+        # The probabilities need the resized logits whole; the labels are their arg-max.
+        full = resize_bilinear(logits, *image.shape[:2]) if self.probabilities else None
+        labels = full.argmax(-1) if full is not None else resized_labels(logits, *image.shape[:2])
+        labels = labels.astype(np.uint8, copy=False)
         png = Image.fromarray(labels, mode="P")
         png.putpalette(self.palette.reshape(-1).tolist())
         with self.outputs.writing(pred) as path:
@@ -493,7 +496,6 @@ class ImageWriter:
                 Image.fromarray(train_ids_to_label_ids(labels)).save(path)
         if self.probabilities:
             with self.outputs.writing(more.pop(0)) as path:
-                full = resize_bilinear(logits, *image.shape[:2])
                 np.savez_compressed(path, probabilities=softmax(full).astype(np.float16))
 
     def close(self) -> None:

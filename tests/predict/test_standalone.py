@@ -162,10 +162,11 @@ def test_resized_labels_are_the_arg_max_of_the_resized_logits(size):
     np.testing.assert_array_equal(labels, want)
 
 
-def test_writer_takes_logits_at_the_model_size(tmp_path):
+@pytest.mark.parametrize("probabilities", [False, True])
+def test_writer_takes_logits_at_the_model_size(tmp_path, probabilities):
     """`ImageWriter.write` with logits at the model's size writes the files, byte for
     byte, that the logits resized to the image first give: labels, overlay, label ids and
-    probabilities."""
+    (when asked for, the labels then taken from them) probabilities."""
     rng = np.random.default_rng(2)
     image = rng.integers(0, 256, (90, 150, 3), dtype=np.uint8)
     small = rng.normal(size=(32, 64, 19)).astype(np.float32)
@@ -173,14 +174,14 @@ def test_writer_takes_logits_at_the_model_size(tmp_path):
     for name, logits in (("small", small), ("full", standalone.resize_bilinear(small, 90, 150))):
         folder = str(tmp_path / name)
         writer = standalone.ImageWriter(
-            folder, standalone.default_palette(19), label_ids=True, probabilities=True
+            folder, standalone.default_palette(19), label_ids=True, probabilities=probabilities
         )
         writer.check(["photo"])
         writer.write("photo", image, logits)
         writer.close()
         written[name] = {f: open(os.path.join(folder, f), "rb").read()
                          for f in writer.names("photo")}  # fmt: skip
-    assert len(written["small"]) == 4 and written["small"] == written["full"]
+    assert len(written["small"]) == 3 + probabilities and written["small"] == written["full"]
 
 
 def test_colours_and_label_ids_are_keras_side_ones():
