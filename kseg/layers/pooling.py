@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from kseg.layers.conv import conv_norm_act
@@ -15,14 +16,30 @@ def _pooling_matrix(length, bins: int, dtype):
     """(bins, length) matrix whose row i averages the cells of bin i.
 
     Bin i covers [floor(i * L / bins), ceil((i + 1) * L / bins)), the bins of PyTorch's
-    `adaptive_avg_pool2d`; bins may overlap and may outnumber the cells.
+    `adaptive_avg_pool2d`; bins may overlap and may outnumber the cells. A known `length`
+    (an int) gives one constant; a tensor one (a dynamic size) computes it in the graph.
     """
+    if isinstance(length, int):
+        i = np.arange(bins)[:, None]
+        h = np.arange(length)[None, :]
+        mask = (h >= i * length // bins) & (h < -(-(i + 1) * length // bins))
+        return tf.constant(mask / mask.sum(axis=1, keepdims=True), dtype)
     i = tf.range(bins, dtype=tf.int32)[:, None]
     h = tf.range(length, dtype=tf.int32)[None, :]
     start = (i * length) // bins
     end = -((-(i + 1) * length) // bins)
     mask = tf.cast((h >= start) & (h < end), dtype)
     return mask / tf.reduce_sum(mask, axis=1, keepdims=True)
+
+
+def spatial_size(inputs) -> list:
+    """(height, width) of an NHWC tensor: ints where its static shape knows them, scalar
+    tensors where it does not."""
+    sizes = inputs.shape[1:3]
+    if None in sizes:
+        dynamic = tf.shape(inputs)
+        return [dynamic[1 + i] if s is None else s for i, s in enumerate(sizes)]
+    return list(sizes)
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -49,9 +66,9 @@ class AdaptiveAveragePooling2D(keras.layers.Layer):
             raise ValueError(f"output_size must be 1 or 2 positive ints, got {output_size!r}")
 
     def call(self, inputs):
-        shape = tf.shape(inputs)
-        rows = _pooling_matrix(shape[1], self.output_size[0], inputs.dtype)
-        cols = _pooling_matrix(shape[2], self.output_size[1], inputs.dtype)
+        height, width = spatial_size(inputs)
+        rows = _pooling_matrix(height, self.output_size[0], inputs.dtype)
+        cols = _pooling_matrix(width, self.output_size[1], inputs.dtype)
         x = tf.einsum("ih,nhwc->niwc", rows, inputs)
         return tf.einsum("jw,niwc->nijc", cols, x)
 

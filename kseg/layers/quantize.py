@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from kseg.layers.pooling import AdaptiveAveragePooling2D, _pooling_matrix
+from kseg.layers.pooling import AdaptiveAveragePooling2D, _pooling_matrix, spatial_size
 
 EMA_DECAY = 0.99  # of the activation ranges during training
 
@@ -204,9 +204,9 @@ class QuantAdaptivePooling2D(AdaptiveAveragePooling2D):
         self.output_quant.build(input_shape)
 
     def call(self, inputs, training=None):
-        shape = tf.shape(inputs)
-        rows = _fake_quant_weight(_pooling_matrix(shape[1], self.output_size[0], inputs.dtype))
-        cols = _fake_quant_weight(_pooling_matrix(shape[2], self.output_size[1], inputs.dtype))
+        height, width = spatial_size(inputs)
+        rows = _fake_quant_weight(_pooling_matrix(height, self.output_size[0], inputs.dtype))
+        cols = _fake_quant_weight(_pooling_matrix(width, self.output_size[1], inputs.dtype))
         x = self.rows_quant(tf.einsum("ih,nhwc->niwc", rows, inputs), training=training)
         return self.output_quant(tf.einsum("jw,niwc->nijc", cols, x), training=training)
 

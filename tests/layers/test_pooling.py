@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from kseg.layers import AdaptiveAveragePooling2D, pyramid_pooling
 
@@ -18,9 +19,16 @@ def reference_adaptive_pool(x, out_h, out_w):
 
 
 @pytest.mark.parametrize("size,bins", [((7, 11), 3), ((32, 64), 6), ((2, 3), 6), ((5, 5), (1, 2))])
-def test_adaptive_pooling_matches_reference(size, bins):
+@pytest.mark.parametrize("shape", ["static", "dynamic"])
+def test_adaptive_pooling_matches_reference(size, bins, shape):
+    """A known size makes the pooling matrices constants, an unknown one computes them in
+    the graph: both give PyTorch's bins."""
     x = np.random.default_rng(0).normal(size=(2, *size, 4)).astype("float32")
-    y = AdaptiveAveragePooling2D(bins)(x)
+    spec = tf.TensorSpec(x.shape if shape == "static" else (None, None, None, 4))
+    pool = tf.function(AdaptiveAveragePooling2D(bins), input_signature=[spec])
+    graph = pool.get_concrete_function().graph
+    assert ("Range" in {op.type for op in graph.get_operations()}) == (shape == "dynamic")
+    y = pool(x)
     out = (bins, bins) if isinstance(bins, int) else bins
     np.testing.assert_allclose(y, reference_adaptive_pool(x, *out), rtol=1e-5, atol=1e-6)
 
