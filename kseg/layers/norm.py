@@ -59,23 +59,39 @@ class BatchNormalization(keras.layers.BatchNormalization):
         channels = x.shape[-1]
         gamma = tf.cast(self.gamma, "float32") if self.scale else tf.ones([channels])
         beta = tf.cast(self.beta, "float32") if self.center else tf.zeros([channels])
+        empty = tf.zeros([0])  # no moving statistics in: the kernel returns the batch's
         # The raw op: `tf.nn.fused_batch_norm` would raise epsilon to at least 1.001e-5.
         y, mean, unbiased, *_ = tf.raw_ops.FusedBatchNormV3(
             x=x,
             scale=gamma,
             offset=beta,
-            mean=tf.zeros([0]),
-            variance=tf.zeros([0]),
+            mean=empty,
+            variance=empty,
             epsilon=self.epsilon,
             data_format="NHWC",
             is_training=True,
         )
-        count = tf.cast(tf.size(x, out_type=tf.int64) // channels, "float32")
-        variance = unbiased * tf.maximum(count - 1.0, 0.0) / count
+        # Plain TensorFlow arithmetic on the variables' values: the same ops as Keras'
+        # operators on its variables, with less Python to trace.
         momentum = self.momentum
-        self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
-        self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
+        for moving, batch in (
+            (self.moving_mean, mean),
+            (self.moving_variance, _biased_variance(unbiased, x)),
+        ):
+            old = tf.convert_to_tensor(moving)
+            moving.assign(old * momentum + batch * (1.0 - momentum))
         return tf.cast(y, self.compute_dtype)
+
+
+def _biased_variance(unbiased, x):
+    """The fused kernel's batch variance (n - 1 in the denominator) with n in it, as
+    Keras' layer computes it, where n is the count of values per channel of `x`. A static
+    shape gives the factor (n - 1) / n as one constant."""
+    count = x.shape[:-1].num_elements()
+    if count is None:  # an unknown batch or size: counted in the graph
+        count = tf.cast(tf.size(x, out_type=tf.int64) // x.shape[-1], "float32")
+        return unbiased * tf.maximum(count - 1.0, 0.0) / count
+    return unbiased * (max(count - 1, 0) / max(count, 1))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -60,6 +60,21 @@ def test_equals_keras_batch_norm(kwargs, training):
         np.testing.assert_allclose(s1[1], expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize("spec", [(3, 5, 6, 8), (None, None, None, 8)])
+def test_traced_step_equals_keras_for_static_and_unknown_shapes(spec):
+    """Traced with a known shape the biased-variance factor is a constant, with an unknown
+    one it is counted in the graph: the moving statistics are Keras' either way."""
+    keras_bn, fused = _pair(momentum=0.9, epsilon=1e-5)
+    x = tf.constant(np.random.default_rng(6).normal(1.0, 2.0, (3, 5, 6, 8)), tf.float32)
+    for layer in (keras_bn, fused):
+        step = tf.function(lambda x, layer=layer: layer(x, training=True))
+        graph = step.get_concrete_function(tf.TensorSpec(spec)).graph
+        step(x)
+    assert ("Size" in {op.type for op in graph.get_operations()}) == (None in spec)
+    for a, b in zip(keras_bn.non_trainable_weights, fused.non_trainable_weights, strict=True):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-6)
+
+
 def test_mixed_precision_and_other_ranks_equal_keras():
     # float16 inputs are normalised in float32 and returned in float16, as Keras does.
     keras_bn, fused = _pair(dtype="mixed_float16", momentum=0.9, epsilon=1e-5)
