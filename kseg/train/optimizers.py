@@ -32,8 +32,41 @@ def _fusable(gradient) -> bool:
     return not isinstance(gradient, tf.IndexedSlices) and keras.backend.backend() == "tensorflow"
 
 
+class _ScalarsOncePerStep:
+    """Makes each scalar input of the fused kernels (the learning rate and the
+    hyper-parameters in the weights' dtype, Adam's bias corrections) once per update of
+    all weights, where writing it in
+    `update_step` would make it again for every weight: a few hundred fewer ops in a
+    traced training step, and less to trace and to set up before the first one. One per
+    dtype and device of the weights, so each copy of a mirrored weight takes its own
+    device's. Outside `_backend_update_step` (`update_step` called alone) each call makes
+    its own."""
+
+    _step_scalars = None
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        object.__setattr__(self, "_step_scalars", {})  # not state for Keras to track
+        try:
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        finally:
+            object.__setattr__(self, "_step_scalars", None)
+
+    def _scalar(self, name: str, make, variable):
+        """`make()`, made once per update for `variable`'s dtype and device."""
+        if self._step_scalars is None:
+            return make()
+        key = (name, variable.dtype, variable.device)
+        if key not in self._step_scalars:
+            self._step_scalars[key] = make()
+        return self._step_scalars[key]
+
+    def _cast(self, name: str, variable):
+        """The hyper-parameter `name` cast to `variable`'s dtype, once per update."""
+        return self._scalar(name, lambda: tf.cast(getattr(self, name), variable.dtype), variable)
+
+
 @keras.saving.register_keras_serializable(package="kseg")
-class RMSprop(keras.optimizers.RMSprop):
+class RMSprop(_ScalarsOncePerStep, keras.optimizers.RMSprop):
     """`keras.optimizers.RMSprop` with the momentum update as one TensorFlow op:
 
         velocity <- rho * velocity + (1 - rho) * g^2
@@ -54,16 +87,16 @@ class RMSprop(keras.optimizers.RMSprop):
             var=_handle(variable),
             ms=_handle(self._velocities[index]),
             mom=_handle(self._momentums[index]),
-            lr=tf.cast(learning_rate, dtype),
-            rho=tf.cast(self.rho, dtype),
-            momentum=tf.cast(self.momentum, dtype),
-            epsilon=tf.cast(self.epsilon, dtype),
+            lr=self._scalar("lr", lambda: tf.cast(learning_rate, dtype), variable),
+            rho=self._cast("rho", variable),
+            momentum=self._cast("momentum", variable),
+            epsilon=self._cast("epsilon", variable),
             grad=tf.cast(gradient, dtype),
         )
 
 
 @keras.saving.register_keras_serializable(package="kseg")
-class SGD(keras.optimizers.SGD):
+class SGD(_ScalarsOncePerStep, keras.optimizers.SGD):
     """`keras.optimizers.SGD` with the momentum update as one TensorFlow op:
 
         m <- momentum * m - lr * g
@@ -80,14 +113,14 @@ class SGD(keras.optimizers.SGD):
         tf.raw_ops.ResourceApplyKerasMomentum(
             var=_handle(variable),
             accum=_handle(self.momentums[self._get_variable_index(variable)]),
-            lr=tf.cast(learning_rate, dtype),
+            lr=self._scalar("lr", lambda: tf.cast(learning_rate, dtype), variable),
             grad=tf.cast(gradient, dtype),
-            momentum=tf.cast(self.momentum, dtype),
+            momentum=self._cast("momentum", variable),
             use_nesterov=self.nesterov,
         )
 
 
-class _FusedAdamUpdate:
+class _FusedAdamUpdate(_ScalarsOncePerStep):
     """Adam's update as one TensorFlow op, for `Adam` and `AdamW` (whose decoupled weight
     decay Keras applies before the update):
 
@@ -102,18 +135,20 @@ class _FusedAdamUpdate:
             return super().update_step(gradient, variable, learning_rate)
         index = self._get_variable_index(variable)
         dtype = variable.dtype
-        step = tf.cast(self.iterations + 1, dtype)
-        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        beta_1, beta_2 = self._cast("beta_1", variable), self._cast("beta_2", variable)
+        step = self._scalar("step", lambda: tf.cast(self.iterations + 1, dtype), variable)
+        beta1_power = self._scalar("beta1_power", lambda: tf.pow(beta_1, step), variable)
+        beta2_power = self._scalar("beta2_power", lambda: tf.pow(beta_2, step), variable)
         tf.raw_ops.ResourceApplyAdam(
             var=_handle(variable),
             m=_handle(self._momentums[index]),
             v=_handle(self._velocities[index]),
-            beta1_power=tf.pow(beta_1, step),
-            beta2_power=tf.pow(beta_2, step),
-            lr=tf.cast(learning_rate, dtype),
+            beta1_power=beta1_power,
+            beta2_power=beta2_power,
+            lr=self._scalar("lr", lambda: tf.cast(learning_rate, dtype), variable),
             beta1=beta_1,
             beta2=beta_2,
-            epsilon=tf.cast(self.epsilon, dtype),
+            epsilon=self._cast("epsilon", variable),
             grad=tf.cast(gradient, dtype),
         )
 

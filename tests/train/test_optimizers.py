@@ -66,11 +66,22 @@ def test_one_fused_op_per_weight_and_keras_variable_names():
 
     def ops_of(opt) -> list[str]:
         fn = tf.function(lambda: opt.apply(grads, model.trainable_variables))
-        return [op.type for op in fn.get_concrete_function().graph.get_operations()]
+        return fn.get_concrete_function().graph.get_operations()
 
     ours, theirs = ops_of(optimizer), ops_of(reference)
-    assert ours.count("ResourceApplyRMSProp") == len(model.trainable_variables) == 6
-    assert "ResourceApplyRMSProp" not in theirs and len(ours) < len(theirs)
+    assert [op.type for op in ours].count("ResourceApplyRMSProp") == 6
+    assert len(model.trainable_variables) == 6 and _scalars_shared(ours)
+    assert "ResourceApplyRMSProp" not in {op.type for op in theirs} and len(ours) < len(theirs)
+
+
+def _scalars_shared(ops) -> bool:
+    """Whether all the fused update ops among `ops` read the same scalar tensors (learning
+    rate, hyper-parameters, Adam's bias corrections): made once per update of all weights,
+    not once per weight."""
+    fused = [op for op in ops if op.type.startswith("ResourceApply")]
+    scalar = lambda t: t.shape.rank == 0 and t.dtype != tf.resource  # noqa: E731
+    per_op = [[t.name for t in op.inputs if scalar(t)] for op in fused]
+    return len(fused) > 1 and all(names == per_op[0] for names in per_op)
 
 
 # (kseg's class, Keras', keyword arguments, the fused op, or None where Keras' update runs)
@@ -113,9 +124,10 @@ def test_equals_keras_optimizer_under_a_decaying_rate(case):
     optimizer.build(model.trainable_variables)
     grads = [tf.ones_like(v) for v in model.trainable_variables]
     fn = tf.function(lambda: optimizer.apply(grads, model.trainable_variables))
-    types = [o.type for o in fn.get_concrete_function().graph.get_operations()]
-    fused = [t for t in types if t.startswith("ResourceApply")]
+    ops = fn.get_concrete_function().graph.get_operations()
+    fused = [o.type for o in ops if o.type.startswith("ResourceApply")]
     assert fused == ([op] * len(model.trainable_variables) if op else [])
+    assert _scalars_shared(ops) == bool(op)
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
