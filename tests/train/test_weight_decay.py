@@ -139,3 +139,26 @@ def test_coupled_l2_is_keras_l2_at_half_the_decay_in_one_op():
     assert {"Square", "Tile"} <= op_types(theirs)  # what the one op replaces
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(ours))
     assert isinstance(restored, CoupledL2) and restored.weight_decay == WD
+
+
+def test_kseg_models_add_decay_terms_without_a_reduction_each():
+    """Keras reduces every added loss to a scalar before summing them, a scalar too;
+    kseg's models take each decay term as it is: the loss is the compiled loss plus the
+    terms, as before, and the traced step has no reduction per decayed weight."""
+    import tensorflow as tf
+
+    from kseg.models import create_model
+
+    model = create_model("unet", num_classes=3, width=4, levels=2)
+    count = apply_weight_decay(model, preset_for("hrnetv2_w48"))
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer="sgd", loss=loss)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.random((2, 16, 16, 3)), tf.float32)
+    y = tf.constant(rng.integers(0, 3, (2, 16, 16)), tf.int32)
+    y_pred = model(x, training=True)
+    want = loss(y, y_pred) + np.sum([term.numpy() for term in model.losses])
+    np.testing.assert_allclose(model.compute_loss(x, y, y_pred), want, rtol=1e-6)
+    graph = tf.function(lambda x, y: model.train_step((x, y))).get_concrete_function(x, y).graph
+    sums = [op for op in graph.get_operations() if op.type == "Sum"]
+    assert count == len(model.losses) > 10 and len(sums) < 5
