@@ -35,12 +35,11 @@ def _fusable(gradient) -> bool:
 class _ScalarsOncePerStep:
     """Makes each scalar input of the fused kernels (the learning rate and the
     hyper-parameters in the weights' dtype, Adam's bias corrections) once per update of
-    all weights, where writing it in
-    `update_step` would make it again for every weight: a few hundred fewer ops in a
-    traced training step, and less to trace and to set up before the first one. One per
-    dtype and device of the weights, so each copy of a mirrored weight takes its own
-    device's. Outside `_backend_update_step` (`update_step` called alone) each call makes
-    its own."""
+    all weights, where writing it in `update_step` would make it again for every weight:
+    a few hundred fewer ops in a traced training step, and less to trace and to set up
+    before the first one. One per dtype and device of the weights, so each copy of a
+    mirrored weight takes its own device's. Outside `_backend_update_step` (`update_step`
+    called alone) each call makes its own."""
 
     _step_scalars = None
 
