@@ -71,27 +71,28 @@ class BatchNormalization(keras.layers.BatchNormalization):
             data_format="NHWC",
             is_training=True,
         )
-        # Plain TensorFlow arithmetic on the variables' values: the same ops as Keras'
-        # operators on its variables, with less Python to trace.
-        momentum = self.momentum
-        for moving, batch in (
-            (self.moving_mean, mean),
-            (self.moving_variance, _biased_variance(unbiased, x)),
+        # Keras' update, old * momentum + batch * (1 - momentum), in TensorFlow's ops on
+        # the variables' values (less Python to trace than Keras' variable operators),
+        # with the variance's factor (n - 1) / n folded into the batch's weight.
+        momentum = tf.constant(self.momentum, "float32")
+        decay = 1.0 - self.momentum
+        for moving, batch, weight in (
+            (self.moving_mean, mean, tf.constant(decay, "float32")),
+            (self.moving_variance, unbiased, decay * _biased_factor(x)),
         ):
-            old = tf.convert_to_tensor(moving)
-            moving.assign(old * momentum + batch * (1.0 - momentum))
+            moving.assign(tf.convert_to_tensor(moving) * momentum + batch * weight)
         return tf.cast(y, self.compute_dtype)
 
 
-def _biased_variance(unbiased, x):
-    """The fused kernel's batch variance (n - 1 in the denominator) with n in it, as
-    Keras' layer computes it, where n is the count of values per channel of `x`. A static
-    shape gives the factor (n - 1) / n as one constant."""
+def _biased_factor(x):
+    """(n - 1) / n, where n is the count of values per channel of `x`: what turns the
+    fused kernel's batch variance (n - 1 in the denominator) into Keras' (n in it). A
+    Python number for a static shape, a scalar tensor for an unknown one."""
     count = x.shape[:-1].num_elements()
     if count is None:  # an unknown batch or size: counted in the graph
         count = tf.cast(tf.size(x, out_type=tf.int64) // x.shape[-1], "float32")
-        return unbiased * tf.maximum(count - 1.0, 0.0) / count
-    return unbiased * (max(count - 1, 0) / max(count, 1))
+        return tf.maximum(count - 1.0, 0.0) / count
+    return max(count - 1, 0) / max(count, 1)
 
 
 @dataclasses.dataclass(frozen=True)
