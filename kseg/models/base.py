@@ -111,8 +111,8 @@ class ImageModel(keras.Model):
         """Keras' hook that turns each added loss (each decayed weight's regulariser) into
         one scalar before they are summed with the compiled loss. Keras sums every one,
         a scalar too: a reduction in the traced step, and a reshape and a tile in its
-        gradient, for each of the 920 weights HRNetV2's preset decays. A float scalar is
-        its own sum, and is taken as it is; anything else takes Keras' path."""
+        gradient, for each decayed weight. A float scalar is its own sum, and is taken as
+        it is; anything else takes Keras' path."""
         if loss.shape.rank == 0 and keras.backend.is_float_dtype(loss.dtype):
             return loss
         return super()._aggregate_additional_loss(loss)

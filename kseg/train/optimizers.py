@@ -36,8 +36,8 @@ class _ScalarsOncePerStep:
     """Makes each scalar input of the fused kernels (the learning rate and the
     hyper-parameters in the weights' dtype, Adam's bias corrections) once per update of
     all weights, where writing it in `update_step` would make it again for every weight:
-    a few hundred fewer ops in a traced training step, and less to trace and to set up
-    before the first one. One per dtype and device of the weights, so each copy of a
+    fewer ops in a traced training step, so less to trace and to set up before the first
+    one (bench/RESULTS.md, "startup"). One per dtype and device of the weights, so each copy of a
     mirrored weight takes its own device's. Outside `_backend_update_step` (`update_step`
     called alone) each call makes its own."""
 
@@ -63,6 +63,11 @@ class _ScalarsOncePerStep:
         """The hyper-parameter `name` cast to `variable`'s dtype, once per update."""
         return self._scalar(name, lambda: tf.cast(getattr(self, name), variable.dtype), variable)
 
+    def _lr_in_dtype(self, learning_rate, variable):
+        """This update's learning rate (a variable read when it is constant) in
+        `variable`'s dtype, once per update."""
+        return self._scalar("lr", lambda: tf.cast(learning_rate, variable.dtype), variable)
+
 
 @keras.saving.register_keras_serializable(package="kseg")
 class RMSprop(_ScalarsOncePerStep, keras.optimizers.RMSprop):
@@ -86,7 +91,7 @@ class RMSprop(_ScalarsOncePerStep, keras.optimizers.RMSprop):
             var=_handle(variable),
             ms=_handle(self._velocities[index]),
             mom=_handle(self._momentums[index]),
-            lr=self._scalar("lr", lambda: tf.cast(learning_rate, dtype), variable),
+            lr=self._lr_in_dtype(learning_rate, variable),
             rho=self._cast("rho", variable),
             momentum=self._cast("momentum", variable),
             epsilon=self._cast("epsilon", variable),
@@ -112,7 +117,7 @@ class SGD(_ScalarsOncePerStep, keras.optimizers.SGD):
         tf.raw_ops.ResourceApplyKerasMomentum(
             var=_handle(variable),
             accum=_handle(self.momentums[self._get_variable_index(variable)]),
-            lr=self._scalar("lr", lambda: tf.cast(learning_rate, dtype), variable),
+            lr=self._lr_in_dtype(learning_rate, variable),
             grad=tf.cast(gradient, dtype),
             momentum=self._cast("momentum", variable),
             use_nesterov=self.nesterov,
@@ -144,7 +149,7 @@ class _FusedAdamUpdate(_ScalarsOncePerStep):
             v=_handle(self._velocities[index]),
             beta1_power=beta1_power,
             beta2_power=beta2_power,
-            lr=self._scalar("lr", lambda: tf.cast(learning_rate, dtype), variable),
+            lr=self._lr_in_dtype(learning_rate, variable),
             beta1=beta_1,
             beta2=beta_2,
             epsilon=self._cast("epsilon", variable),

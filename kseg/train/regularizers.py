@@ -14,8 +14,8 @@ class CoupledL2(keras.regularizers.Regularizer):
     The value and gradient of `keras.regularizers.L2(wd / 2)`, written as TensorFlow's
     `L2Loss` (sum(w^2) / 2 in one op, its gradient one product). Keras' L2 writes a
     square, a sum and a product, and their gradient a reshape, a tile and three products,
-    each pass weight-sized: HRNetV2's 920 decayed weights put some 7,400 more ops into its
-    training step, each traced before the first step and run in every one.
+    each a pass over the weight, for every decayed weight: ops traced before the first
+    step and run in every one (bench/RESULTS.md, "startup").
     """
 
     def __init__(self, weight_decay: float):
