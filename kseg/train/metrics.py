@@ -17,11 +17,13 @@ def confusion_matrix(labels, predictions, num_classes: int) -> tf.Tensor:
     labels = tf.reshape(tf.cast(labels, tf.int64), [-1])
     predictions = tf.reshape(tf.cast(predictions, tf.int64), [-1])
     keep = (labels >= 0) & (labels < num_classes)
-    index = tf.boolean_mask(labels, keep) * num_classes + tf.boolean_mask(predictions, keep)
-    counts = tf.math.bincount(
-        index, minlength=num_classes**2, maxlength=num_classes**2, dtype=tf.int64
-    )
-    return tf.reshape(counts, [num_classes, num_classes])
+    # The pixels left out are counted in one more bin, dropped after: a boolean mask
+    # would copy the kept pixels into a tensor of unknown size, ops to trace in every
+    # training step and a copy to make at each.
+    cells = num_classes**2
+    index = tf.where(keep, labels * num_classes + predictions, tf.constant(cells, tf.int64))
+    counts = tf.math.bincount(index, minlength=cells + 1, maxlength=cells + 1, dtype=tf.int64)
+    return tf.reshape(counts[:cells], [num_classes, num_classes])
 
 
 def iou_per_class(confusion: np.ndarray) -> np.ndarray:
@@ -70,9 +72,11 @@ class MeanIoU(keras.metrics.Metric):
         cm = tf.cast(self.confusion, tf.float64)
         tp = tf.linalg.diag_part(cm)
         denominator = tf.reduce_sum(cm, 0) + tf.reduce_sum(cm, 1) - tp
-        present = denominator > 0
-        iou = tf.boolean_mask(tp, present) / tf.boolean_mask(denominator, present)
-        return tf.cast(tf.reduce_mean(iou), tf.float32)
+        # The mean over the classes present: an absent class (0 / 0) adds 0 to the sum
+        # and nothing to the count, and with none present the mean is 0 / 0, NaN.
+        iou = tf.math.divide_no_nan(tp, denominator)
+        present = tf.reduce_sum(tf.cast(denominator > 0, tf.float64))
+        return tf.cast(tf.reduce_sum(iou) / present, tf.float32)
 
     def reset_state(self):
         self.confusion.assign(tf.zeros_like(self.confusion))

@@ -77,3 +77,29 @@ def test_mean_iou_agrees_with_the_official_cityscapes_evaluation(demo_cityscapes
             assert np.isnan(official_iou)
         else:
             assert iou == pytest.approx(official_iou, abs=1e-9)
+
+
+def test_keras_metric_leaves_absent_classes_out_and_traces_no_masks():
+    """Classes in neither labels nor predictions are left out of the mean (NaN when no
+    class is present, as `mean_iou`), and a training step's metric update and result
+    hold no boolean masks (ops of unknown output size, `Where` and `GatherV2`)."""
+    import tensorflow as tf
+
+    metric = MeanIoU(5)
+    assert np.isnan(float(metric.result())) and np.isnan(mean_iou(np.zeros((5, 5))))
+    labels = np.array([[[0, 0, 1, 255], [1, 4, 4, 255]]])
+    logits = np.eye(5, dtype="float32")[np.array([[[0, 1, 1, 2], [1, 4, 0, 3]]])]
+    metric.update_state(labels, logits)
+    want = confusion_matrix(labels, logits.argmax(-1), 5).numpy()
+    assert want[2:4].sum() == 0 and want[:, 2:4].sum() == 0  # classes 2 and 3 absent
+    assert float(metric.result()) == pytest.approx(mean_iou(want), abs=1e-6)
+
+    @tf.function
+    def step(y, p):
+        metric.update_state(y, p)
+        return metric.result()
+
+    graph = step.get_concrete_function(
+        tf.TensorSpec((2, 8, 8), tf.int32), tf.TensorSpec((2, 8, 8, 5), tf.float32)
+    ).graph
+    assert not {op.type for op in graph.get_operations()} & {"Where", "GatherV2"}
