@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
@@ -83,8 +84,6 @@ def test_keras_metric_leaves_absent_classes_out_and_traces_no_masks():
     """Classes in neither labels nor predictions are left out of the mean (NaN when no
     class is present, as `mean_iou`), and a training step's metric update and result
     hold no boolean masks (ops of unknown output size, `Where` and `GatherV2`)."""
-    import tensorflow as tf
-
     metric = MeanIoU(5)
     assert np.isnan(float(metric.result())) and np.isnan(mean_iou(np.zeros((5, 5))))
     labels = np.array([[[0, 0, 1, 255], [1, 4, 4, 255]]])
