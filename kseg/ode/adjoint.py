@@ -32,14 +32,14 @@ steps the same state (reversed) and its adjoint, whose dynamics share the Jacobi
 to the controller, which lengthens a step up to tenfold after a small error, the backward
 solve tried steps that the state's error then rejected, each rejection costing an attempt
 and its undoing (below; bench/RESULTS.md, segnode_memory, has the counts). Stage 1
-is evaluated again at every step instead of reusing the last stage (FSAL): stage 7 would
-then have to be differentiated with respect to the parameters too, and its parameter
-gradient, which belongs to the next step with a weight known only once this step's error
-is, held whole until then, a parameter-sized tensor beside the running total (tried:
-a higher peak, and no time saved that a run could show; bench/RESULTS.md). The stages
-run strictly one after another (control dependencies, `parallel_iterations=1`): left to
-itself, TensorFlow starts a stage's VJP while the previous stage's parameter
-gradients are still being added, and two evaluations' activations are resident at once.
+is evaluated again at every step instead of reusing the last stage (FSAL). Reusing it
+would mean differentiating stage 7 with respect to the parameters as well, and holding
+that parameter-sized gradient whole beside the running total until the step's error is
+known, since its weight in the sum is the next step's size (tried: a higher peak, and no
+time saved that a run could show; bench/RESULTS.md). The stages run strictly one after
+another (control dependencies, `parallel_iterations=1`): left to itself, TensorFlow starts
+a stage's VJP while the previous stage's parameter gradients are still being added, and
+two evaluations' activations are resident at once.
 Stage 7, evaluated only for the error estimate, runs after the solution and the error's
 other terms are formed, so stages 1-6 are freed before it. The VJP's sign is folded into
 the step weights rather than written out as negated copies. Between output times the
