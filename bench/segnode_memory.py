@@ -306,6 +306,13 @@ def _medians(runs: list[dict]) -> dict:
     return merged
 
 
+def _range_ratios(train: dict, ref_train: dict) -> str:
+    """The training memory's range over the processes, as ratios to the reference's
+    median: "low-high"."""
+    low, high = (m / ref_train["mib"] for m in train["mib_range"])
+    return f"{low:.2f}-{high:.2f}"
+
+
 def _table(title: str, header: str, rows) -> None:
     print(f"\n{title}")
     print(header)
@@ -358,7 +365,7 @@ def report(args, cases: list[str], results: dict) -> None:
         print(f"training step memory over the {args.repeats} processes, MiB (x HRNetV2's median):")
         for case in cases:
             low, high = results[case, "train"]["mib_range"]
-            ratios = f"{low / ref_train['mib']:.2f}-{high / ref_train['mib']:.2f}"
+            ratios = _range_ratios(results[case, "train"], ref_train)
             print(f"  {labels[case]:36s} {low:6.0f}-{high:<6.0f} ({ratios})")
 
     def time_row(case):
@@ -428,8 +435,7 @@ def report(args, cases: list[str], results: dict) -> None:
             verdict = "met" if got <= target else "NOT met"
             spread = ""
             if what == "training step memory" and args.repeats > 1:
-                low, high = (m / ref_train["mib"] for m in train["mib_range"])
-                spread = f" (processes {low:.2f}-{high:.2f})"
+                spread = f" (processes {_range_ratios(train, ref_train)})"
             print(
                 f"target {labels[case]} {what} <= {target} x HRNetV2's: {got:.2f}{spread}, "
                 f"{verdict}"
