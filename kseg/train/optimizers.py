@@ -37,9 +37,9 @@ class _ScalarsOncePerStep:
     hyper-parameters in the weights' dtype, Adam's bias corrections) once per update of
     all weights, where writing it in `update_step` would make it again for every weight:
     fewer ops in a traced training step, so less to trace and to set up before the first
-    one (bench/RESULTS.md, "startup"). One per dtype and device of the weights, so each copy of a
-    mirrored weight takes its own device's. Outside `_backend_update_step` (`update_step`
-    called alone) each call makes its own."""
+    one (bench/RESULTS.md, "startup"). One per dtype and device of the weights, so each
+    copy of a mirrored weight takes its own device's. Outside `_backend_update_step`
+    (`update_step` called alone) each call makes its own."""
 
     _step_scalars = None
 
