@@ -125,3 +125,19 @@ def test_weights_load_between_keras_and_kseg_batch_norm(tmp_path):
     new.load_weights(tmp_path / "old.weights.h5")
     for a, b in zip(old.weights, new.weights, strict=True):
         np.testing.assert_array_equal(b.numpy(), a.numpy())
+
+
+@pytest.mark.parametrize("spec", [(1, 1, 1, 8), (None, None, None, 8)])
+def test_one_value_per_channel_equals_keras(spec):
+    """One value per channel (a batch of one pooled vector): Keras' biased batch variance
+    is 0 and its moving variance only decays, where the kernel's unbiased one is undefined."""
+    keras_bn, fused = _pair(momentum=0.9, epsilon=1e-5)
+    before = fused.moving_variance.numpy()
+    x = tf.constant(np.random.default_rng(7).normal(1.0, 2.0, (1, 1, 1, 8)), tf.float32)
+    for layer in (keras_bn, fused):
+        tf.function(lambda x, layer=layer: layer(x, training=True), input_signature=[
+            tf.TensorSpec(spec)
+        ])(x)  # fmt: skip
+    for a, b in zip(keras_bn.non_trainable_weights, fused.non_trainable_weights, strict=True):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(fused.moving_variance.numpy(), 0.9 * before, rtol=1e-6)
