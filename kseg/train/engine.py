@@ -15,6 +15,7 @@ from kseg.train.checkpoints import AtomicCheckpoint, last_checkpoint, read_state
 from kseg.train.graph_optimization import graph_optimization as optimizing_graphs
 from kseg.train.precise_bn import PreciseBN
 from kseg.train.presets import TrainingPreset
+from kseg.train.step_function import set_step_functions
 from kseg.train.strategy import is_chief
 from kseg.utils.heap import frozen_heap
 
@@ -213,6 +214,7 @@ def fit(
     train_targets = task.targets(train_ds, model)
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         _build_before_tracing(model, strategy, train_targets.element_spec)
+    set_step_functions(model)
     # frozen_heap: the collector's passes during tracing skip what existed before training
     with optimizing_graphs(graph_optimization), frozen_heap():
         history = model.fit(
