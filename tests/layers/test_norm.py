@@ -134,10 +134,10 @@ def test_one_value_per_channel_equals_keras(spec):
     keras_bn, fused = _pair(momentum=0.9, epsilon=1e-5)
     before = fused.moving_variance.numpy()
     x = tf.constant(np.random.default_rng(7).normal(1.0, 2.0, (1, 1, 1, 8)), tf.float32)
+    signature = [tf.TensorSpec(spec)]
     for layer in (keras_bn, fused):
-        tf.function(lambda x, layer=layer: layer(x, training=True), input_signature=[
-            tf.TensorSpec(spec)
-        ])(x)  # fmt: skip
+        step = lambda x, layer=layer: layer(x, training=True)  # noqa: E731
+        tf.function(step, input_signature=signature)(x)
     for a, b in zip(keras_bn.non_trainable_weights, fused.non_trainable_weights, strict=True):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-6)
     np.testing.assert_allclose(fused.moving_variance.numpy(), 0.9 * before, rtol=1e-6)

@@ -78,8 +78,11 @@ def test_on_batch_equals_keras_functions(method):
         np.testing.assert_allclose(our_logs[key], their_logs[key], rtol=1e-5, err_msg=key)
 
 
-def test_keras_functions_stay_where_they_apply_not():
+@pytest.mark.parametrize(
+    "option", [{"steps_per_execution": 2}, {"run_eagerly": True}, {"jit_compile": True}]
+)
+def test_keras_functions_where_one_function_does_not_stand_in(option):
     model = _model()
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", steps_per_execution=2)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", **option)
     set_step_functions(model)
     assert model.train_function is None and model.test_function is None
