@@ -32,17 +32,6 @@ def _fusable(gradient) -> bool:
     return not isinstance(gradient, tf.IndexedSlices) and keras.backend.backend() == "tensorflow"
 
 
-class _OneReplicaNoSum:
-    """Takes the gradients as they are when there is no distribution strategy, where
-    Keras sums them over the one replica, which writes a copy (an `Identity` op) of each
-    gradient into the traced step. Under a strategy Keras sums them over its replicas."""
-
-    def _all_reduce_sum_gradients(self, grads_and_vars):
-        if tf.distribute.has_strategy():
-            return super()._all_reduce_sum_gradients(grads_and_vars)
-        return list(grads_and_vars)
-
-
 class _ScalarsOncePerStep:
     """Makes each scalar input of the fused kernels (the learning rate and the
     hyper-parameters in the weights' dtype, Adam's bias corrections) once per update of
@@ -81,7 +70,7 @@ class _ScalarsOncePerStep:
 
 
 @keras.saving.register_keras_serializable(package="kseg")
-class RMSprop(_OneReplicaNoSum, _ScalarsOncePerStep, keras.optimizers.RMSprop):
+class RMSprop(_ScalarsOncePerStep, keras.optimizers.RMSprop):
     """`keras.optimizers.RMSprop` with the momentum update as one TensorFlow op:
 
         velocity <- rho * velocity + (1 - rho) * g^2
@@ -111,7 +100,7 @@ class RMSprop(_OneReplicaNoSum, _ScalarsOncePerStep, keras.optimizers.RMSprop):
 
 
 @keras.saving.register_keras_serializable(package="kseg")
-class SGD(_OneReplicaNoSum, _ScalarsOncePerStep, keras.optimizers.SGD):
+class SGD(_ScalarsOncePerStep, keras.optimizers.SGD):
     """`keras.optimizers.SGD` with the momentum update as one TensorFlow op:
 
         m <- momentum * m - lr * g
@@ -135,7 +124,7 @@ class SGD(_OneReplicaNoSum, _ScalarsOncePerStep, keras.optimizers.SGD):
         )
 
 
-class _FusedAdamUpdate(_OneReplicaNoSum, _ScalarsOncePerStep):
+class _FusedAdamUpdate(_ScalarsOncePerStep):
     """Adam's update as one TensorFlow op, for `Adam` and `AdamW` (whose decoupled weight
     decay Keras applies before the update):
 

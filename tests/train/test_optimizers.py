@@ -53,9 +53,8 @@ def test_equals_keras_rmsprop_under_a_decaying_rate(momentum, centered):
 
 
 def test_one_fused_op_per_weight_and_keras_variable_names():
-    """The traced step updates each weight with one ResourceApplyRMSProp op and, without a
-    distribution strategy, takes the gradients without Keras' copies of their sum over
-    one replica; the optimiser's variables are Keras' (the same names in the same order)."""
+    """The traced step updates each weight with one ResourceApplyRMSProp op, and the
+    optimiser's variables are Keras' (the same names in the same order)."""
     optimizer, reference = RMSprop(0.01, momentum=0.9), keras.optimizers.RMSprop(0.01, momentum=0.9)
     model = _model()
     optimizer.build(model.trainable_variables)
@@ -73,8 +72,6 @@ def test_one_fused_op_per_weight_and_keras_variable_names():
     assert [op.type for op in ours].count("ResourceApplyRMSProp") == 6
     assert len(model.trainable_variables) == 6 and _scalars_shared(ours)
     assert "ResourceApplyRMSProp" not in {op.type for op in theirs} and len(ours) < len(theirs)
-    copies = lambda ops: [op.type for op in ops].count("Identity")  # noqa: E731
-    assert copies(ours) == 0 and copies(theirs) >= len(grads)
 
 
 def _scalars_shared(ops) -> bool:
