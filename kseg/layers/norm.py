@@ -59,41 +59,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
         channels = x.shape[-1]
         gamma = tf.cast(self.gamma, "float32") if self.scale else tf.ones([channels])
         beta = tf.cast(self.beta, "float32") if self.center else tf.zeros([channels])
-        count = x.shape[:-1].num_elements()
-        if count is not None and count > 1:
-            y = self._fused_with_moving_update(x, gamma, beta, (count - 1) / count)
-        else:
-            y = self._fused_then_moving_update(x, gamma, beta)
-        return tf.cast(y, self.compute_dtype)
-
-    def _fused_with_moving_update(self, x, gamma, beta, biased_factor: float):
-        """The normalised batch, the kernel updating the moving statistics as it goes: its
-        exponential average factor is Keras' 1 - momentum. It averages the unbiased batch
-        variance u, Keras the biased one c * u (c = (n - 1) / n, here a number), so the
-        old variance goes in divided by c and the new one comes out times c:
-        c * (momentum * old / c + (1 - momentum) * u) = momentum * old + (1 - momentum) * c * u.
-        """
-        y, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
-            x=x,
-            scale=gamma,
-            offset=beta,
-            mean=tf.convert_to_tensor(self.moving_mean),
-            variance=tf.convert_to_tensor(self.moving_variance) * (1.0 / biased_factor),
-            epsilon=self.epsilon,  # raw: `tf.nn.fused_batch_norm` would raise it to 1.001e-5
-            exponential_avg_factor=1.0 - self.momentum,
-            data_format="NHWC",
-            is_training=True,
-        )
-        self.moving_mean.assign(mean)
-        self.moving_variance.assign(variance * biased_factor)
-        return y
-
-    def _fused_then_moving_update(self, x, gamma, beta):
-        """The normalised batch, then Keras' update of the moving statistics, old *
-        momentum + batch * (1 - momentum), written out: for a count of values per channel
-        that is unknown when traced, or 1 (Keras' biased variance is then 0, the kernel's
-        unbiased one undefined)."""
         empty = tf.zeros([0])  # no moving statistics in: the kernel returns the batch's
+        # The raw op: `tf.nn.fused_batch_norm` would raise epsilon to at least 1.001e-5.
         y, mean, unbiased, *_ = tf.raw_ops.FusedBatchNormV3(
             x=x,
             scale=gamma,
@@ -104,8 +71,9 @@ class BatchNormalization(keras.layers.BatchNormalization):
             data_format="NHWC",
             is_training=True,
         )
-        # In TensorFlow's ops on the variables' values (less Python to trace than Keras'
-        # variable operators), with the variance's factor (n - 1) / n in the batch's weight.
+        # Keras' update, old * momentum + batch * (1 - momentum), in TensorFlow's ops on
+        # the variables' values (less Python to trace than Keras' variable operators),
+        # with the variance's factor (n - 1) / n folded into the batch's weight.
         momentum = tf.constant(self.momentum, "float32")
         decay = 1.0 - self.momentum
         for moving, batch, weight in (
@@ -113,7 +81,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
             (self.moving_variance, unbiased, decay * _biased_factor(x)),
         ):
             moving.assign(tf.convert_to_tensor(moving) * momentum + batch * weight)
-        return y
+        return tf.cast(y, self.compute_dtype)
 
 
 def _biased_factor(x):
