@@ -74,6 +74,7 @@ from _memory import peak_memory  # noqa: E402
 from peers.timing import timed  # noqa: E402
 
 from kseg.data import Cityscapes, segmentation_pipeline  # noqa: E402
+from kseg.layers.recompute import call_functional, recomputing_norm_act  # noqa: E402
 from kseg.models import create_model  # noqa: E402
 from kseg.ode import ode_blocks  # noqa: E402
 from kseg.train import preset_for, presets  # noqa: E402
@@ -125,11 +126,11 @@ def _median_seconds(fn, calls: int = 3) -> float:
     return timed(lambda: tf.nest.map_structure(lambda t: t.numpy(), fn()), calls)
 
 
-def evaluation_cost(model, images, mode: str) -> dict:
+def evaluation_cost(model, images, mode: str, recompute: bool = False) -> dict:
     """Seconds of one evaluation of the ODE function run alone at the block's input
     shapes: inference-mode forward ("eval") for a test image; training-mode forward
     ("eval") and forward with the VJP to the state and the parameters ("vjp") for a
-    training step."""
+    training step, its norm -> ReLU -> conv chains recomputed if `recompute`."""
     block = ode_blocks(model)[0]
     states = [tf.constant(s) for s in keras.Model(model.input, block.input)(images)]
     func, training = block.func, mode == "train"
@@ -140,7 +141,11 @@ def evaluation_cost(model, images, mode: str) -> dict:
         def vjp():
             with tf.GradientTape() as tape:
                 tape.watch(states)
-                f = func(states, training=True)
+                f = (
+                    call_functional(func, states, training=True)
+                    if recompute
+                    else func(states, training=True)
+                )
             return tape.gradient(f, states + func.trainable_weights, output_gradients=f)
 
         cost["vjp"] = _median_seconds(vjp)
@@ -218,7 +223,7 @@ def child(case: str, mode: str, args) -> None:
     # Training steps run with kseg's training setting (`fit` in kseg.train.engine), test
     # images with TensorFlow's default, as `evaluate` and `predict` do.
     setting = args.graph_optimization if mode == "train" else "on"
-    with graph_optimization(setting):
+    with graph_optimization(setting), recomputing_norm_act(args.recompute_norm_act):
         peak = peak_memory(step, calls=args.runs, reset=reset)
     result = {
         "mib": peak.extra_mib,
@@ -237,7 +242,7 @@ def child(case: str, mode: str, args) -> None:
         result["backward"] = [int(w.numpy()) for w in backward]
         if reset is not None:
             reset()
-        result.update(evaluation_cost(model, images, mode))
+        result.update(evaluation_cost(model, images, mode, args.recompute_norm_act))
     print(json.dumps(result))
 
 
@@ -275,6 +280,12 @@ def main() -> None:
         help="fresh processes per case and mode: the tables give their medians, and the "
         "training memory's range across them",
     )
+    p.add_argument(
+        "--recompute-norm-act",
+        action="store_true",
+        help="training steps with their batch norm -> ReLU -> conv chains recomputed in the "
+        "backward pass (`kseg.layers.recompute`), as the recipes' --recompute-norm-act",
+    )
     p.add_argument("--child", nargs=2, metavar=("CASE", "MODE"))
     args = p.parse_args()
     if args.child:
@@ -286,6 +297,7 @@ def main() -> None:
     for case in cases:
         for mode in ("train", "test"):
             flags = forwarded(args, *FORWARDED, "segnode_weights", "data")
+            flags += ["--recompute-norm-act"] * args.recompute_norm_act
             command = [sys.executable, __file__, "--child", case, mode, *flags]
             runs = []
             for _ in range(args.repeats):
@@ -329,6 +341,7 @@ def report(args, cases: list[str], results: dict) -> None:
         f"{args.width}, 19 classes, {args.threads} threads, median of {args.runs} calls; "
         f"{inputs}, {weights}; graph optimisation of training steps: {args.graph_optimization}; "
         f"optimisers: {UPDATES[args.optimizers]}"
+        + ("; norm-ReLU-conv chains recomputed" if args.recompute_norm_act else "")
         + (f"; medians over {args.repeats} processes each" if args.repeats > 1 else "")
     )
     ref_train, ref_test = results["hrnetv2_w48", "train"], results["hrnetv2_w48", "test"]

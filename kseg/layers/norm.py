@@ -44,24 +44,40 @@ class BatchNormalization(keras.layers.BatchNormalization):
     """
 
     def call(self, inputs, training=None, mask=None):
-        fused = (
+        if not (self.fuses(inputs, training) and mask is None):
+            return super().call(inputs, training=training, mask=mask)
+        x = tf.cast(inputs, "float32")  # as Keras' layer computes in float32
+        y, mean, unbiased, *_ = self.normalize_batch(x)
+        self.update_moving_statistics(mean, unbiased, x)
+        return tf.cast(y, self.compute_dtype)
+
+    def fuses(self, inputs, training) -> bool:
+        """Whether a call on `inputs` runs the fused kernel (a training step on 4-D
+        channels-last inputs, without Keras' renormalisation or synchronised statistics)."""
+        return bool(
             training
             and self.trainable
-            and mask is None
             and not self.renorm
             and not self.synchronized
             and len(inputs.shape) == 4
             and self.axis in (-1, 3, [-1], [3])
         )
-        if not fused:
-            return super().call(inputs, training=training, mask=mask)
-        x = tf.cast(inputs, "float32")  # as Keras' layer computes in float32
-        channels = x.shape[-1]
+
+    def scale_offset(self, channels: int) -> tuple:
+        """gamma and beta as float32 tensors (ones and zeros where the layer has none)."""
         gamma = tf.cast(self.gamma, "float32") if self.scale else tf.ones([channels])
         beta = tf.cast(self.beta, "float32") if self.center else tf.zeros([channels])
+        return gamma, beta
+
+    def normalize_batch(self, x, gamma=None, beta=None) -> tuple:
+        """`FusedBatchNormV3` on the float32 batch `x` in training mode: (y, batch mean,
+        unbiased batch variance, and the kernel's three reserve spaces for its gradient).
+        `gamma` and `beta` default to `scale_offset`'s."""
+        if gamma is None:
+            gamma, beta = self.scale_offset(x.shape[-1])
         empty = tf.zeros([0])  # no moving statistics in: the kernel returns the batch's
         # The raw op: `tf.nn.fused_batch_norm` would raise epsilon to at least 1.001e-5.
-        y, mean, unbiased, *_ = tf.raw_ops.FusedBatchNormV3(
+        return tf.raw_ops.FusedBatchNormV3(
             x=x,
             scale=gamma,
             offset=beta,
@@ -71,9 +87,12 @@ class BatchNormalization(keras.layers.BatchNormalization):
             data_format="NHWC",
             is_training=True,
         )
-        # Keras' update, old * momentum + batch * (1 - momentum), in TensorFlow's ops on
-        # the variables' values (less Python to trace than Keras' variable operators),
-        # with the variance's factor (n - 1) / n folded into the batch's weight.
+
+    def update_moving_statistics(self, mean, unbiased, x) -> None:
+        """Keras' update, old * momentum + batch * (1 - momentum), from the fused kernel's
+        batch mean and unbiased variance of `x`. In TensorFlow's ops on the variables'
+        values (less Python to trace than Keras' variable operators), with the variance's
+        factor (n - 1) / n folded into the batch's weight."""
         momentum = tf.constant(self.momentum, "float32")
         decay = 1.0 - self.momentum
         for moving, batch, weight in (
@@ -81,7 +100,6 @@ class BatchNormalization(keras.layers.BatchNormalization):
             (self.moving_variance, unbiased, decay * _biased_factor(x)),
         ):
             moving.assign(tf.convert_to_tensor(moving) * momentum + batch * weight)
-        return tf.cast(y, self.compute_dtype)
 
 
 def _biased_factor(x):

@@ -17,6 +17,7 @@ import inspect
 import keras
 
 from kseg.errors import UserError
+from kseg.layers.recompute import call_functional, recomputes
 from kseg.ode.block import ODEBlock
 from kseg.ode.callbacks import ode_blocks
 from kseg.ode.config import SolverConfig, upgrade_config
@@ -105,6 +106,8 @@ class ImageModel(keras.Model):
 
     def call(self, inputs, training=None, mask=None):
         check_image_shape(inputs.shape, self.input_multiple, self.input_shape[-1], self.name)
+        if recomputes(training) and mask is None:
+            return call_functional(self, inputs, training=training)
         return super().call(inputs, training=training, mask=mask)
 
     def _aggregate_additional_loss(self, loss):

@@ -8,7 +8,9 @@ from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
+from keras.src.models.functional import Functional
 
+from kseg.layers.recompute import call_functional, recomputes
 from kseg.ode.config import SolverConfig, upgrade_config
 from kseg.ode.odeint import odeint
 from kseg.ode.solvers import get_solver
@@ -122,6 +124,8 @@ class ODEBlock(keras.layers.Layer):
     def _derivative(self, t, y, training=None):
         if self._takes_t:
             return self.func(y, t=t, training=training)
+        if recomputes(training) and isinstance(self.func, Functional):
+            return call_functional(self.func, y, training=training)
         return self.func(y, training=training)
 
     def _solve_derivative(self, solver: SolverConfig, times: list[float], training=None):

@@ -136,6 +136,12 @@ def build_parser(recipe) -> argparse.ArgumentParser:
         help="TensorFlow's graph optimiser (Grappler) on the training steps; default auto: "
         "on with a GPU, off on CPU, where it adds start-up time without speeding steps up",
     )
+    g.add_argument(
+        "--recompute-norm-act",
+        action="store_true",
+        help="less training memory for a little more time: batch norm -> ReLU -> conv chains "
+        "normalise again in the backward pass instead of keeping their output (same gradients)",
+    )
     if segmentation:
         g.add_argument(
             "--crop",

@@ -48,6 +48,7 @@ class RunConfig:
     mixed_precision: Literal["none", "float16", "bfloat16"] = "none"
     verbose: Literal["auto", "0", "1", "2"] = "auto"
     graph_optimization: Literal["auto", "on", "off"] = "auto"  # Grappler; auto: with a GPU
+    recompute_norm_act: bool = False  # BN-ReLU recomputed in the backward pass
     # Segmentation
     crop: tuple[int, int] | None = None
     eval_crop: tuple[int, int] | Literal["full"] | None = None

@@ -176,6 +176,7 @@ class Runner:
             state=state,
             tensorboard=config.tensorboard,
             graph_optimization=config.graph_optimization,
+            recompute_norm_act=config.recompute_norm_act,
             precise_bn_batches=config.precise_bn_batches if self.task.precise_bn else 0,
             verbose=verbose,
             extra_callbacks=self.recipe.callbacks(preset, state),

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from kseg.errors import TrainingDiverged
+from kseg.layers.recompute import recomputing_norm_act
 from kseg.tasks.base import main_logits, output_names  # noqa: F401 (kept importable here)
 from kseg.train.checkpoints import AtomicCheckpoint, last_checkpoint, read_state
 from kseg.train.graph_optimization import graph_optimization as optimizing_graphs
@@ -171,6 +172,7 @@ def fit(
     task=None,
     monitor: str | None = None,
     graph_optimization: str = "auto",
+    recompute_norm_act: bool = False,
 ) -> keras.callbacks.History:
     """Trains with atomic checkpoints, CSV (appended on resume) and TensorBoard logs.
 
@@ -182,7 +184,10 @@ def fit(
     (training or validation) ends the run with `TrainingDiverged`; the checkpoints of the
     earlier epochs are kept. `graph_optimization` ("auto", "on", "off") says whether
     Grappler optimises the training and validation steps (`kseg.train.graph_optimization`;
-    "auto": only with a GPU)."""
+    "auto": only with a GPU). `recompute_norm_act` trains with the batch norm -> ReLU ->
+    conv chains recomputing their norm and ReLU in the backward pass instead of keeping
+    their output: less memory for a little more time, the same gradients
+    (`kseg.layers.recompute`)."""
     task = task or _task(model)
     strategy = model.distribute_strategy
     chief = is_chief(strategy)
@@ -216,7 +221,11 @@ def fit(
         _build_before_tracing(model, strategy, train_targets.element_spec)
     set_step_functions(model)
     # frozen_heap: the collector's passes during tracing skip what existed before training
-    with optimizing_graphs(graph_optimization), frozen_heap():
+    with (
+        optimizing_graphs(graph_optimization),
+        recomputing_norm_act(recompute_norm_act),
+        frozen_heap(),
+    ):
         history = model.fit(
             train_targets,
             validation_data=None if val_ds is None else task.targets(val_ds, model),

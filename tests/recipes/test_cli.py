@@ -214,3 +214,26 @@ def test_the_demo_exports_an_ode_model_on_the_grid_it_chooses(demo_cityscapes, t
     for mode in ("fp32", "int8"):
         assert os.path.exists(os.path.join(out, "export", f"segnode_{mode}.tflite"))
         assert f"tflite_{mode}" in printed
+
+
+def test_recompute_norm_act_reaches_the_training_loop(demo_cityscapes, tmp_path, monkeypatch):
+    """`--recompute-norm-act` is what the recipe hands `fit` (tests/layers/test_recompute.py
+    has what `fit` does with it); without it, the default: off."""
+    from kseg.train import engine
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def fit(*args, **kwargs):
+        seen.append(kwargs["recompute_norm_act"])
+        raise Stop
+
+    monkeypatch.setattr(engine, "fit", fit)
+    for flags in ([], ["--recompute-norm-act"]):
+        out = str(tmp_path / f"run{len(flags)}")
+        with pytest.raises(Stop):
+            cityscapes.main(["train", "--data-dir", demo_cityscapes, "--out", out, "--epochs",
+                             "1", *FAST, *flags])  # fmt: skip
+    assert seen == [False, True]
