@@ -180,16 +180,17 @@ class ODEBlock(keras.layers.Layer):
         # The adjoint's backward solve runs outside this call: it must see the same
         # `training` (batch statistics in batch norm) as the forward solve.
         times = self._times()
+        final_only = self.return_times is None
         states, info = self._odeint(
             self._solve_derivative(self.solver, times, training), inputs, times, self.solver,
-            return_info=True, on_backward=self._record_backward,
+            return_info=True, on_backward=self._record_backward, final_only=final_only,
         )  # fmt: skip
         for weight, count in zip(
             (self.nfe, self.accepted_steps, self.rejected_steps), info, strict=True
         ):
             weight.assign(tf.cast(count, weight.dtype))
-        if self.return_times is None:
-            return tf.nest.map_structure(lambda s: s[-1], states)
+        if final_only:
+            return states
         skip = 0 if self.return_times[0] == 0 else 1
 
         def batch_first(s):

@@ -60,6 +60,7 @@ def odeint(
     options: dict | None = None,
     return_info: bool = False,
     on_backward: Callable | None = None,
+    final_only: bool = False,
 ):
     """Integrates dy/dt = func(t, y) from t[0] and returns the states at every time in t.
 
@@ -88,10 +89,13 @@ def odeint(
         on_backward: called, when the solve is differentiated, with the backward pass's
             `SolveInfo` (kseg's adjoint, the aca and the checkpoint gradients): evaluations
             of the function with its VJP, accepted and rejected steps.
+        final_only: return the state at t[-1] alone, without the time axis. On a fixed
+            grid the states are then never stacked, so the gradient holds no stack of
+            zeros for the times the loss does not read.
 
     Returns:
-        The states (structure of y0, each with a leading time axis), and with
-        `return_info` a tuple (states, SolveInfo).
+        The states (structure of y0, each with a leading time axis; without it and at
+        t[-1] alone with `final_only`), and with `return_info` a tuple (states, SolveInfo).
     """
     solver = get_solver(method)
     options = dict(options or {})
@@ -107,6 +111,8 @@ def odeint(
         states, counts = _solve_adaptive(
             solver, func, y0, t, rtol, atol, max_num_steps, options, gradient, report
         )
+        if final_only:
+            states = tf.nest.map_structure(lambda s: s[-1], states)
     else:
         times = _static_times(t)
         if any(b <= a for a, b in zip(times[:-1], times[1:], strict=True)):
@@ -128,7 +134,10 @@ def odeint(
             trajectory = [_packed(y0, y) for y in flat]
         else:
             trajectory, taken = solver.integrate(wrapped, y0, times, steps)
-        states = tf.nest.map_structure(lambda *ys: tf.stack(ys), *trajectory)
+        if final_only:
+            states = trajectory[-1]
+        else:
+            states = tf.nest.map_structure(lambda *ys: tf.stack(ys), *trajectory)
         counts = (taken * solver.evaluations, taken, 0)
     if return_info:
         return states, SolveInfo(*(tf.cast(c, tf.int32) for c in counts))

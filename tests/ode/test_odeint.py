@@ -62,6 +62,34 @@ def test_nested_state_of_different_shapes(method):
     np.testing.assert_allclose(y["b"][:, 0], 2 * np.exp(T), atol=TOL[method] * 30)
 
 
+@pytest.mark.parametrize(
+    "method,gradient",
+    [("dopri5", None), ("rk4", "direct"), ("rk4", "checkpoint"), ("euler", "checkpoint")],
+)
+def test_final_only_is_the_last_state_with_its_gradients(method, gradient):
+    """`final_only` gives the trajectory's last state, without the time axis, and the
+    same gradients to the initial state and the parameters: y' = -k y, y(2) = y0 e^(-2k)."""
+    k = tf.Variable(0.7, dtype=tf.float64)
+    y0 = {"a": tf.constant([1.0, -3.0], tf.float64), "b": tf.constant([[2.0]], tf.float64)}
+
+    def run(final_only):
+        with tf.GradientTape() as tape:
+            tape.watch(y0)
+            y = solve(lambda t, y: tf.nest.map_structure(lambda v: -k * v, y), y0, method,
+                      gradient=gradient, final_only=final_only)  # fmt: skip
+            last = y if final_only else tf.nest.map_structure(lambda v: v[-1], y)
+            loss = tf.reduce_sum(last["a"] ** 2) + tf.reduce_sum(last["b"])
+        return last, tape.gradient(loss, [y0["a"], y0["b"], k])
+
+    last, grads = run(True)
+    want_last, want_grads = run(False)
+    assert last["a"].shape == (2,) and last["b"].shape == (1, 1)
+    np.testing.assert_allclose(last["a"], y0["a"] * np.exp(-0.7 * 2), atol=TOL[method] * 3)
+    for got, want in zip([last["a"], last["b"], *grads], [want_last["a"], want_last["b"],
+                                                       *want_grads], strict=True):  # fmt: skip
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
 @pytest.mark.parametrize("method,order", sorted(FIXED.items()))
 def test_order_of_convergence(method, order):
     y0 = tf.constant([1.0], tf.float64)
