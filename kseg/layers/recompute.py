@@ -53,8 +53,9 @@ def recomputing_norm_act(enabled: bool = True):
 
 
 def recomputes(training) -> bool:
-    """Whether a call with this `training` flag recomputes its chains here."""
-    return bool(training) and _ACTIVE.get()
+    """Whether a call with this `training` flag recomputes its chains here (a symbolic
+    flag does not: which path to trace must be known)."""
+    return _ACTIVE.get() and training is True
 
 
 def call_functional(model: keras.Model, inputs, training=None):
