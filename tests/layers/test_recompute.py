@@ -117,6 +117,8 @@ def test_inference_and_frozen_norms_take_keras_path():
     model = _randomised(_chain_model())
     x = tf.constant(np.random.default_rng(2).normal(size=(1, 8, 8, 3)).astype("float32"))
     with recomputing_norm_act():
+        assert recompute.recomputes(True) and not recompute.recomputes(None)
+        assert not recompute.recomputes(tf.constant(True))  # a symbolic flag: Keras' path
         np.testing.assert_allclose(
             recompute.call_functional(model, x, training=False)[0], model(x)[0], rtol=1e-6
         )
