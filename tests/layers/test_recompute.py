@@ -160,8 +160,9 @@ def test_segnode_function_recomputes_under_both_gradients(solver, recomputed):
 
 
 def test_fit_recomputes_when_asked(tmp_path, recomputed):
-    """`fit(recompute_norm_act=True)` traces its steps through the chains; the weights
-    after an epoch equal those of a run without."""
+    """`fit(recompute_norm_act=True)` traces its steps through the chains; the weights and
+    moving statistics after an epoch (precise statistics and validation included) equal
+    those of a run without."""
     from kseg.train.engine import fit
 
     rng = np.random.default_rng(4)
@@ -181,8 +182,10 @@ def test_fit_recomputes_when_asked(tmp_path, recomputed):
             optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
-        fit(model, data, None, 1, str(tmp_path / str(flag)), tensorboard=False,
-            precise_bn_batches=0, verbose=0, recompute_norm_act=flag)  # fmt: skip
+        # With validation, so that the precise batch-norm statistics (an eager training-
+        # mode pass inside the option) are recomputed before it.
+        fit(model, data, data, 1, str(tmp_path / str(flag)), tensorboard=False,
+            precise_bn_batches=1, verbose=0, recompute_norm_act=flag)  # fmt: skip
         weights.append([w.numpy() for w in model.weights])
         assert sorted(set(recomputed)) == (["b_conv", "logits"] if flag else [])
         recomputed.clear()
