@@ -4,10 +4,10 @@ backward pass instead of keeping their output.
 Back-propagating a chain x -> BN -> ReLU -> Conv2D keeps two tensors of x's size: x for
 the batch norm's gradient and the ReLU's output a for the ReLU's and the conv's. A
 training call of a functional model through `call_functional` runs each such chain as one
-op whose gradient keeps x alone: it normalises x again (one elementwise pass with the
-batch's statistics, recomputed) when the gradient arrives, takes the conv's gradients
-from that a, and drops it. The gradients are those of the chain's own ops, by the same
-kernels, in the same order (tests/layers/test_recompute.py). This is the memory-efficient
+op whose gradient keeps x alone: when the gradient arrives it runs the fused batch-norm
+kernel on x again (the batch's statistics and all: the same input, the same a), takes the
+conv's gradients from that a, and drops it. The gradients are those of the chain's own
+ops, by the same kernels (tests/layers/test_recompute.py). This is the memory-efficient
 batch norm of Pleiss et al. 2017 ("Memory-Efficient Implementation of DenseNets",
 arXiv:1707.06990), which recomputes the same cheap part.
 
