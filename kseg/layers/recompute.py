@@ -1,5 +1,5 @@
 """Batch norm -> ReLU -> conv chains that recompute their batch norm and ReLU in the
-backward pass instead of keeping their output.
+backward pass instead of keeping their output (ReLU or ReLU6, as each model has it).
 
 Back-propagating a chain x -> BN -> ReLU -> Conv2D keeps two tensors of x's size: x for
 the batch norm's gradient and the ReLU's output a for the ReLU's and the conv's. A
@@ -18,9 +18,9 @@ derivative of an ODE block traced for training calls through `call_functional`. 
 chain costs one more batch-norm pass a training step and keeps one tensor fewer.
 
 A chain qualifies when its three layers are kseg's `BatchNormalization` (training on its
-fused kernel), `Activation("relu")` and a plain float32 `Conv2D` (one group, no
-activation), each called once in the model, and the norm's and ReLU's outputs feed nothing
-else. Other layers, and every call that is not a training step, run as Keras runs them.
+fused kernel), `Activation("relu")` or `Activation("relu6")` and a plain float32 `Conv2D`
+(one group, no activation), each called once in the model, and the norm's and ReLU's
+outputs feed nothing else. Other layers, and every call that is not a training step, run as Keras runs them.
 """
 
 from __future__ import annotations
@@ -71,8 +71,8 @@ def call_functional(model: keras.Model, inputs, training=None):
         if id(op) in pending:  # the norm and the ReLU wait for their conv
             return lambda x, *args, **kwargs: x if isinstance(x, _Pending) else _Pending(x)
         if id(op) in chains:
-            norm, _ = chains[id(op)]
-            return lambda x, *args, **kwargs: norm_relu_conv(x.inputs, norm, op)
+            norm, relu = chains[id(op)]
+            return lambda x, *args, **kwargs: norm_relu_conv(x.inputs, norm, op, _six(relu))
         return keras_operation_fn(op, training=training)
 
     inputs = model._standardize_inputs(inputs)
@@ -86,9 +86,12 @@ class _Pending:
         self.inputs = inputs
 
 
-def norm_relu_conv(x, norm: BatchNormalization, conv: keras.layers.Conv2D):
-    """conv(relu(norm(x))) in training mode, norm's moving statistics updated; the
-    gradient keeps x, not relu(norm(x)) (module docstring)."""
+def norm_relu_conv(x, norm: BatchNormalization, conv: keras.layers.Conv2D, six: bool = False):
+    """conv(relu(norm(x))) in training mode (relu6 if `six`), norm's moving statistics
+    updated; the gradient keeps x, not relu(norm(x)) (module docstring)."""
+    relu, relu_grad = (
+        (tf.nn.relu6, tf.raw_ops.Relu6Grad) if six else (tf.nn.relu, tf.raw_ops.ReluGrad)
+    )
     x = tf.cast(x, "float32")
     gamma, beta = norm.scale_offset(x.shape[-1])
     options = {
@@ -101,7 +104,7 @@ def norm_relu_conv(x, norm: BatchNormalization, conv: keras.layers.Conv2D):
     @tf.custom_gradient
     def chain(x, gamma, beta, kernel):
         y, mean, unbiased, *_ = norm.normalize_batch(x, gamma, beta)
-        out = tf.nn.conv2d(tf.nn.relu(y), kernel, **options)
+        out = tf.nn.conv2d(relu(y), kernel, **options)
 
         def grad(d_out, *_):  # the statistics' gradients: they only feed the moving ones
             # After d_out, not before: the executor would otherwise normalise every
@@ -109,14 +112,14 @@ def norm_relu_conv(x, norm: BatchNormalization, conv: keras.layers.Conv2D):
             with tf.control_dependencies([d_out]):
                 x_again = tf.identity(x)
             y, _, _, *reserve = norm.normalize_batch(x_again, gamma, beta)
-            a = tf.nn.relu(y)
+            a = relu(y)
             d_a = tf.raw_ops.Conv2DBackpropInput(
                 input_sizes=tf.shape(a), filter=kernel, out_backprop=d_out, **options
             )
             d_kernel = tf.raw_ops.Conv2DBackpropFilter(
                 input=a, filter_sizes=tf.shape(kernel), out_backprop=d_out, **options
             )
-            d_y = tf.raw_ops.ReluGrad(gradients=d_a, features=a)
+            d_y = relu_grad(gradients=d_a, features=a)  # from the output, as TensorFlow's
             d_x, d_gamma, d_beta, _, _ = tf.raw_ops.FusedBatchNormGradV3(
                 y_backprop=d_y,
                 x=x_again,
@@ -189,7 +192,14 @@ def _plain_conv(layer) -> bool:
 
 
 def _relu(layer) -> bool:
-    return type(layer) is keras.layers.Activation and layer.activation is keras.activations.relu
+    return type(layer) is keras.layers.Activation and layer.activation in (
+        keras.activations.relu,
+        keras.activations.relu6,
+    )
+
+
+def _six(relu) -> bool:
+    return relu.activation is keras.activations.relu6
 
 
 def _fused_norm(layer) -> bool:

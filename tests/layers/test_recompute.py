@@ -17,7 +17,7 @@ from kseg.models.base import ImageModel, SegmentationModel
 
 
 def _chain_model():
-    """Four qualifying chains (marked) and three that are not."""
+    """Five qualifying chains (marked) and three that are not."""
     norm = TORCH_BATCH_NORM
     x = inputs = keras.Input((None, None, 3))
     x = conv_norm_act(x, 8, 3, norm=norm, name="a")  # the image feeds conv a: no chain
@@ -25,6 +25,7 @@ def _chain_model():
     y = keras.layers.Conv2D(8, 3, dilation_rate=2, padding="same", name="c")(y)  # chain
     y = norm_act_conv(y, 8, 3, norm=norm, name="d")  # chain (pre-activation)
     y = norm_act_conv(y, 6, 1, norm=norm, name="e")  # chain
+    y = norm_act_conv(y, 6, 3, norm=norm, activation="relu6", name="r")  # chain (ReLU6)
     # A ReLU output that feeds two convs keeps its output: no chain for f and g.
     z = keras.layers.Activation("relu", name="h_relu")(norm.layer(6, "h_bn")(y))
     f = keras.layers.Conv2D(4, 1, name="f")(z)
@@ -79,7 +80,7 @@ def test_qualifying_chains():
     model = _chain_model()
     chains = recompute._chains(model)
     found = {layer.name for layer in model.layers if id(layer) in chains}
-    assert found == {"b_conv", "c", "d_conv", "e_conv"}
+    assert found == {"b_conv", "c", "d_conv", "e_conv", "r_conv"}
     assert chains[id(model.get_layer("c"))][0] is model.get_layer("b_bn")
     assert chains[id(model.get_layer("d_conv"))][1] is model.get_layer("d_relu")
 
@@ -90,9 +91,9 @@ def recomputed(monkeypatch):
     calls = []
     original = recompute.norm_relu_conv
 
-    def counting(x, norm, conv):
+    def counting(x, norm, conv, six=False):
         calls.append(conv.name)
-        return original(x, norm, conv)
+        return original(x, norm, conv, six)
 
     monkeypatch.setattr(recompute, "norm_relu_conv", counting)
     return calls
@@ -102,7 +103,7 @@ def test_chains_back_propagate_as_keras(recomputed):
     model = _randomised(_chain_model())
     x = tf.constant(np.random.default_rng(1).normal(size=(2, 16, 12, 3)).astype("float32"))
     loss, grads, moving = _training_step(model, x, True)
-    assert sorted(recomputed) == ["b_conv", "c", "d_conv", "e_conv"]
+    assert sorted(recomputed) == ["b_conv", "c", "d_conv", "e_conv", "r_conv"]
     recomputed.clear()
     ref_loss, ref_grads, ref_moving = _training_step(model, x, False)
     assert not recomputed
@@ -125,7 +126,7 @@ def test_inference_and_frozen_norms_take_keras_path():
         for name in ("b_bn", "d_bn"):
             model.get_layer(name).trainable = False
         chains = recompute._chains(model)
-        assert len(chains) == 4  # found once; the frozen norms' chains are skipped per call
+        assert len(chains) == 5  # found once; the frozen norms' chains are skipped per call
         loss, _, _ = _training_step(model, x, True)
     ref_loss, _, _ = _training_step(model, x, False)
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
