@@ -20,7 +20,8 @@ chain costs one more batch-norm pass a training step and keeps one tensor fewer.
 A chain qualifies when its three layers are kseg's `BatchNormalization` (training on its
 fused kernel), `Activation("relu")` or `Activation("relu6")` and a plain float32 `Conv2D`
 (one group, no activation), each called once in the model, and the norm's and ReLU's
-outputs feed nothing else. Other layers, and every call that is not a training step, run as Keras runs them.
+outputs feed nothing else. Other layers, and every call that is not a training step, run
+as Keras runs them.
 """
 
 from __future__ import annotations
