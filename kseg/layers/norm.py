@@ -51,17 +51,16 @@ class BatchNormalization(keras.layers.BatchNormalization):
         self.update_moving_statistics(mean, unbiased, x)
         return tf.cast(y, self.compute_dtype)
 
+    @property
+    def fusable(self) -> bool:
+        """Whether the layer's training calls can run the fused kernel: channels last,
+        without Keras' renormalisation or synchronised statistics."""
+        return not self.renorm and not self.synchronized and self.axis in (-1, 3, [-1], [3])
+
     def fuses(self, inputs, training) -> bool:
-        """Whether a call on `inputs` runs the fused kernel (a training step on 4-D
-        channels-last inputs, without Keras' renormalisation or synchronised statistics)."""
-        return bool(
-            training
-            and self.trainable
-            and not self.renorm
-            and not self.synchronized
-            and len(inputs.shape) == 4
-            and self.axis in (-1, 3, [-1], [3])
-        )
+        """Whether a call on `inputs` runs the fused kernel: a training step of a trainable,
+        `fusable` layer on 4-D inputs."""
+        return bool(training and self.trainable and self.fusable and len(inputs.shape) == 4)
 
     def scale_offset(self, channels: int) -> tuple:
         """gamma and beta as float32 tensors (ones and zeros where the layer has none)."""

@@ -204,10 +204,4 @@ def _six(relu) -> bool:
 
 
 def _fused_norm(layer) -> bool:
-    return (
-        type(layer) is BatchNormalization
-        and not layer.renorm
-        and not layer.synchronized
-        and layer.axis in (-1, 3, [-1], [3])
-        and layer.compute_dtype == "float32"
-    )
+    return type(layer) is BatchNormalization and layer.fusable and layer.compute_dtype == "float32"
