@@ -22,7 +22,9 @@ class CoupledL2(keras.regularizers.Regularizer):
         self.weight_decay = float(weight_decay)
 
     def __call__(self, x):
-        return self.weight_decay * tf.nn.l2_loss(x)
+        # The constant second: TensorFlow's gradient of a product by a scalar it need not
+        # differentiate is then one product, not one for each side.
+        return tf.nn.l2_loss(x) * self.weight_decay
 
     def get_config(self):
         return {"weight_decay": self.weight_decay}
