@@ -145,9 +145,28 @@ def _build_from_outputs(model: keras.Model, element_spec) -> bool:
     if model._compile_loss is not None and not model._compile_loss.built:
         model._compile_loss.build(y_true, y_pred)
     if model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
+        _build_optimizer(model.optimizer, model.trainable_variables)
     model._post_build()
     return True
+
+
+def _build_optimizer(optimizer: keras.optimizers.Optimizer, variables) -> None:
+    """`optimizer.build(variables)`, its slot variables' TensorFlow variables all named
+    alike.
+
+    Keras names each slot after its weight (`head_classifier_kernel_momentum`), and
+    TensorFlow writes that name into the attributes of the op that creates the variable.
+    Each creation is then an op TensorFlow's eager runtime has not run before, which it
+    sets up anew: hundreds of set-ups before the first training step (bench/RESULTS.md,
+    "startup"). Under one name the creations repeat, and are set up once per shape.
+    Keras' names and paths, which its files, checkpoints and logs use, are Keras' own;
+    only the `tf.Variable`s under the slots share their (unused) name."""
+
+    def one_name(next_creator, **kwargs):
+        return next_creator(**{**kwargs, "name": "slot"})
+
+    with tf.variable_creator_scope(one_name):
+        optimizer.build(variables)
 
 
 def _logs_as_vectors(step):
