@@ -6,6 +6,7 @@ import dataclasses
 
 import keras
 import tensorflow as tf
+from tensorflow.python.eager import record  # the gradient tape's recording (TF is pinned)
 
 # torch.nn.GroupNorm's epsilon, which the official neural-ODE code trains with.
 GROUP_NORM_EPSILON = 1e-5
@@ -47,9 +48,27 @@ class BatchNormalization(keras.layers.BatchNormalization):
         if not (self.fuses(inputs, training) and mask is None):
             return super().call(inputs, training=training, mask=mask)
         x = tf.cast(inputs, "float32")  # as Keras' layer computes in float32
-        y, mean, unbiased, *_ = self.normalize_batch(x)
-        self.update_moving_statistics(mean, unbiased, x)
-        return tf.cast(y, self.compute_dtype)
+        return tf.cast(self.train_batch(x), self.compute_dtype)
+
+    def train_batch(self, x):
+        """The float32 batch `x` normalised by its own statistics, the moving statistics
+        updated: a training call on the fused kernel.
+
+        The gradient tape records this as one op from (x, gamma, beta) to the output,
+        whose gradient is `batch_gradient`: the kernel TensorFlow's own gradient of
+        `FusedBatchNormV3` runs, on the same tensors. Recorded op by op, the tape's
+        gradient would make zeros for the kernel's five other outputs, which nothing
+        reads: ops that TensorFlow traces before the first training step and never runs."""
+        gamma, beta = self.scale_offset(x.shape[-1])
+        with record.stop_recording():
+            y, mean, unbiased, *reserve = self.normalize_batch(x, gamma, beta)
+            self.update_moving_statistics(mean, unbiased, x)
+
+        def backward(d_y):
+            return self.batch_gradient(d_y, x, gamma, reserve)
+
+        record.record_operation("KsegFusedBatchNorm", [y], [x, gamma, beta], backward)
+        return y
 
     @property
     def fusable(self) -> bool:
@@ -86,6 +105,23 @@ class BatchNormalization(keras.layers.BatchNormalization):
             data_format="NHWC",
             is_training=True,
         )
+
+    def batch_gradient(self, d_y, x, gamma, reserve) -> tuple:
+        """The gradients (x, gamma, beta) of `normalize_batch`'s output for its gradient
+        `d_y`, from its `reserve` spaces (its last three outputs): `FusedBatchNormGradV3`,
+        as TensorFlow's registered gradient of the fused op runs it."""
+        d_x, d_gamma, d_beta, _, _ = tf.raw_ops.FusedBatchNormGradV3(
+            y_backprop=d_y,
+            x=x,
+            scale=gamma,
+            reserve_space_1=reserve[0],
+            reserve_space_2=reserve[1],
+            reserve_space_3=reserve[2],
+            epsilon=self.epsilon,
+            data_format="NHWC",
+            is_training=True,
+        )
+        return d_x, d_gamma, d_beta
 
     def update_moving_statistics(self, mean, unbiased, x) -> None:
         """Keras' update, old * momentum + batch * (1 - momentum), from the fused kernel's

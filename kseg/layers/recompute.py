@@ -121,17 +121,7 @@ def norm_relu_conv(x, norm: BatchNormalization, conv: keras.layers.Conv2D, six: 
                 input=a, filter_sizes=tf.shape(kernel), out_backprop=d_out, **options
             )
             d_y = relu_grad(gradients=d_a, features=a)  # from the output, as TensorFlow's
-            d_x, d_gamma, d_beta, _, _ = tf.raw_ops.FusedBatchNormGradV3(
-                y_backprop=d_y,
-                x=x_again,
-                scale=gamma,
-                reserve_space_1=reserve[0],
-                reserve_space_2=reserve[1],
-                reserve_space_3=reserve[2],
-                epsilon=norm.epsilon,
-                data_format="NHWC",
-                is_training=True,
-            )
+            d_x, d_gamma, d_beta = norm.batch_gradient(d_y, x_again, gamma, reserve)
             return d_x, d_gamma, d_beta, d_kernel
 
         return (out, mean, unbiased), grad

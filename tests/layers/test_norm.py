@@ -24,13 +24,18 @@ def _pair(shape=(None, 5, 6, 8), **kwargs):
     return keras_bn, fused
 
 
-def _run(layer, x, training):
-    """Output, gradients (input, then weights) of a weighted sum, and moving statistics."""
+def _forward_backward(layer, x, training):
+    """Output and gradients (input, then weights) of a weighted sum."""
     with tf.GradientTape() as tape:
         tape.watch(x)
         y = layer(x, training=training)
         loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.range(8, dtype=tf.float32) ** 2)
-    grads = tape.gradient(loss, [x, *layer.trainable_weights])
+    return y, tape.gradient(loss, [x, *layer.trainable_weights])
+
+
+def _run(layer, x, training):
+    """Output, gradients (input, then weights) of a weighted sum, and moving statistics."""
+    y, grads = _forward_backward(layer, x, training)
     return y, grads, [w.numpy() for w in layer.non_trainable_weights]
 
 
@@ -141,3 +146,60 @@ def test_one_value_per_channel_equals_keras(spec):
     for a, b in zip(keras_bn.non_trainable_weights, fused.non_trainable_weights, strict=True):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-6)
     np.testing.assert_allclose(fused.moving_variance.numpy(), 0.9 * before, rtol=1e-6)
+
+
+def _traced_gradients(layer, x):
+    """The traced training call's gradients (input, then weights) of a weighted sum, and
+    the traced graph."""
+
+    def step(x):
+        return _forward_backward(layer, x, True)[1]
+
+    traced = tf.function(step).get_concrete_function(tf.TensorSpec(x.shape))
+    return traced(x), traced.graph
+
+
+def test_traced_gradient_is_keras_and_makes_no_unread_zeros():
+    """The tape records the fused call as one op: its traced gradient is Keras' and holds
+    no zeros for the fused kernel's statistics and reserve spaces (which TensorFlow's tape
+    makes for every output of an op it differentiates)."""
+    keras_bn, fused = _pair(momentum=0.9, epsilon=1e-5)
+    x = tf.constant(np.random.default_rng(8).normal(1.0, 2.0, (3, 5, 6, 8)), tf.float32)
+    (g0, _), (g1, graph) = _traced_gradients(keras_bn, x), _traced_gradients(fused, x)
+    for a, b in zip(g0, g1, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-3)
+    types = [op.type for op in graph.get_operations()]
+    assert types.count("FusedBatchNormGradV3") == 1 and "ZerosLike" not in types
+    unread_zeros = [
+        op.name
+        for op in graph.get_operations()
+        if op.name.split("/")[-1].startswith("zeros") and not op.outputs[0].consumers()
+    ]
+    assert unread_zeros == []
+    for a, b in zip(keras_bn.non_trainable_weights, fused.non_trainable_weights, strict=True):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-6)
+
+
+def test_second_order_and_function_call_gradients_equal_keras():
+    """A gradient of the gradient (the recorded op's gradient is itself differentiable),
+    and the gradient through a `tf.function` the tape sees only as a call (which
+    TensorFlow differentiates from the function's graph, not from the tape)."""
+    x = tf.constant(np.random.default_rng(9).normal(1.0, 2.0, (3, 5, 6, 8)), tf.float32)
+
+    def penalty(layer):  # d/d gamma of |d loss / d x|^2 (beta does not enter d x)
+        with tf.GradientTape() as outer:
+            d_x = _forward_backward(layer, x, True)[1][0]
+            value = tf.reduce_sum(d_x**2)
+        return outer.gradient(value, [layer.gamma])
+
+    def through_function(layer):
+        call = tf.function(lambda x: layer(x, training=True))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(call(x) * tf.range(8, dtype=tf.float32) ** 2)
+        return tape.gradient(loss, [x, *layer.trainable_weights])
+
+    for gradients in (penalty, through_function):
+        keras_bn, fused = _pair(momentum=0.9, epsilon=1e-5)
+        for a, b in zip(gradients(keras_bn), gradients(fused), strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-3)
