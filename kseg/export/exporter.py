@@ -26,6 +26,7 @@ from kseg.export.formats import (
 from kseg.export.metadata import attach_metadata, segmenter_metadata
 from kseg.export.ode import fixed_grid, fixed_grid_error
 from kseg.export.parity import Parity, check, parity
+from kseg.export.precision import float32_model
 from kseg.export.qat import float_ops, is_quantize_aware
 from kseg.export.runtimes import (
     onnx_latency,
@@ -148,6 +149,7 @@ def export(
     if bad:
         raise ValueError(f"unknown TFLite modes {sorted(bad)}; choose from {TFLITE_MODES}")
     height, width = input_size
+    model = float32_model(model)  # mixed precision is a training setting
     learned = is_quantize_aware(model)
     if learned:
         _check_quantize_aware(formats, quantize, int8_report, keep_float)

@@ -354,3 +354,31 @@ def test_an_export_replaces_only_what_kseg_wrote(tiny_contextnet, tmp_path):
     assert (out / "notes.txt").read_text() == "mine\n" and tflite.read_bytes() == before
     del destination
     assert sorted(os.listdir(out)) == sorted([*written, "notes.txt"])  # no staging left
+
+
+def test_a_mixed_precision_model_exports_in_float32(tmp_path):
+    """A model built under a mixed-precision policy (a training setting) computes in
+    float16, which TFLite's builtins do not take: export writes the same model rebuilt in
+    float32 with its weights, and checks the file against that; the policy is left as it
+    was."""
+    from kseg.export.precision import computes_in_float32, float32_model
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(0)
+        mixed = ContextNet(num_classes=5, width_multiplier=0.25, aux_head=False)
+        assert not computes_in_float32(mixed)
+        rebuilt = float32_model(mixed)
+        assert keras.config.dtype_policy().name == "mixed_float16"
+        [tflite] = export(mixed, str(tmp_path), formats=("tflite",), quantize=("fp32",),
+                          input_size=SIZE, threads=())  # fmt: skip
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert computes_in_float32(rebuilt) and type(rebuilt) is ContextNet
+    for a, b in zip(mixed.weights, rebuilt.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    image = np.random.default_rng(1).random((1, *SIZE, 3)).astype("float32")
+    np.testing.assert_allclose(
+        run_tflite(tflite.path, image), np.asarray(rebuilt(image)), atol=1e-4
+    )
+    assert tflite.parity.argmax_agreement == 1.0
