@@ -87,12 +87,10 @@ class BatchNormalization(keras.layers.BatchNormalization):
         beta = tf.cast(self.beta, "float32") if self.center else tf.zeros([channels])
         return gamma, beta
 
-    def normalize_batch(self, x, gamma=None, beta=None) -> tuple:
-        """`FusedBatchNormV3` on the float32 batch `x` in training mode: (y, batch mean,
-        unbiased batch variance, and the kernel's three reserve spaces for its gradient).
-        `gamma` and `beta` default to `scale_offset`'s."""
-        if gamma is None:
-            gamma, beta = self.scale_offset(x.shape[-1])
+    def normalize_batch(self, x, gamma, beta) -> tuple:
+        """`FusedBatchNormV3` on the float32 batch `x` in training mode, with `scale_offset`'s
+        gamma and beta: (y, batch mean, unbiased batch variance, and the kernel's three
+        reserve spaces for its gradient)."""
         empty = tf.zeros([0])  # no moving statistics in: the kernel returns the batch's
         # The raw op: `tf.nn.fused_batch_norm` would raise epsilon to at least 1.001e-5.
         return tf.raw_ops.FusedBatchNormV3(
