@@ -80,7 +80,8 @@ class ChoiceNet(ClassificationModel):
         x = TORCH_BATCH_NORM.layer(x.shape[-1], "head_bn")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-        outputs = keras.layers.Dense(num_classes, name="classifier")(x)
+        # Logits in float32 under mixed precision, as every kseg model gives them.
+        outputs = keras.layers.Dense(num_classes, dtype="float32", name="classifier")(x)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
         # === Config ===

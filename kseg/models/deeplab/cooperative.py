@@ -127,10 +127,13 @@ class CrossCooperative(SegmentationModel):
             rates=rates,
         )
         if prediction == "mean":
-            logits = keras.layers.Average(name="mean_logits")([top_logits, bottom_logits])
+            # float32, as the logits it averages, under mixed precision too
+            logits = keras.layers.Average(dtype="float32", name="mean_logits")(
+                [top_logits, bottom_logits]
+            )
         else:
             chosen = top_logits if prediction == "top" else bottom_logits
-            logits = keras.layers.Identity(name="prediction")(chosen)
+            logits = keras.layers.Identity(dtype="float32", name="prediction")(chosen)
         outputs = {"logits": logits, "top_logits": top_logits, "bottom_logits": bottom_logits}
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
         for b, w, p in zip((top, bottom), backbone_weights, STREAMS, strict=True):

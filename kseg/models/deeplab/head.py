@@ -126,5 +126,5 @@ def deeplabv3plus_head(
     logits = []
     for i, p in zip(streams, prefixes, strict=True):
         y = keras.layers.Conv2D(num_classes, 1, name=f"{p}classifier")(y2[i])
-        logits.append(ResizeLike(name=f"{p}logits")([y, image]))
+        logits.append(ResizeLike(dtype="float32", name=f"{p}logits")([y, image]))
     return logits

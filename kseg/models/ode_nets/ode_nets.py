@@ -31,12 +31,13 @@ def _residual_downsample(x, width: int, stem_width: int):
 
 
 def _classifier(x, num_classes: int, dropout: float):
-    """GroupNorm-ReLU-global average pool-Dropout-Dense: logits (N, classes)."""
+    """GroupNorm-ReLU-global average pool-Dropout-Dense: logits (N, classes), float32
+    under mixed precision."""
     x = keras.layers.ReLU(name="head_relu")(group_norm(x.shape[-1], HEAD_NORM)(x))
     x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    return keras.layers.Dense(num_classes, name="classifier")(x)
+    return keras.layers.Dense(num_classes, dtype="float32", name="classifier")(x)
 
 
 def _ode_classifier(x, width: int, solver, num_classes: int, dropout: float):
