@@ -198,8 +198,9 @@ def export(
             max_diff, agreement = fixed_grid_error(model, checked, ode_steps, ode_method)
         if ode_steps:
             context = fixed_grid(model, ode_steps, ode_method)
+            steps = f"{ode_steps} step{'s' * (ode_steps != 1)}"
             ode_note = (
-                f"ODE blocks on {ode_method} x {ode_steps} steps{chosen_by}: max|dlogit| "
+                f"ODE blocks on {ode_method} x {steps}{chosen_by}: max|dlogit| "
                 f"{max_diff:.2e}, arg-max agreement {100 * agreement:.2f}% against their "
                 "adaptive solve"
             )

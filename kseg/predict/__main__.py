@@ -86,8 +86,9 @@ def run(args) -> dict:
             )
             summary["images"] += n
             summary["seconds"] += seconds
-            print(f"Segmented {n} images in {seconds:.1f} s ({n / seconds:.1f} images/s) with "
-                  f"{backend.name}; outputs in {args.out}")  # fmt: skip
+            print(f"Segmented {n} image{'s' * (n != 1)} in {seconds:.1f} s "
+                  f"({n / seconds:.1f} images/s) with {backend.name}; "
+                  f"outputs in {args.out}")  # fmt: skip
         for video, clip in zip(videos, clips, strict=True):
             out = os.path.join(args.out, clip)
             n, seconds = segment_video(

@@ -684,8 +684,8 @@ def segment(args) -> tuple[int, float]:
         )  # fmt: skip
     finally:
         writer.close()
-    print(f"Segmented {n} images in {seconds:.1f} s ({n / seconds:.1f} images/s) with "
-          f"{model.name}; outputs in {args.out}")  # fmt: skip
+    print(f"Segmented {n} image{'s' * (n != 1)} in {seconds:.1f} s "
+          f"({n / seconds:.1f} images/s) with {model.name}; outputs in {args.out}")  # fmt: skip
     return n, seconds
 
 
