@@ -14,6 +14,7 @@ under the current weights.
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -25,30 +26,55 @@ def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalizatio
     ]
 
 
+def training_forward(model: keras.Model, strategy: tf.distribute.Strategy | None = None):
+    """The model's training-mode call on a batch as one traced function, through
+    `strategy.run` with a strategy (whose batches are distributed ones): what
+    `recompute_batch_norm_statistics` runs. Traced once and kept (`PreciseBN` keeps it
+    across epochs): run eagerly, every op of the model is dispatched one by one, and
+    `strategy.run` warns of that overhead at every epoch."""
+
+    def forward(x):
+        model(x, training=True)  # only the moving statistics' updates are kept
+
+    if strategy is None:
+        return tf.function(forward)
+    return tf.function(lambda x: strategy.run(forward, args=(x,)))
+
+
 def recompute_batch_norm_statistics(
-    model: keras.Model, images, batches: int, strategy: tf.distribute.Strategy | None = None
+    model: keras.Model,
+    images,
+    batches: int,
+    strategy: tf.distribute.Strategy | None = None,
+    forward=None,
 ) -> int:
     """Sets every BatchNormalization's moving statistics to their average over up to
     `batches` batches of `images` (an iterator of image batches or (image, label) pairs).
 
-    With a `strategy` the batches are distributed ones and each is run on every replica;
-    the replicas' updates of the moving statistics are averaged (a mirrored variable's
-    update in replica context), so every replica ends with the same statistics. Returns
-    the number of batches used."""
+    Each batch runs with the layers' momentum at 0, so that it leaves its own statistics
+    in the moving variables; they are summed here, and their average assigned at the end.
+    `forward` is `training_forward(model, strategy)`, made here if not given; it reads the
+    momentum when traced, and is only called while the momentum is 0. With a `strategy`
+    the batches are distributed ones and each is run on every replica; the replicas'
+    updates of the moving statistics are averaged (a mirrored variable's update in
+    replica context), so every replica ends with the same statistics. Returns the number
+    of batches used."""
     layers = batch_norm_layers(model)
+    moving = [v for layer in layers for v in (layer.moving_mean, layer.moving_variance)]
+    forward = forward or training_forward(model, strategy)
     momenta = [layer.momentum for layer in layers]
-    used = 0
+    sums, used = None, 0
     try:
+        for layer in layers:
+            layer.momentum = 0.0
         for used, batch in enumerate(images, start=1):
-            x = batch[0] if isinstance(batch, tuple | list) else batch
-            for layer in layers:  # cumulative average: batch k gets weight 1/k
-                layer.momentum = 1.0 - 1.0 / used
-            if strategy is None:
-                model(x, training=True)  # eager: reads the momentum set just above
-            else:
-                strategy.run(lambda x: model(x, training=True), args=(x,))
+            forward(batch[0] if isinstance(batch, tuple | list) else batch)
+            values = [np.asarray(v.numpy(), np.float64) for v in moving]
+            sums = values if sums is None else [s + v for s, v in zip(sums, values, strict=True)]
             if used >= batches:
                 break
+        for v, total in zip(moving, sums or [], strict=False):
+            v.assign((total / used).astype(v.dtype))
     finally:
         for layer, momentum in zip(layers, momenta, strict=True):
             layer.momentum = momentum
@@ -66,7 +92,7 @@ class PreciseBN(keras.callbacks.Callback):
     def __init__(self, dataset, batches: int = 8):
         super().__init__()
         self.dataset, self.batches = dataset, batches
-        self._iterator = None
+        self._iterator = self._forward = None
 
     def on_train_batch_end(self, batch, logs=None):
         steps = self.params.get("steps")
@@ -80,6 +106,11 @@ class PreciseBN(keras.callbacks.Callback):
             if distributed:
                 dataset = strategy.experimental_distribute_dataset(dataset)
             self._iterator = iter(dataset)
+            self._forward = training_forward(self.model, strategy if distributed else None)
         recompute_batch_norm_statistics(
-            self.model, self._iterator, self.batches, strategy if distributed else None
+            self.model,
+            self._iterator,
+            self.batches,
+            strategy if distributed else None,
+            self._forward,
         )

@@ -69,8 +69,9 @@ def test_focal_loss_matches_its_closed_form_and_ignores_255():
 
 def test_precise_bn_under_a_strategy_sets_the_statistics_of_the_batches():
     """PreciseBN's distributed path (strategy.run over a distributed dataset): the moving
-    mean and variance become the averages of the batches' own statistics."""
-    from kseg.train.precise_bn import recompute_batch_norm_statistics
+    mean and variance become the averages of the batches' own statistics, whatever they
+    were before, in every call of one traced forward."""
+    from kseg.train.precise_bn import recompute_batch_norm_statistics, training_forward
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     with strategy.scope():
@@ -79,12 +80,21 @@ def test_precise_bn_under_a_strategy_sets_the_statistics_of_the_batches():
         model = keras.Model(inputs, bn(inputs))
     rng = np.random.default_rng(0)
     batches = [rng.normal(3.0, 2.0, (8, 4, 4, 2)).astype("float32") for _ in range(3)]
-    ds = strategy.experimental_distribute_dataset(
-        tf.data.Dataset.from_tensor_slices(np.concatenate(batches)).batch(8)
-    )
-    used = recompute_batch_norm_statistics(model, iter(ds), 3, strategy=strategy)
-    assert used == 3
-    means = np.mean([b.mean(axis=(0, 1, 2)) for b in batches], axis=0)
-    variances = np.mean([b.var(axis=(0, 1, 2)) for b in batches], axis=0)
-    np.testing.assert_allclose(bn.moving_mean.numpy(), means, rtol=1e-5)
-    np.testing.assert_allclose(bn.moving_variance.numpy(), variances, rtol=1e-4)
+
+    def ds_from(chosen):
+        data = tf.data.Dataset.from_tensor_slices(np.concatenate(chosen)).batch(8)
+        return strategy.experimental_distribute_dataset(data)
+
+    forward = training_forward(model, strategy)
+    for first in (0, 1):  # a second epoch's call reuses the traced forward
+        bn.moving_mean.assign(np.full(2, 100.0, "float32"))
+        used = recompute_batch_norm_statistics(
+            model, iter(ds_from(batches[first:])), 2, strategy=strategy, forward=forward
+        )
+        assert used == 2 and bn.momentum == 0.99
+        chosen = batches[first : first + 2]
+        means = np.mean([b.mean(axis=(0, 1, 2)) for b in chosen], axis=0)
+        variances = np.mean([b.var(axis=(0, 1, 2)) for b in chosen], axis=0)
+        np.testing.assert_allclose(bn.moving_mean.numpy(), means, rtol=1e-5)
+        np.testing.assert_allclose(bn.moving_variance.numpy(), variances, rtol=1e-4)
+    assert forward.experimental_get_tracing_count() == 1  # one trace, no eager replica runs
