@@ -234,7 +234,8 @@ def test_ode_steps_auto_takes_the_cheapest_grid_that_agrees_with_the_adaptive_so
     first = rows.index(chosen[0])
     assert agreements[first] >= 99.9 and all(a < 99.9 for a in agreements[:first])
     # the chosen grid is the exported one, and its agreement is what the table says
-    assert f"ODE blocks on {method} x {steps} steps (the cheapest" in table(artefacts)
+    grid = f"{method} x {steps} step{'s' * (steps != 1)}"
+    assert f"ODE blocks on {grid} (the cheapest" in table(artefacts)
     assert 100 * fixed_grid_error(model, images, steps, method)[1] == pytest.approx(
         agreements[first], abs=0.006
     )

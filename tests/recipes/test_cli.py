@@ -210,7 +210,8 @@ def test_the_demo_exports_an_ode_model_on_the_grid_it_chooses(demo_cityscapes, t
     best = max(float(r[4].rstrip("%")) for r in rows)
     assert float(chosen[0][4].rstrip("%")) == best  # the closest grid, then the cheapest
     method, steps = chosen[0][0], chosen[0][2]
-    assert f"ODE blocks on {method} x {steps} steps: max|dlogit|" in printed
+    grid = f"{method} x {steps} step{'s' * (steps != '1')}"
+    assert f"ODE blocks on {grid}: max|dlogit|" in printed
     for mode in ("fp32", "int8"):
         assert os.path.exists(os.path.join(out, "export", f"segnode_{mode}.tflite"))
         assert f"tflite_{mode}" in printed
