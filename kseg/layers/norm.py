@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import keras
@@ -125,14 +126,63 @@ class BatchNormalization(keras.layers.BatchNormalization):
         """Keras' update, old * momentum + batch * (1 - momentum), from the fused kernel's
         batch mean and unbiased variance of `x`. In TensorFlow's ops on the variables'
         values (less Python to trace than Keras' variable operators), with the variance's
-        factor (n - 1) / n folded into the batch's weight."""
-        momentum = tf.constant(self.momentum, "float32")
-        decay = 1.0 - self.momentum
+        factor (n - 1) / n folded into the batch's weight. Inside `averaging_calls`, the
+        k-th call's statistics weigh 1/k instead: the cumulative average of the calls."""
+        calls = self.__dict__.get("_averaged_calls")  # set by `averaging_calls`
+        if calls is None:
+            momentum = tf.constant(self.momentum, "float32")
+            decay = 1.0 - self.momentum
+        else:
+            decay = 1.0 / calls.assign_add(1.0)
+            momentum = 1.0 - decay
         for moving, batch, weight in (
-            (self.moving_mean, mean, tf.constant(decay, "float32")),
+            (self.moving_mean, mean, tf.cast(decay, "float32")),
             (self.moving_variance, unbiased, decay * _biased_factor(x)),
         ):
             moving.assign(tf.convert_to_tensor(moving) * momentum + batch * weight)
+
+
+def trace_state(layers: list) -> tuple:
+    """What a traced training call reads of these batch norms' Python state (momentum,
+    whether `averaging_calls` is on): a function traced once and called again, like an ODE
+    block's derivative, is kept per value of it."""
+    return tuple(
+        (layer.momentum, layer.__dict__.get("_averaged_calls") is not None)
+        for layer in layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    )
+
+
+@contextlib.contextmanager
+def averaging_calls(layers: list, strategy: tf.distribute.Strategy | None = None):
+    """Within it, every fused training call of a kseg `BatchNormalization` among `layers`
+    sets its moving statistics to the average of its calls' statistics since the context
+    began: the k-th call weighs 1/k. A layer called several times in one forward pass (in
+    an ODE block's derivative, at every evaluation) averages over all of them. Yields the
+    layers' call counters (float32 variables, created under `strategy`'s scope once per
+    layer and kept): a counter at 0 afterwards means the layer took Keras' own path
+    (inputs of another rank), which reads its momentum instead."""
+    counters = {}
+    for layer in layers:
+        if isinstance(layer, BatchNormalization):
+            counter = layer.__dict__.get("_call_counter")  # past Keras' weight tracking
+            if counter is None:
+                with (strategy or tf.distribute.get_strategy()).scope():
+                    counter = tf.Variable(  # each replica counts its own calls
+                        0.0,
+                        trainable=False,
+                        synchronization=tf.VariableSynchronization.ON_READ,
+                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+                        name="precise_bn_calls",
+                    )
+                layer.__dict__["_call_counter"] = counter
+            counter.assign(0.0)
+            layer.__dict__["_averaged_calls"] = counters[layer] = counter
+    try:
+        yield counters
+    finally:
+        for layer in counters:
+            del layer.__dict__["_averaged_calls"]
 
 
 def _biased_factor(x):

@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 from keras.src.models.functional import Functional
 
+from kseg.layers.norm import trace_state
 from kseg.layers.recompute import call_functional, recomputes
 from kseg.ode.config import SolverConfig, upgrade_config
 from kseg.ode.odeint import odeint
@@ -139,7 +140,9 @@ class ODEBlock(keras.layers.Layer):
         graph call an evaluation instead of Keras' layers one by one. Kept across calls, it
         is traced once per state shape instead of once per call; the solver does not enter
         it, so `set_solver` keeps it. A single evaluation (one Euler step) gains nothing
-        and would pay for the function's own tracing, about a second at SegNode's size."""
+        and would pay for the function's own tracing, about a second at SegNode's size.
+        It is kept per `training` value and per state of the derivative's batch norms that
+        a trace reads (`kseg.layers.norm.trace_state`: PreciseBN averages their calls)."""
         derivative = functools.partial(self._derivative, training=training)
         once = not solver.adaptive and len(times) == 2 and solver.steps == 1
         if once and get_solver(solver.method).evaluations == 1:
@@ -151,9 +154,12 @@ class ODEBlock(keras.layers.Layer):
             return tf.function(derivative, autograph=False)  # traced for this call alone
         # Set past Keras' attribute tracking, which has no use for functions.
         cache = self.__dict__.setdefault("_derivatives", {})
-        if training not in cache:
-            cache[training] = tf.function(derivative, autograph=False)
-        return cache[training]
+        if "_func_layers" not in self.__dict__:
+            self.__dict__["_func_layers"] = list(self.func._flatten_layers(include_self=True))
+        key = (training, trace_state(self.__dict__["_func_layers"]))
+        if key not in cache:
+            cache[key] = tf.function(derivative, autograph=False)
+        return cache[key]
 
     @staticmethod
     def _odeint(derivative, inputs, times, solver: SolverConfig, **extra):

@@ -8,7 +8,8 @@ averages no longer describe the current network and inference collapses: on the 
 ContextNet at 0.71 mIoU with batch statistics scored 0.09 with its moving averages. This
 callback replaces them, after the last training step of each epoch and so before
 validation and the checkpoint, with the plain average over `batches` training batches
-under the current weights.
+under the current weights; for a batch norm that runs several times a forward pass, as
+one in an ODE block's derivative does at every evaluation, the average over every call.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 import tensorflow as tf
+
+from kseg.layers.norm import averaging_calls
 
 
 def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
@@ -51,34 +54,60 @@ def recompute_batch_norm_statistics(
     """Sets every BatchNormalization's moving statistics to their average over up to
     `batches` batches of `images` (an iterator of image batches or (image, label) pairs).
 
-    Each batch runs with the layers' momentum at 0, so that it leaves its own statistics
-    in the moving variables; they are summed here, and their average assigned at the end.
-    `forward` is `training_forward(model, strategy)`, made here if not given; it reads the
-    momentum when traced, and is only called while the momentum is 0. With a `strategy`
-    the batches are distributed ones and each is run on every replica; the replicas'
-    updates of the moving statistics are averaged (a mirrored variable's update in
-    replica context), so every replica ends with the same statistics. Returns the number
-    of batches used."""
+    kseg's batch norms average their training calls' statistics in the graph
+    (`kseg.layers.norm.averaging_calls`), over every call of every batch: a batch norm in
+    an ODE block's derivative is called at each evaluation of the solve, at states that
+    change with t, and inference applies one set of statistics to all of them. Others
+    (Keras' own layer) run with momentum 0, so that each batch leaves its statistics in
+    the moving variables, summed here and averaged at the end. `forward` is
+    `training_forward(model, strategy)`, made here if not given; it reads this state when
+    traced, and is only called within it. With a `strategy` the batches are distributed
+    ones, each replica runs its share and updates its own copy of the statistics, and the
+    copies' average is assigned to all of them (under a multi-worker strategy: of this
+    worker's replicas). Returns the number of batches used."""
     layers = batch_norm_layers(model)
-    moving = [v for layer in layers for v in (layer.moving_mean, layer.moving_variance)]
     forward = forward or training_forward(model, strategy)
     momenta = [layer.momentum for layer in layers]
-    sums, used = None, 0
+    used, sums, keras_path, counted = 0, None, [], []
     try:
         for layer in layers:
             layer.momentum = 0.0
-        for used, batch in enumerate(images, start=1):
-            forward(batch[0] if isinstance(batch, tuple | list) else batch)
-            values = [np.asarray(v.numpy(), np.float64) for v in moving]
-            sums = values if sums is None else [s + v for s, v in zip(sums, values, strict=True)]
-            if used >= batches:
-                break
-        for v, total in zip(moving, sums or [], strict=False):
+        with averaging_calls(layers, strategy) as counters:
+            for used, batch in enumerate(images, start=1):
+                forward(batch[0] if isinstance(batch, tuple | list) else batch)
+                if used == 1:  # a counter still at 0: the layer read its momentum
+                    for layer in layers:
+                        done = layer in counters and float(counters[layer].numpy()) > 0
+                        (counted if done else keras_path).append(layer)
+                values = [_replica_mean(v, strategy) for v in _moving(keras_path)]
+                if sums is not None:
+                    values = [a + b for a, b in zip(sums, values, strict=True)]
+                sums = values
+                if used >= batches:
+                    break
+        for v, total in zip(_moving(keras_path), sums or [], strict=False):
             v.assign((total / used).astype(v.dtype))
+        if strategy is not None:  # each replica averaged its own calls
+            for v in _moving(counted):
+                v.assign(_replica_mean(v, strategy).astype(v.dtype))
     finally:
         for layer, momentum in zip(layers, momenta, strict=True):
             layer.momentum = momentum
     return used
+
+
+def _moving(layers: list) -> list:
+    return [v for layer in layers for v in (layer.moving_mean, layer.moving_variance)]
+
+
+def _replica_mean(v, strategy: tf.distribute.Strategy | None) -> np.ndarray:
+    """`v`'s value, averaged over this machine's replicas under a strategy: in a training
+    call each replica updates its own copy of a moving statistic (Keras' variables have
+    no aggregation), and reading the variable gives the first replica's."""
+    if strategy is None:
+        return np.asarray(v.numpy(), np.float64)
+    copies = strategy.experimental_local_results(getattr(v, "value", v))
+    return np.mean([np.asarray(c.numpy(), np.float64) for c in copies], axis=0)
 
 
 class PreciseBN(keras.callbacks.Callback):
