@@ -162,10 +162,13 @@ def export(
             )
         images, where = sample_images(height, width), "the fallback VOC photo"
     elif images is None:
+        done = "every file is checked"
+        if any(mode.startswith("int8") for mode in quantize):
+            done = "int8 is calibrated, and every file checked,"
         warnings.warn(
-            "no calibration images: int8 is calibrated, and every file checked, on one VOC "
-            "photo and its mirror (kseg.export.sample_images); pass images from the training "
-            "split (--calib-data DIR) and held-out eval_images for an honest report",
+            f"no calibration images: {done} on one VOC photo and its mirror "
+            "(kseg.export.sample_images); pass images from the training split "
+            "(--calib-data DIR) and held-out eval_images for an honest report",
             stacklevel=2,
         )
         images, where = sample_images(height, width), "the fallback VOC photo"
