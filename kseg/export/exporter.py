@@ -24,7 +24,7 @@ from kseg.export.formats import (
     logits_model,
 )
 from kseg.export.metadata import attach_metadata, segmenter_metadata
-from kseg.export.ode import fixed_grid, fixed_grid_error
+from kseg.export.ode import fixed_grid, fixed_grid_error, without_counts
 from kseg.export.parity import Parity, check, parity
 from kseg.export.precision import float32_model
 from kseg.export.qat import float_ops, is_quantize_aware
@@ -216,7 +216,7 @@ def export(
         else:
             ode_note = ""
 
-        with context:
+        with context, without_counts(model):
             core = logits_model(model, height, width)
             reference = np.concatenate([np.asarray(core(x[None])) for x in checked])
             name, num_classes = model.name, reference.shape[-1]

@@ -1,5 +1,6 @@
 """Export of ODE models: swap adaptive solves for a fixed grid unrolled into plain ops,
-chosen by hand or as the cheapest grid that agrees with the adaptive solve (`choose_grid`)."""
+chosen by hand or as the cheapest grid that agrees with the adaptive solve (`choose_grid`),
+and trace the blocks without their solver counts (`without_counts`)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,22 @@ def fixed_grid(model: keras.Model, steps: int, method: str = "rk4"):
     finally:
         for block, solver in zip(blocks, saved, strict=True):
             block.solver = solver
+
+
+@contextlib.contextmanager
+def without_counts(model: keras.Model):
+    """Within the block, no ODEBlock of `model` writes its solver counts
+    (`ODEBlock.record_counts`), as the export traces it: the writes would be resource
+    variables in the exported graphs."""
+    blocks = ode_blocks(model)
+    saved = [block.record_counts for block in blocks]
+    for block in blocks:
+        block.record_counts = False
+    try:
+        yield
+    finally:
+        for block, record_counts in zip(blocks, saved, strict=True):
+            block.record_counts = record_counts
 
 
 def fixed_grid_error(model: keras.Model, images: np.ndarray, steps: int, method: str = "rk4"):

@@ -79,6 +79,12 @@ class ODEBlock(keras.layers.Layer):
                 )
         self._takes_t = "t" in inspect.signature(func.call).parameters
 
+    # Whether a call writes its solve's counts to `nfe`, `accepted_steps` and
+    # `rejected_steps`. The export turns it off (`kseg.export.ode.without_counts`): traced into
+    # an exported graph, the writes are resource variables, and a TFLite file with them
+    # has a second subgraph (their initialiser), which MediaPipe's segmenter refuses.
+    record_counts = True
+
     def set_solver(self, *args, **kwargs) -> None:
         """Changes the solver used from the next call on; takes the arguments of
         `SolverConfig.with_changes` (method, rtol, atol, steps, gradient, first_step): None
@@ -210,10 +216,11 @@ class ODEBlock(keras.layers.Layer):
             self._solve_derivative(self.solver, times, training), inputs, times, self.solver,
             return_info=True, on_backward=self._record_backward, final_only=final_only,
         )  # fmt: skip
-        for weight, count in zip(
-            (self.nfe, self.accepted_steps, self.rejected_steps), info, strict=True
-        ):
-            weight.assign(tf.cast(count, weight.dtype))
+        if self.record_counts:
+            for weight, count in zip(
+                (self.nfe, self.accepted_steps, self.rejected_steps), info, strict=True
+            ):
+                weight.assign(tf.cast(count, weight.dtype))
         if final_only:
             return states
         skip = 0 if self.return_times[0] == 0 else 1

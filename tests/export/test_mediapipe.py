@@ -51,3 +51,27 @@ def test_mediapipe_image_segmenter_runs_the_exported_files(artefacts, demo_citys
         np.testing.assert_array_equal(got, want)
     print(f"MediaPipe: fp32 {agreement:.4%}, int8 {int8_agreement:.4%} agreement with Keras")
     assert open(artefacts["labels"]).read().splitlines() == list(Cityscapes.class_names)
+
+
+def test_mediapipe_runs_an_ode_models_file(tmp_path):
+    """SegNode at a tiny size on its fixed grid: the exported file has one subgraph, as
+    MediaPipe's segmenter requires. Before, the ODE block's solver counts were traced
+    into it as resource variables, with a second subgraph to initialise them, and the
+    segmenter refused the file."""
+    from kseg.export import export
+    from kseg.models import create_model
+    from kseg.predict import Predictor, open_model
+    from tests.tiny_models import TINY
+
+    kwargs, (h, w) = TINY["segnode"]
+    model = create_model("segnode", num_classes=3, **kwargs)
+    images = np.random.default_rng(0).integers(0, 256, (2, h, w, 3)).astype(np.uint8)
+    export(model, str(tmp_path), formats=("keras", "tflite"), input_size=(h, w),
+           images=images.astype("float32") / 255, threads=(1,),
+           class_names=["a", "b", "c"])  # fmt: skip
+    keras_file = open_model(str(tmp_path / "segnode.keras"))
+    keras = [lo.argmax(-1) for lo in Predictor(keras_file).logits(list(images))]
+    labels, masks = _segment(str(tmp_path / "segnode_fp32.tflite"), list(images))
+    assert list(labels) == ["a", "b", "c"]
+    for got, want in zip(masks, keras, strict=True):
+        assert np.mean(got == want) >= 0.999
