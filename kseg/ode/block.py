@@ -147,8 +147,10 @@ class ODEBlock(keras.layers.Layer):
         is traced once per state shape instead of once per call; the solver does not enter
         it, so `set_solver` keeps it. A single evaluation (one Euler step) gains nothing
         and would pay for the function's own tracing, about a second at SegNode's size.
-        It is kept per `training` value and per state of the derivative's batch norms that
-        a trace reads (`kseg.layers.norm.trace_state`: PreciseBN averages their calls)."""
+        It is kept per value of what a trace reads besides the state's shape: `training`,
+        whether the norm -> ReLU -> conv chains recompute (`kseg.layers.recompute`), and
+        the derivative's batch norms' Python state (`kseg.layers.norm.trace_state`:
+        PreciseBN averages their calls)."""
         derivative = functools.partial(self._derivative, training=training)
         once = not solver.adaptive and len(times) == 2 and solver.steps == 1
         if once and get_solver(solver.method).evaluations == 1:
@@ -160,9 +162,13 @@ class ODEBlock(keras.layers.Layer):
             return tf.function(derivative, autograph=False)  # traced for this call alone
         # Set past Keras' attribute tracking, which has no use for functions.
         cache = self.__dict__.setdefault("_derivatives", {})
-        if "_func_layers" not in self.__dict__:
-            self.__dict__["_func_layers"] = list(self.func._flatten_layers(include_self=True))
-        key = (training, trace_state(self.__dict__["_func_layers"]))
+        if "_func_norms" not in self.__dict__:
+            self.__dict__["_func_norms"] = [
+                layer
+                for layer in self.func._flatten_layers(include_self=True)
+                if isinstance(layer, keras.layers.BatchNormalization)
+            ]
+        key = (training, recomputes(training), trace_state(self.__dict__["_func_norms"]))
         if key not in cache:
             cache[key] = tf.function(derivative, autograph=False)
         return cache[key]
