@@ -13,6 +13,7 @@ from PIL import Image
 
 from kseg.data.errors import CorruptFileError, DatasetLayoutError
 from kseg.data.images import oriented_size
+from kseg.errors import UnknownNameError
 
 IGNORE_LABEL = 255
 
@@ -81,7 +82,7 @@ class SegmentationDataset:
     def samples(self, split: str, verify: bool = True) -> list[Sample]:
         """The (image, label) files of `split`, sorted, checked unless `verify=False`."""
         if split not in self.splits:
-            raise ValueError(f"{self.name} has splits {self.splits}, not {split!r}")
+            raise UnknownNameError(f"{self.name} has splits {self.splits}, not {split!r}")
         samples = self._samples(split)
         if not samples:
             self.layout_error(f"no {split} images found under {self.root}")

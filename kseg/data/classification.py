@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from kseg.data.errors import DatasetLayoutError
+from kseg.errors import UnknownNameError
 
 
 def _require(name: str, path: str, layout: str, source: str) -> str:
@@ -23,7 +24,7 @@ def _require(name: str, path: str, layout: str, source: str) -> str:
 
 def _check_split(name: str, split: str, splits: tuple[str, ...]) -> None:
     if split not in splits:
-        raise ValueError(f"{name} has splits {splits}, not {split!r}")
+        raise UnknownNameError(f"{name} has splits {splits}, not {split!r}")
 
 
 CIFAR_SOURCE = "https://www.cs.toronto.edu/~kriz/cifar.html ('python version'); untar into <root>"

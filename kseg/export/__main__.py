@@ -5,6 +5,7 @@ Prints a table: format, file size, latency with 1 and 2 threads, parity with Ker
 
 from __future__ import annotations
 
+import argparse
 import os
 
 
@@ -39,8 +40,15 @@ def main(argv: list[str] | None = None) -> None:
     p = command_parser("python -m kseg.export", __doc__.splitlines()[0])
     p.add_argument("model", help="a .keras file (from a recipe's --out folder)")
     p.add_argument("--out", required=True, help="folder for the artefacts")
-    p.add_argument("--formats", default=",".join(FORMATS), help="comma-separated")
-    p.add_argument("--quantize", default="fp32", help=f"TFLite variants: {','.join(TFLITE_MODES)}")
+    p.add_argument(
+        "--formats", type=_names_of(FORMATS), default=FORMATS, help=f"of {','.join(FORMATS)}"
+    )
+    p.add_argument(
+        "--quantize",
+        type=_names_of(TFLITE_MODES),
+        default=("fp32",),
+        help=f"TFLite variants, of {','.join(TFLITE_MODES)}",
+    )
     p.add_argument("--input-size", type=size, default=(1024, 2048), help="HEIGHTxWIDTH")
     p.add_argument(
         "--calib-data",
@@ -101,6 +109,20 @@ def main(argv: list[str] | None = None) -> None:
     run_command(lambda: run(args), argv)
 
 
+def _names_of(choices: tuple[str, ...]):
+    """An argparse type: comma-separated names, each one of `choices`."""
+
+    def names(text: str) -> tuple[str, ...]:
+        chosen = tuple(name.strip() for name in text.split(",") if name.strip())
+        unknown = [name for name in chosen if name not in choices]
+        if unknown or not chosen:
+            problem = f"unknown {', '.join(map(repr, unknown))}" if unknown else "none given"
+            raise argparse.ArgumentTypeError(f"{problem}; choose from {','.join(choices)}")
+        return chosen
+
+    return names
+
+
 def _calibration_dataset(model, folder: str, reader: str | None):
     """The dataset of `--calib-data` (its reader: `--calib-dataset`, else your own data's
     layouts when the folder holds classes.txt or labelmap.txt, else Cityscapes'), refused
@@ -147,9 +169,9 @@ def run(args) -> None:
     if args.prune:
         model = _prune(model, args.prune, args.round_to, eval_images, eval_labels)
     artefacts = export(
-        model, args.out, formats=tuple(args.formats.split(",")),
-        quantize=tuple(args.quantize.split(",")), input_size=(height, width), images=images,
-        labels=labels, eval_images=eval_images, eval_labels=eval_labels,
+        model, args.out, formats=args.formats, quantize=args.quantize,
+        input_size=(height, width), images=images, labels=labels, eval_images=eval_images,
+        eval_labels=eval_labels,
         ode_steps=args.ode_steps, ode_method=args.ode_method, ode_agreement=args.ode_agreement,
         class_names=class_names, int8_report=args.int8_report, keep_float=args.keep_float,
     )  # fmt: skip

@@ -144,10 +144,14 @@ def export(
     """
     unknown = set(formats) - set(FORMATS)
     if unknown:
-        raise ValueError(f"unknown formats {sorted(unknown)}; choose from {', '.join(FORMATS)}")
+        raise ExportSettingError(
+            f"unknown formats {sorted(unknown)}; choose from {', '.join(FORMATS)}"
+        )
     bad = set(quantize) - set(TFLITE_MODES)
     if bad:
-        raise ValueError(f"unknown TFLite modes {sorted(bad)}; choose from {TFLITE_MODES}")
+        raise ExportSettingError(
+            f"unknown TFLite modes {sorted(bad)}; choose from {', '.join(TFLITE_MODES)}"
+        )
     height, width = input_size
     model = float32_model(model)  # mixed precision is a training setting
     learned = is_quantize_aware(model)
@@ -390,13 +394,13 @@ def _check_quantize_aware(formats, quantize, int8_report, keep_float) -> None:
     """A quantisation-aware model exports to .keras and to TFLite int8 / int8_io only: its
     other forms would run the int8 simulation in float."""
     if set(formats) - {"keras", "tflite"} or set(quantize) - {"int8", "int8_io"}:
-        raise ValueError(
+        raise ExportSettingError(
             "a quantisation-aware model (kseg.export.quantize_aware) exports to keras and "
             f"tflite int8 / int8_io; got formats {formats}, quantize {quantize}. Export the "
             "float model for the other formats"
         )
     if int8_report or keep_float:
-        raise ValueError(
+        raise ExportSettingError(
             "int8_report and keep_float measure post-training calibration; a "
             "quantisation-aware model has learned ranges"
         )

@@ -378,6 +378,10 @@ def test_user_mistakes_give_one_error_and_status_2(custom_dir, tmp_path, capsys)
     assert "holds a Sequential, not a kseg model" in err
     err = _error_of(export_main, [str(tmp_path / "nope.keras"), "--out", "e"], capsys)
     assert "nope.keras: no such file" in err
+    err = _error_of(export_main, [str(plain), "--out", "e", "--formats", "savedmodel"], capsys)
+    assert "argument --formats: unknown 'savedmodel'; choose from keras,saved_model" in err
+    err = _error_of(export_main, [str(plain), "--out", "e", "--quantize", "fp32,int4"], capsys)
+    assert "argument --quantize: unknown 'int4'; choose from fp32,fp16" in err
     from kseg.models import create_model
 
     small = tmp_path / "small.keras"
@@ -392,6 +396,12 @@ def test_user_mistakes_give_one_error_and_status_2(custom_dir, tmp_path, capsys)
     create_model("contextnet_cn14", num_classes=19, width_multiplier=0.25).save(wide)
     err = _error_of(export_main, [str(wide), "--out", "e", "--calib-data", custom_dir], capsys)
     assert f"outputs 19 classes, but the custom data in {custom_dir} has 5" in err
+    err = _error_of(export_main, [str(small), "--out", "e", "--calib-data", custom_dir,
+                                  "--calib-split", "tarin"], capsys)  # fmt: skip
+    assert "has splits ('train', 'val', 'test'), not 'tarin'" in err
+    err = _error_of(custom.main, ["evaluate", *data, "--checkpoint", str(small), "--split", "tset"],
+                    capsys)  # fmt: skip
+    assert "has splits ('train', 'val', 'test'), not 'tset'" in err
     err = _error_of(custom.main, ["train", "--config", str(tmp_path / "none.json")], capsys)
     assert "no such file" in err
     from kseg.recipes import cifar10
