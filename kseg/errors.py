@@ -42,7 +42,9 @@ def command_parser(prog: str, description: str, **kwargs) -> argparse.ArgumentPa
 
 def run_command(main: Callable[[], object], argv: list[str] | None = None) -> None:
     """Runs `main()`, turning a `UserError` into `error: ...` on stderr and exit status 2,
-    with the objects alive before it frozen for the collector (`kseg.utils.heap`).
+    and Ctrl-C into `interrupted` (with what the interrupted work kept, when it says) and
+    status 130, with the objects alive before it frozen for the collector
+    (`kseg.utils.heap`).
 
     `--debug` in `argv` (default `sys.argv`) lets the exception through with its
     traceback."""
@@ -57,3 +59,9 @@ def run_command(main: Callable[[], object], argv: list[str] | None = None) -> No
             raise
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt as interrupt:  # Ctrl-C: what was kept, not where it stopped
+        if "--debug" in argv:
+            raise
+        said = f": {interrupt}" if str(interrupt) else ""
+        print(f"\ninterrupted{said}", file=sys.stderr)
+        raise SystemExit(130) from None  # the shell's status for SIGINT

@@ -116,6 +116,7 @@ class Runner:
     def train_stage(self, folder: str, make_model, epochs: int | None, learning_rate=None):
         """Trains the model of `make_model()` (or resumes the one in `folder`) for `epochs`
         (None: the preset's)."""
+        from kseg.train.checkpoints import last_checkpoint
         from kseg.train.engine import fit, resume_point
         from kseg.train.presets import apply_weight_decay, describe_weight_decay, has_preset
         from kseg.train.strategy import get_strategy, is_chief
@@ -166,23 +167,31 @@ class Runner:
             + (f"; this run's own: {own}" if (own := self.own_settings(preset)) else "")
         )
         verbose = int(config.verbose) if str(config.verbose).isdigit() else config.verbose
-        fit(
-            model,
-            prepared.train,
-            prepared.validation,
-            epochs,
-            folder,
-            initial_epoch=initial_epoch,
-            state=state,
-            tensorboard=config.tensorboard,
-            graph_optimization=config.graph_optimization,
-            recompute_norm_act=config.recompute_norm_act,
-            precise_bn_batches=config.precise_bn_batches if self.task.precise_bn else 0,
-            verbose=verbose,
-            extra_callbacks=self.recipe.callbacks(preset, state),
-            task=self.task,
-            monitor=self.task.monitor(model, config.monitor) if config.monitor else None,
-        )
+        try:
+            fit(
+                model,
+                prepared.train,
+                prepared.validation,
+                epochs,
+                folder,
+                initial_epoch=initial_epoch,
+                state=state,
+                tensorboard=config.tensorboard,
+                graph_optimization=config.graph_optimization,
+                recompute_norm_act=config.recompute_norm_act,
+                precise_bn_batches=config.precise_bn_batches if self.task.precise_bn else 0,
+                verbose=verbose,
+                extra_callbacks=self.recipe.callbacks(preset, state),
+                task=self.task,
+                monitor=self.task.monitor(model, config.monitor) if config.monitor else None,
+            )
+        except KeyboardInterrupt:  # Ctrl-C: say what is kept (`run_command` prints it)
+            found = last_checkpoint(folder)
+            done = found[1] if found else 0
+            raise KeyboardInterrupt(
+                f"{done} of {epochs} epochs are saved in {folder}; the same command resumes "
+                f"from epoch {done + 1}"
+            ) from None
 
     def train_progressive(self) -> None:
         """ContextNet's progressive pruning (section 3.2.2): train at `--prune-from` times

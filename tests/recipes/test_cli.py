@@ -94,6 +94,41 @@ def test_evaluate_scores_the_exported_files_in_their_runtimes(
         np.testing.assert_allclose(by_name[name].iou, want, atol=1e-9, err_msg=name)
 
 
+def test_ctrl_c_in_an_epoch_says_what_is_saved_and_the_same_command_resumes(
+    demo_cityscapes, tmp_path, capsys, monkeypatch
+):
+    """Ctrl-C (a KeyboardInterrupt) in the second epoch: one line saying how many epochs
+    the run kept and status 130, no traceback; the same command resumes from there."""
+    import keras
+
+    from kseg.train import engine
+
+    fit = engine.fit
+
+    class CtrlC(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.model.optimizer.iterations.numpy() == 3:  # the second epoch's 2nd step
+                raise KeyboardInterrupt
+
+    def interrupted_fit(*args, extra_callbacks=(), **kwargs):
+        return fit(*args, extra_callbacks=[*extra_callbacks, CtrlC()], **kwargs)
+
+    out = str(tmp_path / "run")
+    args = ["train", "--data-dir", demo_cityscapes, "--out", out, "--epochs", "2", *FAST]
+    monkeypatch.setattr(engine, "fit", interrupted_fit)
+    with pytest.raises(SystemExit) as exit_:
+        cityscapes.main(args)
+    assert exit_.value.code == 130
+    err = capsys.readouterr().err
+    saved = f"interrupted: 1 of 2 epochs are saved in {out}; the same command resumes from epoch 2"
+    assert saved in err and "Traceback" not in err
+    assert last_checkpoint(out)[1] == 1
+    monkeypatch.setattr(engine, "fit", fit)
+    cityscapes.main(args)
+    assert f"Resuming {out}: 1 of 2 epochs done" in capsys.readouterr().out
+    assert last_checkpoint(out)[1] == 2
+
+
 def test_a_mirrored_run_killed_after_an_epoch_resumes_from_it(demo_cityscapes, tmp_path, capsys):
     """`--strategy mirrored` on two logical CPUs in a process of its own, killed once its
     first epoch is written; the run resumes from that epoch (here in this process, on one
