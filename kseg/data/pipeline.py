@@ -53,9 +53,21 @@ def _color_table(colors: np.ndarray) -> tf.lookup.StaticHashTable:
 
 
 def _label_values(label_path, colors):
-    """The values of a label PNG: as stored, or mapped back from `colors` (a table made
-    by `_color_table`) when the PNG holds colours."""
-    raw = tf.io.decode_png(tf.io.read_file(label_path), channels=0)
+    """The values of a label PNG: as stored (8 or 16 bits; past 255 they read as 255, the
+    ignore label), or mapped back from `colors` (a table made by `_color_table`) when the
+    PNG holds colours."""
+    data = tf.io.read_file(label_path)
+
+    def eight_bit():  # 16-bit colours come scaled to 8 bits, as viewers show them
+        return tf.io.decode_png(data, channels=0)
+
+    def sixteen_bit():  # one channel: the values as stored, not scaled by 1/257
+        values = tf.io.decode_png(data, channels=0, dtype=tf.uint16)
+        as_values = tf.cast(tf.minimum(values, IGNORE_LABEL), tf.uint8)
+        return tf.cond(tf.shape(values)[-1] >= 3, eight_bit, lambda: as_values)
+
+    bit_depth = tf.strings.substr(data, 24, 1)  # the PNG header's IHDR chunk
+    raw = tf.cond(tf.equal(bit_depth, b"\x10"), sixteen_bit, eight_bit)
     if colors is None:
         return raw[..., 0]
 

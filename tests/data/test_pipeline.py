@@ -180,3 +180,25 @@ def test_evaluation_centre_crop_cuts_large_images_and_pads_small_ones(tmp_path):
     assert y.shape == (10, 9)
     np.testing.assert_array_equal(y[2:8], label)  # padded evenly: two rows each side
     assert np.all(y.numpy()[[0, 1, 8, 9]] == 255) and np.all(x.numpy()[[0, 1, 8, 9]] == 0)
+
+
+def test_label_pngs_of_16_bits_read_as_their_values(tmp_path):
+    """A 16-bit one-channel label PNG (as numpy arrays of uint16 save) holds its values;
+    TensorFlow's default uint8 decode scales them by 1/257, which turned 0..4 into 0."""
+    from kseg.data.pipeline import _color_table, _label_values
+
+    values = np.array([[0, 1, 2, 4], [33, 254, 255, 300]], np.uint16)
+    Image.fromarray(values).save(tmp_path / "16.png")
+    Image.fromarray(np.minimum(values, 255).astype(np.uint8)).save(tmp_path / "8.png")
+    assert Image.open(tmp_path / "16.png").mode == "I;16"
+    want = np.minimum(values, 255)  # a value past 255 is ignored, as 255 is
+    for name in ("16.png", "8.png"):
+        got = _label_values(tf.constant(str(tmp_path / name)), None).numpy()
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    # with a colour table, a one-channel PNG still gives its values, and colours map back
+    colours = np.array([[0, 0, 0], [128, 64, 128], [70, 70, 70]], np.uint8)
+    got = _label_values(tf.constant(str(tmp_path / "16.png")), _color_table(colours)).numpy()
+    np.testing.assert_array_equal(got, want)
+    Image.fromarray(colours[[[2, 1], [0, 2]]]).save(tmp_path / "rgb.png")
+    got = _label_values(tf.constant(str(tmp_path / "rgb.png")), _color_table(colours)).numpy()
+    np.testing.assert_array_equal(got, [[2, 1], [0, 2]])
