@@ -82,8 +82,9 @@ def run(args) -> dict:
     try:
         if images:
             n, seconds = segment_images(
-                predictor, images, writer, root_of, args.batch_size, args.quiet
-            )
+                predictor, images, writer, root_of, args.batch_size, args.quiet,
+                args.skip_bad_files,
+            )  # fmt: skip
             summary["images"] += n
             summary["seconds"] += seconds
             print(f"Segmented {n} image{'s' * (n != 1)} in {seconds:.1f} s "

@@ -1,6 +1,6 @@
 """What `kseg.predict` reads: image files, folders (recursive), globs and videos.
 
-The reading itself is the standalone `segment.py`'s (`kseg.predict.standalone`); here its
+The search itself is the standalone `segment.py`'s (`kseg.predict.standalone`); here its
 mistakes become kseg's `UserError`.
 """
 
@@ -16,13 +16,5 @@ def expand_inputs(inputs: list[str], out: str | None = None) -> tuple[list[str],
     `out`. An input that matches nothing is a `UserError`."""
     try:
         return standalone.expand_inputs(inputs, out)
-    except standalone.UsageError as e:
-        raise UserError(str(e)) from None
-
-
-def read_image(path: str):
-    """RGB uint8 (H, W, 3); an unreadable file is a `UserError` naming it."""
-    try:
-        return standalone.read_image(path)
     except standalone.UsageError as e:
         raise UserError(str(e)) from None

@@ -83,16 +83,22 @@ def segment_images(
     root_of=None,
     batch_size: int = 4,
     quiet: bool = False,
+    skip_bad: bool = False,
 ) -> tuple[int, float]:
-    """Reads, segments and writes `paths` in batches; returns (images, seconds).
+    """Reads, segments and writes `paths` in batches; returns (images segmented, seconds).
     `root_of(path)` gives the folder the output names are relative to (default: the
-    image's own folder). The loop is the standalone `segment.py`'s (`segment_files`)."""
-    from kseg.predict.inputs import read_image
+    image's own folder); `skip_bad` leaves unreadable images out instead of stopping. The
+    loop is the standalone `segment.py`'s (`segment_files`)."""
+    from kseg.errors import UserError
+    from kseg.predict.standalone import UsageError, read_image
 
-    return segment_files(
-        paths, predictor.model_logits, writer, root_of or os.path.dirname, batch_size, quiet,
-        read_image,
-    )  # fmt: skip
+    try:
+        return segment_files(
+            paths, predictor.model_logits, writer, root_of or os.path.dirname, batch_size,
+            quiet, read_image, skip_bad,
+        )  # fmt: skip
+    except UsageError as e:  # an unreadable image
+        raise UserError(str(e)) from None
 
 
 def upright_frame(frame) -> np.ndarray:

@@ -628,6 +628,11 @@ def add_output_arguments(p: argparse.ArgumentParser, required_out: bool = False)
         "--probabilities", action="store_true", help="also write per-class probabilities (.npz)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument(
+        "--skip-bad-files",
+        action="store_true",
+        help="leave out unreadable images (named at the end) instead of stopping at the first",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -647,24 +652,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 def segment_files(
     paths: list[str], logits_of, writer, root_of, batch_size: int = 4, quiet: bool = False,
-    read=read_image,
+    read=read_image, skip_bad: bool = False,
 ) -> tuple[int, float]:  # fmt: skip
     """Reads (`read`), segments (`logits_of(images)`: their logits, at any size, which
     `writer` resizes) and writes `paths` a batch at a time, never holding more; returns
-    (images, seconds). Output names are relative to `root_of(path)` (`output_bases`);
-    before any work, `writer.check` refuses to overwrite a file of the user's with them."""
+    (images segmented, seconds). Output names are relative to `root_of(path)`
+    (`output_bases`); before any work, `writer.check` refuses to overwrite a file of the
+    user's with them. An unreadable image (`read` raises `UsageError`) stops the run, or
+    with `skip_bad` is left out and named on stderr at the end."""
     bases = output_bases(paths, root_of)
     writer.check(bases)
     progress = Progress(len(paths), quiet=quiet)
+    skipped = []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
-        images = [read(p) for p in chunk]
-        for base, image, logits in zip(
-            bases[start : start + batch_size], images, logits_of(images), strict=True
-        ):
-            writer.write(base, image, logits)
+        read_ones = []
+        for path, base in zip(chunk, bases[start : start + batch_size], strict=True):
+            try:
+                read_ones.append((base, read(path)))
+            except UsageError as e:
+                if not skip_bad:
+                    raise UsageError(f"{e}; --skip-bad-files segments the others") from None
+                skipped.append(str(e))
+        if read_ones:
+            logits = logits_of([image for _, image in read_ones])
+            for (base, image), image_logits in zip(read_ones, logits, strict=True):
+                writer.write(base, image, image_logits)
         progress.update(len(chunk))
-    return progress.close()
+    done, seconds = progress.close()
+    if skipped:
+        plural = "s" * (len(skipped) != 1)
+        print(f"Skipped {len(skipped)} unreadable image{plural}:", file=sys.stderr)
+        for problem in skipped:
+            print(f"  {problem}", file=sys.stderr)
+    return done - len(skipped), seconds
 
 
 def segment(args) -> tuple[int, float]:
@@ -680,7 +701,7 @@ def segment(args) -> tuple[int, float]:
     try:
         n, seconds = segment_files(
             images, lambda batch: [model.model_logits(im) for im in batch], writer,
-            output_root(args.inputs), args.batch_size, args.quiet,
+            output_root(args.inputs), args.batch_size, args.quiet, skip_bad=args.skip_bad_files,
         )  # fmt: skip
     finally:
         writer.close()

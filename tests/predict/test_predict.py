@@ -3,6 +3,7 @@ the demo's trained model: the float formats give the same masks."""
 
 import glob
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -120,6 +121,44 @@ def test_bad_inputs_are_named(artefacts, tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["keras", "standalone"])
+def test_an_unreadable_image_stops_the_run_or_is_skipped_and_named(
+    artefacts, tmp_path, capsys, model
+):
+    """One broken file among photos: by default the run stops naming it and the option;
+    with --skip-bad-files the others are segmented and the broken one named at the end.
+    Both command lines: `python -m kseg.predict` and the export folder's segment.py."""
+    from kseg.predict import standalone
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "c.jpg", "d.png"):
+        Image.fromarray(rng.integers(0, 255, (64, 128, 3), np.uint8)).save(photos / name)
+    (photos / "b.jpg").write_bytes(b"not a JPEG")
+    if model == "keras":
+        run, path = main, artefacts["keras"]
+    else:
+        run, path = (lambda argv: sys.exit(standalone.main(argv))), artefacts["tflite"]
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        run([path, str(photos), "--out", str(out), "--batch-size", "2", "--quiet"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert f"error: {photos / 'b.jpg'}: unreadable image" in err
+    assert err.rstrip().endswith("; --skip-bad-files segments the others")
+    argv = [path, str(photos), "--out", str(out), "--batch-size", "2", "--skip-bad-files"]
+    if model == "keras":
+        assert main(argv) is None
+    else:
+        assert standalone.main(argv) == 0
+    captured = capsys.readouterr()
+    assert "Segmented 3 images" in captured.out
+    assert f"Skipped 1 unreadable image:\n  {photos / 'b.jpg'}: unreadable image" in captured.err
+    written = sorted(os.path.basename(p) for p in glob.glob(str(out / "*_pred.png")))
+    assert written == ["a_pred.png", "c_pred.png", "d_pred.png"]
 
 
 def test_inputs_of_one_name_get_outputs_of_their_own(artefacts, demo_cityscapes, tmp_path):
