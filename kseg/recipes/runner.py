@@ -10,12 +10,13 @@ prediction; the runner owns what every run does.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import time
 
 from kseg.errors import UserError
-from kseg.recipes.config import RunConfig, write_run_record
+from kseg.recipes.config import CONFIG, RunConfig, read_run_record, write_run_record
 
 
 @dataclasses.dataclass
@@ -127,6 +128,8 @@ class Runner:
         epochs = epochs or preset.epochs
         batch = config.batch_size or preset.batch_size
         strategy = get_strategy(config.strategy)
+        if config.resume and last_checkpoint(folder):
+            self.check_same_model(folder)
         with strategy.scope():
             resumed = resume_point(folder) if config.resume else None
             if resumed:
@@ -192,6 +195,28 @@ class Runner:
                 f"{done} of {epochs} epochs are saved in {folder}; the same command resumes "
                 f"from epoch {done + 1}"
             ) from None
+
+    def check_same_model(self, folder: str) -> None:
+        """Refuses to resume the run in `folder` as another model: its config.json names
+        the model it trains, which this command's --model and --model-kwargs must repeat."""
+        record = read_run_record(folder)
+        if not record:  # a run of a kseg older than the record
+            return
+        before = record["run"]
+        was = (before.get("model"), before.get("model_kwargs") or {})
+        now = (self.config.model, self.config.model_kwargs or {})
+        if was == now:
+            return
+
+        def named(model, kwargs):
+            return f"{model} {json.dumps(kwargs)}" if kwargs else model
+
+        raise UserError(
+            f"{folder} holds a run of {named(*was)}, and this command trains {named(*now)}: "
+            f"resume that run with its --model and --model-kwargs (or --config "
+            f"{os.path.join(folder, CONFIG)}), give another --out, or start afresh in it "
+            "with --no-resume"
+        )
 
     def train_progressive(self) -> None:
         """ContextNet's progressive pruning (section 3.2.2): train at `--prune-from` times

@@ -94,11 +94,12 @@ def test_evaluate_scores_the_exported_files_in_their_runtimes(
         np.testing.assert_allclose(by_name[name].iou, want, atol=1e-9, err_msg=name)
 
 
-def test_ctrl_c_in_an_epoch_says_what_is_saved_and_the_same_command_resumes(
+def test_ctrl_c_in_an_epoch_says_what_is_saved_and_the_same_command_resumes_the_same_model(
     demo_cityscapes, tmp_path, capsys, monkeypatch
 ):
     """Ctrl-C (a KeyboardInterrupt) in the second epoch: one line saying how many epochs
-    the run kept and status 130, no traceback; the same command resumes from there."""
+    the run kept and status 130, no traceback; the same command resumes from there, and a
+    command naming another model is refused instead of training the saved one."""
     import keras
 
     from kseg.train import engine
@@ -122,6 +123,16 @@ def test_ctrl_c_in_an_epoch_says_what_is_saved_and_the_same_command_resumes(
     err = capsys.readouterr().err
     saved = f"interrupted: 1 of 2 epochs are saved in {out}; the same command resumes from epoch 2"
     assert saved in err and "Traceback" not in err
+    assert last_checkpoint(out)[1] == 1
+    # resumed as another model: refused, the run and its record as they were
+    record = open(os.path.join(out, "config.json")).read()
+    with pytest.raises(SystemExit) as exit_:
+        cityscapes.main([*args, "--model", "contextnet_cn12"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert (f"error: {out} holds a run of contextnet_cn14, and this command trains "
+            "contextnet_cn12: resume that run with its --model") in err  # fmt: skip
+    assert open(os.path.join(out, "config.json")).read() == record
     assert last_checkpoint(out)[1] == 1
     monkeypatch.setattr(engine, "fit", fit)
     cityscapes.main(args)
