@@ -39,13 +39,21 @@ class Task:
         loss: str | None = None,
         class_weights: bool = True,
     ):
-        """The task's losses and metrics with `loss` (one of `LOSSES`; None: the preset's,
+        """The task's losses and metrics for `num_classes` (the model's output channels;
+        another number is a ValueError) with `loss` (one of `LOSSES`; None: the preset's,
         with its class weights unless `class_weights` is False), and the preset's
         optimiser and schedule over `total_steps` (`steps_per_epoch` for step schedules),
         with its weight decay (coupled L2 on the weights, `apply_weight_decay`, or the
         optimiser's decoupled decay for AdamW)."""
         from kseg.train.presets import apply_weight_decay
 
+        outputs = main_logits(model.output).shape[-1]
+        if outputs != num_classes:  # the metrics would count classes the model has not
+            raise ValueError(
+                f"{model.name} outputs {outputs} classes, and compile was given "
+                f"num_classes={num_classes}: build the model with num_classes={num_classes} "
+                f"or compile with {outputs}"
+            )
         apply_weight_decay(model, preset)
         model.compile(
             optimizer=preset.make_optimizer(total_steps, steps_per_epoch),

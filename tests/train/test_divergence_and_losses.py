@@ -42,6 +42,18 @@ def test_non_finite_validation_loss_stops_the_run_and_keeps_the_last_good_epoch(
     assert read_state(folder)["epoch"] == 1
 
 
+def test_compile_refuses_a_class_count_the_model_does_not_output():
+    """The metrics count `num_classes`; a model with another number of outputs would be
+    scored on classes it cannot predict (the README's example once compiled an 11-class
+    ContextNet with 19)."""
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 1)(inputs), name="three")
+    with pytest.raises(ValueError, match="three outputs 3 classes, and compile was given "
+                                         "num_classes=19"):  # fmt: skip
+        SegmentationTask().compile(model, DEFAULT_PRESET, 19, total_steps=10)
+    assert not model.compiled
+
+
 def test_non_finite_training_loss_stops_the_run_before_any_checkpoint(tmp_path):
     inputs = keras.Input((8, 8, 3))
     model = keras.Model(inputs, keras.layers.Conv2D(3, 1)(inputs))

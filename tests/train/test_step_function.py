@@ -19,7 +19,7 @@ from tests.tiny_models import TINY
 def _model():
     kwargs, _ = TINY["contextnet_cn14"]
     keras.utils.set_random_seed(0)
-    model = create_model("contextnet_cn14", **kwargs)
+    model = create_model("contextnet_cn14", num_classes=21, **kwargs)  # VOC's
     task_for(model).compile(model, preset_for(model.name), 21, total_steps=10)
     return model
 
