@@ -120,6 +120,7 @@ class Runner:
         from kseg.train.checkpoints import last_checkpoint
         from kseg.train.engine import fit, resume_point
         from kseg.train.presets import apply_weight_decay, describe_weight_decay, has_preset
+        from kseg.train.schedules import resume_schedule
         from kseg.train.strategy import get_strategy, is_chief
         from kseg.utils.summary import count_params
 
@@ -140,7 +141,13 @@ class Runner:
                 model = make_model()
                 initial_epoch, state = 0, None
             prepared = self.recipe.training_data(self, model, preset, batch, strategy)
-            if not resumed:
+            if resumed:
+                changed = resume_schedule(
+                    model.optimizer, preset.make_schedule(epochs * prepared.steps, prepared.steps)
+                )
+                if changed:
+                    print(f"Resuming with other settings: {changed}")
+            else:
                 self.task.compile(
                     model,
                     preset,

@@ -78,28 +78,32 @@ class TrainingPreset:
     loss: str = "cross_entropy"
     class_weights: tuple[float, ...] | None = None
 
-    def make_optimizer(
-        self, total_steps: int, steps_per_epoch: int | None = None
-    ) -> keras.optimizers.Optimizer:
-        """The optimiser with its schedule: poly over `total_steps` steps, plateau, or
-        step (needs `steps_per_epoch`). Only "adamw" carries the weight decay; the others'
-        is coupled L2, which `apply_weight_decay` puts on the model's weights. The
-        optimisers are Keras' with each weight's update as one TensorFlow op
-        (`kseg.train.optimizers`)."""
+    def make_schedule(self, total_steps: int, steps_per_epoch: int | None = None):
+        """The learning rate of `make_optimizer`: poly over `total_steps` steps, step (needs
+        `steps_per_epoch`), or for plateau a number that `ResumableReduceLROnPlateau`
+        lowers."""
         if self.schedule == "poly":
-            schedule = PolyDecay(self.learning_rate, total_steps, power=self.poly_power)
-        elif self.schedule == "plateau":
-            schedule = self.learning_rate
-        elif self.schedule == "step":
+            return PolyDecay(self.learning_rate, total_steps, power=self.poly_power)
+        if self.schedule == "plateau":
+            return self.learning_rate
+        if self.schedule == "step":
             if not steps_per_epoch:
                 raise ValueError(
                     f"preset {self.name!r} steps its rate per epoch: give steps_per_epoch"
                 )
-            schedule = step_schedule(
+            return step_schedule(
                 self.learning_rate, self.step_epochs, self.step_factor, steps_per_epoch
             )
-        else:
-            raise ValueError(f"unknown schedule {self.schedule!r}: poly, plateau or step")
+        raise ValueError(f"unknown schedule {self.schedule!r}: poly, plateau or step")
+
+    def make_optimizer(
+        self, total_steps: int, steps_per_epoch: int | None = None
+    ) -> keras.optimizers.Optimizer:
+        """The optimiser with its schedule (`make_schedule`). Only "adamw" carries the
+        weight decay; the others' is coupled L2, which `apply_weight_decay` puts on the
+        model's weights. The optimisers are Keras' with each weight's update as one
+        TensorFlow op (`kseg.train.optimizers`)."""
+        schedule = self.make_schedule(total_steps, steps_per_epoch)
         if self.optimizer == "rmsprop":
             return RMSprop(
                 schedule,

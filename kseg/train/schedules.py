@@ -60,6 +60,40 @@ def step_schedule(
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
+def resume_schedule(optimizer: keras.optimizers.Optimizer, schedule) -> str | None:
+    """Gives a resumed run's optimiser `schedule`, this command's (`make_schedule` of its
+    epochs, steps per epoch and learning rate), where the checkpoint's schedule differs,
+    and says what changed; None where nothing did.
+
+    A checkpoint keeps the schedule of the command that started the run: a poly schedule
+    over 100 epochs holds the rate at its end, 0, through any epoch a resumed run adds,
+    and a step schedule would step at the old epoch length. A plateau run's rate (a
+    number its callback lowers) stays the checkpoint's."""
+    if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return None
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # under loss scaling
+    saved = optimizer.get_config()["learning_rate"]
+    if saved == keras.saving.serialize_keras_object(schedule):
+        return None
+    step = int(optimizer.iterations.numpy())
+    before = float(optimizer.learning_rate)
+    optimizer.learning_rate = schedule
+    return (
+        f"the learning-rate schedule is this command's ({_describe(schedule)}; the "
+        f"checkpoint's was {_describe(saved)}): {before:.4g} -> {float(schedule(step)):.4g} "
+        f"at step {step}"
+    )
+
+
+def _describe(schedule) -> str:
+    config = schedule["config"] if isinstance(schedule, dict) else schedule.get_config()
+    if "total_steps" in config:
+        return f"poly from {config['base_learning_rate']:g} over {config['total_steps']} steps"
+    if "boundaries" in config:
+        return f"steps after {', '.join(str(b + 1) for b in config['boundaries'])}"
+    return str(config)
+
+
 class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
     """`ReduceLROnPlateau` that survives a resume.
 

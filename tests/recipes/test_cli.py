@@ -99,7 +99,8 @@ def test_ctrl_c_in_an_epoch_says_what_is_saved_and_the_same_command_resumes_the_
 ):
     """Ctrl-C (a KeyboardInterrupt) in the second epoch: one line saying how many epochs
     the run kept and status 130, no traceback; the same command resumes from there, and a
-    command naming another model is refused instead of training the saved one."""
+    command naming another model is refused instead of training the saved one. A resumed
+    run given more epochs trains them on its schedule stretched to the new length."""
     import keras
 
     from kseg.train import engine
@@ -136,8 +137,20 @@ def test_ctrl_c_in_an_epoch_says_what_is_saved_and_the_same_command_resumes_the_
     assert last_checkpoint(out)[1] == 1
     monkeypatch.setattr(engine, "fit", fit)
     cityscapes.main(args)
-    assert f"Resuming {out}: 1 of 2 epochs done" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"Resuming {out}: 1 of 2 epochs done" in printed
+    assert "other settings" not in printed  # the same command keeps the same schedule
     assert last_checkpoint(out)[1] == 2
+    # A third epoch: the poly schedule, saved for 2 x 2 steps, is stretched to 3 x 2, its
+    # rate at step 4 0.045 (1 - 4 / 6) ** 0.98 (kept as saved, the rate would be 0 from
+    # step 4 on, and the third epoch would not train).
+    cityscapes.main([*args, "--epochs", "3"])
+    printed = capsys.readouterr().out
+    assert ("Resuming with other settings: the learning-rate schedule is this command's "
+            "(poly from 0.045 over 6 steps; the checkpoint's was poly from 0.045 over 4 "
+            "steps): 0 -> 0.01533 at step 4") in printed  # fmt: skip
+    model = keras.saving.load_model(last_checkpoint(out)[0])
+    assert model.optimizer.get_config()["learning_rate"]["config"]["total_steps"] == 6
 
 
 def test_a_mirrored_run_killed_after_an_epoch_resumes_from_it(demo_cityscapes, tmp_path, capsys):
