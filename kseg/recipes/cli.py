@@ -129,7 +129,12 @@ def build_parser(recipe) -> argparse.ArgumentParser:
     )
     g.add_argument("--mixed-precision", choices=("none", "float16", "bfloat16"))
     g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
-    g.add_argument("--verbose", choices=("auto", "0", "1", "2"), help="Keras progress bars")
+    g.add_argument(
+        "--verbose",
+        choices=("auto", "0", "1", "2"),
+        help="Keras' output: 1 progress bars, 2 one line an epoch, 0 none; default auto, bars "
+        "in a terminal and one line an epoch when the output goes to a file",
+    )
     g.add_argument(
         "--graph-optimization",
         choices=("auto", "on", "off"),

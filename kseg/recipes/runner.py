@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 import time
 
 from kseg.errors import UserError
@@ -32,6 +33,14 @@ class TrainingData:
 
 def round_up(size: tuple[int, int], multiple: int) -> tuple[int, int]:
     return tuple(-(-s // multiple) * multiple for s in size)
+
+
+def keras_verbosity(verbose: str) -> int:
+    """`--verbose` as Keras' `fit` takes it; "auto": progress bars (1) in a terminal, one
+    line an epoch (2) in a log file, where the bars' redrawing would write a line a step."""
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return int(verbose)
 
 
 class Runner:
@@ -176,7 +185,7 @@ class Runner:
             f"preset: {preset.source}"
             + (f"; this run's own: {own}" if (own := self.own_settings(preset)) else "")
         )
-        verbose = int(config.verbose) if str(config.verbose).isdigit() else config.verbose
+        verbose = keras_verbosity(config.verbose)
         try:
             fit(
                 model,

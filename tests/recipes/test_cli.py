@@ -100,7 +100,8 @@ def test_ctrl_c_in_an_epoch_says_what_is_saved_and_the_same_command_resumes_the_
     """Ctrl-C (a KeyboardInterrupt) in the second epoch: one line saying how many epochs
     the run kept and status 130, no traceback; the same command resumes from there, and a
     command naming another model is refused instead of training the saved one. A resumed
-    run given more epochs trains them on its schedule stretched to the new length."""
+    run given more epochs trains them on its schedule stretched to the new length, and
+    into a file (not a terminal) `--verbose auto` logs a line an epoch."""
     import keras
 
     from kseg.train import engine
@@ -144,8 +145,10 @@ def test_ctrl_c_in_an_epoch_says_what_is_saved_and_the_same_command_resumes_the_
     # A third epoch: the poly schedule, saved for 2 x 2 steps, is stretched to 3 x 2, its
     # rate at step 4 0.045 (1 - 4 / 6) ** 0.98 (kept as saved, the rate would be 0 from
     # step 4 on, and the third epoch would not train).
-    cityscapes.main([*args, "--epochs", "3"])
+    cityscapes.main([*args, "--epochs", "3", "--verbose", "auto"])
     printed = capsys.readouterr().out
+    # --verbose auto into a file (not a terminal): one line an epoch, no progress bars
+    assert re.search(r"^2/2 - \d+s - .*val_logits_mean_iou", printed, re.M) and "━" not in printed
     assert ("Resuming with other settings: the learning-rate schedule is this command's "
             "(poly from 0.045 over 6 steps; the checkpoint's was poly from 0.045 over 4 "
             "steps): 0 -> 0.01533 at step 4") in printed  # fmt: skip
