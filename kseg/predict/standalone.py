@@ -503,23 +503,31 @@ class ImageWriter:
 
 
 class Progress:
-    """A progress line on stderr (items and items/s) and a closing summary."""
+    """Progress on stderr (items and items/s) and a closing summary: one line redrawn in a
+    terminal; into a file, where a redrawn line would pile up, a line at each tenth of the
+    items (each 100 when their number is unknown)."""
 
     def __init__(self, total: int | None, what: str = "images", quiet: bool = False):
         self.total, self.what, self.quiet = total, what, quiet
         self.done, self.started = 0, time.perf_counter()
+        self.redraw = sys.stderr.isatty()
+        self.every = max(1, -(-total // 10)) if total else 100  # items between file lines
 
     def update(self, n: int) -> None:
-        self.done += n
-        if self.quiet:
+        before, self.done = self.done, self.done + n
+        if self.quiet or (not self.redraw and before // self.every == self.done // self.every):
             return
         rate = self.done / max(time.perf_counter() - self.started, 1e-9)
         of = f"/{self.total}" if self.total else ""
-        print(f"\r  {self.done}{of} {self.what}, {rate:.1f} {self.what}/s", end="", file=sys.stderr)
+        line = f"  {self.done}{of} {self.what}, {rate:.1f} {self.what}/s"
+        if self.redraw:
+            print(f"\r{line}", end="", file=sys.stderr)
+        else:
+            print(line, file=sys.stderr)
 
     def close(self) -> tuple[int, float]:
         seconds = time.perf_counter() - self.started
-        if not self.quiet and self.done:
+        if not self.quiet and self.done and self.redraw:
             print(file=sys.stderr)
         return self.done, seconds
 

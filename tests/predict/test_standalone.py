@@ -231,3 +231,31 @@ def test_segment_py_replaces_its_own_outputs_and_no_others(
     assert standalone.main([artefacts["tflite"], image, "--out", str(out), "--quiet"]) == 2
     assert f"already holds {stem}_overlay.jpg, which kseg did not write" in capsys.readouterr().err
     assert (out / f"{stem}_overlay.jpg").read_bytes() == b"the user's"
+
+
+def test_progress_into_a_file_is_a_line_at_each_tenth(capsys, monkeypatch):
+    """Into a file (stderr not a terminal) a redrawn line would pile up: a line at each
+    tenth of the items instead, each 100 items when their number is unknown; in a
+    terminal one line, redrawn."""
+    progress = standalone.Progress(100)
+    for _ in range(25):
+        progress.update(4)
+    assert progress.close()[0] == 100
+    lines = capsys.readouterr().err.splitlines()
+    crossings = [n for n in range(4, 101, 4) if (n - 4) // 10 != n // 10]  # 12, 20, ..., 100
+    assert [line.split()[0] for line in lines] == [f"{n}/100" for n in crossings]
+    assert len(lines) == 10
+    frames = standalone.Progress(None, "frames")
+    for _ in range(10):
+        frames.update(30)
+    frames.close()
+    assert [line.split()[0] for line in capsys.readouterr().err.splitlines()] == [
+        "120", "210", "300"
+    ]  # fmt: skip
+    monkeypatch.setattr(standalone.sys.stderr, "isatty", lambda: True)
+    shown = standalone.Progress(10)
+    for _ in range(10):
+        shown.update(1)
+    shown.close()
+    err = capsys.readouterr().err
+    assert err.count("\r") == 10 and err.endswith("10/10 images, " + err.split(", ")[-1])
