@@ -41,13 +41,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("model", help="a .keras file (from a recipe's --out folder)")
     p.add_argument("--out", required=True, help="folder for the artefacts")
     p.add_argument(
-        "--formats", type=_names_of(FORMATS), default=FORMATS, help=f"of {','.join(FORMATS)}"
+        "--formats",
+        type=_names_of(FORMATS),
+        default=",".join(FORMATS),
+        help="comma-separated, any of these",
     )
     p.add_argument(
         "--quantize",
         type=_names_of(TFLITE_MODES),
-        default=("fp32",),
-        help=f"TFLite variants, of {','.join(TFLITE_MODES)}",
+        default="fp32",
+        help=f"TFLite variants, comma-separated, any of {','.join(TFLITE_MODES)}",
     )
     p.add_argument("--input-size", type=size, default=(1024, 2048), help="HEIGHTxWIDTH")
     p.add_argument(
