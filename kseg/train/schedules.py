@@ -86,6 +86,9 @@ def resume_schedule(optimizer: keras.optimizers.Optimizer, schedule) -> str | No
 
 
 def _describe(schedule) -> str:
+    """A schedule (or its serialised form, or a fixed rate) in a few words."""
+    if isinstance(schedule, (int, float)):
+        return f"a fixed {schedule:g}"
     config = schedule["config"] if isinstance(schedule, dict) else schedule.get_config()
     if "total_steps" in config:
         return f"poly from {config['base_learning_rate']:g} over {config['total_steps']} steps"
