@@ -11,7 +11,9 @@ Every other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 
@@ -40,17 +42,28 @@ def command_parser(prog: str, description: str, **kwargs) -> argparse.ArgumentPa
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch scheduler's end of a job, `kill`), raised in `run_command`'s main
+    thread so that it stops as Ctrl-C does: saying what the stopped work kept."""
+
+
+def _terminated(signum, frame):
+    raise Terminated
+
+
 def run_command(main: Callable[[], object], argv: list[str] | None = None) -> None:
     """Runs `main()`, turning a `UserError` into `error: ...` on stderr and exit status 2,
-    and Ctrl-C into `interrupted` (with what the interrupted work kept, when it says) and
-    status 130, with the objects alive before it frozen for the collector
-    (`kseg.utils.heap`).
+    and Ctrl-C or SIGTERM into `interrupted` or `terminated` (with what the stopped work
+    kept, when it says) and the shell's status for the signal, 130 or 143, with the
+    objects alive before it frozen for the collector (`kseg.utils.heap`).
 
     `--debug` in `argv` (default `sys.argv`) lets the exception through with its
     traceback."""
     from kseg.utils.heap import frozen_heap
 
     argv = sys.argv[1:] if argv is None else argv
+    main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
         with frozen_heap():  # the collector skips what the imports made
             main()
@@ -59,9 +72,13 @@ def run_command(main: Callable[[], object], argv: list[str] | None = None) -> No
             raise
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    except KeyboardInterrupt as interrupt:  # Ctrl-C: what was kept, not where it stopped
+    except KeyboardInterrupt as stop:  # what was kept, not where it stopped
         if "--debug" in argv:
             raise
-        said = f": {interrupt}" if str(interrupt) else ""
-        print(f"\ninterrupted{said}", file=sys.stderr)
-        raise SystemExit(130) from None  # the shell's status for SIGINT
+        said = f": {stop}" if str(stop) else ""
+        terminated = isinstance(stop, Terminated)
+        print(f"\n{'terminated' if terminated else 'interrupted'}{said}", file=sys.stderr)
+        raise SystemExit(143 if terminated else 130) from None  # 128 + the signal
+    finally:
+        if main_thread:  # None: a handler not set from Python; the default stands in
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)

@@ -204,10 +204,10 @@ class Runner:
                 task=self.task,
                 monitor=self.task.monitor(model, config.monitor) if config.monitor else None,
             )
-        except KeyboardInterrupt:  # Ctrl-C: say what is kept (`run_command` prints it)
+        except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM: what is kept (`run_command`)
             found = last_checkpoint(folder)
             done = found[1] if found else 0
-            raise KeyboardInterrupt(
+            raise type(stop)(
                 f"{done} of {epochs} epochs are saved in {folder}; the same command resumes "
                 f"from epoch {done + 1}"
             ) from None

@@ -448,6 +448,25 @@ def test_the_real_command_line_prints_one_line_and_debug_shows_the_traceback(tmp
     assert "DatasetLayoutError" in debug.stderr
 
 
+def test_sigterm_stops_a_command_as_ctrl_c_does_with_its_status():
+    """A batch scheduler ends a job with SIGTERM: the command stops as on Ctrl-C, saying
+    `terminated` (a training run adds what it saved, as `test_cli` checks for Ctrl-C), and
+    exits with 143, without a traceback."""
+    code = (
+        "import os, signal, time\n"
+        "from kseg.errors import run_command\n"
+        "def main():\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(30)\n"
+        "    print('not stopped')\n"
+        "run_command(main, [])\n"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert run.returncode == 143 and run.stdout == ""
+    assert run.stderr.rstrip().endswith("\nterminated") and "Traceback" not in run.stderr
+
+
 def test_import_kseg_gives_export_features_and_tasks():
     import kseg
 
