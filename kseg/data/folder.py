@@ -68,7 +68,9 @@ def read_classes(path: str) -> ClassList:
                     f"{path} line {number}: expected `name` or `name R G B` (0-255; names "
                     "without spaces, e.g. traffic_light)"
                 )
-                raise CorruptFileError("classes.txt", [f"{problem}, got {line.strip()!r}"])
+                raise CorruptFileError(
+                    "classes.txt", [f"{problem}, got {line.strip()!r}"], skippable=False
+                )
             names.append(parts[0])
             colours.append(colour)
     import imgviz

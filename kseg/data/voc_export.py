@@ -42,13 +42,17 @@ def read_labelmap(path: str) -> ClassList:
             colour = rgb(fields[1].split(",")) if given else None
             if len(fields) != 4 or (given and colour is None):
                 problem = f"{path} line {number}: expected `name:R,G,B:parts:actions` (0-255)"
-                raise CorruptFileError("labelmap.txt", [f"{problem}, got {line!r}"])
+                raise CorruptFileError(
+                    "labelmap.txt", [f"{problem}, got {line!r}"], skippable=False
+                )
             names.append(fields[0].strip())
             colours.append(colour)
     if any(c is None for c in colours) and any(c is not None for c in colours):
         missing = [n for n, c in zip(names, colours, strict=True) if c is None]
         raise CorruptFileError(
-            "labelmap.txt", [f"{path}: classes without a colour, e.g. {missing[:3]}"]
+            "labelmap.txt",
+            [f"{path}: classes without a colour, e.g. {missing[:3]}"],
+            skippable=False,
         )
     import imgviz
 

@@ -3,6 +3,7 @@ record, and the command line's one-line errors."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -404,6 +405,16 @@ def test_user_mistakes_give_one_error_and_status_2(custom_dir, tmp_path, capsys)
     assert "has splits ('train', 'val', 'test'), not 'tset'" in err
     err = _error_of(custom.main, ["train", "--config", str(tmp_path / "none.json")], capsys)
     assert "no such file" in err
+    # a bad classes.txt line: refused even with --skip-bad-files (its lines number the classes)
+    bad_classes = tmp_path / "bad_classes"
+    shutil.copytree(custom_dir, bad_classes)
+    lines = (bad_classes / "classes.txt").read_text().splitlines()
+    lines[1] = "traffic light 250 170 30"
+    (bad_classes / "classes.txt").write_text("\n".join(lines) + "\n")
+    err = _error_of(custom.main, ["train", "--data-dir", str(bad_classes), "--out",
+                                  str(tmp_path / "b"), "--skip-bad-files"], capsys)  # fmt: skip
+    assert "classes.txt line 2: expected `name` or `name R G B`" in err
+    assert "its lines give the classes their indices" in err and "--skip-bad-files" not in err
     from kseg.recipes import cifar10
 
     kwargs = '{"solver": {"method": "rk5"}}'
