@@ -68,11 +68,8 @@ def run(args) -> dict:
             "--fit is for .keras files"
         )
     predictor = Predictor(backend, args.fit)
-    if args.classes:
-        palette = read_palette(args.classes)
-    else:
-        probe = predictor.model_logits([_probe_image(backend)])[0]  # only its classes
-        palette = default_palette(probe.shape[-1])
+    classes = predictor.model_logits([_probe_image(backend)])[0].shape[-1]
+    palette = read_palette(args.classes, classes) if args.classes else default_palette(classes)
     # Outputs keep each image's path relative to the folder it was found in.
     root_of = output_root(args.inputs)
     writer = ImageWriter(args.out, palette, args.label_ids, args.probabilities)

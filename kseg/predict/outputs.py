@@ -39,12 +39,14 @@ class ImageWriter(standalone.ImageWriter):
     output_folder = OutputFolder
 
 
-def read_palette(path: str) -> np.ndarray:
+def read_palette(path: str, num_classes: int | None = None) -> np.ndarray:
     """The palette of a `classes.txt` (`name R G B` lines) or a labelling tool's
-    `labelmap.txt`, read as kseg's folder datasets read them."""
+    `labelmap.txt`, read as kseg's folder datasets read them; a file naming other than
+    `num_classes` classes (the model's) is a `UserError`."""
     from kseg.data.folder import read_class_list
 
     palette = np.zeros((256, 3), np.uint8)
     colours = read_class_list(path).palette
+    standalone.check_class_count(path, len(colours), num_classes, UserError)
     palette[: len(colours)] = colours
     return palette

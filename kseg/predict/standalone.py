@@ -304,11 +304,12 @@ def default_palette(num_classes: int) -> np.ndarray:
     return palette
 
 
-def read_palette(path: str) -> np.ndarray:
+def read_palette(path: str, num_classes: int | None = None) -> np.ndarray:
     """uint8[256, 3] from a `classes.txt` (`name R G B` lines; a bare `name` keeps the VOC
     colour of its index + 1, as kseg's folder datasets do) or a labelling tool's
     `labelmap.txt` (`name:R,G,B:parts:actions` lines; without colours, the VOC colour of
-    its index, as the tools paint masks)."""
+    its index, as the tools paint masks). A file naming other than `num_classes` classes
+    (the model's) is a `UsageError`."""
     palette = np.zeros((256, 3), np.uint8)
     voc = label_colormap()
     try:
@@ -327,7 +328,18 @@ def read_palette(path: str) -> np.ndarray:
             form = "`name:R,G,B:parts:actions`" if labelmap else "`name` or `name R G B`"
             raise UsageError(f"{path}: expected {form} lines, got {line!r}") from None
         palette[i] = colour or voc[i if labelmap else i + 1]
+    check_class_count(path, len(entries), num_classes, UsageError)
     return palette
+
+
+def check_class_count(path: str, named: int, num_classes: int | None, error=ValueError):
+    """Raises `error` when a classes file naming `named` classes is not for a model of
+    `num_classes` (None: any)."""
+    if num_classes is not None and named != num_classes:
+        raise error(
+            f"{path} names {named} classes, and the model outputs {num_classes}: give the "
+            "classes file of the data it was trained on"
+        )
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
@@ -704,7 +716,8 @@ def segment(args) -> tuple[int, float]:
             "`python -m kseg.predict` (PyAV)"
         )
     model = Segmenter(args.model, args.threads)
-    palette = read_palette(args.classes) if args.classes else default_palette(model.num_classes)
+    classes = model.num_classes
+    palette = read_palette(args.classes, classes) if args.classes else default_palette(classes)
     writer = ImageWriter(args.out, palette, args.label_ids, args.probabilities)
     try:
         n, seconds = segment_files(

@@ -110,7 +110,11 @@ def test_bad_inputs_are_named(artefacts, tmp_path, capsys):
     image = str(tmp_path / "a.png")
     Image.fromarray(np.zeros((64, 128, 3), np.uint8)).save(image)
     (tmp_path / "empty").mkdir()
+    two = tmp_path / "classes.txt"  # the demo model has Cityscapes' 19
+    two.write_text("road 128 64 128\nsky 70 130 180\n")
+    wrong_classes = f"{two} names 2 classes, and the model outputs 19: give the classes file"
     for argv, message in (
+        ([artefacts["keras"], image, "--out", "o", "--classes", str(two)], wrong_classes),
         ([artefacts["keras"], str(tmp_path / "none"), "--out", "o"], "no such file, folder"),
         ([artefacts["keras"], str(tmp_path / "empty"), "--out", "o"], "no images or videos"),
         ([str(tmp_path / "m.keras"), image, "--out", "o"], "m.keras: no such file"),
@@ -121,6 +125,13 @@ def test_bad_inputs_are_named(artefacts, tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 2 and message in capsys.readouterr().err
+    from kseg.predict import standalone  # the export folder's segment.py
+
+    out = tmp_path / "out"
+    assert (
+        standalone.main([artefacts["tflite"], image, "--out", str(out), "--classes", str(two)]) == 2
+    )
+    assert wrong_classes in capsys.readouterr().err and not out.exists()
 
 
 @pytest.mark.parametrize("model", ["keras", "standalone"])
