@@ -57,7 +57,7 @@ def run(args) -> dict:
     from kseg.predict.inputs import expand_inputs
     from kseg.predict.outputs import ImageWriter, default_palette, read_palette
     from kseg.predict.predictor import Predictor, segment_images, segment_video
-    from kseg.predict.standalone import output_bases, output_root
+    from kseg.predict.standalone import check_label_ids, output_bases, output_root
 
     images, videos = expand_inputs(args.inputs, args.out)
     backend = open_model(args.model, threads=args.threads)
@@ -70,6 +70,8 @@ def run(args) -> dict:
     predictor = Predictor(backend, args.fit)
     classes = predictor.model_logits([_probe_image(backend)])[0].shape[-1]
     palette = read_palette(args.classes, classes) if args.classes else default_palette(classes)
+    if args.label_ids:
+        check_label_ids(classes, UserError)
     # Outputs keep each image's path relative to the folder it was found in.
     root_of = output_root(args.inputs)
     writer = ImageWriter(args.out, palette, args.label_ids, args.probabilities)

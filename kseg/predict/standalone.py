@@ -332,6 +332,16 @@ def read_palette(path: str, num_classes: int | None = None) -> np.ndarray:
     return palette
 
 
+def check_label_ids(num_classes: int, error=ValueError) -> None:
+    """Raises `error` unless a model of `num_classes` can be written as Cityscapes labelIds
+    (`--label-ids`): the 19 training ids map to them, another model's classes do not."""
+    if num_classes != len(CITYSCAPES_LABEL_IDS):
+        raise error(
+            f"--label-ids writes Cityscapes' labelIds of its {len(CITYSCAPES_LABEL_IDS)} "
+            f"training classes, and the model outputs {num_classes}: leave it out"
+        )
+
+
 def check_class_count(path: str, named: int, num_classes: int | None, error=ValueError):
     """Raises `error` when a classes file naming `named` classes is not for a model of
     `num_classes` (None: any)."""
@@ -718,6 +728,8 @@ def segment(args) -> tuple[int, float]:
     model = Segmenter(args.model, args.threads)
     classes = model.num_classes
     palette = read_palette(args.classes, classes) if args.classes else default_palette(classes)
+    if args.label_ids:
+        check_label_ids(classes, UsageError)
     writer = ImageWriter(args.out, palette, args.label_ids, args.probabilities)
     try:
         n, seconds = segment_files(

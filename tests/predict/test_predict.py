@@ -132,6 +132,16 @@ def test_bad_inputs_are_named(artefacts, tmp_path, capsys):
         standalone.main([artefacts["tflite"], image, "--out", str(out), "--classes", str(two)]) == 2
     )
     assert wrong_classes in capsys.readouterr().err and not out.exists()
+    # --label-ids is Cityscapes' 19 training ids: another model's classes are not those
+    from kseg.models import create_model
+
+    five = str(tmp_path / "five.keras")
+    create_model("contextnet_cn14", num_classes=5, width_multiplier=0.25).save(five)
+    with pytest.raises(SystemExit) as exit_:
+        main([five, image, "--out", str(out), "--label-ids"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and not out.exists()
+    assert "--label-ids writes Cityscapes' labelIds of its 19 training classes, and the " in err
 
 
 @pytest.mark.parametrize("model", ["keras", "standalone"])
