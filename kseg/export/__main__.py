@@ -56,14 +56,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--calib-data",
         help="dataset folder: int8 is calibrated on --calib-split images and every file is "
-        "checked and scored per class on held-out --eval-split images (without it: one VOC "
-        "photo, with a warning)",
+        "checked and scored per class on held-out --eval-split images; or a folder of "
+        "photos without labels: calibrated on the first --calib-images, checked on the "
+        "--eval-images after them (without it: one VOC photo, with a warning)",
     )
     p.add_argument(
         "--calib-dataset",
-        choices=sorted(SEGMENTATION_DATASETS),
+        choices=[*sorted(SEGMENTATION_DATASETS), "photos"],
         help="the reader of --calib-data (default: custom for a folder with classes.txt "
-        "or labelmap.txt, your own data's layouts, else cityscapes)",
+        "or labelmap.txt, your own data's layouts; cityscapes for one with leftImg8bit/; "
+        "else photos)",
     )
     p.add_argument("--calib-split", default="train", help="calibration images' split")
     p.add_argument("--calib-images", type=int, default=8)
@@ -126,17 +128,25 @@ def _names_of(choices: tuple[str, ...]):
     return names
 
 
+def _reader_of(folder: str, reader: str | None) -> str:
+    """How `--calib-data` is read: `--calib-dataset`, else your own data's layouts when the
+    folder holds classes.txt or labelmap.txt, Cityscapes' when it holds leftImg8bit/, and
+    else as a folder of unlabelled photos."""
+    if reader is not None:
+        return reader
+    if any(os.path.isfile(os.path.join(folder, f)) for f in ("classes.txt", "labelmap.txt")):
+        return "custom"
+    return "cityscapes" if os.path.isdir(os.path.join(folder, "leftImg8bit")) else "photos"
+
+
 def _calibration_dataset(model, folder: str, reader: str | None):
-    """The dataset of `--calib-data` (its reader: `--calib-dataset`, else your own data's
-    layouts when the folder holds classes.txt or labelmap.txt, else Cityscapes'), refused
-    when its classes are not the model's."""
+    """The dataset of `--calib-data` (its reader: `_reader_of`), refused when its classes
+    are not the model's."""
     from kseg.data import SEGMENTATION_DATASETS
     from kseg.errors import UserError
     from kseg.tasks.base import main_logits
 
-    if reader is None:
-        own = any(os.path.isfile(os.path.join(folder, f)) for f in ("classes.txt", "labelmap.txt"))
-        reader = "custom" if own else "cityscapes"
+    reader = _reader_of(folder, reader)
     dataset = SEGMENTATION_DATASETS[reader](folder)
     classes = main_logits(model.output).shape[-1]
     if classes != dataset.num_classes:
@@ -158,7 +168,18 @@ def run(args) -> None:
     if args.labels:
         with open(args.labels) as f:
             class_names = [line.strip() for line in f if line.strip()]
-    if args.calib_data:
+    if args.calib_data and _reader_of(args.calib_data, args.calib_dataset) == "photos":
+        from kseg.export.calibration import photo_data
+
+        images, eval_images = photo_data(
+            args.calib_data, args.calib_images, args.eval_images, height, width
+        )
+        print(
+            f"Calibrating on {len(images)} photos of {args.calib_data} and checking on "
+            f"{len(eval_images)} after them, resized to {height}x{width} (no labels: no "
+            "mIoU)"
+        )
+    elif args.calib_data:
         from kseg.export.calibration import calibration_data
 
         dataset = _calibration_dataset(model, args.calib_data, args.calib_dataset)

@@ -462,5 +462,6 @@ def table(artefacts: list[Artefact], threads: tuple[int, ...] = (1, 2)) -> str:
         lines.append(f"({ode})")
     checked_on = next((a.checked_on for a in artefacts if a.checked_on), "")
     if checked_on:
-        lines.append(f"(parity and mIoU on {checked_on})")
+        scored = any(a.iou is not None for a in artefacts)  # labels were given
+        lines.append(f"({'parity and mIoU' if scored else 'parity'} on {checked_on})")
     return "\n".join(lines)

@@ -308,6 +308,45 @@ def test_command_line_prunes_before_exporting_and_prints_the_table(
     assert 4 * after < size < 4 * after + 150_000
 
 
+def test_command_line_calibrates_int8_on_a_folder_of_unlabelled_photos(
+    tiny_contextnet, demo_cityscapes, tmp_path, capsys
+):
+    """`--calib-data` on a folder of photos without labels (what a user deploying to a
+    camera has): int8 is calibrated on the first --calib-images, read and resized as
+    segment.py reads them, and every file is checked on the photos after them; no mIoU."""
+    import glob
+    import shutil
+
+    from kseg.export.__main__ import main
+    from kseg.predict.standalone import read_image, resize_bilinear
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path in glob.glob(os.path.join(demo_cityscapes, "leftImg8bit", "*", "*", "*.png")):
+        shutil.copy(path, photos)
+    count = len(os.listdir(photos))
+    path = str(tmp_path / "m.keras")
+    tiny_contextnet.save(path)
+    out = tmp_path / "out"
+    main([path, "--out", str(out), "--formats", "tflite", "--quantize", "fp32,int8",
+          "--input-size", "64x128", "--calib-data", str(photos), "--calib-images", "8",
+          "--eval-images", "3"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert (f"Calibrating on 8 photos of {photos} and checking on 3 after them, resized to "
+            "64x128 (no labels: no mIoU)") in printed and count >= 11  # fmt: skip
+    assert "(parity on 3 held-out images)" in printed and "IoU per class" not in printed
+    assert re.search(r"tflite_int8 .* arg-max agreement \d+\.\d+%\n", printed)
+    # the held-out photos are what the deployed file sees: segment.py's resize of each
+    from kseg.export.calibration import photo_data
+
+    calib, held_out = photo_data(str(photos), 8, 3, 64, 128)
+    third = sorted(glob.glob(str(photos / "*.png")))[10]
+    np.testing.assert_allclose(
+        held_out[2], resize_bilinear(read_image(third) / np.float32(255), 64, 128)
+    )
+    assert calib.shape == (8, 64, 128, 3) and 0 <= calib.min() and calib.max() <= 1
+
+
 def test_an_export_replaces_only_what_kseg_wrote(tiny_contextnet, tmp_path):
     """An app's own labels.txt in --out stops the export before its work, untouched; a
     second export replaces the first's files; a file edited since kseg wrote it is refused,
