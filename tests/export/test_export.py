@@ -185,7 +185,7 @@ def test_ode_model_exports_on_a_fixed_grid_and_reports_its_error(tmp_path):
             model, str(tmp_path / "b"), formats=("keras", "tflite"), input_size=(16, 16),
             ode_steps=6, ode_method="rk4", threads=(1,),
         )  # fmt: skip
-    assert table(artefacts).endswith("(parity and mIoU on the fallback VOC photo)")
+    assert table(artefacts).endswith("(parity on the fallback VOC photo)")  # no labels
     assert "(ODE blocks on rk4 x 6 steps: max|dlogit|" in table(artefacts)
     keras_art, tflite_art = artefacts
     assert "rk4 x 6 steps" in tflite_art.ode and "against their adaptive solve" in keras_art.ode
