@@ -68,7 +68,7 @@ def run(args) -> dict:
             "--fit is for .keras files"
         )
     predictor = Predictor(backend, args.fit)
-    classes = predictor.model_logits([_probe_image(backend)])[0].shape[-1]
+    classes = backend.num_classes
     palette = read_palette(args.classes, classes) if args.classes else default_palette(classes)
     if args.label_ids:
         check_label_ids(classes, UserError)
@@ -101,14 +101,6 @@ def run(args) -> dict:
     finally:
         writer.close()
     return summary
-
-
-def _probe_image(backend):
-    """A small blank image of a size the backend takes, to read its number of classes."""
-    import numpy as np
-
-    h, w = backend.input_size or (backend.multiple, backend.multiple)
-    return np.zeros((h, w, 3), np.uint8)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ a fixed input size (`input_size`); a Keras model takes any size that is a multip
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -25,6 +26,12 @@ class Backend:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    @functools.cached_property
+    def num_classes(self) -> int:
+        """The classes the model outputs: its logits' channels on one blank image."""
+        height, width = self.input_size or (self.multiple, self.multiple)
+        return int(self(np.zeros((1, height, width, 3), np.float32)).shape[-1])
 
 
 class KerasBackend(Backend):

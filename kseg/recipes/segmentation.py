@@ -157,7 +157,7 @@ class SegmentationRecipe:
         from kseg.train.metrics import iou_per_class, iou_table, mean_iou
 
         config, dataset, out = runner.config, runner.open_data(), runner.out
-        backend, path = runner.load_backend()
+        backend, path = self.trained_backend(runner, dataset)
         model = getattr(backend, "model", None)  # None: an exported file
         if config.zero_branch:
             model = _zero_branch(model, config.zero_branch, path)
@@ -244,6 +244,17 @@ class SegmentationRecipe:
         crop = runner.config.crop or (preset.crop if preset else None) or self.crop
         return round_up(crop, getattr(model, "input_multiple", 1))
 
+    def trained_backend(self, runner: Runner, dataset):
+        """(backend, path) of `runner.load_backend`, refused unless the model outputs the
+        classes of `dataset`."""
+        backend, path = runner.load_backend()
+        if backend.num_classes != dataset.num_classes:
+            raise UserError(
+                f"{path} outputs {backend.num_classes} classes, and {dataset.name} has "
+                f"{dataset.num_classes}: give the --checkpoint of a model trained on this data"
+            )
+        return backend, path
+
     def predict(self, runner: Runner) -> None:
         """Every image of the split (or the first `--limit`), through `kseg.predict`."""
         import numpy as np
@@ -252,7 +263,7 @@ class SegmentationRecipe:
         from kseg.predict.predictor import Predictor, segment_images
 
         config, dataset = runner.config, runner.open_data()
-        backend, path = runner.load_backend()
+        backend, path = self.trained_backend(runner, dataset)
         split = config.split or self.eval_split
         samples = dataset.samples(split, verify=False)[: config.limit]
         folder = os.path.join(runner.out, "predictions")
