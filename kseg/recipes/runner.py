@@ -43,6 +43,41 @@ def keras_verbosity(verbose: str) -> int:
     return int(verbose)
 
 
+# What a run writes in its folder by name (folders of outputs keep their own records).
+RUN_FILES = (
+    "config.json", "state.json", "log.csv", "best.keras", "last-epoch*.keras", "tensorboard",
+    "evaluation*.json", "evaluation*.csv", "pruning.json", "preprocessing.json",
+    "results.json", "solver_steps.png",
+)  # fmt: skip
+RUN_MARK = ".kseg-run"  # in a folder a kseg command has run in
+
+
+def claim_run_folder(folder: str) -> None:
+    """Marks `folder` as a run folder, first refusing one that holds a file of a name a
+    run writes when no kseg command ran there (no mark, no run record): the run would
+    overwrite the user's file."""
+    import glob
+
+    mark = os.path.join(folder, RUN_MARK)
+    if os.path.exists(mark):
+        return
+    if os.path.isdir(folder):
+        try:
+            record = read_run_record(folder)
+        except ValueError:  # not JSON: a config.json of the user's own
+            record = None
+        if not (isinstance(record, dict) and "run" in record):  # else a run of an older kseg
+            for pattern in RUN_FILES:
+                found = sorted(glob.glob(os.path.join(folder, pattern)))
+                if found:
+                    raise UserError(
+                        f"{found[0]} is not a kseg run's, and a run in {folder} would "
+                        "overwrite it: give --out a folder of its own"
+                    )
+    os.makedirs(folder, exist_ok=True)
+    open(mark, "w").close()
+
+
 class Runner:
     """Runs `config.command` (or, with `--demo` and no command, all of the recipe's) of
     `recipe` in the run folder `config.out`."""
@@ -88,6 +123,7 @@ class Runner:
     # === Commands ===
     def run(self) -> None:
         started = time.time()
+        claim_run_folder(self.out)
         demo = getattr(self.recipe, "demo_commands", self.recipe.commands)
         commands = [self.config.command] if self.config.command else list(demo)
         self.open_data()

@@ -408,6 +408,15 @@ def test_user_mistakes_give_one_error_and_status_2(custom_dir, tmp_path, capsys)
     assert "has splits ('train', 'val', 'test'), not 'tset'" in err
     err = _error_of(custom.main, ["train", "--config", str(tmp_path / "none.json")], capsys)
     assert "no such file" in err
+    # --out a folder of the user's, holding files of the names a run writes: refused, as is
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "config.json").write_text('{"lr": 0.1}')
+    (mine / "log.csv").write_text("my notes\n")
+    err = _error_of(custom.main, ["train", "--data-dir", custom_dir, "--out", str(mine)], capsys)
+    assert f"error: {mine / 'config.json'} is not a kseg run's, and a run in {mine} would " in err
+    assert sorted(os.listdir(mine)) == ["config.json", "log.csv"]
+    assert (mine / "config.json").read_text() == '{"lr": 0.1}'
     # a bad classes.txt line: refused even with --skip-bad-files (its lines number the classes)
     bad_classes = tmp_path / "bad_classes"
     shutil.copytree(custom_dir, bad_classes)
