@@ -192,6 +192,7 @@ class ClassificationRecipe:
         `solver_steps.png`."""
         from kseg.data.classification_pipeline import normalize_numpy
         from kseg.features import solver_step_report
+        from kseg.train.checkpoints import atomic_write_json
         from kseg.utils.summary import count_params
 
         config, data, out = runner.config, runner.open_data(), runner.out
@@ -219,8 +220,7 @@ class ClassificationRecipe:
                 f", solver steps {report['accepted_steps_mean']:.1f} ± "
                 f"{report['accepted_steps_std']:.1f} per image"
             )
-        with open(os.path.join(out, "results.json"), "w") as f:
-            json.dump(results, f, indent=1)
+        atomic_write_json(os.path.join(out, "results.json"), results)
         print(line)
         return results
 

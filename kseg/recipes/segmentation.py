@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import warnings
 
@@ -154,6 +153,7 @@ class SegmentationRecipe:
     # === Evaluation and prediction ===
     def evaluate(self, runner: Runner) -> dict:
         from kseg.data import segmentation_pipeline
+        from kseg.train.checkpoints import atomic_write, atomic_write_json
         from kseg.train.metrics import iou_per_class, iou_table, mean_iou
 
         config, dataset, out = runner.config, runner.open_data(), runner.out
@@ -229,13 +229,16 @@ class SegmentationRecipe:
             stem += f"_zero_{config.zero_branch}"
         stem += "_multiscale" if config.scales else ""
         stem += "_flip" if config.flip else ""
-        with open(os.path.join(out, f"{stem}.json"), "w") as f:
-            json.dump(result, f, indent=1)
-        with open(os.path.join(out, f"{stem}.csv"), "w") as f:
-            f.write("class,iou\n")
-            for name, value in result["iou"].items():
-                f.write(f"{name},{'' if value is None else f'{value:.6f}'}\n")
-            f.write(f"mean,{result['mean_iou']:.6f}\n")
+        # Written whole or not at all (a reader never sees half a file), as checkpoints are.
+        atomic_write_json(os.path.join(out, f"{stem}.json"), result)
+        rows = [f"{n},{'' if v is None else f'{v:.6f}'}" for n, v in result["iou"].items()]
+        csv = "\n".join(["class,iou", *rows, f"mean,{result['mean_iou']:.6f}"]) + "\n"
+
+        def write_csv(tmp: str) -> None:
+            with open(tmp, "w") as f:
+                f.write(csv)
+
+        atomic_write(os.path.join(out, f"{stem}.csv"), write_csv)
         return result
 
     def window(self, runner: Runner, model) -> tuple[int, int]:

@@ -47,9 +47,11 @@ def best_or_last(folder: str) -> str:
 
 
 def atomic_write(path: str, write) -> None:
-    """Calls `write(tmp_path)`, then renames the temporary file over `path`."""
+    """Calls `write(tmp_path)`, then renames the temporary file over `path`. The temporary
+    name is the process's own, so that two processes writing one path (workers of a run
+    sharing its folder) each rename a whole file."""
     folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".tmp-{name}")
+    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{name}")
     try:
         write(tmp)
         with open(tmp, "rb") as f:
