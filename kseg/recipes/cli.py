@@ -255,7 +255,7 @@ def build_parser(recipe) -> argparse.ArgumentParser:
         e.add_argument(
             "--label-ids",
             action="store_true",
-            help="predict: also write official Cityscapes labelIds PNGs",
+            help="predict, on Cityscapes: also write its official labelIds PNGs",
         )
     else:
         e.add_argument(

@@ -266,14 +266,17 @@ class SegmentationRecipe:
         from kseg.predict.predictor import Predictor, segment_images
 
         config, dataset = runner.config, runner.open_data()
+        if config.label_ids and not hasattr(dataset, "train_ids_to_label_ids"):
+            raise UserError(
+                f"--label-ids writes Cityscapes' labelIds; {dataset.name} has none: leave it out"
+            )
         backend, path = self.trained_backend(runner, dataset)
         split = config.split or self.eval_split
         samples = dataset.samples(split, verify=False)[: config.limit]
         folder = os.path.join(runner.out, "predictions")
         palette = np.zeros((256, 3), np.uint8)
         palette[: len(dataset.palette)] = dataset.palette
-        label_ids = config.label_ids and hasattr(dataset, "train_ids_to_label_ids")
-        writer = ImageWriter(folder, palette, label_ids=label_ids)
+        writer = ImageWriter(folder, palette, label_ids=config.label_ids)
         writer.outputs.adopt_unrecorded()  # this run's own folder, from before the record
         predictor = Predictor(backend)
         images = [s.image for s in samples]

@@ -397,6 +397,8 @@ def test_user_mistakes_give_one_error_and_status_2(custom_dir, tmp_path, capsys)
     create_model("contextnet_cn14", num_classes=19, width_multiplier=0.25).save(wide)
     err = _error_of(export_main, [str(wide), "--out", "e", "--calib-data", custom_dir], capsys)
     assert f"outputs 19 classes, but the custom data in {custom_dir} has 5" in err
+    err = _error_of(custom.main, ["predict", *data, "--label-ids"], capsys)  # was ignored
+    assert "error: --label-ids writes Cityscapes' labelIds; data has none: leave it out" in err
     for command in ("evaluate", "predict"):  # scoring or colouring 19 classes as 5: refused
         err = _error_of(custom.main, [command, *data, "--checkpoint", str(wide)], capsys)
         assert f"error: {wide} outputs 19 classes, and data has 5: give the --checkpoint" in err
