@@ -168,7 +168,8 @@ def run(args) -> None:
     if args.labels:
         with open(args.labels) as f:
             class_names = [line.strip() for line in f if line.strip()]
-    if args.calib_data and _reader_of(args.calib_data, args.calib_dataset) == "photos":
+    reader = _reader_of(args.calib_data, args.calib_dataset) if args.calib_data else None
+    if reader == "photos":
         from kseg.export.calibration import photo_data
 
         images, eval_images = photo_data(
@@ -179,10 +180,10 @@ def run(args) -> None:
             f"{len(eval_images)} after them, resized to {height}x{width} (no labels: no "
             "mIoU)"
         )
-    elif args.calib_data:
+    elif reader:
         from kseg.export.calibration import calibration_data
 
-        dataset = _calibration_dataset(model, args.calib_data, args.calib_dataset)
+        dataset = _calibration_dataset(model, args.calib_data, reader)
         class_names = class_names or dataset.class_names
         images, labels = calibration_data(
             dataset, args.calib_split, args.calib_images, height, width

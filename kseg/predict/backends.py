@@ -29,7 +29,8 @@ class Backend:
 
     @functools.cached_property
     def num_classes(self) -> int:
-        """The classes the model outputs: its logits' channels on one blank image."""
+        """The classes the model outputs: its logits' channels on one blank image, where
+        the backend cannot read them from the model without a run."""
         height, width = self.input_size or (self.multiple, self.multiple)
         return int(self(np.zeros((1, height, width, 3), np.float32)).shape[-1])
 
@@ -44,6 +45,7 @@ class KerasBackend(Backend):
 
         self.model, self.name = model, name
         self.multiple = getattr(model, "input_multiple", 1)
+        self.num_classes = int(main_logits(model.output).shape[-1])  # no trace needed
         # One traced function for every image size (input_signature with free sizes).
         self._run = tf.function(
             lambda x: main_logits(model(x, training=False)),
@@ -79,6 +81,7 @@ class TFLiteBackend(Backend):
 
         self.segmenter = Segmenter(path, threads)
         self.input_size = self.segmenter.input_size
+        self.num_classes = self.segmenter.num_classes  # the output tensor's shape
         self.name = self.segmenter.name
 
     def __call__(self, images):
