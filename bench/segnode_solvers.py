@@ -30,6 +30,8 @@ from kseg.train.metrics import mean_iou  # noqa: E402
 
 SETTINGS = [  # (label, method, the other SolverConfig fields)
     ("dopri5 1e-3 (default)", "dopri5", {"rtol": 1e-3, "atol": 1e-3}),
+    ("dopri5 1e-7/1e-9", "dopri5", {"rtol": 1e-7, "atol": 1e-9}),
+    ("dopri5 1e-5", "dopri5", {"rtol": 1e-5, "atol": 1e-5}),
     ("dopri5 1e-3, first 0.5", "dopri5", {"rtol": 1e-3, "atol": 1e-3, "first_step": 0.5}),
     ("dopri5 1e-3, first 1", "dopri5", {"rtol": 1e-3, "atol": 1e-3, "first_step": 1.0}),
     ("dopri5 1e-2", "dopri5", {"rtol": 1e-2, "atol": 1e-2}),

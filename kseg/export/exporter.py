@@ -24,7 +24,7 @@ from kseg.export.formats import (
     logits_model,
 )
 from kseg.export.metadata import attach_metadata, segmenter_metadata
-from kseg.export.ode import fixed_grid, fixed_grid_error, without_counts
+from kseg.export.ode import fixed_grid, fixed_grid_error, own_solve, without_counts
 from kseg.export.parity import Parity, check, parity
 from kseg.export.precision import float32_model
 from kseg.export.qat import float_ops, is_quantize_aware
@@ -196,8 +196,9 @@ def export(
         adaptive = [b.name for b in blocks if get_solver(b.method).adaptive]
         context = contextlib.nullcontext()
         chosen_by = ""
+        ode_reference = own_solve(model)
         if ode_steps == "auto":
-            chosen = _auto_grid(model, checked, where, ode_agreement, out)
+            chosen = _auto_grid(model, checked, where, ode_agreement, out, ode_reference)
             ode_steps, ode_method = chosen.steps, chosen.method
             max_diff, agreement = chosen.max_abs_logit_diff, chosen.agreement
             chosen_by = f" (the cheapest grid with >= {100 * ode_agreement:g}%; ode_grid.txt)"
@@ -209,7 +210,7 @@ def export(
             ode_note = (
                 f"ODE blocks on {ode_method} x {steps}{chosen_by}: max|dlogit| "
                 f"{max_diff:.2e}, arg-max agreement {100 * agreement:.2f}% against their "
-                "adaptive solve"
+                f"{ode_reference}"
             )
         elif adaptive:
             raise ExportSettingError(
@@ -366,7 +367,7 @@ def _int8_report(source: str, out: str, name: str, images, keep_float) -> str | 
     return export_int8_keep_float(source, path, lambda: iter(images), keep)
 
 
-def _auto_grid(model, images, where: str, min_agreement: float, out: str):
+def _auto_grid(model, images, where: str, min_agreement: float, out: str, reference: str):
     """The `GridTrial` `choose_grid` picks, its table written to `out/ode_grid.txt`."""
     from kseg.export.ode import choose_grid, grid_table
 
@@ -374,7 +375,7 @@ def _auto_grid(model, images, where: str, min_agreement: float, out: str):
         raise UserError(f"--ode-steps auto: {model.name} has no ODE blocks")
     chosen, trials = choose_grid(model, images, min_agreement)
     text = (
-        f"Fixed grids against the adaptive solve on {where} (needed: {100 * min_agreement:g}% "
+        f"Fixed grids against the {reference} on {where} (needed: {100 * min_agreement:g}% "
         f"arg-max agreement)\n{grid_table(trials, chosen)}\n"
     )
     with open(os.path.join(out, "ode_grid.txt"), "w") as f:
@@ -383,8 +384,8 @@ def _auto_grid(model, images, where: str, min_agreement: float, out: str):
     if chosen is None:
         best = max(trials, key=lambda t: t.agreement)
         raise UserError(
-            f"no fixed grid reaches {100 * min_agreement:g}% agreement with the adaptive "
-            f"solve (best: {best.method} x {best.steps}, {100 * best.agreement:.2f}%); pass "
+            f"no fixed grid reaches {100 * min_agreement:g}% agreement with the {reference} "
+            f"(best: {best.method} x {best.steps}, {100 * best.agreement:.2f}%); pass "
             "--ode-steps N --ode-method M, or a lower --ode-agreement"
         )
     return chosen

@@ -34,6 +34,16 @@ def fixed_grid(model: keras.Model, steps: int, method: str = "rk4"):
             block.solver = solver
 
 
+def own_solve(model: keras.Model) -> str:
+    """What a fixed grid is measured against, in words: the model's adaptive solve, or
+    the grid its blocks already use (a model trained on a grid, as SegNode by default)."""
+    solvers = {block.solver for block in ode_blocks(model)}
+    if not solvers or any(solver.adaptive for solver in solvers):
+        return "adaptive solve"
+    grids = sorted(f"{s.method} x {s.steps or 10} step{'s' * (s.steps != 1)}" for s in solvers)
+    return f"own grid ({', '.join(grids)})"
+
+
 @contextlib.contextmanager
 def without_counts(model: keras.Model):
     """Within the block, no ODEBlock of `model` writes its solver counts
@@ -52,7 +62,7 @@ def without_counts(model: keras.Model):
 
 def fixed_grid_error(model: keras.Model, images: np.ndarray, steps: int, method: str = "rk4"):
     """(max |logit difference|, arg-max agreement) of the fixed grid against the model's
-    own (adaptive) solvers on `images`."""
+    own solvers (adaptive, or the grid it was trained on) on `images`."""
     from kseg.export.formats import main_logits
 
     adaptive = np.asarray(main_logits(model(images, training=False)))
@@ -65,12 +75,12 @@ def fixed_grid_error(model: keras.Model, images: np.ndarray, steps: int, method:
 
 @dataclasses.dataclass(frozen=True)
 class GridTrial:
-    """One fixed grid measured against the adaptive solve."""
+    """One fixed grid measured against the model's own solve."""
 
     method: str
     steps: int
     evaluations: int  # derivative evaluations per ODE block: steps x the method's stages
-    agreement: float  # arg-max agreement with the adaptive solve
+    agreement: float  # arg-max agreement with the model's own solve
     max_abs_logit_diff: float
     seconds: float  # median Keras time of one image on this grid
 
@@ -92,7 +102,7 @@ def _order(method: str) -> int:
 def choose_grid(
     model: keras.Model, images: np.ndarray, min_agreement: float = 0.995, candidates=None
 ) -> tuple[GridTrial | None, list[GridTrial]]:
-    """Tries fixed grids on `images` against the model's own adaptive solve and returns
+    """Tries fixed grids on `images` against the model's own solve and returns
     (the cheapest trial whose arg-max agreement reaches `min_agreement`, or None; every
     trial, cheapest first). `candidates`: (method, steps) pairs, default
     `grid_candidates()` (euler, midpoint, rk4 x 1, 2, 4, 8 steps)."""

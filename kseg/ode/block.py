@@ -218,9 +218,12 @@ class ODEBlock(keras.layers.Layer):
         # `training` (batch statistics in batch norm) as the forward solve.
         times = self._times()
         final_only = self.return_times is None
+        # Without counts (an export's trace) the gradient writes none either: a SavedModel
+        # cannot hold a gradient function that writes a variable.
+        record_backward = self._record_backward if self.record_counts else None
         states, info = self._odeint(
             self._solve_derivative(self.solver, times, training), inputs, times, self.solver,
-            return_info=True, on_backward=self._record_backward, final_only=final_only,
+            return_info=True, on_backward=record_backward, final_only=final_only,
         )  # fmt: skip
         if self.record_counts:
             for weight, count in zip(

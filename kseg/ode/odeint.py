@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from kseg.ode.checkpoint import integrate_checkpointed
+from kseg.ode.grid_adjoint import integrate_adjoint
 from kseg.ode.solvers import AdaptiveSolver, Func, check_gradient, get_solver
 
 DEFAULT_MAX_NUM_STEPS = 1000
@@ -77,8 +78,9 @@ def odeint(
             `kseg.ode.aca`), "aca_stagewise" (the same, one stage's activations at a
             time), "tfp_adjoint" (tfp's adjoint; bdf's only one), "direct"
             (fixed grids, back-propagation through the steps), "checkpoint" (fixed grids,
-            the same gradients one evaluation at a time, `kseg.ode.checkpoint`). A value
-            the method cannot honour raises ValueError.
+            the same gradients one evaluation at a time, `kseg.ode.checkpoint`), "adjoint"
+            on a fixed grid (the adjoint method on the grid reversed,
+            `kseg.ode.grid_adjoint`). A value the method cannot honour raises ValueError.
         max_num_steps: adaptive methods stop with `MaxStepsExceededError` beyond this;
             None means unbounded.
         options: for fixed-grid methods `{"steps": N}` (default 10) or `{"step_size": h}`;
@@ -87,7 +89,7 @@ def odeint(
         return_info: also return a `SolveInfo`: function evaluations, accepted and
             rejected steps.
         on_backward: called, when the solve is differentiated, with the backward pass's
-            `SolveInfo` (kseg's adjoint, the aca and the checkpoint gradients): evaluations
+            `SolveInfo` (the adjoints, the aca and the checkpoint gradients): evaluations
             of the function with its VJP, accepted and rejected steps.
         final_only: return the state at t[-1] alone, without the time axis. On a fixed
             grid the states are then never stacked, so the gradient holds no stack of
@@ -126,8 +128,9 @@ def odeint(
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
         wrapped = lambda s, y: func(tf.constant(s, dtype=_dtype(y0)), y)  # noqa: E731
-        if gradient == "checkpoint":
-            flat, taken = integrate_checkpointed(
+        if gradient in ("checkpoint", "adjoint"):
+            integrate = integrate_checkpointed if gradient == "checkpoint" else integrate_adjoint
+            flat, taken = integrate(
                 solver, lambda s, y: tf.nest.flatten(wrapped(s, _packed(y0, y))),
                 tf.nest.flatten(y0), times, steps, report,
             )  # fmt: skip

@@ -5,14 +5,16 @@
 | dopri5   | adaptive, Dormand-Prince| 5(4)  | adjoint, aca,              | no (while loop) |
 |          |                         |       | aca_stagewise, tfp_adjoint |                 |
 | bdf      | adaptive, implicit BDF  | 1-5   | tfp_adjoint                | no              |
-| euler    | fixed grid              | 1     | direct, checkpoint         | yes             |
-| midpoint | fixed grid              | 2     | direct, checkpoint         | yes             |
-| heun     | fixed grid              | 2     | direct, checkpoint         | yes             |
-| rk4      | fixed grid (3/8 rule)   | 4     | direct, checkpoint         | yes             |
+| euler    | fixed grid              | 1     | direct, checkpoint, adjoint| yes             |
+| midpoint | fixed grid              | 2     | direct, checkpoint, adjoint| yes             |
+| heun     | fixed grid              | 2     | direct, checkpoint, adjoint| yes             |
+| rk4      | fixed grid (3/8 rule)   | 4     | direct, checkpoint, adjoint| yes             |
 
 Gradients:
-- `adjoint`: kseg's adjoint sensitivity method (`kseg.ode.adjoint`); memory flat in the
-  number of steps, one function evaluation's activations at a time.
+- `adjoint`: kseg's adjoint sensitivity method (`kseg.ode.adjoint`; on a fixed grid
+  `kseg.ode.grid_adjoint`, the forward's grid stepped backwards); memory flat in the
+  number of steps, one function evaluation's activations at a time. On a fixed grid its
+  gradients are the ODE's, which differ from the grid's own by its error.
 - `aca`: back-propagation through the forward solve's accepted steps, one at a time from
   stored checkpoints (`kseg.ode.aca`); one step's activations, no backward step search.
 - `aca_stagewise`: the same, each step back-propagated one stage at a time; one
@@ -63,7 +65,7 @@ class FixedGridSolver:
     order: int = 0
     tableau: tuple[tuple[tuple[float, ...], ...], tuple[float, ...], tuple[float, ...]]
     adaptive = False
-    gradients = ("direct", "checkpoint")
+    gradients = ("direct", "checkpoint", "adjoint")
 
     @property
     def evaluations(self) -> int:
@@ -240,7 +242,6 @@ def check_gradient(method: str, gradient: str | None) -> str:
     if gradient not in choices:
         raise ValueError(
             f"{method!r} cannot be differentiated with gradient={gradient!r}; it offers "
-            f"{', '.join(choices)} (the adaptive methods differentiate by the adjoint "
-            "method or checkpoints, the fixed-grid ones back-propagate through their steps)"
+            f"{', '.join(choices)}"
         )
     return gradient

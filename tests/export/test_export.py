@@ -199,7 +199,7 @@ def test_command_line_names_the_adaptive_ode_blocks_without_a_traceback(tmp_path
     from kseg.models import SegNode
 
     path = str(tmp_path / "segnode.keras")
-    SegNode(num_classes=3, width=4, modules=1, blocks=1).save(path)
+    SegNode(num_classes=3, width=4, modules=1, blocks=1, solver={"method": "dopri5"}).save(path)
     args = [path, "--out", str(tmp_path / "out"), "--formats", "tflite", "--input-size", "32x32"]
     with pytest.raises(SystemExit) as exit_info:
         main(args)
@@ -208,6 +208,24 @@ def test_command_line_names_the_adaptive_ode_blocks_without_a_traceback(tmp_path
     assert err.startswith("error: segnode's ODE blocks ['segnode_ode'] use adaptive solvers")
     assert "--ode-steps auto" in err and "Traceback" not in err and "\n" not in err
     assert not os.path.exists(tmp_path / "out" / "segnode_fp32.tflite")
+
+
+def test_a_segnode_trained_on_its_grid_exports_as_it_is_or_on_another_grid(tmp_path):
+    """SegNode's default solve is a fixed grid (rk4 x 2): it exports without --ode-steps,
+    and another grid is measured against that one, not against an adaptive solve."""
+    from kseg.models import SegNode
+
+    model = SegNode(num_classes=3, width=4, modules=1, blocks=1)
+    with pytest.warns(UserWarning, match="no calibration images"):
+        as_is = export(model, str(tmp_path / "a"), formats=("tflite",), input_size=(32, 32),
+                       threads=(1,))  # fmt: skip
+    assert as_is[0].parity.max_abs_logit_diff < 1e-4 and "ODE blocks on" not in table(as_is)
+    with pytest.warns(UserWarning, match="no calibration images"):
+        coarser = export(model, str(tmp_path / "b"), formats=("tflite",), input_size=(32, 32),
+                         ode_steps=1, threads=(1,))  # fmt: skip
+    assert "ODE blocks on rk4 x 1 step: max|dlogit|" in table(coarser)
+    assert "against their own grid (rk4 x 2 steps)" in table(coarser)
+    assert model.solver.steps == 2  # restored after the export
 
 
 def test_ode_steps_auto_takes_the_cheapest_grid_that_agrees_with_the_adaptive_solve(

@@ -96,6 +96,35 @@ def test_segnode_trains_through_the_adaptive_solve():
     assert not [w.path for w, g in pairs if g is None or not np.any(g)]
 
 
+def test_segnode_trains_by_default_on_the_papers_rk4_with_the_adjoint():
+    """Section 4.1's torchdiffeq Runge-Kutta solver and adjoint: rk4 on two steps, 8
+    evaluations forward and 8 with their VJPs backward; on a fine grid the adjoint's
+    gradients are those of back-propagating the steps (on [0, 0.1]: this untrained
+    model's derivative is too steep for any grid of a few dozen steps over [0, 1])."""
+    keras.utils.set_random_seed(4)
+    model = SegNode(num_classes=5, width=4, modules=1, blocks=1, t1=0.1)
+    assert model.solver == SolverConfig("rk4", steps=2, gradient="adjoint")
+    images, labels = voc_batch(32, 32, num_classes=5)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def gradients():
+        with tf.GradientTape() as tape:
+            loss = loss_fn(labels, model(images, training=True))
+        return tape.gradient(loss, model.trainable_weights)
+
+    grads = gradients()
+    block = model.ode_block
+    counts = (block.nfe, block.backward_nfe, block.backward_accepted_steps)
+    assert [int(c) for c in counts] == [8, 8, 2]
+    pairs = zip(model.trainable_weights, grads, strict=True)
+    assert not [w.path for w, g in pairs if g is None or not np.any(g)]
+    model.set_solver("rk4", steps=64, gradient="adjoint")
+    adjoint = gradients()
+    model.set_solver("rk4", steps=64, gradient="direct")
+    for got, want in zip(adjoint, gradients(), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+
+
 def test_trajectory_read_out_ends_at_the_models_output(tmp_path):
     keras.utils.set_random_seed(3)
     solver = SolverConfig("rk4", steps=4)

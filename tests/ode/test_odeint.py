@@ -118,8 +118,8 @@ def test_each_call_gets_its_own_solver(method):
 
 
 def test_gradient_mismatch_is_explained():
-    with pytest.raises(ValueError, match="'rk4' cannot .* gradient='adjoint'; it offers direct"):
-        odeint(lambda t, y: y, tf.ones(1), [0.0, 1.0], method="rk4", gradient="adjoint")
+    with pytest.raises(ValueError, match="'rk4' cannot .* gradient='aca'; it offers direct"):
+        odeint(lambda t, y: y, tf.ones(1), [0.0, 1.0], method="rk4", gradient="aca")
 
 
 def test_max_num_steps_raises_instead_of_hanging():

@@ -258,7 +258,7 @@ def test_the_demo_exports_an_ode_model_on_the_grid_it_chooses(demo_cityscapes, t
     from kseg.recipes.runner import Runner
 
     path = str(tmp_path / "segnode.keras")
-    SegNode(num_classes=19, width=4, modules=1, blocks=1).save(path)
+    SegNode(num_classes=19, width=4, modules=1, blocks=1, solver={"method": "dopri5"}).save(path)
     out = str(tmp_path / "run")
     args = ["evaluate", "--data-dir", demo_cityscapes, "--out", out, "--checkpoint", path,
             "--crop", "64x128"]  # fmt: skip
