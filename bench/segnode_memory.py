@@ -462,8 +462,7 @@ def report(args, cases: list[str], results: dict) -> None:
             verdict = "met" if got <= target else "NOT met"
             extra = spread if what == "training step memory" else ""
             print(
-                f"target {labels[case]} {what} <= {target} x HRNetV2's: {got:.2f}{extra}, "
-                f"{verdict}"
+                f"target {labels[case]} {what} <= {target} x HRNetV2's: {got:.2f}{extra}, {verdict}"
             )
     for case in ("hrnetv2_w48", "segnode", "segnode_dopri5", "segnode_checkpoint"):
         if (case, "train") in results:
