@@ -26,7 +26,8 @@ class ODEBlock(keras.layers.Layer):
     `call` takes a `t` argument it receives the time (see `ConcatConv2D`). Adaptive methods
     (dopri5, bdf) train with the adjoint method, so memory does not grow with the
     number of steps; fixed-grid methods (euler, midpoint, heun, rk4) unroll `steps`
-    steps into plain ops, which is how ODE models export to TFLite.
+    steps into plain ops, which is how ODE models export to TFLite, and train by
+    back-propagation through them or by the adjoint on their grid (`SolverConfig.gradient`).
 
     After each call, the non-trainable weights `nfe`, `accepted_steps` and `rejected_steps`
     hold that call's function evaluations and steps (for a batch, shared by its images; -1

@@ -23,7 +23,7 @@ class SolverConfig:
         gradient: how training differentiates the solve, None for the method's default
             (see `kseg.ode.odeint`): "adjoint", "aca", "aca_stagewise" or
             "tfp_adjoint" for dopri5,
-            "tfp_adjoint" for bdf, "direct" or "checkpoint" for the fixed grids.
+            "tfp_adjoint" for bdf, "direct", "checkpoint" or "adjoint" for the fixed grids.
         first_step: the first step an adaptive method tries, in the block's time (its
             interval is [0, t1]); None for Hairer's rule (torchdiffeq's). The fixed grids
             ignore it.
