@@ -24,6 +24,42 @@ def voc_batch(height: int, width: int, num_classes: int = 21, batch: int = 2):
     return images.astype("float32"), labels.astype("int32")
 
 
+def two_stream_derivative(scale: float = 1.0, seed: int = 0):
+    """A derivative of a two-tensor state (as SegNode's streams) with batch norm in
+    training mode and time as an input, built, with its state y0 and its parameters:
+    (func, y0, params)."""
+    keras.utils.set_random_seed(seed)
+    conv = keras.layers.Conv2D(3, 3, padding="same", use_bias=False)  # batch norm follows
+    norm = keras.layers.BatchNormalization()
+    dense = keras.layers.Dense(3)
+
+    def func(t, y):
+        a, b = y
+        return [scale * norm(conv(a), training=True) * (1 + t) + b, tf.tanh(dense(a)) - b]
+
+    rng = np.random.default_rng(seed)
+    y0 = [tf.constant(rng.normal(size=(2, 5, 5, 3)), tf.float32) for _ in range(2)]
+    func(0.0, y0)  # builds the layers
+    return func, y0, conv.trainable_weights + norm.trainable_weights + dense.trainable_weights
+
+
+def two_stream_gradients(func, y0, params, method: str, steps: int, gradient: str):
+    """Gradients with respect to y0 and params of a loss of the states at t = 0.3 and 1
+    of `odeint(func, y0, [0, 0.3, 1])` on the given grid and gradient."""
+    from kseg.ode import odeint
+
+    @tf.function
+    def run():
+        with tf.GradientTape() as tape:
+            tape.watch(y0)
+            a, b = odeint(func, y0, [0.0, 0.3, 1.0], method=method,
+                          options={"steps": steps}, gradient=gradient)  # fmt: skip
+            loss = tf.reduce_sum(tf.sin(a[1:])) + tf.reduce_sum(b[-1] ** 2)
+        return tape.gradient(loss, [*y0, *params])
+
+    return [g.numpy() for g in run()]
+
+
 @functools.lru_cache
 def digits_batch(height: int, width: int, num_classes: int = 10, batch: int = 4):
     """Real handwritten digits of scikit-learn (8x8 scans), resized to RGB images in

@@ -7,41 +7,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kseg.ode import ODEBlock, SolverConfig, odeint
+from kseg.ode import ODEBlock, SolverConfig
+from tests.helpers import two_stream_derivative, two_stream_gradients
 
 
 @pytest.mark.parametrize("method", ["euler", "midpoint", "heun", "rk4"])
 def test_checkpoint_gradients_equal_direct_back_propagation(method):
     """A two-tensor state (as SegNode's streams), batch norm in training mode, three
     output times: the same numbers as back-propagating the unrolled steps."""
-    keras.utils.set_random_seed(0)
-    conv = keras.layers.Conv2D(3, 3, padding="same", use_bias=False)  # batch norm follows
-    norm = keras.layers.BatchNormalization()
-    dense = keras.layers.Dense(3)
-
-    def func(t, y):
-        a, b = y
-        return [norm(conv(a), training=True) * (1 + t) + b, tf.tanh(dense(a)) - b]
-
-    rng = np.random.default_rng(0)
-    y0 = [tf.constant(rng.normal(size=(2, 5, 5, 3)), tf.float32),
-          tf.constant(rng.normal(size=(2, 5, 5, 3)), tf.float32)]  # fmt: skip
-    func(0.0, y0)  # builds the layers
-    params = conv.trainable_weights + norm.trainable_weights + dense.trainable_weights
-
-    def gradients(gradient):
-        @tf.function
-        def run():
-            with tf.GradientTape() as tape:
-                tape.watch(y0)
-                a, b = odeint(func, y0, [0.0, 0.3, 1.0], method=method,
-                              options={"steps": 5}, gradient=gradient)  # fmt: skip
-                loss = tf.reduce_sum(tf.sin(a[1:])) + tf.reduce_sum(b[-1] ** 2)
-            return tape.gradient(loss, [*y0, *params])
-
-        return [g.numpy() for g in run()]
-
-    for got, want in zip(gradients("checkpoint"), gradients("direct"), strict=True):
+    func, y0, params = two_stream_derivative()
+    checkpoint, direct = (
+        two_stream_gradients(func, y0, params, method, 5, g) for g in ("checkpoint", "direct")
+    )
+    for got, want in zip(checkpoint, direct, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from kseg.ode import ODEBlock, SolverConfig, odeint
+from tests.helpers import two_stream_derivative, two_stream_gradients
 
 
 def _linear_problem():
@@ -65,34 +66,11 @@ def test_adjoint_gradients_of_a_network_with_output_times_match_back_propagation
     """A two-tensor state (as SegNode's streams), batch norm in training mode, a
     time-dependent derivative and three output times, on a fine grid: the same numbers
     as back-propagating the unrolled steps, to the grid's error."""
-    keras.utils.set_random_seed(0)
-    conv = keras.layers.Conv2D(3, 3, padding="same", use_bias=False)
-    norm = keras.layers.BatchNormalization()
-    dense = keras.layers.Dense(3)
-
-    def func(t, y):
-        a, b = y
-        return [0.5 * norm(conv(a), training=True) * (1 + t) + b, tf.tanh(dense(a)) - b]
-
-    rng = np.random.default_rng(0)
-    y0 = [tf.constant(rng.normal(size=(2, 5, 5, 3)), tf.float32),
-          tf.constant(rng.normal(size=(2, 5, 5, 3)), tf.float32)]  # fmt: skip
-    func(0.0, y0)  # builds the layers
-    params = conv.trainable_weights + norm.trainable_weights + dense.trainable_weights
-
-    def gradients(gradient):
-        @tf.function
-        def run():
-            with tf.GradientTape() as tape:
-                tape.watch(y0)
-                a, b = odeint(func, y0, [0.0, 0.3, 1.0], method="rk4",
-                              options={"steps": 20}, gradient=gradient)  # fmt: skip
-                loss = tf.reduce_sum(tf.sin(a[1:])) + tf.reduce_sum(b[-1] ** 2)
-            return tape.gradient(loss, [*y0, *params])
-
-        return [g.numpy() for g in run()]
-
-    for got, want in zip(gradients("adjoint"), gradients("direct"), strict=True):
+    func, y0, params = two_stream_derivative(scale=0.5)
+    adjoint, direct = (
+        two_stream_gradients(func, y0, params, "rk4", 20, g) for g in ("adjoint", "direct")
+    )
+    for got, want in zip(adjoint, direct, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
 
 
