@@ -38,6 +38,7 @@ SOLVERS = [
     SolverConfig(gradient="tfp_adjoint"),
     SolverConfig("rk4", steps=2),
     SolverConfig("rk4", steps=2, gradient="checkpoint"),
+    SolverConfig("rk4", steps=2, gradient="adjoint"),  # SegNode's default
 ]
 
 
