@@ -64,14 +64,14 @@ def test_on_a_coarse_grid_the_adjoint_is_the_odes_gradient_not_the_grids():
 
 def test_adjoint_gradients_of_a_network_with_output_times_match_back_propagation():
     """A two-tensor state (as SegNode's streams), batch norm in training mode, a
-    time-dependent derivative and three output times, on a fine grid: the same numbers
-    as back-propagating the unrolled steps, to the grid's error."""
+    time-dependent derivative and three output times, whose dynamics five rk4 steps
+    resolve: the same numbers as back-propagating the unrolled steps, to the grid's error."""
     func, y0, params = two_stream_derivative(scale=0.5)
     adjoint, direct = (
-        two_stream_gradients(func, y0, params, "rk4", 20, g) for g in ("adjoint", "direct")
+        two_stream_gradients(func, y0, params, "rk4", 5, g) for g in ("adjoint", "direct")
     )
     for got, want in zip(adjoint, direct, strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
 def test_a_block_takes_the_grid_adjoint_and_saves_it(tmp_path):
