@@ -25,6 +25,11 @@ class UnknownNameError(UserError, ValueError):
     """An unknown model, solver, dataset or preset name; the message lists the known ones."""
 
 
+class SolverSettingError(UserError, ValueError):
+    """ODE solver settings that do not go together, e.g. a fixed grid's steps on an
+    adaptive method or a gradient the method does not offer."""
+
+
 class ModelFileError(UserError, ValueError):
     """A model file that is missing, unreadable or not a kseg model."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from kseg.errors import SolverSettingError
 from kseg.ode.odeint import DEFAULT_MAX_NUM_STEPS
 from kseg.ode.solvers import check_gradient, get_solver
 
@@ -48,6 +49,11 @@ class SolverConfig:
         object.__setattr__(self, "atol", float(self.atol))
         if self.steps is not None and (isinstance(self.steps, bool) or int(self.steps) < 1):
             raise ValueError(f"steps must be a positive int or None, got {self.steps!r}")
+        if self.steps is not None and self.adaptive:
+            raise SolverSettingError(
+                f"steps={self.steps} is a fixed-grid setting and {self.method} is adaptive; "
+                f"name a fixed-grid method with it, e.g. method='rk4', steps={self.steps}"
+            )
         if self.first_step is not None:
             if isinstance(self.first_step, bool) or not float(self.first_step) > 0:
                 raise ValueError(f"first_step must be positive or None, got {self.first_step!r}")
@@ -83,11 +89,14 @@ class SolverConfig:
         first_step: float | None = None,
     ) -> SolverConfig:
         """A copy with the given settings changed and the others kept (None keeps one),
-        except that a new method without a gradient takes the method's default gradient."""
+        except that a new method without a gradient takes the method's default gradient,
+        and a new adaptive method drops the grid's steps."""
         changes = dict(rtol=rtol, atol=atol, steps=steps, gradient=gradient, first_step=first_step)
         changes = {k: v for k, v in changes.items() if v is not None}
         if method is not None:
             changes.update(method=method, gradient=gradient)
+            if steps is None and get_solver(method).adaptive:
+                changes["steps"] = None
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -108,9 +117,15 @@ _OLD_KEYS = ("method", "rtol", "atol", "steps", "max_num_steps", "gradient")
 
 def upgrade_config(config: dict) -> dict:
     """A block's or model's saved config with the solver settings of older files (separate
-    keys) gathered into one "solver" entry."""
+    keys) gathered into one "solver" entry, and without steps on an adaptive method."""
     config = dict(config)
     old = {k: config.pop(k) for k in _OLD_KEYS if k in config}
     if old:
         config["solver"] = {**(config.get("solver") or {}), **old}
+    solver = config.get("solver")
+    if isinstance(solver, dict) and solver.get("steps") is not None:
+        # Before steps were refused on adaptive methods, switching a grid's block to one
+        # kept them (unused) and files saved it so.
+        if get_solver(solver.get("method", "dopri5")).adaptive:
+            config["solver"] = {**solver, "steps": None}
     return config

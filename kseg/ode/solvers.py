@@ -39,7 +39,7 @@ from collections.abc import Callable
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kseg.errors import UnknownNameError
+from kseg.errors import SolverSettingError, UnknownNameError
 from kseg.ode.aca import odeint_aca
 from kseg.ode.adjoint import odeint_adjoint
 from kseg.ode.dopri import DormandPrince
@@ -240,7 +240,7 @@ def check_gradient(method: str, gradient: str | None) -> str:
     if gradient is None:
         return choices[0]
     if gradient not in choices:
-        raise ValueError(
+        raise SolverSettingError(
             f"{method!r} cannot be differentiated with gradient={gradient!r}; it offers "
             f"{', '.join(choices)}"
         )

@@ -3,7 +3,7 @@ and the upgrade of configs saved before it existed."""
 
 import pytest
 
-from kseg.errors import UnknownNameError
+from kseg.errors import SolverSettingError, UnknownNameError
 from kseg.ode import SolverConfig
 from kseg.ode.config import upgrade_config
 
@@ -38,6 +38,19 @@ def test_mistakes_are_named():
         SolverConfig("euler", steps=0)
     with pytest.raises(ValueError, match="first_step must be positive or None, got -0.1"):
         SolverConfig(first_step=-0.1)
+
+
+def test_a_grids_steps_on_an_adaptive_method_are_refused_and_dropped_on_a_switch():
+    """`SegNode(solver={"steps": 4})` once built a dopri5 solve that ignored the steps (a
+    dict's missing fields are SolverConfig's, whose method is dopri5)."""
+    with pytest.raises(SolverSettingError, match="steps=4 is a fixed-grid setting and dopri5"):
+        SolverConfig.of({"steps": 4})
+    rk4 = SolverConfig("rk4", steps=2, gradient="adjoint")
+    assert rk4.with_changes("dopri5") == SolverConfig()  # the steps go with the grid
+    assert rk4.with_changes("euler") == SolverConfig("euler", steps=2)
+    # files saved when switching a grid's block to dopri5 kept the steps: they still load
+    saved = {"solver": {"method": "dopri5", "steps": 4, "rtol": 0.01}}
+    assert SolverConfig.of(upgrade_config(saved)["solver"]) == SolverConfig(rtol=0.01)
 
 
 def test_old_configs_gather_their_solver_keys():

@@ -435,6 +435,10 @@ def test_user_mistakes_give_one_error_and_status_2(custom_dir, tmp_path, capsys)
     err = _error_of(cifar10.main, ["train", "--demo", "--model-kwargs", kwargs,
                                    "--out", str(tmp_path / "c")], capsys)  # fmt: skip
     assert "error: unknown ODE method 'rk5'; choose one of" in err
+    kwargs = '{"solver": {"steps": 4}}'
+    err = _error_of(cifar10.main, ["train", "--demo", "--model-kwargs", kwargs,
+                                   "--out", str(tmp_path / "d")], capsys)  # fmt: skip
+    assert err.startswith("error: steps=4 is a fixed-grid setting and dopri5 is adaptive")
 
 
 def test_a_registered_model_without_a_preset_trains_with_the_default(
