@@ -209,7 +209,7 @@ def export(
             steps = f"{ode_steps} step{'s' * (ode_steps != 1)}"
             ode_note = (
                 f"ODE blocks on {ode_method} x {steps}{chosen_by}: max|dlogit| "
-                f"{max_diff:.2e}, arg-max agreement {100 * agreement:.2f}% against their "
+                f"{max_diff:.2e}, arg-max agreement {100 * agreement:.2f}% against "
                 f"{ode_reference}"
             )
         elif adaptive:
@@ -375,7 +375,7 @@ def _auto_grid(model, images, where: str, min_agreement: float, out: str, refere
         raise UserError(f"--ode-steps auto: {model.name} has no ODE blocks")
     chosen, trials = choose_grid(model, images, min_agreement)
     text = (
-        f"Fixed grids against the {reference} on {where} (needed: {100 * min_agreement:g}% "
+        f"Fixed grids against {reference} on {where} (needed: {100 * min_agreement:g}% "
         f"arg-max agreement)\n{grid_table(trials, chosen)}\n"
     )
     with open(os.path.join(out, "ode_grid.txt"), "w") as f:
@@ -384,7 +384,7 @@ def _auto_grid(model, images, where: str, min_agreement: float, out: str, refere
     if chosen is None:
         best = max(trials, key=lambda t: t.agreement)
         raise UserError(
-            f"no fixed grid reaches {100 * min_agreement:g}% agreement with the {reference} "
+            f"no fixed grid reaches {100 * min_agreement:g}% agreement with {reference} "
             f"(best: {best.method} x {best.steps}, {100 * best.agreement:.2f}%); pass "
             "--ode-steps N --ode-method M, or a lower --ode-agreement"
         )

@@ -39,9 +39,9 @@ def own_solve(model: keras.Model) -> str:
     the grid its blocks already use (a model trained on a grid, as SegNode by default)."""
     solvers = {block.solver for block in ode_blocks(model)}
     if not solvers or any(solver.adaptive for solver in solvers):
-        return "adaptive solve"
+        return "the adaptive solve"
     grids = sorted(f"{s.method} x {s.steps or 10} step{'s' * (s.steps != 1)}" for s in solvers)
-    return f"own grid ({', '.join(grids)})"
+    return f"the model's own grid ({', '.join(grids)})"
 
 
 @contextlib.contextmanager

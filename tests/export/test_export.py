@@ -188,7 +188,7 @@ def test_ode_model_exports_on_a_fixed_grid_and_reports_its_error(tmp_path):
     assert table(artefacts).endswith("(parity on the fallback VOC photo)")  # no labels
     assert "(ODE blocks on rk4 x 6 steps: max|dlogit|" in table(artefacts)
     keras_art, tflite_art = artefacts
-    assert "rk4 x 6 steps" in tflite_art.ode and "against their adaptive solve" in keras_art.ode
+    assert "rk4 x 6 steps" in tflite_art.ode and "against the adaptive solve" in keras_art.ode
     assert tflite_art.parity.max_abs_logit_diff < 1e-4  # TFLite equals the fixed-grid Keras
     block = model.get_layer("ode")
     assert (block.method, block.steps) == ("dopri5", None)  # restored after the export
@@ -224,7 +224,7 @@ def test_a_segnode_trained_on_its_grid_exports_as_it_is_or_on_another_grid(tmp_p
         coarser = export(model, str(tmp_path / "b"), formats=("tflite",), input_size=(32, 32),
                          ode_steps=1, threads=(1,))  # fmt: skip
     assert "ODE blocks on rk4 x 1 step: max|dlogit|" in table(coarser)
-    assert "against their own grid (rk4 x 2 steps)" in table(coarser)
+    assert "against the model's own grid (rk4 x 2 steps)" in table(coarser)
     assert model.solver.steps == 2  # restored after the export
 
 
