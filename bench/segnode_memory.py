@@ -119,9 +119,9 @@ SEGNODE_SOLVERS = {
 def _model(case: str, ode_steps: int) -> keras.Model:
     if case not in SEGNODE_SOLVERS:
         return create_model(case, num_classes=19)
-    solver = SEGNODE_SOLVERS[case] and dict(SEGNODE_SOLVERS[case])
+    solver = SEGNODE_SOLVERS[case]
     if case == "segnode_fixed":
-        solver["steps"] = ode_steps
+        solver = {**solver, "steps": ode_steps}
     return create_model("segnode", num_classes=19, solver=solver)
 
 

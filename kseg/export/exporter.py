@@ -196,7 +196,7 @@ def export(
         adaptive = [b.name for b in blocks if get_solver(b.method).adaptive]
         context = contextlib.nullcontext()
         chosen_by = ""
-        ode_reference = own_solve(model)
+        ode_reference = own_solve(blocks)
         if ode_steps == "auto":
             chosen = _auto_grid(model, checked, where, ode_agreement, out, ode_reference)
             ode_steps, ode_method = chosen.steps, chosen.method

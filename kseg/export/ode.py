@@ -34,10 +34,11 @@ def fixed_grid(model: keras.Model, steps: int, method: str = "rk4"):
             block.solver = solver
 
 
-def own_solve(model: keras.Model) -> str:
-    """What a fixed grid is measured against, in words: the model's adaptive solve, or
-    the grid its blocks already use (a model trained on a grid, as SegNode by default)."""
-    solvers = {block.solver for block in ode_blocks(model)}
+def own_solve(blocks: list) -> str:
+    """What a fixed grid is measured against, in words: the adaptive solve of a model's
+    ODE `blocks`, or the grid they already use (a model trained on a grid, as SegNode by
+    default)."""
+    solvers = {block.solver for block in blocks}
     if not solvers or any(solver.adaptive for solver in solvers):
         return "the adaptive solve"
     grids = sorted(f"{s.method} x {s.steps or 10} step{'s' * (s.steps != 1)}" for s in solvers)

@@ -38,8 +38,8 @@ def integrate_adjoint(
     docstring). Returns (the states at `times`, steps taken). `on_backward`, if given, is
     called during differentiation with the backward pass's (evaluations, steps, 0): each
     evaluation one of the function with its VJP."""
-    b = solver.tableau[1]
     grid = solver.grid(times, steps)
+    taken = sum(len(interval) for interval in grid)
     n = len(y0)
 
     @tf.custom_gradient
@@ -59,17 +59,17 @@ def integrate_adjoint(
                 y = flat_states[(k + 1) * n : (k + 2) * n]  # restart from the forward's output
                 for t, dt in reversed(grid[k]):
                     y, a, g = _step_back(aug, solver.tableau, t, dt, y, a, g)
-                    evaluations += len(b)
+                    evaluations += solver.evaluations
                 a = [ai + di for ai, di in zip(a, d[k], strict=True)]
             if on_backward is not None:
-                on_backward((evaluations, sum(len(i) for i in grid), 0))
+                on_backward((evaluations, taken, 0))
             return custom_gradient_result(a, g, params, variables)
 
         return flat_states, grad
 
     flat = run(*y0)
     states = [flat[i * n : (i + 1) * n] for i in range(len(grid) + 1)]
-    return states, sum(len(interval) for interval in grid)
+    return states, taken
 
 
 def _step_back(aug, tableau, t, dt, y: list, a: list, g: list):
