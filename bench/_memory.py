@@ -8,11 +8,21 @@ second training step of HRNetV2-W48 at 2x256x512 grew it by 372 MiB while its te
 peaked 1.5 GiB above what was resident before). `tf.config.experimental.get_memory_info`
 counts the bytes of live tensors instead, the quantity a GPU's allocator reports: weights,
 optimizer state, activations, gradients and solver buffers. oneDNN's own scratch space is not in it.
+
+Those statistics count the allocator's chunks, and TensorFlow's BFC allocator hands out a
+free chunk whole when it is less than twice the request: a 16 MiB tensor placed in a
+26 MiB hole between older allocations counts 26. How many such tails a call collects
+depends on the holes the process's earlier allocations left, not on what the call keeps
+(bench/RESULTS.md, segnode_memory: 33-47 MiB of SegNode's training peak, 7 of HRNetV2's).
+`tensor_peak` replays one call's allocations from the profiler and sums the tensors' own
+sizes instead, as PyTorch's `max_memory_allocated` counts blocks of the requested size.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import tempfile
 import time
 from typing import NamedTuple
 
@@ -68,3 +78,44 @@ def peak_memory(fn, calls: int = 3, device: str = "CPU:0", reset=None) -> Peak:
         first,
         first_usage,
     )
+
+
+def tensor_peak(fn, reset=None) -> float:
+    """MiB: the peak, during one call of `fn` (after `reset` if given, untimed), of the
+    bytes the live tensors asked the allocator for, above those live before the call (the
+    module docstring says how it differs from `peak_memory`'s). The call runs under
+    TensorFlow's profiler, whose allocation and deallocation events carry each tensor's
+    requested size; warm `fn` up first, or the peak is the tracing's."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    if reset is not None:
+        reset()
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        try:
+            fn()
+        finally:
+            tf.profiler.experimental.stop()
+        (path,) = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
+        with open(path, "rb") as f:
+            space = xplane_pb2.XSpace.FromString(f.read())
+    changes = []  # (time in ps, change of the live tensors' requested bytes)
+    for plane in space.planes:
+        events = {k: m.name for k, m in plane.event_metadata.items()}
+        stats = {k: m.name for k, m in plane.stat_metadata.items()}
+        for line in plane.lines:
+            for event in line.events:
+                kind = events.get(event.metadata_id)
+                if kind not in ("MemoryAllocation", "MemoryDeallocation"):
+                    continue
+                (size,) = (s.int64_value or s.uint64_value for s in event.stats
+                           if stats[s.metadata_id] == "requested_bytes")  # fmt: skip
+                sign = 1 if kind == "MemoryAllocation" else -1
+                changes.append((line.timestamp_ns * 1000 + event.offset_ps, sign * size))
+    if not changes:
+        raise RuntimeError("the profiler recorded no allocations: is TF_CPU_ALLOCATOR_USE_BFC set?")
+    live = peak = 0
+    for _, change in sorted(changes):
+        live += change
+        peak = max(peak, live)
+    return peak / MIB

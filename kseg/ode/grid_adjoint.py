@@ -75,19 +75,51 @@ def integrate_adjoint(
 def _step_back(aug, tableau, t, dt, y: list, a: list, g: list):
     """One step of (y, a) from t + dt back to t: step size -dt, with da/dt's sign folded
     into the weights. Each stage's parameter integrand is added to g as it comes. Returns
-    the new (y, a, g)."""
+    the new (y, a, g).
+
+    A stage's values are kept only while a later stage reads them: the ones no later
+    stage reads are folded into the step's weighted sum before the next evaluation
+    starts, so that an evaluation's VJP runs beside the fewest state-sized tensors (with
+    torchdiffeq's rk4, the 3/8 rule, at most two stages' values; summed at the end, the
+    products of each stage's weight would be formed as soon as the stage was, and held
+    through the later stages' VJPs)."""
     a_, b, c = tableau
-    ky, va = [], []
+    kept = {}  # stage j -> (f, a^T df/dy) at stage j, while a later stage reads them
+    done = None  # sum of b_j times the values of the stages no later stage reads
     for i in range(len(b)):
         # One stage at a time: without this, TF starts the next stage's VJP while this
         # one's parameter gradients are still being added.
         with tf.control_dependencies(g):
-            yi = _combine(y, -dt, a_[i], ky) if i else y
-            ai = _combine(a, dt, a_[i], va) if i else a
+            yi, ai = y, a
+            if i:
+                ws = [a_[i][j] for j in kept]
+                yi = _combine(y, -dt, ws, [kept[j][0] for j in kept])
+                ai = _combine(a, dt, ws, [kept[j][1] for j in kept])
+            unread = [j for j in kept if not any(row[j] for row in a_[i + 1 :])]
+            done = _fold(done, b, {j: kept.pop(j) for j in unread})
+        with tf.control_dependencies(done or []):
             yi, ai = [tf.identity(v) for v in yi], [tf.identity(v) for v in ai]
         fy, vy, vp = aug(t + (1 - c[i]) * dt, yi, ai, bool(b[i]))
-        ky.append(fy)
-        va.append(vy)
+        kept[i] = (fy, vy)
         if b[i]:
             g = [gj + (dt * b[i]) * pj for gj, pj in zip(g, vp, strict=True)]
-    return _combine(y, -dt, b, ky), _combine(a, dt, b, va), g
+    with tf.control_dependencies(g):
+        done = _fold(done, b, kept)
+    if done is None:  # no stage has a weight
+        return y, a, g
+    n = len(y)
+    return (
+        [yj - dt * dj for yj, dj in zip(y, done[:n], strict=True)],
+        [aj + dt * dj for aj, dj in zip(a, done[n:], strict=True)],
+        g,
+    )
+
+
+def _fold(done: list | None, b, stages: dict) -> list | None:
+    """`done` plus the b-weighted sum of `stages` (j -> (f, a^T df/dy)), the two parts'
+    tensors in one list; None while nothing has a weight."""
+    for j, (fy, vy) in stages.items():
+        if b[j]:
+            terms = [b[j] * v for v in [*fy, *vy]]
+            done = terms if done is None else [d + v for d, v in zip(done, terms, strict=True)]
+    return done
