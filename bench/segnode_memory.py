@@ -391,12 +391,12 @@ def report(args, cases: list[str], results: dict) -> None:
 
     def tensors_row(case):
         train, test = results[case, "train"], results[case, "test"]
-        return (
-            f"{labels[case]:36s} {train['tensors']:10.0f} "
-            f"{train['tensors'] / ref_train['tensors']:8.2f} "
-            f"{train['mib'] - train['tensors']:6.0f} {test['tensors']:9.0f} "
-            f"{test['tensors'] / ref_test['tensors']:8.2f}"
-        )
+        ratios = [
+            got["tensors"] / ref["tensors"] for got, ref in ((train, ref_train), (test, ref_test))
+        ]
+        tails = train["mib"] - train["tensors"]
+        cells = f"{train['tensors']:10.0f} {ratios[0]:8.2f} {tails:6.0f} {test['tensors']:9.0f}"
+        return f"{labels[case]:36s} {cells} {ratios[1]:8.2f}"
 
     _table(
         "memory, MiB: peak of the live tensors' own bytes above those live before the call "
