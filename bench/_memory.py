@@ -13,9 +13,10 @@ Those statistics count the allocator's chunks, and TensorFlow's BFC allocator ha
 free chunk whole when it is less than twice the request: a 16 MiB tensor placed in a
 26 MiB hole between older allocations counts 26. How many such tails a call collects
 depends on the holes the process's earlier allocations left, not on what the call keeps
-(bench/RESULTS.md, segnode_memory: 33-47 MiB of SegNode's training peak, 7 of HRNetV2's).
+(bench/RESULTS.md, segnode_memory: 27-85 MiB of SegNode's training peak, 6-9 of HRNetV2's).
 `tensor_peak` replays one call's allocations from the profiler and sums the tensors' own
-sizes instead, as PyTorch's `max_memory_allocated` counts blocks of the requested size.
+sizes instead, near what PyTorch's `max_memory_allocated` counts: its caching allocator
+splits a cached block whenever more than 1 MiB would be left over.
 """
 
 from __future__ import annotations

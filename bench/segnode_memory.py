@@ -41,8 +41,8 @@ call), "total" the peak including them; median of `--runs` calls. And the live t
 own bytes (`_memory.tensor_peak`, one more call under the profiler), the same peak
 without the unused tails of the chunks that TensorFlow's BFC allocator hands out whole:
 what the model holds, and what the memory target is judged on. The tails depend on the
-holes that the process's earlier allocations left (bench/RESULTS.md: 33-47 MiB of
-SegNode's training peak, 7 of HRNetV2's); both ratios are printed. The peaks move by
+holes that the process's earlier allocations left (bench/RESULTS.md: 27-85 MiB of
+SegNode's training peak, 6-9 of HRNetV2's); both ratios are printed. The peaks move by
 tens of MiB from one process to the next with the order in which TensorFlow's threads
 run independent ops: `--repeats` runs each case in that many fresh processes and reports
 the medians, and the training memory's range across them.
