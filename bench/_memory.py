@@ -6,11 +6,11 @@ oneDNN's CPU allocator, which pools large blocks and keeps them after the tensor
 freed, so after the first call the resident size hardly moves (measured once by hand: a
 second training step of HRNetV2-W48 at 2x256x512 grew it by 372 MiB while its tensors
 peaked 1.5 GiB above what was resident before). `tf.config.experimental.get_memory_info`
-counts the bytes of live tensors instead, the quantity a GPU's allocator reports: weights,
-optimizer state, activations, gradients and solver buffers. oneDNN's own scratch space is not in it.
+counts the allocator's chunks that hold live tensors instead, the quantity a GPU's
+allocator reports: weights, optimizer state, activations, gradients and solver buffers.
+oneDNN's own scratch space is not in it.
 
-Those statistics count the allocator's chunks, and TensorFlow's BFC allocator hands out a
-free chunk whole when it is less than twice the request: a 16 MiB tensor placed in a
+TensorFlow's BFC allocator (`peak_memory`) hands out a free chunk whole when it is less than twice the request: a 16 MiB tensor placed in a
 26 MiB hole between older allocations counts 26. How many such tails a call collects
 depends on the holes the process's earlier allocations left, not on what the call keeps
 (bench/RESULTS.md, segnode_memory: 27-85 MiB of SegNode's training peak, 6-9 of HRNetV2's).
