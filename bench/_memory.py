@@ -13,7 +13,7 @@ oneDNN's own scratch space is not in it.
 TensorFlow's BFC allocator (`peak_memory`) hands out a free chunk whole when it is less
 than twice the request: a 16 MiB tensor placed in a 26 MiB hole between older allocations
 counts 26. How many such tails a call collects depends on the holes the process's earlier
-allocations left, not on what the call keeps (bench/RESULTS.md, segnode_memory: 27-85 MiB
+allocations left (bench/RESULTS.md, segnode_memory: 27-85 MiB
 of SegNode's training peak, 6-9 of HRNetV2's). `tensor_peak` replays one call's
 allocations from the profiler and sums the tensors' own sizes instead, near what PyTorch's
 `max_memory_allocated` counts: its caching allocator splits a cached block whenever more
