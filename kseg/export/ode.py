@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from kseg.ode.callbacks import ode_blocks
+from kseg.ode.odeint import DEFAULT_STEPS
 
 FIXED_METHODS = ("rk4", "midpoint", "heun", "euler")
 
@@ -41,7 +42,9 @@ def own_solve(blocks: list) -> str:
     solvers = {block.solver for block in blocks}
     if not solvers or any(solver.adaptive for solver in solvers):
         return "the adaptive solve"
-    grids = sorted(f"{s.method} x {s.steps or 10} step{'s' * (s.steps != 1)}" for s in solvers)
+    grids = sorted(
+        f"{s.method} x {s.steps or DEFAULT_STEPS} step{'s' * (s.steps != 1)}" for s in solvers
+    )
     return f"the model's own grid ({', '.join(grids)})"
 
 

@@ -43,6 +43,7 @@ from kseg.ode.adjoint import (
     MIN_FACTOR,
     SAFETY,
     _combine,
+    cotangents,
     custom_gradient_result,
 )
 from kseg.ode.dopri import initial_step_size, scaled_error_rms, step_factor
@@ -232,9 +233,7 @@ def odeint_aca(
 
         def grad(*d_states, variables=None):
             params = [v for v in variables or [] if v.trainable]
-            d_states = [
-                tf.zeros_like(s) if d is None else d for s, d in zip(states, d_states, strict=True)
-            ]
+            d_states = cotangents(states, d_states)
             log = step_log.stack()
 
             def back(k, a, g):

@@ -243,6 +243,18 @@ def _backward_interval(
     return y, a, g, tf.stack([evaluations, accepted, rejected])
 
 
+def cotangents(outputs: list, d: list) -> list:
+    """The cotangents a `tf.custom_gradient` gradient function receives for its `outputs`,
+    with zeros where TensorFlow passes None (an output the loss does not read)."""
+    return [tf.zeros_like(o) if di is None else di for o, di in zip(outputs, d, strict=True)]
+
+
+def by_time(flat: list, n: int) -> list[list]:
+    """A flat list of the states at successive times, `n` tensors each, as one list of
+    `n` tensors per time."""
+    return [flat[i : i + n] for i in range(0, len(flat), n)]
+
+
 def custom_gradient_result(a: list, g: list, params: list, variables):
     """What a `tf.custom_gradient` gradient function returns: the initial state's gradient
     `a`, and with `variables` (those the forward read) their gradients, `g` for the
@@ -298,10 +310,7 @@ def odeint_adjoint(
         def grad(*d_states, variables=None):
             params = [v for v in variables or [] if v.trainable]
             aug = _Augmented(func, structure, params)
-            d_states = [
-                tf.zeros_like(s) if d is None else d
-                for s, d in zip(flat_states, d_states, strict=True)
-            ]
+            d_states = cotangents(flat_states, d_states)
 
             def interval(i, a, g, total):
                 """From output time i back to i - 1; the state restarts from the stored

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from kseg.ode.adjoint import custom_gradient_result
+from kseg.ode.adjoint import by_time, cotangents, custom_gradient_result
 
 
 def _add(x: list | None, y: list) -> list:
@@ -53,9 +53,7 @@ def integrate_checkpointed(
 
         def grad(*d_flat, variables=None):
             params = [v for v in variables or [] if v.trainable]
-            d = [tf.zeros_like(s) if g is None else g
-                 for s, g in zip(flat_states, d_flat, strict=True)]  # fmt: skip
-            d = [d[i * n : (i + 1) * n] for i in range(len(states))]
+            d = by_time(cotangents(flat_states, d_flat), n)
             a, g, index = d[-1], [tf.zeros_like(p) for p in params], len(inputs)
             evaluations = 0
             for k in reversed(range(len(grid))):
@@ -90,6 +88,4 @@ def integrate_checkpointed(
 
         return flat_states, grad
 
-    flat = run(*y0)
-    states = [flat[i * n : (i + 1) * n] for i in range(len(grid) + 1)]
-    return states, sum(len(interval) for interval in grid)
+    return by_time(run(*y0), n), sum(len(interval) for interval in grid)

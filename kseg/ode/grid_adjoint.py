@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from kseg.ode.adjoint import _Augmented, _combine, custom_gradient_result
+from kseg.ode.adjoint import _Augmented, _combine, by_time, cotangents, custom_gradient_result
 
 
 def integrate_adjoint(
@@ -50,13 +50,11 @@ def integrate_adjoint(
         def grad(*d_flat, variables=None):
             params = [v for v in variables or [] if v.trainable]
             aug = _Augmented(func, list(flat_y0), params)
-            d = [tf.zeros_like(s) if g is None else g
-                 for s, g in zip(flat_states, d_flat, strict=True)]  # fmt: skip
-            d = [d[i * n : (i + 1) * n] for i in range(len(states))]
+            d = by_time(cotangents(flat_states, d_flat), n)
             a, g = d[-1], [tf.zeros_like(p) for p in params]
             evaluations = 0
             for k in reversed(range(len(grid))):
-                y = flat_states[(k + 1) * n : (k + 2) * n]  # restart from the forward's output
+                y = states[k + 1]  # restart from the forward's output
                 for t, dt in reversed(grid[k]):
                     y, a, g = _step_back(aug, solver.tableau, t, dt, y, a, g)
                     evaluations += solver.evaluations
@@ -67,9 +65,7 @@ def integrate_adjoint(
 
         return flat_states, grad
 
-    flat = run(*y0)
-    states = [flat[i * n : (i + 1) * n] for i in range(len(grid) + 1)]
-    return states, taken
+    return by_time(run(*y0), n), taken
 
 
 def _step_back(aug, tableau, t, dt, y: list, a: list, g: list):

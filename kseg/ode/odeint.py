@@ -13,6 +13,7 @@ from kseg.ode.grid_adjoint import integrate_adjoint
 from kseg.ode.solvers import AdaptiveSolver, Func, check_gradient, get_solver
 
 DEFAULT_MAX_NUM_STEPS = 1000
+DEFAULT_STEPS = 10  # a fixed grid's steps over the interval when none are given
 
 
 class MaxStepsExceededError(RuntimeError):
@@ -124,7 +125,7 @@ def odeint(
             steps = max(1, round((times[-1] - times[0]) / options.pop("step_size")))
         if options:
             raise ValueError(f"unknown options for {method!r}: {sorted(options)}")
-        steps = 10 if steps is None else int(steps)
+        steps = DEFAULT_STEPS if steps is None else int(steps)
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
         wrapped = lambda s, y: func(tf.constant(s, dtype=_dtype(y0)), y)  # noqa: E731
