@@ -1,15 +1,17 @@
 """Atomic checkpoints (last and best) and resuming from them.
 
 After every epoch the callback writes `last-epochNNNN.keras` (model, optimiser state and
-step; NNNN = epochs done) and `state.json` (best score, history), each to a temporary file
-in the same folder that is then renamed into place, and only then removes the older
-`last-epoch*.keras`. An interruption at any moment leaves a complete checkpoint, and the
-epoch count is in its name, so at most the epoch in progress is lost.
+step; NNNN = epochs done) and, when the epoch improved on the best score, a copy of it
+as `.best-epochNNNN.keras`, each to a temporary file in the same folder that is renamed
+into place. Then it writes `state.json` (epochs done, best score and its epoch, history)
+the same way: that rename commits the epoch. Only after it does the copy become
+`best.keras` and the older `last-epoch*.keras` go. A run stopped at any moment resumes
+from the epoch `state.json` names, with the history and best score of that epoch, so at
+most the epoch in progress is lost; `settle` finishes or discards what the stop left.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
@@ -19,24 +21,74 @@ import shutil
 import keras
 
 BEST, STATE = "best.keras", "state.json"
-_LAST = re.compile(r"last-epoch(\d+)\.keras$")
+_LAST = re.compile(r"^last-epoch(\d+)\.keras$")
+_PENDING_BEST = re.compile(r"^\.best-epoch(\d+)\.keras$")
+_TEMPORARY = re.compile(r"^\.tmp-\d+-(last-epoch\d+\.keras|\.best-epoch\d+\.keras|state\.json)$")
+
+
+def _numbered(folder: str, pattern: re.Pattern) -> dict[int, str]:
+    """{epoch: path} of the files in `folder` whose names match `pattern`."""
+    if not os.path.isdir(folder):
+        return {}
+    found = {}
+    for name in os.listdir(folder):
+        match = pattern.match(name)
+        if match:
+            found[int(match.group(1))] = os.path.join(folder, name)
+    return found
 
 
 def last_checkpoint(folder: str) -> tuple[str, int] | None:
-    """(path, epochs done) of the newest complete `last-epochNNNN.keras`, or None."""
-    found = []
-    for path in glob.glob(os.path.join(folder, "last-epoch*.keras")):
-        match = _LAST.search(os.path.basename(path))
-        if match:
-            found.append((int(match.group(1)), path))
-    if not found:
+    """(path, epochs done) of the run's last committed checkpoint, or None: the
+    `last-epochNNNN.keras` of the epoch `state.json` records. A later file is an epoch
+    whose saving a stop interrupted; without a `state.json` (or its epoch's file) the newest
+    file counts."""
+    files = _numbered(folder, _LAST)
+    if not files:
         return None
-    epoch, path = max(found)
-    return path, epoch
+    epoch = (read_state(folder) or {}).get("epoch")
+    if epoch not in files:
+        epoch = max(files)
+    return files[epoch], epoch
+
+
+def _committed_best(folder: str, state: dict) -> str | None:
+    """The `.best-epochNNNN.keras` that `state.json` committed as the best model and that
+    has not yet been renamed to `best.keras`, or None."""
+    epoch = state.get("best_epoch")
+    if epoch is None or epoch != state.get("epoch"):
+        return None
+    return _numbered(folder, _PENDING_BEST).get(epoch)
+
+
+def settle(folder: str) -> None:
+    """Finishes what a run stopped while saving left in `folder`, before training in it
+    again: the best model of the epoch `state.json` committed becomes `best.keras`; the
+    other epochs' checkpoints (older ones a stop kept, a later one it did not commit), best
+    models it did not commit and the temporary files of interrupted writes are removed."""
+    state = read_state(folder) or {}
+    committed = _committed_best(folder, state)
+    for path in _numbered(folder, _PENDING_BEST).values():
+        if path == committed:
+            _promote(path, os.path.join(folder, BEST))
+        else:
+            os.remove(path)
+    files = _numbered(folder, _LAST)
+    if state.get("epoch") in files:  # else a state.json of a kseg that wrote it last
+        for epoch, path in files.items():
+            if epoch != state["epoch"]:
+                os.remove(path)
+    for name in os.listdir(folder):
+        if _TEMPORARY.match(name):
+            os.remove(os.path.join(folder, name))
 
 
 def best_or_last(folder: str) -> str:
-    """The model a finished run hands on: its best checkpoint, else its last."""
+    """The model a finished run hands on: its best checkpoint (the committed one, if a stop
+    came before it was renamed to `best.keras`), else its last."""
+    committed = _committed_best(folder, read_state(folder) or {})
+    if committed:
+        return committed
     best = os.path.join(folder, BEST)
     if os.path.exists(best):
         return best
@@ -85,16 +137,17 @@ def read_state(folder: str) -> dict | None:
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
-    """Saves `last.keras` every epoch and `best.keras` when `monitor` improves.
+    """Saves `last-epochNNNN.keras` every epoch and `best.keras` when `monitor` improves,
+    committing each epoch with `state.json` (the module's docstring says in which order).
 
     Args:
         folder: where the checkpoints go.
         monitor: a log key, e.g. "val_mean_iou"; None saves no best model.
         mode: "max" or "min".
-        state: a previous `state.json` content when resuming (keeps the best score and the
-            history of the earlier epochs).
+        state: a previous `state.json` content when resuming (keeps the best score, its
+            epoch and the history of the earlier epochs).
         write: False on the workers of a multi-worker run that are not the chief: they
-            follow the epochs but write nothing.
+            follow the epochs but write nothing. The chief `settle`s the folder first.
 
     An epoch whose losses (any `*loss` in the logs, training or validation) are not finite
     is not saved: the callback stops training and sets `diverged` to (epoch, keys).
@@ -114,11 +167,13 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.folder, self.monitor, self.mode = folder, monitor, mode
         state = state or {}
         self.best = state.get("best", -math.inf if mode == "max" else math.inf)
+        self.best_epoch: int | None = state.get("best_epoch")
         self.history: dict[str, list[float]] = state.get("history", {})
         self.write = write
         self.diverged: tuple[int, list[str]] | None = None
         if write:
             os.makedirs(folder, exist_ok=True)
+            settle(folder)
 
     def _improved(self, value: float) -> bool:
         return value > self.best if self.mode == "max" else value < self.best
@@ -132,22 +187,36 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             return
         if not self.write:
             return
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(float(value))
-        previous = last_checkpoint(self.folder)
-        last = os.path.join(self.folder, f"last-epoch{epoch + 1:04d}.keras")
+        done = epoch + 1
+        last = os.path.join(self.folder, f"last-epoch{done:04d}.keras")
         atomic_write(last, self.model.save)
+        history = {key: list(values) for key, values in self.history.items()}
+        for key, value in logs.items():
+            history.setdefault(key, []).append(float(value))
+        best, best_epoch, pending = self.best, self.best_epoch, None
         value = logs.get(self.monitor) if self.monitor else None
         if value is not None and math.isfinite(value) and self._improved(float(value)):
-            self.best = float(value)
+            best, best_epoch = float(value), done
+            pending = os.path.join(self.folder, f".best-epoch{done:04d}.keras")
             # the same model as the file just written: its bytes, not a second serialisation
-            atomic_write(os.path.join(self.folder, BEST), lambda tmp: shutil.copyfile(last, tmp))
-        if previous and previous[1] != epoch + 1:
-            os.remove(previous[0])
+            atomic_write(pending, lambda tmp: shutil.copyfile(last, tmp))
         state = {
-            "epoch": epoch + 1,
-            "best": self.best,
+            "epoch": done,
+            "best": best,
+            "best_epoch": best_epoch,
             "monitor": self.monitor,
-            "history": self.history,
+            "history": history,
         }
-        atomic_write_json(os.path.join(self.folder, STATE), state)
+        atomic_write_json(os.path.join(self.folder, STATE), state)  # the epoch's commit
+        self.best, self.best_epoch, self.history = best, best_epoch, history
+        if pending:
+            _promote(pending, os.path.join(self.folder, BEST))
+        for older, path in _numbered(self.folder, _LAST).items():
+            if older != done:
+                os.remove(path)
+
+
+def _promote(pending: str, best: str) -> None:
+    """Renames the best model an epoch committed into place: the last step of the epoch's
+    save, which `settle` repeats when a stop came before it."""
+    os.replace(pending, best)

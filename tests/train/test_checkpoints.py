@@ -1,4 +1,5 @@
-"""Checkpoints are atomic, keep the newest complete epoch, and resume; PreciseBN."""
+"""Checkpoints are atomic, keep the newest committed epoch, and resume from it, whenever a
+run stops; PreciseBN."""
 
 import os
 
@@ -6,7 +7,14 @@ import keras
 import numpy as np
 import pytest
 
-from kseg.train.checkpoints import AtomicCheckpoint, atomic_write, last_checkpoint, read_state
+from kseg.train import checkpoints
+from kseg.train.checkpoints import (
+    AtomicCheckpoint,
+    atomic_write,
+    best_or_last,
+    last_checkpoint,
+    read_state,
+)
 from kseg.train.precise_bn import recompute_batch_norm_statistics
 
 
@@ -45,6 +53,84 @@ def test_checkpoint_keeps_only_the_newest_epoch_and_the_best(tmp_path):
     reloaded = keras.saving.load_model(path)
     assert int(reloaded.optimizer.iterations) == int(model.optimizer.iterations) == 3
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+class _Weights(keras.callbacks.Callback):
+    """The model's weights at the end of each epoch, by epochs done."""
+
+    def __init__(self):
+        super().__init__()
+        self.at = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.at[epoch + 1] = [np.array(w) for w in self.model.get_weights()]
+
+
+def _holds(path, weights) -> bool:
+    return all(
+        np.array_equal(a, b)
+        for a, b in zip(keras.saving.load_model(path).get_weights(), weights, strict=True)
+    )
+
+
+@pytest.mark.parametrize("stop_at", ["atomic_write_json", "_promote"])
+def test_a_run_stopped_while_saving_an_epoch_resumes_where_state_json_says(
+    tmp_path, monkeypatch, stop_at
+):
+    """A stop (Ctrl-C here; a kill alike) during the save of an improved third epoch (the
+    loss falls every epoch; an epoch that did not improve would never call `_promote`):
+    before `state.json` commits it, the run resumes from epoch 2, whose history and best
+    score it keeps, and best.keras stays epoch 2's; after the commit, from epoch 3, and
+    best.keras becomes epoch 3's. Either way best.keras holds the model whose score
+    state.json calls the best, and the folder ends as a run never stopped leaves it."""
+    folder, model, seen = str(tmp_path), _tiny_model(), _Weights()
+    x, y = np.ones((8, 4), "float32"), np.zeros((8, 3), "float32")
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[seen, AtomicCheckpoint(folder, "loss", "min")])
+    state = read_state(folder)
+
+    def stop(*args):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(checkpoints, stop_at, stop)
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(
+                x, y, epochs=3, initial_epoch=2, verbose=0,
+                callbacks=[seen, AtomicCheckpoint(folder, "loss", "min", state=state)],
+            )  # fmt: skip
+    committed = 3 if stop_at == "_promote" else 2
+    state = read_state(folder)
+    assert state["epoch"] == state["best_epoch"] == committed
+    assert len(state["history"]["loss"]) == committed
+    path, epoch = last_checkpoint(folder)
+    assert epoch == committed and _holds(path, seen.at[committed])
+    assert _holds(best_or_last(folder), seen.at[committed])  # before the next run settles
+
+    AtomicCheckpoint(folder, "loss", "min", state=state)  # the resumed run's, which settles
+    assert sorted(os.listdir(folder)) == [
+        "best.keras",
+        f"last-epoch{committed:04d}.keras",
+        "state.json",
+    ]
+    assert _holds(os.path.join(folder, "best.keras"), seen.at[committed])
+
+
+def test_a_run_killed_mid_write_leaves_no_temporary_files_behind_its_resume(tmp_path):
+    """A SIGKILL during a write leaves the process's temporary file (its `finally` never
+    runs); the next run on the folder removes it, and leaves files it did not write."""
+    folder, model = str(tmp_path), _tiny_model()
+    x, y = np.ones((8, 4), "float32"), np.zeros((8, 3), "float32")
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[AtomicCheckpoint(folder, "loss", "min")])
+    left = [".tmp-999999-last-epoch0002.keras", ".tmp-999999-state.json", ".tmp-1-notes.txt"]
+    for name in left:
+        (tmp_path / name).write_text("half")
+    AtomicCheckpoint(folder, "loss", "min", state=read_state(folder))
+    assert sorted(os.listdir(folder)) == [
+        ".tmp-1-notes.txt",
+        "best.keras",
+        "last-epoch0001.keras",
+        "state.json",
+    ]
 
 
 def test_precise_bn_sets_the_moving_statistics_to_the_batch_average():
