@@ -2,11 +2,15 @@
 
 An export is written to a staging folder inside `out` first and moved in when it has
 succeeded, so a failed export leaves `out` as it was (the folder created, if it was not
-there). Moving in replaces a file only if an earlier kseg export wrote it and it is
-unchanged since: `out/.kseg-export.json` records each file kseg wrote with its SHA-256. A
-file of the same name that kseg did not write, or that changed since (an app's own
-labels.txt, an edited segment.py), stops the export with a message naming it, and nothing
-is moved.
+there). A process killed outright (SIGKILL, the kernel's out-of-memory killer) cannot
+remove its staging folder; the folder's name carries the process id, and the next export
+to `out` removes the staging folders of processes that no longer run, so that no partial
+export stays among an app's assets.
+
+Moving in replaces a file only if an earlier kseg export wrote it and it is unchanged
+since: `out/.kseg-export.json` records each file kseg wrote with its SHA-256. A file of
+the same name that kseg did not write, or that changed since (an app's own labels.txt, an
+edited segment.py), stops the export with a message naming it, and nothing is moved.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import weakref
@@ -22,6 +27,30 @@ from kseg.errors import UserError
 from kseg.predict.standalone import sha256
 
 MANIFEST = ".kseg-export.json"
+STAGING = ".kseg-staging-"
+_STAGING_PID = re.compile(re.escape(STAGING) + r"(\d+)-")
+
+
+def _running(pid: int) -> bool:
+    """Whether a process of this id runs (another user's counts; off POSIX, where signal 0
+    is no probe, every process is taken to run)."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def remove_stale_stages(out: str) -> None:
+    """Removes the staging folders in `out` of exports whose process no longer runs."""
+    for name in os.listdir(out):
+        match = _STAGING_PID.match(name)
+        if match and not _running(int(match.group(1))):
+            shutil.rmtree(os.path.join(out, name), ignore_errors=True)
 
 
 def _fingerprint(path: str) -> str:
@@ -45,7 +74,8 @@ class Destination:
     def __init__(self, out: str):
         self.out = out
         os.makedirs(out, exist_ok=True)
-        self.stage = tempfile.mkdtemp(prefix=".kseg-staging-", dir=out)
+        remove_stale_stages(out)
+        self.stage = tempfile.mkdtemp(prefix=f"{STAGING}{os.getpid()}-", dir=out)
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.stage, True)
 
     def __enter__(self) -> Destination:
@@ -68,7 +98,7 @@ class Destination:
                 earlier = "exported by kseg" in f.readline()
         except (OSError, UnicodeDecodeError):
             earlier = False
-        names = [n for n in os.listdir(self.out) if not n.startswith(".kseg-staging-")]
+        names = [n for n in os.listdir(self.out) if not n.startswith(STAGING)]
         return {n: _fingerprint(os.path.join(self.out, n)) for n in names} if earlier else {}
 
     def check(self, names: list[str]) -> dict[str, str]:
