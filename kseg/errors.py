@@ -5,12 +5,14 @@ A `UserError` is a mistake in what a user gave kseg (a folder, a file, a name, a
 as opposed to a bug. Its message names the culprit and what to do. The command lines
 (`python -m kseg.recipes.<dataset>`, `python -m kseg.export`) print it as one
 `error: ...` message on stderr and exit with status 2; `--debug` shows the traceback.
-Every other exception is a bug and keeps its traceback.
+A full disk (`disk_full`), which is no bug either, is reported the same way. Every other
+exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 import threading
@@ -38,6 +40,12 @@ class TrainingDiverged(UserError, RuntimeError):
     """A training run whose loss or logits stopped being finite."""
 
 
+def disk_full(error: BaseException) -> bool:
+    """Whether `error` says that a disk (or the user's quota on it) is full."""
+    full = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+    return isinstance(error, OSError) and error.errno in full
+
+
 def command_parser(prog: str, description: str, **kwargs) -> argparse.ArgumentParser:
     """The parser of a kseg command: defaults shown in `--help` (unless `kwargs` give
     another `formatter_class`), and `--debug`, which `run_command` reads."""
@@ -57,10 +65,10 @@ def _terminated(signum, frame):
 
 
 def run_command(main: Callable[[], object], argv: list[str] | None = None) -> None:
-    """Runs `main()`, turning a `UserError` into `error: ...` on stderr and exit status 2,
-    and Ctrl-C or SIGTERM into `interrupted` or `terminated` (with what the stopped work
-    kept, when it says) and the shell's status for the signal, 130 or 143, with the
-    objects alive before it frozen for the collector (`kseg.utils.heap`).
+    """Runs `main()`, turning a `UserError` or a full disk into `error: ...` on stderr and
+    exit status 2, and Ctrl-C or SIGTERM into `interrupted` or `terminated` (with what the
+    stopped work kept, when it says) and the shell's status for the signal, 130 or 143,
+    with the objects alive before it frozen for the collector (`kseg.utils.heap`).
 
     `--debug` in `argv` (default `sys.argv`) lets the exception through with its
     traceback."""
@@ -76,6 +84,16 @@ def run_command(main: Callable[[], object], argv: list[str] | None = None) -> No
         if "--debug" in argv:
             raise
         print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as error:
+        if "--debug" in argv or not disk_full(error):
+            raise
+        what = f" writing {error.filename}" if error.filename else ""
+        print(
+            f"error: no space left on the device{what}: free some space, or give a folder on "
+            "another disk, and run the command again",
+            file=sys.stderr,
+        )
         raise SystemExit(2) from None
     except KeyboardInterrupt as stop:  # what was kept, not where it stopped
         if "--debug" in argv:

@@ -16,7 +16,7 @@ import shutil
 import sys
 import time
 
-from kseg.errors import UserError
+from kseg.errors import UserError, disk_full
 from kseg.recipes.config import CONFIG, RunConfig, read_run_record, write_run_record
 
 
@@ -240,12 +240,28 @@ class Runner:
                 task=self.task,
                 monitor=self.task.monitor(model, config.monitor) if config.monitor else None,
             )
-        except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM: what is kept (`run_command`)
+        except (KeyboardInterrupt, OSError) as stop:  # what is kept (`run_command`)
+            if isinstance(stop, OSError) and not disk_full(stop):
+                raise
             found = last_checkpoint(folder)
             done = found[1] if found else 0
-            raise type(stop)(
-                f"{done} of {epochs} epochs are saved in {folder}; the same command resumes "
-                f"from epoch {done + 1}"
+            kept = f"{done} of {epochs} epochs are saved in {folder}"
+            if isinstance(stop, KeyboardInterrupt):  # Ctrl-C, SIGTERM
+                raise type(stop)(
+                    f"{kept}; the same command resumes from epoch {done + 1}"
+                ) from None
+            size = os.path.getsize(found[0]) / 2**20 if found else None
+            free = shutil.disk_usage(folder).free / 2**20
+            raise UserError(
+                f"no space left on the disk of {folder} ({free:.0f} MiB free"
+                + (
+                    f"; an epoch's save takes up to {2 * size:.0f} MiB more, its checkpoint "
+                    "and a copy as the best model"
+                    if size
+                    else ""
+                )
+                + f"): {kept}. Free some space and run the same command: it resumes from "
+                f"epoch {done + 1}"
             ) from None
 
     def check_same_model(self, folder: str) -> None:

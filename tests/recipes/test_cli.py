@@ -156,6 +156,46 @@ def test_ctrl_c_in_an_epoch_says_what_is_saved_and_the_same_command_resumes_the_
     assert model.optimizer.get_config()["learning_rate"]["config"]["total_steps"] == 6
 
 
+def test_a_disk_that_fills_up_stops_training_with_what_is_saved(
+    demo_cityscapes, tmp_path, capsys, monkeypatch
+):
+    """The disk fills up while the second epoch's checkpoint is written: one line with the
+    free space, the epochs saved and how to resume, status 2, no traceback; the first
+    epoch's checkpoint and state.json stay, and the half-written file is gone."""
+    import errno
+
+    from kseg.train import checkpoints
+
+    atomic_write = checkpoints.atomic_write
+
+    def filling(path, write):
+        def half(tmp):
+            with open(tmp, "wb") as f:
+                f.write(bytes(1000))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        full = path.endswith("last-epoch0002.keras")
+        return atomic_write(path, half if full else write)
+
+    monkeypatch.setattr(checkpoints, "atomic_write", filling)
+    out = str(tmp_path / "run")
+    with pytest.raises(SystemExit) as exit_:
+        cityscapes.main(["train", "--data-dir", demo_cityscapes, "--out", out, "--epochs", "2",
+                         *FAST])  # fmt: skip
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert re.search(
+        rf"^error: no space left on the disk of {re.escape(out)} \(\d+ MiB free; an epoch's save "
+        r"takes up to \d+ MiB more, its checkpoint and a copy as the best model\): 1 of 2 "
+        rf"epochs are saved in {re.escape(out)}\. Free some space and run the same command: it "
+        r"resumes from epoch 2$",
+        err,
+        re.M,
+    ), err
+    assert last_checkpoint(out)[1] == read_state(out)["epoch"] == 1
+    assert not [n for n in os.listdir(out) if n.startswith(".tmp-")]
+
+
 def test_a_mirrored_run_killed_after_an_epoch_resumes_from_it(demo_cityscapes, tmp_path, capsys):
     """`--strategy mirrored` on two logical CPUs in a process of its own, killed once its
     first epoch is written; the run resumes from that epoch (here in this process, on one

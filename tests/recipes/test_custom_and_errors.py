@@ -496,6 +496,26 @@ def test_sigterm_stops_a_command_as_ctrl_c_does_with_its_status():
     assert run.stderr.rstrip().endswith("\nterminated") and "Traceback" not in run.stderr
 
 
+def test_a_full_disk_is_one_line_and_any_other_os_error_keeps_its_traceback(capsys):
+    """A write to /dev/full fails as on a full disk (ENOSPC): one `error:` line, status 2;
+    a missing file, which only a bug would open, keeps its traceback."""
+    from kseg.errors import run_command
+
+    def fill():
+        with open("/dev/full", "w") as f:
+            f.write("x")
+
+    with pytest.raises(SystemExit) as exit_:
+        run_command(fill, [])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert err.startswith("error: no space left on the device") and err.count("\n") == 1
+    with pytest.raises(FileNotFoundError):
+        run_command(lambda: open("/nonexistent/kseg"), [])
+    with pytest.raises(OSError, match="No space left"):  # --debug: the traceback
+        run_command(fill, ["--debug"])
+
+
 def test_import_kseg_gives_export_features_and_tasks():
     import kseg
 
