@@ -5,14 +5,17 @@ A `UserError` is a mistake in what a user gave kseg (a folder, a file, a name, a
 as opposed to a bug. Its message names the culprit and what to do. The command lines
 (`python -m kseg.recipes.<dataset>`, `python -m kseg.export`) print it as one
 `error: ...` message on stderr and exit with status 2; `--debug` shows the traceback.
-A full disk (`disk_full`), which is no bug either, is reported the same way. Every other
-exception is a bug and keeps its traceback.
+A full disk (`disk_full`) and memory that a run's settings exceed (`out_of_memory`), which
+are no bugs either, are reported the same way. Every other exception is a bug and keeps
+its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import math
+import re
 import signal
 import sys
 import threading
@@ -46,6 +49,26 @@ def disk_full(error: BaseException) -> bool:
     return isinstance(error, OSError) and error.errno in full
 
 
+_OOM = re.compile(r"OOM when allocating tensor with shape\[([\d,]*)\] and type (\w+) on (\S+)")
+_BYTES = {"half": 2, "bfloat16": 2, "float": 4, "int32": 4, "double": 8, "int64": 8}
+
+
+def out_of_memory(error: BaseException) -> str | None:
+    """What TensorFlow's out-of-memory error (`ResourceExhaustedError`, known by its name so
+    that this module imports no TensorFlow) could not allocate, in words; None for any
+    other error."""
+    if type(error).__name__ != "ResourceExhaustedError":
+        return None
+    match = _OOM.search(str(error))
+    if not match:
+        return "out of memory"
+    dims = [int(d) for d in match.group(1).split(",") if d]
+    size = math.prod(dims) * _BYTES.get(match.group(2), 4) / 2**20
+    device = match.group(3).rsplit("/device:", 1)[-1]
+    shape = "x".join(map(str, dims))
+    return f"out of memory on {device}: a {shape} tensor ({size:,.0f} MiB) did not fit"
+
+
 def command_parser(prog: str, description: str, **kwargs) -> argparse.ArgumentParser:
     """The parser of a kseg command: defaults shown in `--help` (unless `kwargs` give
     another `formatter_class`), and `--debug`, which `run_command` reads."""
@@ -65,10 +88,11 @@ def _terminated(signum, frame):
 
 
 def run_command(main: Callable[[], object], argv: list[str] | None = None) -> None:
-    """Runs `main()`, turning a `UserError` or a full disk into `error: ...` on stderr and
-    exit status 2, and Ctrl-C or SIGTERM into `interrupted` or `terminated` (with what the
-    stopped work kept, when it says) and the shell's status for the signal, 130 or 143,
-    with the objects alive before it frozen for the collector (`kseg.utils.heap`).
+    """Runs `main()`, turning a `UserError`, a full disk or memory exhausted into
+    `error: ...` on stderr and exit status 2, and Ctrl-C or SIGTERM into `interrupted` or
+    `terminated` (with what the stopped work kept, when it says) and the shell's status for
+    the signal, 130 or 143, with the objects alive before it frozen for the collector
+    (`kseg.utils.heap`).
 
     `--debug` in `argv` (default `sys.argv`) lets the exception through with its
     traceback."""
@@ -94,6 +118,12 @@ def run_command(main: Callable[[], object], argv: list[str] | None = None) -> No
             "another disk, and run the command again",
             file=sys.stderr,
         )
+        raise SystemExit(2) from None
+    except Exception as error:
+        said = out_of_memory(error)
+        if "--debug" in argv or said is None:
+            raise
+        print(f"error: {said}: use smaller batches or images and run again", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt as stop:  # what was kept, not where it stopped
         if "--debug" in argv:

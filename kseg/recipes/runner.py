@@ -16,7 +16,7 @@ import shutil
 import sys
 import time
 
-from kseg.errors import UserError, disk_full
+from kseg.errors import UserError, disk_full, out_of_memory
 from kseg.recipes.config import CONFIG, RunConfig, read_run_record, write_run_record
 
 
@@ -240,8 +240,9 @@ class Runner:
                 task=self.task,
                 monitor=self.task.monitor(model, config.monitor) if config.monitor else None,
             )
-        except (KeyboardInterrupt, OSError) as stop:  # what is kept (`run_command`)
-            if isinstance(stop, OSError) and not disk_full(stop):
+        except (KeyboardInterrupt, Exception) as stop:  # what is kept (`run_command`)
+            memory = out_of_memory(stop)
+            if isinstance(stop, Exception) and not (memory or disk_full(stop)):
                 raise
             found = last_checkpoint(folder)
             done = found[1] if found else 0
@@ -249,6 +250,13 @@ class Runner:
             if isinstance(stop, KeyboardInterrupt):  # Ctrl-C, SIGTERM
                 raise type(stop)(
                     f"{kept}; the same command resumes from epoch {done + 1}"
+                ) from None
+            if memory:
+                raise UserError(
+                    f"{memory} while training {model.name} on {prepared.description}, batch "
+                    f"{batch}: lower --batch-size or --crop, or try --recompute-norm-act (or "
+                    f"--mixed-precision float16 on a GPU); {kept}, and the same command with "
+                    f"smaller settings resumes from epoch {done + 1}"
                 ) from None
             size = os.path.getsize(found[0]) / 2**20 if found else None
             free = shutil.disk_usage(folder).free / 2**20

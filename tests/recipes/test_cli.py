@@ -196,6 +196,47 @@ def test_a_disk_that_fills_up_stops_training_with_what_is_saved(
     assert not [n for n in os.listdir(out) if n.startswith(".tmp-")]
 
 
+def test_running_out_of_memory_in_training_names_the_settings_to_lower(
+    demo_cityscapes, tmp_path, capsys, monkeypatch
+):
+    """TensorFlow's out-of-memory error in the second epoch (a real one: a 1 TiB tensor its
+    allocator refuses, as a GPU's refuses a batch too large): one line naming what did not
+    fit, the run's settings and the flags that lower its memory, the epochs saved and where
+    the same command resumes; status 2, no traceback."""
+    import keras
+    import tensorflow as tf
+
+    from kseg.train import engine
+
+    fit = engine.fit
+
+    class TooLarge(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.model.optimizer.iterations.numpy() == 3:  # the second epoch's 2nd step
+                tf.zeros((1 << 38,))
+
+    def large_fit(*args, extra_callbacks=(), **kwargs):
+        return fit(*args, extra_callbacks=[*extra_callbacks, TooLarge()], **kwargs)
+
+    monkeypatch.setattr(engine, "fit", large_fit)
+    out = str(tmp_path / "run")
+    with pytest.raises(SystemExit) as exit_:
+        cityscapes.main(["train", "--data-dir", demo_cityscapes, "--out", out, "--epochs", "2",
+                         *FAST])  # fmt: skip
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert re.search(
+        r"^error: out of memory on CPU:0: a 274877906944 tensor \(1,048,576 MiB\) did not fit "
+        r"while training contextnet_cn14 on Cityscapes train \(\d+ images\), crop 64x128, "
+        r"batch 2: lower --batch-size or --crop, or try --recompute-norm-act \(or "
+        rf"--mixed-precision float16 on a GPU\); 1 of 2 epochs are saved in {re.escape(out)}, "
+        r"and the same command with smaller settings resumes from epoch 2$",
+        err,
+        re.M,
+    ), err
+    assert last_checkpoint(out)[1] == 1
+
+
 def test_a_mirrored_run_killed_after_an_epoch_resumes_from_it(demo_cityscapes, tmp_path, capsys):
     """`--strategy mirrored` on two logical CPUs in a process of its own, killed once its
     first epoch is written; the run resumes from that epoch (here in this process, on one

@@ -516,6 +516,23 @@ def test_a_full_disk_is_one_line_and_any_other_os_error_keeps_its_traceback(caps
         run_command(fill, ["--debug"])
 
 
+def test_tensorflows_out_of_memory_is_one_line(capsys):
+    """TensorFlow's own out-of-memory error (a 1 TiB tensor, which its CPU allocator
+    refuses) is one `error:` line with what did not fit, status 2."""
+    import tensorflow as tf
+
+    from kseg.errors import run_command
+
+    with pytest.raises(SystemExit) as exit_:
+        run_command(lambda: tf.zeros((1 << 38,)), [])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err and err.count("\n") == 1
+    assert err == (
+        "error: out of memory on CPU:0: a 274877906944 tensor (1,048,576 MiB) did not fit: "
+        "use smaller batches or images and run again\n"
+    )
+
+
 def test_import_kseg_gives_export_features_and_tasks():
     import kseg
 
