@@ -31,6 +31,38 @@ def _run(args, **kw):
     )  # fmt: skip
 
 
+def _stop_in_the_second_epoch(monkeypatch, stop) -> None:
+    """Makes the recipes' training call `stop()` before the second epoch's second step."""
+    import keras
+
+    from kseg.train import engine
+
+    fit = engine.fit
+
+    class Stop(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.model.optimizer.iterations.numpy() == 3:
+                stop()
+
+    def stopped_fit(*args, extra_callbacks=(), **kwargs):
+        return fit(*args, extra_callbacks=[*extra_callbacks, Stop()], **kwargs)
+
+    monkeypatch.setattr(engine, "fit", stopped_fit)
+
+
+def _error_line(err: str) -> str:
+    """The one `error: ...` line of a command's stderr."""
+    (line,) = [line for line in err.splitlines() if line.startswith("error: ")]
+    return line
+
+
+def _train_two_epochs(data_dir: str, out: str, capsys) -> tuple[int, str]:
+    """(exit status, stderr) of a tiny two-epoch training run that stops with an error."""
+    with pytest.raises(SystemExit) as exit_:
+        cityscapes.main(["train", "--data-dir", data_dir, "--out", out, "--epochs", "2", *FAST])
+    return exit_.value.code, capsys.readouterr().err
+
+
 def test_help_lists_the_paper_defaults(capsys):
     with pytest.raises(SystemExit) as exit_:
         cityscapes.main(["--help"])
@@ -104,21 +136,12 @@ def test_ctrl_c_in_an_epoch_says_what_is_saved_and_the_same_command_resumes_the_
     into a file (not a terminal) `--verbose auto` logs a line an epoch."""
     import keras
 
-    from kseg.train import engine
-
-    fit = engine.fit
-
-    class CtrlC(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            if self.model.optimizer.iterations.numpy() == 3:  # the second epoch's 2nd step
-                raise KeyboardInterrupt
-
-    def interrupted_fit(*args, extra_callbacks=(), **kwargs):
-        return fit(*args, extra_callbacks=[*extra_callbacks, CtrlC()], **kwargs)
+    def ctrl_c():
+        raise KeyboardInterrupt
 
     out = str(tmp_path / "run")
     args = ["train", "--data-dir", demo_cityscapes, "--out", out, "--epochs", "2", *FAST]
-    monkeypatch.setattr(engine, "fit", interrupted_fit)
+    _stop_in_the_second_epoch(monkeypatch, ctrl_c)
     with pytest.raises(SystemExit) as exit_:
         cityscapes.main(args)
     assert exit_.value.code == 130
@@ -136,7 +159,7 @@ def test_ctrl_c_in_an_epoch_says_what_is_saved_and_the_same_command_resumes_the_
             "contextnet_cn12: resume that run with its --model") in err  # fmt: skip
     assert open(os.path.join(out, "config.json")).read() == record
     assert last_checkpoint(out)[1] == 1
-    monkeypatch.setattr(engine, "fit", fit)
+    monkeypatch.undo()  # no more stops
     cityscapes.main(args)
     printed = capsys.readouterr().out
     assert f"Resuming {out}: 1 of 2 epochs done" in printed
@@ -179,19 +202,16 @@ def test_a_disk_that_fills_up_stops_training_with_what_is_saved(
 
     monkeypatch.setattr(checkpoints, "atomic_write", filling)
     out = str(tmp_path / "run")
-    with pytest.raises(SystemExit) as exit_:
-        cityscapes.main(["train", "--data-dir", demo_cityscapes, "--out", out, "--epochs", "2",
-                         *FAST])  # fmt: skip
-    err = capsys.readouterr().err
-    assert exit_.value.code == 2 and "Traceback" not in err
-    assert re.search(
-        rf"^error: no space left on the disk of {re.escape(out)} \(\d+ MiB free; an epoch's save "
+    code, err = _train_two_epochs(demo_cityscapes, out, capsys)
+    assert code == 2 and "Traceback" not in err
+    said = _error_line(err)
+    assert re.fullmatch(
+        rf"error: no space left on the disk of {re.escape(out)} \(\d+ MiB free; an epoch's save "
         r"takes up to \d+ MiB more, its checkpoint and a copy as the best model\): 1 of 2 "
         rf"epochs are saved in {re.escape(out)}\. Free some space and run the same command: it "
-        r"resumes from epoch 2$",
-        err,
-        re.M,
-    ), err
+        r"resumes from epoch 2",
+        said,
+    ), said
     assert last_checkpoint(out)[1] == read_state(out)["epoch"] == 1
     assert not [n for n in os.listdir(out) if n.startswith(".tmp-")]
 
@@ -203,37 +223,21 @@ def test_running_out_of_memory_in_training_names_the_settings_to_lower(
     allocator refuses, as a GPU's refuses a batch too large): one line naming what did not
     fit, the run's settings and the flags that lower its memory, the epochs saved and where
     the same command resumes; status 2, no traceback."""
-    import keras
     import tensorflow as tf
 
-    from kseg.train import engine
-
-    fit = engine.fit
-
-    class TooLarge(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            if self.model.optimizer.iterations.numpy() == 3:  # the second epoch's 2nd step
-                tf.zeros((1 << 38,))
-
-    def large_fit(*args, extra_callbacks=(), **kwargs):
-        return fit(*args, extra_callbacks=[*extra_callbacks, TooLarge()], **kwargs)
-
-    monkeypatch.setattr(engine, "fit", large_fit)
+    _stop_in_the_second_epoch(monkeypatch, lambda: tf.zeros((1 << 38,)))
     out = str(tmp_path / "run")
-    with pytest.raises(SystemExit) as exit_:
-        cityscapes.main(["train", "--data-dir", demo_cityscapes, "--out", out, "--epochs", "2",
-                         *FAST])  # fmt: skip
-    err = capsys.readouterr().err
-    assert exit_.value.code == 2 and "Traceback" not in err
-    assert re.search(
-        r"^error: out of memory on CPU:0: a 274877906944 tensor \(1,048,576 MiB\) did not fit "
-        r"while training contextnet_cn14 on Cityscapes train \(\d+ images\), crop 64x128, "
-        r"batch 2: lower --batch-size or --crop, or try --recompute-norm-act \(or "
-        rf"--mixed-precision float16 on a GPU\); 1 of 2 epochs are saved in {re.escape(out)}, "
-        r"and the same command with smaller settings resumes from epoch 2$",
-        err,
-        re.M,
-    ), err
+    code, err = _train_two_epochs(demo_cityscapes, out, capsys)
+    assert code == 2 and "Traceback" not in err
+    assert _error_line(err).startswith(
+        "error: out of memory on CPU:0: a 274877906944 tensor (1,048,576 MiB) did not fit "
+        "while training contextnet_cn14 on Cityscapes train ("
+    )
+    assert _error_line(err).endswith(
+        "crop 64x128, batch 2: lower --batch-size or --crop, or try --recompute-norm-act (or "
+        f"--mixed-precision float16 on a GPU); 1 of 2 epochs are saved in {out}, and the same "
+        "command with smaller settings resumes from epoch 2"
+    )
     assert last_checkpoint(out)[1] == 1
 
 
