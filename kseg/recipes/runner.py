@@ -240,37 +240,46 @@ class Runner:
                 task=self.task,
                 monitor=self.task.monitor(model, config.monitor) if config.monitor else None,
             )
-        except (KeyboardInterrupt, Exception) as stop:  # what is kept (`run_command`)
-            memory = out_of_memory(stop)
-            if isinstance(stop, Exception) and not (memory or disk_full(stop)):
+        except (KeyboardInterrupt, Exception) as stop:
+            said = self.stopped(stop, folder, epochs, f"{model.name} on {prepared.description}, "
+                                f"batch {batch}")  # fmt: skip
+            if said is None:
                 raise
-            found = last_checkpoint(folder)
-            done = found[1] if found else 0
-            kept = f"{done} of {epochs} epochs are saved in {folder}"
-            if isinstance(stop, KeyboardInterrupt):  # Ctrl-C, SIGTERM
-                raise type(stop)(
-                    f"{kept}; the same command resumes from epoch {done + 1}"
-                ) from None
-            if memory:
-                raise UserError(
-                    f"{memory} while training {model.name} on {prepared.description}, batch "
-                    f"{batch}: lower --batch-size or --crop, or try --recompute-norm-act (or "
-                    f"--mixed-precision float16 on a GPU); {kept}, and the same command with "
-                    f"smaller settings resumes from epoch {done + 1}"
-                ) from None
-            size = os.path.getsize(found[0]) / 2**20 if found else None
-            free = shutil.disk_usage(folder).free / 2**20
-            raise UserError(
-                f"no space left on the disk of {folder} ({free:.0f} MiB free"
-                + (
-                    f"; an epoch's save takes up to {2 * size:.0f} MiB more, its checkpoint "
-                    "and a copy as the best model"
-                    if size
-                    else ""
-                )
-                + f"): {kept}. Free some space and run the same command: it resumes from "
-                f"epoch {done + 1}"
-            ) from None
+            raise said from None
+
+    def stopped(self, stop: BaseException, folder: str, epochs: int, run: str):
+        """What `run_command` reports when training in `folder` stops with `stop`: Ctrl-C,
+        SIGTERM, a full disk or exhausted memory, each with the epochs saved and how to
+        resume (`run`: the model, data and batch, for memory); None for anything else."""
+        from kseg.train.checkpoints import last_checkpoint
+
+        memory = out_of_memory(stop)
+        if isinstance(stop, Exception) and not (memory or disk_full(stop)):
+            return None
+        found = last_checkpoint(folder)
+        done = found[1] if found else 0
+        kept = f"{done} of {epochs} epochs are saved in {folder}"
+        if isinstance(stop, KeyboardInterrupt):
+            return type(stop)(f"{kept}; the same command resumes from epoch {done + 1}")
+        if memory:
+            crop = self.task.name == "segmentation"  # the classification recipes have none
+            return UserError(
+                f"{memory} while training {run}: lower "
+                f"{'--batch-size or --crop' if crop else '--batch-size'}, or try "
+                "--recompute-norm-act (or --mixed-precision float16 on a GPU); "
+                f"{kept}, and the same command with smaller settings resumes from epoch "
+                f"{done + 1}"
+            )
+        space = [f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB free"]
+        if found:
+            space.append(
+                f"an epoch's save takes up to {2 * os.path.getsize(found[0]) / 2**20:.0f} MiB "
+                "more, its checkpoint and a copy as the best model"
+            )
+        return UserError(
+            f"no space left on the disk of {folder} ({'; '.join(space)}): {kept}. Free some "
+            f"space and run the same command: it resumes from epoch {done + 1}"
+        )
 
     def check_same_model(self, folder: str) -> None:
         """Refuses to resume the run in `folder` as another model: its config.json names
