@@ -26,6 +26,7 @@ from _cli import bench_parser  # noqa: E402
 
 from kseg.data import Cityscapes, segmentation_pipeline  # noqa: E402
 from kseg.ode import SolverConfig, ode_blocks  # noqa: E402
+from kseg.ode.odeint import DEFAULT_STEPS  # noqa: E402
 from kseg.train.metrics import mean_iou  # noqa: E402
 
 SETTINGS = [  # (label, method, the other SolverConfig fields)
@@ -71,7 +72,7 @@ def main() -> None:
     grid = (
         f"{trained.method} {trained.rtol:.0e}".replace("e-0", "e-")
         if trained.adaptive
-        else f"{trained.method} x {trained.steps}"
+        else f"{trained.method} x {trained.steps or DEFAULT_STEPS}"
     )
     reference, default_s = None, None
     for label, solver in [(f"{grid} (as trained)", trained)] + [

@@ -126,6 +126,6 @@ def upgrade_config(config: dict) -> dict:
     if isinstance(solver, dict) and solver.get("steps") is not None:
         # Before steps were refused on adaptive methods, switching a grid's block to one
         # kept them (unused) and files saved it so.
-        if get_solver(solver.get("method", "dopri5")).adaptive:
+        if get_solver(solver.get("method", SolverConfig.method)).adaptive:
             config["solver"] = {**solver, "steps": None}
     return config

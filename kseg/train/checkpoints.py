@@ -52,13 +52,12 @@ def last_checkpoint(folder: str) -> tuple[str, int] | None:
     return files[epoch], epoch
 
 
-def _committed_best(folder: str, state: dict) -> str | None:
-    """The `.best-epochNNNN.keras` that `state.json` committed as the best model and that
-    has not yet been renamed to `best.keras`, or None."""
+def _committed_best(pending: dict[int, str], state: dict) -> str | None:
+    """Of the `.best-epochNNNN.keras` files `pending` ({epoch: path}), the one that
+    `state.json` committed as the best model and that has not yet been renamed to
+    `best.keras`, or None."""
     epoch = state.get("best_epoch")
-    if epoch is None or epoch != state.get("epoch"):
-        return None
-    return _numbered(folder, _PENDING_BEST).get(epoch)
+    return pending.get(epoch) if epoch is not None and epoch == state.get("epoch") else None
 
 
 def settle(folder: str) -> None:
@@ -67,8 +66,9 @@ def settle(folder: str) -> None:
     other epochs' checkpoints (older ones a stop kept, a later one it did not commit), best
     models it did not commit and the temporary files of interrupted writes are removed."""
     state = read_state(folder) or {}
-    committed = _committed_best(folder, state)
-    for path in _numbered(folder, _PENDING_BEST).values():
+    pending = _numbered(folder, _PENDING_BEST)
+    committed = _committed_best(pending, state)
+    for path in pending.values():
         if path == committed:
             _promote(path, os.path.join(folder, BEST))
         else:
@@ -86,7 +86,7 @@ def settle(folder: str) -> None:
 def best_or_last(folder: str) -> str:
     """The model a finished run hands on: its best checkpoint (the committed one, if a stop
     came before it was renamed to `best.keras`), else its last."""
-    committed = _committed_best(folder, read_state(folder) or {})
+    committed = _committed_best(_numbered(folder, _PENDING_BEST), read_state(folder) or {})
     if committed:
         return committed
     best = os.path.join(folder, BEST)
