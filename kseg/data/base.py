@@ -51,6 +51,9 @@ class SegmentationDataset:
     LAYOUT: str = ""
     SOURCE: str = ""
     expected_counts: dict[str, int] = {}
+    # The run settings (`kseg.recipes.config.RunConfig` fields, command-line flags) that the
+    # constructor takes besides `root` and `on_bad`.
+    OPTIONS: tuple[str, ...] = ()
 
     def __init__(self, root: str, on_bad: str = "raise"):
         if on_bad not in ("raise", "skip"):

@@ -1,7 +1,7 @@
 """Your own segmentation data: a folder of images, a folder of masks and a class list.
 
     DIR/classes.txt                   one class a line: `name` or `name R G B`
-    DIR/images/{train,val}/NAME.jpg   (or .png, .jpeg, .bmp, .tif)
+    DIR/images/{train,val}/NAME.jpg   (or .png, .jpeg, .bmp, .tif, .webp)
     DIR/masks/{train,val}/NAME.png    pixel value = class index, 255 = ignore
 
 Without `images/val`, a tenth of the training images is held out for validation (at least
@@ -13,18 +13,25 @@ Masks are single-channel PNGs (1-bit ones read as 0 and 255); palette ("P" mode)
 are read as their indices, as VOC stores them; colour (RGB) PNGs, as some labelling
 tools export them, are read by the colours of `classes.txt`, which then gives every
 class its colour. When every class's colour there is a grey (R = G = B), single-channel
-masks are read by their grey levels too: black-and-white masks, whose 255 marks the
-object, with `background 0 0 0` and `object 255 255 255`. (As indices, 255 would be
-"ignore", and a split whose masks mark nothing but class 0 and 255 is refused for that
-reason.) Images and masks pair by file name (subfolders allowed), and every pair is
-checked before training: an image without a mask, a size mismatch, a mask value at or
-above the number of classes (other than 255) or a colour classes.txt does not list names
-the file. With `on_bad="skip"` (`--skip-bad-files`) such files are left out and counted
-instead.
+and palette masks are read by their grey levels too: black-and-white masks, whose 255
+marks the object, with `background 0 0 0` and `object 255 255 255`. (As indices, 255
+would be "ignore", and a split whose masks mark nothing but class 0 and 255 is refused
+for that reason.) GIF, BMP and TIFF masks read as PNGs do; JPEG masks, whose compression
+blurs every edge, only by the colours of `classes.txt`, each pixel as the class of the
+nearest colour.
+
+Images and masks pair by file name (subfolders allowed): NAME.jpg with NAME.png, or with
+the one ending that pairs the most images (NAME_mask.gif), or the `mask_suffix` given.
+Every pair is checked before training: an image without a mask, a size mismatch, a mask
+value at or above the number of classes (other than 255) or a colour classes.txt does
+not list names the file. With `on_bad="skip"` (`--skip-bad-files`) such files are left
+out and counted instead.
 """
 
 from __future__ import annotations
 
+import bisect
+import collections
 import hashlib
 import os
 import warnings
@@ -39,7 +46,16 @@ from kseg.data.base import IGNORE_LABEL, Sample, SegmentationDataset, _check_pai
 from kseg.data.errors import CorruptFileError
 from kseg.errors import UserError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# What masks may be stored as: PNG, and the other formats datasets ship masks in (GIF:
+# Carvana, DRIVE; JPEG: Kvasir-SEG, read by the nearest class colour).
+MASK_EXTENSIONS = (".png", ".gif", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
+JPEG_MASKS = (
+    "JPEG's compression changes the values near every edge, so they are not class "
+    "indices. Give every class its colour in classes.txt (`name R G B`; black-and-"
+    "white masks: `background 0 0 0` and `object 255 255 255`) to read each pixel as the "
+    "class of the nearest colour, or save the masks as PNG"
+)
 # The share of the training images held out for validation when there is no `images/val`.
 HOLD_OUT = 0.1
 
@@ -105,24 +121,31 @@ def rgb(values: Sequence[str]) -> list[int] | None:
 
 
 def read_mask(path, colours: np.ndarray | None = None) -> np.ndarray:
-    """A mask PNG as class indices, uint8 H x W: a single-channel PNG's values, a palette
-    PNG's indices, or a colour PNG's colours looked up in `colours` (uint8[K, 3], the
-    classes' colours; None when classes.txt does not give them); a single-channel PNG's
-    grey levels are looked up too when every colour is a grey. Turned by its EXIF
-    orientation if it has one, as its image is (`kseg.data.images`). A mask kseg cannot
-    read is a ValueError saying why."""
+    """A mask as class indices, uint8 H x W: a single-channel mask's values, a palette
+    mask's indices, or a colour mask's colours looked up in `colours` (uint8[K, 3], the
+    classes' colours; None when classes.txt does not give them). When every colour is a
+    grey, single-channel and palette masks are read by their grey levels too. A JPEG
+    mask, whose compression changes the values near every edge, is read by the nearest
+    of `colours`. Turned by its EXIF orientation if it has one, as its image is
+    (`kseg.data.images`). A mask kseg cannot read is a ValueError saying why."""
     with Image.open(path) as im:
         if im.mode not in ("1", "L", "P", "I;16", "I", "RGB", "RGBA"):
-            raise ValueError(f"mode {im.mode}: masks are single-channel, palette or RGB PNGs")
-        mode = im.mode
+            raise ValueError(f"mode {im.mode}: masks are single-channel, palette or RGB images")
+        mode, lossy = im.mode, im.format == "JPEG"
         upright = ImageOps.exif_transpose(im)
-        # A 1-bit mask is black and white: 0 and 255, as PIL converts it.
-        pixels = np.asarray(upright.convert("L") if mode == "1" else upright)
+        greys = colours is not None and bool((colours == colours[:, :1]).all())
+        if mode == "1":  # black and white: 0 and 255, as PIL converts it
+            upright = upright.convert("L")
+        elif mode == "P" and greys:  # a black-and-white GIF or palette PNG
+            upright, mode = upright.convert("RGB"), "RGB"
+        pixels = np.asarray(upright)
+    if lossy:
+        return _nearest_indices(pixels, colours, greys)
     if mode in ("RGB", "RGBA"):
         return _colour_indices(pixels[..., :3], colours)
     if pixels.max(initial=0) > 255:
         raise ValueError(f"has value {pixels.max()}: mask values are class indices up to 255")
-    if mode != "P" and colours is not None and (colours == colours[:, :1]).all():
+    if mode != "P" and greys:
         return _colour_indices(np.repeat(pixels[..., None], 3, axis=-1), colours)
     return pixels.astype(np.uint8)
 
@@ -151,6 +174,32 @@ def _colour_indices(rgb: np.ndarray, colours: np.ndarray | None) -> np.ndarray:
     return first[at].astype(np.uint8)
 
 
+def _nearest_indices(pixels: np.ndarray, colours: np.ndarray | None, greys: bool) -> np.ndarray:
+    """Class indices of a JPEG mask: each pixel's nearest colour in `colours` (a grey
+    mask's nearest grey), as thresholding a black-and-white mask at 128 does."""
+    if colours is None:
+        raise ValueError(f"a JPEG mask: {JPEG_MASKS}")
+    palette = colours.astype(np.int32)
+    if pixels.ndim == 2:
+        if not greys:
+            raise ValueError(
+                "a greyscale JPEG mask, and classes.txt gives colours that are not greys: "
+                "give each class its grey (`name V V V`) or save masks as PNG"
+            )
+        nearest = np.abs(np.arange(256)[:, None] - palette[None, :, 0]).argmin(axis=1)
+        return nearest.astype(np.uint8)[pixels]
+    codes, inverse = np.unique(_codes(pixels[..., :3]), return_inverse=True)
+    rgb = np.stack([codes >> 16, (codes >> 8) & 255, codes & 255], axis=-1)
+    block = max(1, (1 << 22) // len(palette))  # colours at a time: 4M distances, 100 MiB
+    nearest = np.concatenate(
+        [
+            ((rgb[i : i + block, None, :] - palette[None]) ** 2).sum(-1).argmin(axis=1)
+            for i in range(0, len(rgb), block)
+        ]
+    )
+    return nearest.astype(np.uint8)[inverse].reshape(pixels.shape[:2])
+
+
 def held_out(names: Sequence[str], share: float = HOLD_OUT) -> set[str]:
     """The names of a training folder that validate when there is no `images/val`: the
     `share` of them (at least one) whose MD5 hashes are lowest. A name's hash does not
@@ -172,6 +221,25 @@ def is_voc_export(root: str) -> bool:
     )
 
 
+def _mask_suffix(names: Sequence[str], masks: Sequence[str]) -> str:
+    """The ending that pairs the most image `names` (without extension) with `masks`
+    (file names), ".png" on a tie or when none pairs: "_mask.gif" for a.jpg and a_mask.gif.
+    An ending starts with a character other than a letter or digit ("." "_" "-"), so
+    `img10.png` is not an ending of `img1`."""
+    masks = sorted(masks)
+    counts = collections.Counter()
+    for name in names:
+        at = bisect.bisect_left(masks, name)
+        while at < len(masks) and masks[at].startswith(name):
+            ending = masks[at][len(name) :]
+            if ending and not ending[0].isalnum():
+                counts[ending] += 1
+            at += 1
+    if not counts:
+        return ".png"
+    return max(counts, key=lambda ending: (counts[ending], ending == ".png", -len(ending)))
+
+
 def _codes(rgb: np.ndarray) -> np.ndarray:
     """One int per colour of an (..., 3) uint8 array: R * 65536 + G * 256 + B."""
     return rgb.astype(np.int64) @ [65536, 256, 1]
@@ -188,6 +256,10 @@ class FolderDataset(SegmentationDataset):
         root: the folder holding `classes.txt`, `images/` and `masks/`.
         on_bad: "raise" stops at the first check that fails, naming the files; "skip"
             leaves bad files out and counts them.
+        mask_suffix: what follows an image's name (without its extension) in its mask's
+            file name, as mmsegmentation's `seg_map_suffix`: ".png" for
+            `images/a.jpg` -> `masks/a.png`, "_mask.gif" for Carvana's, "_segmentation.png"
+            for ISIC's. None: the ending that pairs the most images, ".png" on a tie.
     """
 
     name = "custom"
@@ -195,10 +267,11 @@ class FolderDataset(SegmentationDataset):
     LAYOUT = """\
 <root>/
   classes.txt                   one class a line: name, or name R G B
-  images/{train,val}/NAME.jpg   (.jpg, .jpeg, .png, .bmp or .tif)
+  images/{train,val}/NAME.jpg   (.jpg, .jpeg, .png, .bmp, .tif or .webp)
   masks/{train,val}/NAME.png    pixel value = class index (0..K-1), 255 = ignore
                                 (or colour PNGs, every class's colour in classes.txt;
-                                black-and-white masks: `name 0 0 0`, `name 255 255 255`)
+                                black-and-white masks: `name 0 0 0`, `name 255 255 255`;
+                                NAME_mask.gif and other endings: --mask-suffix)
   without images/val (or without split folders: images/NAME.jpg, masks/NAME.png),
   a tenth of the training images validates
 or a labelling tool's Pascal VOC export as it is unzipped (CVAT's "Segmentation mask 1.1"
@@ -209,8 +282,9 @@ with images): labelmap.txt, JPEGImages/, SegmentationClass/, ImageSets/Segmentat
     CLASS_FILE = "classes.txt"
     CLASS_LINE = "{name} {grey} {grey} {grey}"  # a class with a grey colour
     VAL_SOURCE = "images/val"
+    OPTIONS = ("mask_suffix",)
 
-    def __new__(cls, root: str, on_bad: str = "raise"):
+    def __new__(cls, root: str, on_bad: str = "raise", mask_suffix: str | None = None):
         """A labelling tool's VOC-style export (labelmap.txt and SegmentationClass/, no
         classes.txt) is read by `kseg.data.voc_export.VocExport`."""
         if cls is FolderDataset and is_voc_export(root):
@@ -219,8 +293,13 @@ with images): labelmap.txt, JPEGImages/, SegmentationClass/, ImageSets/Segmentat
             cls = VocExport
         return super().__new__(cls)
 
-    def __init__(self, root: str, on_bad: str = "raise"):
+    def __init__(self, root: str, on_bad: str = "raise", mask_suffix: str | None = None):
         super().__init__(root, on_bad)
+        if mask_suffix is not None and not mask_suffix.lower().endswith(MASK_EXTENSIONS):
+            raise UserError(
+                f"mask suffix {mask_suffix!r}: give the whole ending of the mask files' "
+                f"names, with its extension ({', '.join(MASK_EXTENSIONS)}), e.g. _mask.png"
+            )
         self.class_names, self.palette, coloured = self._class_list()
         # What colour masks are read by: the classes' colours, when the class list gives them.
         self.mask_colours = self.palette if coloured else None
@@ -230,6 +309,7 @@ with images): labelmap.txt, JPEGImages/, SegmentationClass/, ImageSets/Segmentat
         if len(self.class_names) > IGNORE_LABEL:
             self.layout_error(f"{classes} lists {len(self.class_names)} classes; at most 255")
         self.name = os.path.basename(self.root.rstrip(os.sep)) or "custom"
+        self.mask_suffix = mask_suffix  # None until the first split's files decide it
         self.skipped: dict[str, int] = {}
         self._held_out: dict[str, list[Sample]] | None = None  # without a val split
 
@@ -297,11 +377,32 @@ with images): labelmap.txt, JPEGImages/, SegmentationClass/, ImageSets/Segmentat
         """The (image, mask) pairs of `images/<split>` (`split` "": of `images/`)."""
         image_dir, mask_dir = self.require_dir("images", split), self.require_dir("masks", split)
         images = [p for p in list_files(image_dir, "**/*") if p.lower().endswith(IMAGE_EXTENSIONS)]
+        names = [os.path.splitext(os.path.relpath(p, image_dir))[0] for p in images]
+        masks = [
+            os.path.relpath(p, mask_dir)
+            for p in list_files(mask_dir, "**/*")
+            if p.lower().endswith(MASK_EXTENSIONS)
+        ]
+        if self.mask_suffix is None:
+            self.mask_suffix = _mask_suffix(names, masks)
+            if self.mask_suffix != ".png":
+                print(
+                    f"{self.name}: masks pair with images by the ending {self.mask_suffix!r} "
+                    f"({os.path.join('images', split, names[0])}.* -> "
+                    f"{os.path.join('masks', split, names[0] + self.mask_suffix)}), found "
+                    "from the files; --mask-suffix sets it"
+                )
+        if images and masks and not set(masks) & {n + self.mask_suffix for n in names}:
+            self.layout_error(
+                f"none of the {len(images)} images in {image_dir} has its mask: an image "
+                f"NAME.jpg pairs with the mask NAME{self.mask_suffix} in {mask_dir}, which "
+                f"holds e.g. {masks[0]} (for other endings, e.g. NAME_mask.png, give "
+                "--mask-suffix _mask.png)"
+            )
         return self.existing(
             [
-                Sample(image, os.path.join(mask_dir, relative + ".png"))
-                for image in images
-                for relative in [os.path.splitext(os.path.relpath(image, image_dir))[0]]
+                Sample(image, os.path.join(mask_dir, name + self.mask_suffix))
+                for image, name in zip(images, names, strict=True)
             ],
             split,
         )
@@ -326,6 +427,11 @@ with images): labelmap.txt, JPEGImages/, SegmentationClass/, ImageSets/Segmentat
     def verify(self, samples: Sequence[Sample]) -> list[Sample]:
         """Readability and sizes (as every dataset), then each mask's values, then that
         the masks mark more than class 0 and "ignore"."""
+        jpeg = [s.label for s in samples if s.label.lower().endswith((".jpg", ".jpeg"))]
+        if jpeg and self.mask_colours is None:
+            raise UserError(
+                f"{self.name}: {len(jpeg)} mask(s) are JPEG files, e.g. {jpeg[0]}. {JPEG_MASKS}."
+            )
         good, problems, seen = [], [], set()
         for s in samples:
             problem = _check_pair(s) or self._check_values(s.label, seen)

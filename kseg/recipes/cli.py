@@ -63,7 +63,16 @@ def build_parser(recipe) -> argparse.ArgumentParser:
         help='model arguments as JSON, e.g. \'{"paths": "one_way"}\' for cross_cooperative',
     )
     if segmentation:
+        from kseg.data import SEGMENTATION_DATASETS
+
         p.add_argument("--data-dir", help="the dataset folder in its official layout")
+        if "mask_suffix" in SEGMENTATION_DATASETS[recipe.dataset].OPTIONS:
+            p.add_argument(
+                "--mask-suffix",
+                help="what follows an image's name in its mask's file name, with the "
+                "extension: _mask.gif pairs a.jpg with a_mask.gif (default: the ending that "
+                "pairs the most images, .png on a tie)",
+            )
     else:
         p.add_argument(
             "--data-dir",

@@ -67,8 +67,10 @@ class SegmentationRecipe:
         if not config.data_dir:
             demo = " (or --demo)" if self.demo else ""
             raise UserError(f"--data-dir is required{demo}: the {self.name} dataset folder")
-        return SEGMENTATION_DATASETS[self.dataset](
-            config.data_dir, on_bad="skip" if config.skip_bad_files else "raise"
+        reader = SEGMENTATION_DATASETS[self.dataset]
+        options = {key: getattr(config, key) for key in reader.OPTIONS}
+        return reader(
+            config.data_dir, on_bad="skip" if config.skip_bad_files else "raise", **options
         )
 
     def count_classes(self, dataset) -> int:

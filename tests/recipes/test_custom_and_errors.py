@@ -195,6 +195,7 @@ def test_a_labelling_tools_voc_export_reads_as_it_is(custom_dir, tmp_path):
 
     from kseg.data import segmentation_pipeline
     from kseg.data.voc_export import VocExport
+    from kseg.errors import UserError
 
     palette = FolderDataset(custom_dir).palette
     names = ["background", "building", "road", "car", "person"]  # class 0 as CVAT's
@@ -220,6 +221,8 @@ def test_a_labelling_tools_voc_export_reads_as_it_is(custom_dir, tmp_path):
 
     dataset = FolderDataset(str(root))
     assert isinstance(dataset, VocExport) and dataset.class_names == tuple(names)
+    with pytest.raises(UserError, match="a Pascal VOC export, whose masks are Segmentation"):
+        FolderDataset(str(root), mask_suffix="_mask.png")  # its layout names the masks
     _assert_predictions_colour_as_the_data(root / "labelmap.txt", dataset.palette)
     _assert_predictions_colour_as_the_data(Path(custom_dir) / "classes.txt", palette)
     samples = dataset.samples("val")
