@@ -87,7 +87,11 @@ def _terminated(signum, frame):
     raise Terminated
 
 
-def run_command(main: Callable[[], object], argv: list[str] | None = None) -> None:
+def run_command(
+    main: Callable[[], object],
+    argv: list[str] | None = None,
+    memory_hint: str = "use smaller batches or images",
+) -> None:
     """Runs `main()`, turning a `UserError`, a full disk or memory exhausted into
     `error: ...` on stderr and exit status 2, and Ctrl-C or SIGTERM into `interrupted` or
     `terminated` (with what the stopped work kept, when it says) and the shell's status for
@@ -95,7 +99,7 @@ def run_command(main: Callable[[], object], argv: list[str] | None = None) -> No
     (`kseg.utils.heap`).
 
     `--debug` in `argv` (default `sys.argv`) lets the exception through with its
-    traceback."""
+    traceback. `memory_hint` is what exhausted memory tells the user to change."""
     from kseg.utils.heap import frozen_heap
 
     argv = sys.argv[1:] if argv is None else argv
@@ -123,7 +127,7 @@ def run_command(main: Callable[[], object], argv: list[str] | None = None) -> No
         said = out_of_memory(error)
         if "--debug" in argv or said is None:
             raise
-        print(f"error: {said}: use smaller batches or images and run again", file=sys.stderr)
+        print(f"error: {said}: {memory_hint} and run again", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt as stop:  # what was kept, not where it stopped
         if "--debug" in argv:

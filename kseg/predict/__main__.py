@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     from kseg.errors import run_command
 
     args = build_parser().parse_args(argv)
-    run_command(lambda: run(args), argv)
+    hint = "lower --batch-size, or segment large photos at a smaller size with --fit HxW"
+    run_command(lambda: run(args), argv, memory_hint=hint)
 
 
 def run(args) -> dict:

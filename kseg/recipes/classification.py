@@ -227,6 +227,11 @@ class ClassificationRecipe:
     def predict(self, runner: Runner) -> None:
         raise UserError("classification recipes train and evaluate; they have no predict")
 
+    def memory_hint(self, command: str) -> str | None:
+        """None: exhausted memory outside training says `run_command`'s general advice (the
+        test images go through the model in fixed batches)."""
+        return None
+
     def finish_demo(self, runner: Runner, seconds: float) -> None:
         print(f"\nDemo finished in {seconds:.0f} s; the run is in {runner.out}/")
 

@@ -128,7 +128,14 @@ class Runner:
         commands = [self.config.command] if self.config.command else list(demo)
         self.open_data()
         for command in commands:
-            getattr(self, command)()
+            try:
+                getattr(self, command)()
+            except Exception as error:  # exhausted memory outside training: what to change
+                memory = out_of_memory(error)
+                hint = self.recipe.memory_hint(command) if memory else None
+                if hint is None:
+                    raise
+                raise UserError(f"{memory} in {command}: {hint}") from error
         if self.config.demo and set(commands) <= set(demo):  # not after `qat --demo`
             self.recipe.finish_demo(self, time.time() - started)
 

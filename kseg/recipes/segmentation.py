@@ -249,6 +249,21 @@ class SegmentationRecipe:
         crop = runner.config.crop or (preset.crop if preset else None) or self.crop
         return round_up(crop, getattr(model, "input_multiple", 1))
 
+    def memory_hint(self, command: str) -> str | None:
+        """What lowers the memory of `command` when it ran out (training: `Runner.stopped`)."""
+        if command == "evaluate":
+            return (
+                "--scales 1.0 scores images larger than the training crop in sliding windows "
+                "of it (mmsegmentation's slide mode), which takes less memory; --eval-crop "
+                "HxW scores only the centre window of each image"
+            )
+        if command == "predict":
+            return (
+                "python -m kseg.predict CHECKPOINT IMAGES --fit HxW segments the images at "
+                "a smaller size"
+            )
+        return None
+
     def trained_backend(self, runner: Runner, dataset):
         """(backend, path) of `runner.load_backend`, refused unless the model outputs the
         classes of `dataset`."""

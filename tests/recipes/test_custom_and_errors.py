@@ -536,6 +536,39 @@ def test_tensorflows_out_of_memory_is_one_line(capsys):
     )
 
 
+def test_out_of_memory_in_evaluate_and_predict_names_what_lowers_it(
+    trained, demo_cityscapes, tmp_path, monkeypatch, capsys
+):
+    """A real TensorFlow OOM (1 TiB) where the images go through the model: evaluate names
+    its sliding windows, the recipe's predict and `kseg.predict` name --fit."""
+    import tensorflow as tf
+
+    import kseg.predict.__main__ as predict_main
+    import kseg.predict.predictor
+    from kseg.recipes import cityscapes
+    from kseg.tasks import SegmentationTask
+
+    def exhausted(*args, **kwargs):
+        return tf.zeros((1 << 38,))
+
+    monkeypatch.setattr(SegmentationTask, "evaluate_outputs", exhausted)
+    monkeypatch.setattr(kseg.predict.predictor.Predictor, "model_logits", exhausted)
+    best = os.path.join(trained, "best.keras")
+    run = ["--data-dir", demo_cityscapes, "--checkpoint", best, "--out", str(tmp_path / "r")]
+    did_not_fit = "error: out of memory on CPU:0: a 274877906944 tensor (1,048,576 MiB) did not fit"
+    err = _error_of(cityscapes.main, ["evaluate", *run], capsys)
+    assert err.startswith(f"{did_not_fit} in evaluate: --scales 1.0 scores images larger")
+    assert err.count("\n") == 1
+    err = _error_of(cityscapes.main, ["predict", *run], capsys)
+    assert err.startswith(f"{did_not_fit} in predict: python -m kseg.predict CHECKPOINT")
+    image = os.path.join(demo_cityscapes, "leftImg8bit", "val")
+    err = _error_of(predict_main.main, [best, image, "--out", str(tmp_path / "p")], capsys)
+    assert err == (
+        f"{did_not_fit}: lower --batch-size, or segment large photos at a smaller size with "
+        "--fit HxW and run again\n"
+    )
+
+
 def test_import_kseg_gives_export_features_and_tasks():
     import kseg
 
