@@ -178,3 +178,16 @@ def masks_in(folder: str) -> dict[str, np.ndarray]:
         os.path.relpath(p, folder): np.asarray(Image.open(p))
         for p in sorted(glob.glob(os.path.join(folder, "**", "*_pred.png"), recursive=True))
     }
+
+
+def labels_by_name(dataset, split: str) -> dict[str, np.ndarray]:
+    """{image name without extension: the label the evaluation pipeline reads} of a split."""
+    import os
+
+    from kseg.data import segmentation_pipeline
+
+    samples = dataset.samples(split)
+    batches = segmentation_pipeline(dataset, samples, 4, training=False, seed=0)  # in order
+    labels = np.concatenate([label.numpy() for _, label in batches])
+    names = [os.path.splitext(os.path.basename(s.image))[0] for s in samples]
+    return dict(zip(names, labels, strict=True))

@@ -12,6 +12,7 @@ from kseg.data.classification_pipeline import (
 )
 from kseg.data.errors import CorruptFileError, DatasetLayoutError
 from kseg.data.folder import FolderDataset
+from kseg.data.labelme import LabelmeFolder
 from kseg.data.lip import LIP
 from kseg.data.pascal_context import PascalContext
 from kseg.data.pipeline import Augmentation, segmentation_pipeline
@@ -40,6 +41,7 @@ __all__ = [
     "DatasetLayoutError",
     "FolderDataset",
     "LIP",
+    "LabelmeFolder",
     "PascalContext",
     "Sample",
     "SegmentationDataset",

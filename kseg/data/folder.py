@@ -275,7 +275,8 @@ class FolderDataset(SegmentationDataset):
   without images/val (or without split folders: images/NAME.jpg, masks/NAME.png),
   a tenth of the training images validates
 or a labelling tool's Pascal VOC export as it is unzipped (CVAT's "Segmentation mask 1.1"
-with images): labelmap.txt, JPEGImages/, SegmentationClass/, ImageSets/Segmentation/"""
+with images): labelmap.txt, JPEGImages/, SegmentationClass/, ImageSets/Segmentation/
+or a folder of labelme's JSON files beside their images, and classes.txt"""
     SOURCE = "your own data: write masks with any labelling tool that exports PNG masks"
 
     # The class list, and where validation images come from (messages name them).
@@ -283,18 +284,27 @@ with images): labelmap.txt, JPEGImages/, SegmentationClass/, ImageSets/Segmentat
     CLASS_LINE = "{name} {grey} {grey} {grey}"  # a class with a grey colour
     VAL_SOURCE = "images/val"
     OPTIONS = ("mask_suffix",)
+    # How a layout that names its own masks names them (then `mask_suffix` is refused).
+    MASK_NAMES: str | None = None
 
     def __new__(cls, root: str, on_bad: str = "raise", mask_suffix: str | None = None):
         """A labelling tool's VOC-style export (labelmap.txt and SegmentationClass/, no
-        classes.txt) is read by `kseg.data.voc_export.VocExport`."""
+        classes.txt) is read by `kseg.data.voc_export.VocExport`, a folder of labelme's
+        JSON files (and no masks/) by `kseg.data.labelme.LabelmeFolder`."""
         if cls is FolderDataset and is_voc_export(root):
             from kseg.data.voc_export import VocExport
 
             cls = VocExport
+        elif cls is FolderDataset:
+            from kseg.data.labelme import LabelmeFolder, is_labelme_folder
+
+            cls = LabelmeFolder if is_labelme_folder(root) else cls
         return super().__new__(cls)
 
     def __init__(self, root: str, on_bad: str = "raise", mask_suffix: str | None = None):
         super().__init__(root, on_bad)
+        if mask_suffix is not None and self.MASK_NAMES:
+            raise UserError(f"{root} {self.MASK_NAMES}: leave out the mask suffix (--mask-suffix)")
         if mask_suffix is not None and not mask_suffix.lower().endswith(MASK_EXTENSIONS):
             raise UserError(
                 f"mask suffix {mask_suffix!r}: give the whole ending of the mask files' "
@@ -344,8 +354,8 @@ with images): labelmap.txt, JPEGImages/, SegmentationClass/, ImageSets/Segmentat
         if names:
             print(
                 f"{self.name}: no {self.VAL_SOURCE}; validating on {len(names)} of the "
-                f"{len(pool)} images of {source}, held out from training (the tenth whose "
-                f"names hash lowest; to choose them, add {self.VAL_SOURCE})"
+                f"{len(pool)} images of {os.path.normpath(image_dir)}, held out from training "
+                f"(the tenth whose names hash lowest; to choose them, add {self.VAL_SOURCE})"
             )
         return split
 

@@ -24,7 +24,6 @@ import numpy as np
 from kseg.data.base import Sample, list_files
 from kseg.data.errors import CorruptFileError
 from kseg.data.folder import IMAGE_EXTENSIONS, ClassList, FolderDataset, rgb
-from kseg.errors import UserError
 
 # Subset list names (case aside) that are kseg's splits.
 SPLIT_NAMES = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
@@ -85,14 +84,7 @@ class VocExport(FolderDataset):
     CLASS_FILE = "labelmap.txt"
     CLASS_LINE = "{name}:{grey},{grey},{grey}::"
     VAL_SOURCE = "ImageSets/Segmentation/val.txt"
-
-    def __init__(self, root: str, on_bad: str = "raise", mask_suffix: str | None = None):
-        if mask_suffix is not None:
-            raise UserError(
-                f"{root} is a Pascal VOC export, whose masks are SegmentationClass/NAME.png: "
-                "leave out the mask suffix (--mask-suffix)"
-            )
-        super().__init__(root, on_bad)
+    MASK_NAMES = "is a Pascal VOC export, whose masks are SegmentationClass/NAME.png"
 
     def _class_list(self) -> ClassList:
         return read_labelmap(os.path.join(self.root, self.CLASS_FILE))

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kseg.data import FolderDataset, segmentation_pipeline
+from kseg.data import FolderDataset
 from kseg.data.errors import DatasetLayoutError
 from kseg.errors import UserError
+from tests.helpers import labels_by_name
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +45,9 @@ def _binary_dataset(root, objects, save, classes="background 0 0 0\nroad 255 255
     return str(root)
 
 
-def _labels(dataset, split):
-    """{NAME: the label the training pipeline reads}, in the order of the samples."""
-    samples = dataset.samples(split)
-    batches = segmentation_pipeline(dataset, samples, 4, training=False, seed=0)
-    labels = np.concatenate([label.numpy() for _, label in batches])
-    names = [os.path.splitext(os.path.basename(s.image))[0] for s in samples]
-    return dict(zip(names, labels, strict=True))
-
-
 def _assert_reads_the_objects(dataset, objects):
     for split in ("train", "val"):
-        for name, label in _labels(dataset, split).items():
+        for name, label in labels_by_name(dataset, split).items():
             np.testing.assert_array_equal(label, objects[name][1], err_msg=name)
 
 

@@ -1,0 +1,230 @@
+"""Your own data as labelme saves it: a folder of images, each with the JSON file of its
+shapes, read as it is (no conversion to masks first).
+
+    DIR/classes.txt           one class a line, the background first: `name` or
+                              `name R G B` (or labelme's labels.txt: `__ignore__`,
+                              `_background_`, then the classes)
+    DIR/{train,val}/NAME.json labelme's annotation of NAME.jpg (its imagePath); without
+                              train/ and val/, the JSON files anywhere below DIR, a tenth
+                              of them held out for validation
+
+Each file's shapes are drawn in order onto the background (class 0), a later shape over an
+earlier one, as labelme's own export (`labelme_export_json`, labelme2voc) draws them:
+polygons, rectangles, circles, oriented rectangles, its AI tools' masks, and lines and
+points `LINE_WIDTH` and `POINT_SIZE` pixels wide. A shape labelled `__ignore__` marks
+pixels that do not count (255). Coordinates are those of the image as labelme shows it,
+turned by its EXIF orientation, which is how kseg reads the image (`kseg.data.images`).
+"""
+
+from __future__ import annotations
+
+import base64
+import glob
+import io
+import itertools
+import json
+import math
+import os
+from pathlib import PureWindowsPath
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image, ImageDraw
+
+from kseg.data.base import IGNORE_LABEL, Sample
+from kseg.data.folder import ClassList, FolderDataset, read_classes
+from kseg.data.images import oriented_size
+
+# labelme's widths of the shapes that have no area (its `shape_to_mask` defaults).
+LINE_WIDTH = 10
+POINT_SIZE = 5
+IGNORE = "__ignore__"  # labelme's name for pixels that do not count
+# Shape type: how many points it takes (None: three or more), as labelme checks them.
+SHAPES = {
+    "polygon": None,
+    "rectangle": 2,
+    "circle": 2,
+    "line": 2,
+    "linestrip": None,
+    "point": 1,
+    "oriented_rectangle": 4,
+    "mask": 2,
+}
+
+
+def is_labelme_folder(root: str) -> bool:
+    """Whether `root` holds labelme JSON files rather than `images/` and `masks/`."""
+    root = os.path.expanduser(root)
+    if os.path.isdir(os.path.join(root, "masks")):
+        return False
+    first = next(glob.iglob(os.path.join(root, "**", "*.json"), recursive=True), None)
+    return first is not None and "shapes" in _read_json(first, {})
+
+
+def _read_json(path: str, default=None):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return default
+
+
+def draw_shapes(annotation: dict, values: dict[str, int]) -> np.ndarray:
+    """The label map (uint8 H x W) of a labelme annotation: its shapes drawn in order,
+    each with its label's value in `values`, over 0."""
+    height, width = annotation["imageHeight"], annotation["imageWidth"]
+    canvas = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    for shape in annotation["shapes"]:
+        value = values[shape["label"]]
+        kind = shape.get("shape_type") or "polygon"
+        xy = [(float(x), float(y)) for x, y in shape["points"]]
+        if kind in ("polygon", "oriented_rectangle"):
+            draw.polygon(xy, outline=value, fill=value)
+        elif kind == "rectangle":
+            (x0, y0), (x1, y1) = xy
+            box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+            draw.rectangle(box, outline=value, fill=value)
+        elif kind in ("circle", "point"):
+            (cx, cy), rest = xy[0], xy[1:]
+            r = math.dist(xy[0], rest[0]) if kind == "circle" else POINT_SIZE
+            draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=value, fill=value)
+        elif kind in ("line", "linestrip"):
+            draw.line(xy, fill=value, width=LINE_WIDTH)
+        else:  # "mask": a PNG of the box between its two points
+            with Image.open(io.BytesIO(base64.b64decode(shape["mask"]))) as im:
+                inside = Image.fromarray(np.asarray(im).astype(bool).astype(np.uint8) * 255)
+            canvas.paste(value, (int(xy[0][0]), int(xy[0][1])), inside)
+    return np.asarray(canvas)
+
+
+class LabelmeFolder(FolderDataset):
+    """Segmentation data in labelme's JSON files (the layout above).
+
+    Args:
+        root: the folder of the JSON files and `classes.txt` (or labelme's `labels.txt`).
+        on_bad: as `FolderDataset`.
+    """
+
+    LAYOUT = """\
+<root>/
+  classes.txt               one class a line, the background first: name, or name R G B
+                            (or labelme's labels.txt: __ignore__, _background_, classes)
+  {train,val}/NAME.json     labelme's file of each image, beside the image it names
+  without train/ and val/, every JSON file below <root>, a tenth of them validating"""
+    SOURCE = "your own data: images annotated with labelme (polygons, rectangles, masks)"
+    CLASS_FILE = "classes.txt"
+    CLASS_LINE = "{name} {grey} {grey} {grey}"
+    VAL_SOURCE = "val/"
+    MASK_NAMES = "holds labelme JSON files, which name their images"
+
+    def __init__(self, root: str, on_bad: str = "raise", mask_suffix: str | None = None):
+        super().__init__(root, on_bad, mask_suffix)
+        self.values = {name: i for i, name in enumerate(self.class_names)}
+        self.values[IGNORE] = IGNORE_LABEL
+
+    def _class_list(self) -> ClassList:
+        for name in (self.CLASS_FILE, "labels.txt"):
+            path = os.path.join(self.root, name)
+            if os.path.isfile(path):
+                self.CLASS_FILE = name
+                listed = read_classes(path)
+                keep = [i for i, n in enumerate(listed.names) if n != IGNORE]
+                return ClassList(
+                    tuple(listed.names[i] for i in keep), listed.palette[keep], listed.coloured
+                )
+        found = sorted(
+            {
+                shape.get("label", "")
+                for path in itertools.islice(self._json_files(self.root), 1000)
+                for shape in _read_json(path, {}).get("shapes", [])
+            }
+            - {IGNORE}
+        )
+        self.layout_error(
+            f"no {os.path.join(self.root, self.CLASS_FILE)}: list the classes in it, one a "
+            f"line, the background (what no shape covers) first, e.g. background, "
+            f"{', '.join(found[:10])}: the labels of the shapes found"
+        )
+
+    @staticmethod
+    def _json_files(folder: str) -> list[str]:
+        return sorted(glob.glob(os.path.join(folder, "**", "*.json"), recursive=True))
+
+    def _has_split(self, split: str) -> bool:
+        return os.path.isdir(os.path.join(self.root, split))
+
+    def _split_pairs(self, split: str) -> list[Sample]:
+        return self._annotated(split)
+
+    def _pool(self) -> tuple[list[Sample], str]:
+        folder = "train" if self._has_split("train") else ""
+        return self._annotated(folder), folder
+
+    def _annotated(self, folder: str) -> list[Sample]:
+        """(image, JSON file) of each labelme file below `root/folder`; a file whose image
+        is missing is named (or, with on_bad="skip", counted)."""
+        candidates = []
+        for path in self._json_files(os.path.join(self.root, folder)):
+            annotation = _read_json(path, {})
+            image = PureWindowsPath(annotation.get("imagePath") or "").as_posix()
+            image = os.path.normpath(os.path.join(os.path.dirname(path), image)) if image else ""
+            candidates.append(Sample(image or os.path.splitext(path)[0] + ".jpg", path))
+        return self.existing(candidates, folder or "train")
+
+    def decode_label(self, path):
+        label = tf.numpy_function(
+            lambda p: draw_shapes(_read_json(p.decode()), self.values), [path], tf.uint8
+        )
+        return tf.reshape(label, tf.shape(label)[:2])
+
+    def verify(self, samples):
+        """Each file's JSON, shapes and labels, and its image's size against the size the
+        file records."""
+        good, problems = [], []
+        for s in samples:
+            problem = self._check(s)
+            (problems if problem else good).append(problem or s)
+        if problems:
+            self._bad(problems)
+        return good
+
+    def _check(self, s: Sample) -> str | None:
+        annotation = _read_json(s.label)
+        if not isinstance(annotation, dict) or not isinstance(annotation.get("shapes"), list):
+            return f"{s.label}: not a labelme JSON file (no list of shapes)"
+        try:
+            with Image.open(s.image) as im:
+                width, height = oriented_size(im)
+        except Exception as e:  # PIL raises many types for bad files
+            return f"{s.image}: unreadable ({type(e).__name__}: {e})"
+        recorded = (annotation.get("imageWidth"), annotation.get("imageHeight"))
+        if recorded != (width, height):
+            return (
+                f"{s.image} is {width}x{height} but {s.label} records {recorded[0]}x{recorded[1]}"
+            )
+        for number, shape in enumerate(annotation["shapes"], start=1):
+            label, kind = shape.get("label"), shape.get("shape_type") or "polygon"
+            points = shape.get("points") or []
+            if label not in self.values:
+                return (
+                    f"{s.label}: shape {number} is labelled {label!r}, which "
+                    f"{self.CLASS_FILE} does not list (add it, or label it {IGNORE})"
+                )
+            if kind not in SHAPES:
+                return f"{s.label}: shape {number} is a {kind!r}; kseg draws {', '.join(SHAPES)}"
+            count = SHAPES[kind]
+            if (count is None and len(points) < (3 if kind == "polygon" else 2)) or (
+                count is not None and len(points) != count
+            ):
+                return f"{s.label}: shape {number}, a {kind}, has {len(points)} point(s)"
+            if kind == "mask" and not isinstance(shape.get("mask"), str):
+                return f"{s.label}: shape {number}, a mask, has no base64 PNG"
+        return None
+
+    def _bad(self, problems: list[str]) -> None:
+        from kseg.data.errors import CorruptFileError
+
+        if self.on_bad == "raise":
+            raise CorruptFileError(self.name, problems)
+        self._count_skipped("", problems)
