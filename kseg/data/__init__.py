@@ -10,6 +10,7 @@ from kseg.data.classification_pipeline import (
     ClassificationAugmentation,
     classification_pipeline,
 )
+from kseg.data.coco import CocoFolder
 from kseg.data.errors import CorruptFileError, DatasetLayoutError
 from kseg.data.folder import FolderDataset
 from kseg.data.labelme import LabelmeFolder
@@ -36,6 +37,7 @@ __all__ = [
     "SEGMENTATION_DATASETS",
     "Augmentation",
     "CamVid",
+    "CocoFolder",
     "Cityscapes",
     "CorruptFileError",
     "DatasetLayoutError",

@@ -185,5 +185,18 @@ def _check_pair(s: Sample) -> str | None:
     return None
 
 
+def size_problem(s: Sample, width, height) -> str | None:
+    """Why the image of `s` is unreadable or not `width` x `height` as shown (the size its
+    annotation file `s.label` records), or None."""
+    try:
+        with Image.open(s.image) as im:
+            shown = oriented_size(im)
+    except Exception as e:  # PIL raises many types for bad files
+        return f"{s.image}: unreadable ({type(e).__name__}: {e})"
+    if shown != (width, height):
+        return f"{s.image} is {shown[0]}x{shown[1]} but {s.label} records {width}x{height}"
+    return None
+
+
 def list_files(folder: str, pattern: str) -> list[str]:
     return sorted(glob.glob(os.path.join(folder, pattern), recursive=True))

@@ -221,6 +221,25 @@ def is_voc_export(root: str) -> bool:
     )
 
 
+def reader_of(root: str) -> type[FolderDataset]:
+    """The reader of a folder of your own data: a labelling tool's VOC-style export
+    (labelmap.txt, no classes.txt) `kseg.data.voc_export.VocExport`; with masks/, this
+    layout; else labelme's JSON files `kseg.data.labelme.LabelmeFolder`, a COCO export
+    `kseg.data.coco.CocoFolder`, and this layout (whose errors then say what is missing)."""
+    from kseg.data.coco import CocoFolder, coco_files
+    from kseg.data.labelme import LabelmeFolder, is_labelme_folder
+    from kseg.data.voc_export import VocExport
+
+    root = os.path.expanduser(root)
+    if is_voc_export(root):
+        return VocExport
+    if os.path.isdir(os.path.join(root, "masks")):
+        return FolderDataset
+    if is_labelme_folder(root):
+        return LabelmeFolder
+    return CocoFolder if coco_files(root) else FolderDataset
+
+
 def _mask_suffix(names: Sequence[str], masks: Sequence[str]) -> str:
     """The ending that pairs the most image `names` (without extension) with `masks`
     (file names), ".png" on a tie or when none pairs: "_mask.gif" for a.jpg and a_mask.gif.
@@ -276,7 +295,8 @@ class FolderDataset(SegmentationDataset):
   a tenth of the training images validates
 or a labelling tool's Pascal VOC export as it is unzipped (CVAT's "Segmentation mask 1.1"
 with images): labelmap.txt, JPEGImages/, SegmentationClass/, ImageSets/Segmentation/
-or a folder of labelme's JSON files beside their images, and classes.txt"""
+or a folder of labelme's JSON files beside their images, and classes.txt
+or an annotation platform's COCO export (annotations/instances_*.json, _annotations.coco.json)"""
     SOURCE = "your own data: write masks with any labelling tool that exports PNG masks"
 
     # The class list, and where validation images come from (messages name them).
@@ -288,18 +308,8 @@ or a folder of labelme's JSON files beside their images, and classes.txt"""
     MASK_NAMES: str | None = None
 
     def __new__(cls, root: str, on_bad: str = "raise", mask_suffix: str | None = None):
-        """A labelling tool's VOC-style export (labelmap.txt and SegmentationClass/, no
-        classes.txt) is read by `kseg.data.voc_export.VocExport`, a folder of labelme's
-        JSON files (and no masks/) by `kseg.data.labelme.LabelmeFolder`."""
-        if cls is FolderDataset and is_voc_export(root):
-            from kseg.data.voc_export import VocExport
-
-            cls = VocExport
-        elif cls is FolderDataset:
-            from kseg.data.labelme import LabelmeFolder, is_labelme_folder
-
-            cls = LabelmeFolder if is_labelme_folder(root) else cls
-        return super().__new__(cls)
+        """`FolderDataset(root)` is the reader of the layout `root` holds (`reader_of`)."""
+        return super().__new__(reader_of(root) if cls is FolderDataset else cls)
 
     def __init__(self, root: str, on_bad: str = "raise", mask_suffix: str | None = None):
         super().__init__(root, on_bad)
@@ -428,10 +438,7 @@ or a folder of labelme's JSON files beside their images, and classes.txt"""
                 problems.append(f"{s.image}: no mask {s.label}")
             else:
                 samples.append(s)
-        if problems and self.on_bad == "raise":
-            raise CorruptFileError(self.name, problems)
-        if problems:
-            self._count_skipped(split, problems)
+        self.report_bad(problems, split)
         return samples
 
     def verify(self, samples: Sequence[Sample]) -> list[Sample]:
@@ -442,14 +449,10 @@ or a folder of labelme's JSON files beside their images, and classes.txt"""
             raise UserError(
                 f"{self.name}: {len(jpeg)} mask(s) are JPEG files, e.g. {jpeg[0]}. {JPEG_MASKS}."
             )
-        good, problems, seen = [], [], set()
-        for s in samples:
-            problem = _check_pair(s) or self._check_values(s.label, seen)
-            (problems if problem else good).append(problem or s)
-        if problems and self.on_bad == "raise":
-            raise CorruptFileError(self.name, problems)
-        if problems:
-            self._count_skipped("", problems)
+        seen = set()  # the values of every mask
+        good = self.verify_each(
+            samples, lambda s: _check_pair(s) or self._check_values(s.label, seen)
+        )
         if good and seen == {0, IGNORE_LABEL} and self.num_classes > 1:
             self._refuse_black_and_white(os.path.commonpath([s.label for s in good]))
         return good
@@ -483,7 +486,20 @@ or a folder of labelme's JSON files beside their images, and classes.txt"""
             f"`{lines[1]}`."
         )
 
-    def _count_skipped(self, split: str, problems: list[str]) -> None:
+    def verify_each(self, samples: Sequence[Sample], check) -> list[Sample]:
+        """The samples that `check` (a sample -> its problem, or None) passes; the others'
+        problems go to `report_bad`."""
+        checked = [(s, check(s)) for s in samples]
+        self.report_bad([problem for _, problem in checked if problem])
+        return [s for s, problem in checked if not problem]
+
+    def report_bad(self, problems: list[str], split: str = "") -> None:
+        """Stops at `problems` (bad files, one line each) naming them, or with
+        `on_bad="skip"` counts them and warns once."""
+        if problems and self.on_bad == "raise":
+            raise CorruptFileError(self.name, problems)
+        if not problems:
+            return
         self.skipped[split] = self.skipped.get(split, 0) + len(problems)
         warnings.warn(
             f"{self.name}: skipped {len(problems)} bad file(s) (--skip-bad-files), e.g. "

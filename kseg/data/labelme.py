@@ -31,9 +31,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
-from kseg.data.base import IGNORE_LABEL, Sample
+from kseg.data.base import IGNORE_LABEL, Sample, size_problem
 from kseg.data.folder import ClassList, FolderDataset, read_classes
-from kseg.data.images import oriented_size
 
 # labelme's widths of the shapes that have no area (its `shape_to_mask` defaults).
 LINE_WIDTH = 10
@@ -58,7 +57,10 @@ def is_labelme_folder(root: str) -> bool:
     if os.path.isdir(os.path.join(root, "masks")):
         return False
     first = next(glob.iglob(os.path.join(root, "**", "*.json"), recursive=True), None)
-    return first is not None and "shapes" in _read_json(first, {})
+    if first is None:
+        return False
+    with open(first, "rb") as f:
+        return b'"shapes"' in f.read(1 << 16)  # near the start of labelme's files
 
 
 def _read_json(path: str, default=None):
@@ -114,7 +116,6 @@ class LabelmeFolder(FolderDataset):
   without train/ and val/, every JSON file below <root>, a tenth of them validating"""
     SOURCE = "your own data: images annotated with labelme (polygons, rectangles, masks)"
     CLASS_FILE = "classes.txt"
-    CLASS_LINE = "{name} {grey} {grey} {grey}"
     VAL_SOURCE = "val/"
     MASK_NAMES = "holds labelme JSON files, which name their images"
 
@@ -181,28 +182,15 @@ class LabelmeFolder(FolderDataset):
     def verify(self, samples):
         """Each file's JSON, shapes and labels, and its image's size against the size the
         file records."""
-        good, problems = [], []
-        for s in samples:
-            problem = self._check(s)
-            (problems if problem else good).append(problem or s)
-        if problems:
-            self._bad(problems)
-        return good
+        return self.verify_each(samples, self._check)
 
     def _check(self, s: Sample) -> str | None:
         annotation = _read_json(s.label)
         if not isinstance(annotation, dict) or not isinstance(annotation.get("shapes"), list):
             return f"{s.label}: not a labelme JSON file (no list of shapes)"
-        try:
-            with Image.open(s.image) as im:
-                width, height = oriented_size(im)
-        except Exception as e:  # PIL raises many types for bad files
-            return f"{s.image}: unreadable ({type(e).__name__}: {e})"
-        recorded = (annotation.get("imageWidth"), annotation.get("imageHeight"))
-        if recorded != (width, height):
-            return (
-                f"{s.image} is {width}x{height} but {s.label} records {recorded[0]}x{recorded[1]}"
-            )
+        problem = size_problem(s, annotation.get("imageWidth"), annotation.get("imageHeight"))
+        if problem:
+            return problem
         for number, shape in enumerate(annotation["shapes"], start=1):
             label, kind = shape.get("label"), shape.get("shape_type") or "polygon"
             points = shape.get("points") or []
@@ -221,10 +209,3 @@ class LabelmeFolder(FolderDataset):
             if kind == "mask" and not isinstance(shape.get("mask"), str):
                 return f"{s.label}: shape {number}, a mask, has no base64 PNG"
         return None
-
-    def _bad(self, problems: list[str]) -> None:
-        from kseg.data.errors import CorruptFileError
-
-        if self.on_bad == "raise":
-            raise CorruptFileError(self.name, problems)
-        self._count_skipped("", problems)

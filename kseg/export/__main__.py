@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> None:
         "--calib-dataset",
         choices=[*sorted(SEGMENTATION_DATASETS), "photos"],
         help="the reader of --calib-data (default: custom for a folder with classes.txt, "
-        "labelmap.txt or labelme's files, your own data's layouts; cityscapes for one with "
-        "leftImg8bit/; else photos)",
+        "labelmap.txt, labelme's files or a COCO export, your own data's layouts; cityscapes "
+        "for one with leftImg8bit/; else photos)",
     )
     p.add_argument("--calib-split", default="train", help="calibration images' split")
     p.add_argument("--calib-images", type=int, default=8)
@@ -130,15 +130,15 @@ def _names_of(choices: tuple[str, ...]):
 
 def _reader_of(folder: str, reader: str | None) -> str:
     """How `--calib-data` is read: `--calib-dataset`, else your own data's layouts when the
-    folder holds classes.txt or labelmap.txt or labelme's files, Cityscapes' when it holds
-    leftImg8bit/, and else as a folder of unlabelled photos."""
-    from kseg.data.labelme import is_labelme_folder
+    folder holds classes.txt, labelmap.txt, labelme's files or a COCO export, Cityscapes'
+    when it holds leftImg8bit/, and else as a folder of unlabelled photos."""
+    from kseg.data.folder import FolderDataset, reader_of
 
     if reader is not None:
         return reader
     if any(os.path.isfile(os.path.join(folder, f)) for f in ("classes.txt", "labelmap.txt")):
         return "custom"
-    if is_labelme_folder(folder):
+    if reader_of(folder) is not FolderDataset:  # labelme's files, a COCO export
         return "custom"
     return "cityscapes" if os.path.isdir(os.path.join(folder, "leftImg8bit")) else "photos"
 
