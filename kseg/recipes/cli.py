@@ -23,7 +23,6 @@ SUPPRESS = argparse.SUPPRESS
 def build_parser(recipe) -> argparse.ArgumentParser:
     """The recipe's parser. Only the flags given land in the namespace (the rest come from
     `--config` or `RunConfig`'s defaults)."""
-    from kseg.tasks import LOSSES
     from kseg.train.strategy import STRATEGIES
 
     segmentation = recipe.task.name == "segmentation"
@@ -103,9 +102,15 @@ def build_parser(recipe) -> argparse.ArgumentParser:
     g.add_argument("--weight-decay", type=float, help=f"default {preset.weight_decay}")
     g.add_argument(
         "--loss",
-        choices=LOSSES,
+        choices=recipe.task.loss_names,
         help=f"default {preset.loss} (the preset's; ohem: HRNet's online hard example "
-        "mining, probability threshold 0.9, at least 131,072 pixels)",
+        "mining, probability threshold 0.9, at least 131,072 pixels"
+        + (
+            "; dice: soft Dice over the batch, for classes that fill a small part of each "
+            "image; cross_entropy_dice: the two summed)"
+            if segmentation
+            else ")"
+        ),
     )
     g.add_argument(
         "--no-class-weights",

@@ -33,7 +33,7 @@ class RunConfig:
     # Training; None: the preset's.
     epochs: int | None = None
     batch_size: int | None = None
-    loss: Literal["cross_entropy", "focal", "ohem"] | None = None  # None: the preset's
+    loss: Literal["cross_entropy", "focal", "ohem", "dice", "cross_entropy_dice"] | None = None
     class_weights: bool = True  # the preset's class weights, where it has them
     learning_rate: float | None = None
     optimizer: Literal["sgd", "rmsprop", "adam", "adamw"] | None = None

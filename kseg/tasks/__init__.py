@@ -2,9 +2,9 @@
 monitored metric, the main logits, evaluation and prediction (as keras-hub's
 `ImageSegmenter` and `ImageClassifier`)."""
 
-from kseg.tasks.base import LOSSES, Task, main_logits, output_names
+from kseg.tasks.base import DICE_LOSSES, LOSSES, Task, main_logits, output_names
 from kseg.tasks.classification import ClassificationTask
-from kseg.tasks.losses import SparseFocalLoss, make_loss
+from kseg.tasks.losses import SparseDiceLoss, SparseFocalLoss, make_loss
 from kseg.tasks.segmentation import SegmentationTask
 
 TASKS = {"segmentation": SegmentationTask, "classification": ClassificationTask}
@@ -16,11 +16,13 @@ def task_for(model) -> SegmentationTask | ClassificationTask:
 
 
 __all__ = [
+    "DICE_LOSSES",
     "LOSSES",
     "TASKS",
     "Task",
     "ClassificationTask",
     "SegmentationTask",
+    "SparseDiceLoss",
     "SparseFocalLoss",
     "main_logits",
     "make_loss",

@@ -17,8 +17,9 @@ def output_names(model) -> list[str] | None:
     return None
 
 
-# `--loss`: the training loss of either task.
+# `--loss`: the training loss of either task, and the segmentation task's Dice losses.
 LOSSES = ("cross_entropy", "focal", "ohem")
+DICE_LOSSES = ("dice", "cross_entropy_dice")
 
 
 class Task:
@@ -26,6 +27,7 @@ class Task:
     output gets (`losses`, `metrics`); compile is the same for every task."""
 
     name = ""
+    loss_names = LOSSES  # what `--loss` may name
     precise_bn = False  # re-estimate BatchNorm statistics before each validation
     ignore_label: int | None = None  # the label value the loss leaves out
 

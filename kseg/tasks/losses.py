@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from kseg.errors import UnknownNameError
-from kseg.tasks.base import LOSSES
+from kseg.tasks.base import DICE_LOSSES, LOSSES
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -119,9 +119,78 @@ class SparseOhemCrossEntropy(keras.losses.Loss):
         }
 
 
+@keras.saving.register_keras_serializable(package="kseg")
+class SparseDiceLoss(keras.losses.Loss):
+    """Soft Dice loss (Milletari et al. 2016, "V-Net", arXiv:1606.04797) of integer labels
+    and logits, over the batch's labelled pixels: for each class c, with p the softmax,
+    dice_c = (2 sum(p_c [y = c]) + smooth) / (sum(p_c) + sum([y = c]) + smooth), and the
+    loss is the mean over the classes of 1 - dice_c, 0 for a class the batch's labels do
+    not show. At the default smooth = 0 it is segmentation_models_pytorch's
+    `DiceLoss(mode="multiclass", ignore_index=...)` (bench/dice_parity.py; with a smooth,
+    its version 0.6 adds it twice to each side). It weighs a small object's pixels as much
+    as a large one's, which helps where one class fills most of each image (a polyp, a
+    lesion); `cross_entropy_dice` adds cross-entropy to it, the usual pairing.
+
+    Each example of the batch returns the batch's value, so Keras' mean over it is it.
+
+    Args:
+        smooth: added to both sides of each class's ratio (0, segmentation_models').
+        eps: the least denominator.
+        ignore_class: a label value that contributes nothing.
+    """
+
+    def __init__(
+        self, smooth: float = 0.0, eps: float = 1e-7, ignore_class: int | None = None, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.smooth, self.eps, self.ignore_class = smooth, eps, ignore_class
+
+    def call(self, y_true, y_pred):
+        classes = y_pred.shape[-1]
+        probabilities = ops.softmax(ops.reshape(ops.cast(y_pred, "float32"), (-1, classes)))
+        labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+        keep = ops.ones_like(labels, "float32")
+        if self.ignore_class is not None:
+            keep = ops.cast(ops.not_equal(labels, self.ignore_class), "float32")
+            labels = ops.where(ops.equal(labels, self.ignore_class), 0, labels)
+        truth = ops.one_hot(labels, classes) * keep[:, None]
+        probabilities = probabilities * keep[:, None]
+        intersection = ops.sum(probabilities * truth, axis=0)
+        cardinality = ops.sum(probabilities + truth, axis=0)
+        dice = (2.0 * intersection + self.smooth) / ops.maximum(cardinality + self.smooth, self.eps)
+        shown = ops.cast(ops.sum(truth, axis=0) > 0, "float32")
+        return ops.mean((1.0 - dice) * shown)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "smooth": self.smooth,
+            "eps": self.eps,
+            "ignore_class": self.ignore_class,
+        }
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class SparseCrossEntropyDice(keras.losses.Loss):
+    """Cross-entropy plus `SparseDiceLoss`, each with weight 1, ignoring `ignore_class`."""
+
+    def __init__(self, ignore_class: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.ignore_class = ignore_class
+        self.cross_entropy = SparseOhemCrossEntropy(None, ignore_class=ignore_class)
+        self.dice = SparseDiceLoss(ignore_class=ignore_class)
+
+    def call(self, y_true, y_pred):
+        return self.cross_entropy.call(y_true, y_pred) + self.dice.call(y_true, y_pred)
+
+    def get_config(self):
+        return {**super().get_config(), "ignore_class": self.ignore_class}
+
+
 def make_loss(name: str, ignore_class: int | None, class_weights=None) -> keras.losses.Loss:
-    """The loss `name` (one of `LOSSES`) on logits, ignoring `ignore_class`, with
-    `class_weights` (one per class) for "cross_entropy" and "ohem"."""
+    """The loss `name` (one of `LOSSES`, or of `DICE_LOSSES` for segmentation) on logits,
+    ignoring `ignore_class`, with `class_weights` (one per class) for "cross_entropy" and
+    "ohem"."""
     if name == "cross_entropy" and class_weights is not None:
         return SparseOhemCrossEntropy(None, class_weights=class_weights, ignore_class=ignore_class)
     if name == "cross_entropy":
@@ -132,4 +201,10 @@ def make_loss(name: str, ignore_class: int | None, class_weights=None) -> keras.
         return SparseOhemCrossEntropy(class_weights=class_weights, ignore_class=ignore_class)
     if name == "focal":
         return SparseFocalLoss(ignore_class=ignore_class)
-    raise UnknownNameError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+    if name == "dice":
+        return SparseDiceLoss(ignore_class=ignore_class)
+    if name == "cross_entropy_dice":
+        return SparseCrossEntropyDice(ignore_class=ignore_class)
+    raise UnknownNameError(
+        f"unknown loss {name!r}; choose one of {', '.join(LOSSES + DICE_LOSSES)}"
+    )

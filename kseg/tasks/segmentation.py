@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from kseg.data.base import IGNORE_LABEL
 from kseg.errors import UserError
-from kseg.tasks.base import Task, main_logits, output_names
+from kseg.tasks.base import DICE_LOSSES, LOSSES, Task, main_logits, output_names
 from kseg.tasks.losses import make_loss
 from kseg.train.metrics import MeanIoU, confusion_matrix
 from kseg.train.presets import TrainingPreset
@@ -37,6 +37,7 @@ class SegmentationTask(Task):
     """
 
     name = "segmentation"
+    loss_names = LOSSES + DICE_LOSSES
     # PreciseBN re-estimates BatchNorm statistics before each validation.
     precise_bn = True
     ignore_label = IGNORE_LABEL
