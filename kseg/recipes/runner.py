@@ -98,6 +98,7 @@ class Runner:
             "learning_rate": learning_rate or self.config.learning_rate,
             "optimizer": self.config.optimizer,
             "weight_decay": self.config.weight_decay,
+            "loss": self.config.loss,
         }
         changes = {k: v for k, v in changes.items() if v is not None}
         return dataclasses.replace(preset, **changes) if changes else preset
@@ -108,7 +109,7 @@ class Runner:
         from kseg.train.presets import preset_for
 
         paper = preset_for(self.config.model, self.recipe.dataset)
-        names = ("optimizer", "learning_rate", "weight_decay")
+        names = ("optimizer", "learning_rate", "weight_decay", "loss")
         return ", ".join(
             f"{name.replace('_', ' ')} {getattr(preset, name)}"
             for name in names

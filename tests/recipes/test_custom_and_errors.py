@@ -319,7 +319,10 @@ def test_custom_recipe_fine_tunes_a_cityscapes_model_then_evaluates_and_predicts
     printed = capsys.readouterr().out
     assert "Initialised from" in printed and "kept fresh (shape differs)" in printed
     # the paper preset's line says which of its values this run's flags replaced
-    assert "this run's own: optimizer adam, learning rate 0.001, weight decay 0.0" in printed
+    assert (
+        "this run's own: optimizer adam, learning rate 0.001, weight decay 0.0, loss focal"
+        in printed
+    )
     record = json.load(open(os.path.join(out, "config.json")))
     assert record["run"]["init_from"].endswith("best.keras")
     assert record["preset"]["optimizer"] == "adam" and record["preset"]["learning_rate"] == 0.001
