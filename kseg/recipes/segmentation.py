@@ -156,7 +156,7 @@ class SegmentationRecipe:
     def evaluate(self, runner: Runner) -> dict:
         from kseg.data import segmentation_pipeline
         from kseg.train.checkpoints import atomic_write, atomic_write_json
-        from kseg.train.metrics import iou_per_class, iou_table, mean_iou
+        from kseg.train.metrics import dice_per_class, iou_per_class, iou_table, mean_dice, mean_iou
 
         config, dataset, out = runner.config, runner.open_data(), runner.out
         backend, path = self.trained_backend(runner, dataset)
@@ -209,10 +209,9 @@ class SegmentationRecipe:
             "checkpoint": path,
             "eval_crop": None if crop is None else list(crop),
             "mean_iou": mean_iou(confusion),
-            "iou": {
-                n: (None if v != v else float(v))
-                for n, v in zip(dataset.class_names, iou, strict=True)
-            },
+            "iou": _by_class(dataset.class_names, iou),
+            "mean_dice": mean_dice(confusion),
+            "dice": _by_class(dataset.class_names, dice_per_class(confusion)),
             "confusion": confusion.tolist(),
         }
         if networks:
@@ -233,8 +232,12 @@ class SegmentationRecipe:
         stem += "_flip" if config.flip else ""
         # Written whole or not at all (a reader never sees half a file), as checkpoints are.
         atomic_write_json(os.path.join(out, f"{stem}.json"), result)
-        rows = [f"{n},{'' if v is None else f'{v:.6f}'}" for n, v in result["iou"].items()]
-        csv = "\n".join(["class,iou", *rows, f"mean,{result['mean_iou']:.6f}"]) + "\n"
+        rows = [
+            f"{name},{_csv(result['iou'][name])},{_csv(result['dice'][name])}"
+            for name in dataset.class_names
+        ]
+        mean = f"mean,{_csv(result['mean_iou'])},{_csv(result['mean_dice'])}"
+        csv = "\n".join(["class,iou,dice", *rows, mean]) + "\n"
 
         def write_csv(tmp: str) -> None:
             with open(tmp, "w") as f:
@@ -431,7 +434,7 @@ class SegmentationRecipe:
         print(f"\nDemo finished in {seconds:.0f} s. Everything is in {out}/:")
         print("  demo-data/        the generated images and labels (Cityscapes layout)")
         print("  best.keras, last-epoch*.keras, state.json, config.json, log.csv, tensorboard/")
-        print("  evaluation.csv, evaluation.json   per-class IoU")
+        print("  evaluation.csv, evaluation.json   per-class IoU and Dice")
         print("  predictions/      colour PNGs and overlays")
         print("  export/           TFLite fp32 and int8 (builtin ops), verified in LiteRT")
 
@@ -458,3 +461,12 @@ def _miou(artefact) -> float:
     import numpy as np
 
     return float(np.nanmean(artefact.iou))
+
+
+def _by_class(names, values) -> dict:
+    """{class name: value}, None for NaN (a class absent from labels and predictions)."""
+    return {n: (None if v != v else float(v)) for n, v in zip(names, values, strict=True)}
+
+
+def _csv(value: float | None) -> str:
+    return "" if value is None or value != value else f"{value:.6f}"

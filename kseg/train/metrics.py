@@ -1,4 +1,5 @@
-"""Confusion matrices, IoU per class and mean IoU, with the ignore label left out."""
+"""Confusion matrices, IoU and Dice per class and their means, with the ignore label left
+out."""
 
 from __future__ import annotations
 
@@ -41,15 +42,35 @@ def mean_iou(confusion: np.ndarray) -> float:
     return float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else float("nan")
 
 
-def iou_table(confusion: np.ndarray, class_names) -> str:
-    """A printable per-class table with pixel accuracy and mean IoU."""
+def dice_per_class(confusion: np.ndarray) -> np.ndarray:
+    """Dice (F1) = 2 TP / (2 TP + FP + FN) = 2 IoU / (1 + IoU) per class, the score medical
+    segmentation reports; NaN where IoU is."""
     iou = iou_per_class(confusion)
-    lines = [f"{'class':20s} {'IoU':>7s}"]
-    for name, value in zip(class_names, iou, strict=True):
-        lines.append(f"{name:20s} {'nan' if np.isnan(value) else f'{100 * value:6.2f}':>7s}")
+    return 2 * iou / (1 + iou)
+
+
+def mean_dice(confusion: np.ndarray) -> float:
+    """The mean of `dice_per_class` over the classes that are not NaN (mmsegmentation's
+    mDice)."""
+    dice = dice_per_class(confusion)
+    return float(np.nanmean(dice)) if np.any(~np.isnan(dice)) else float("nan")
+
+
+def iou_table(confusion: np.ndarray, class_names) -> str:
+    """A printable per-class table of IoU and Dice, with their means and pixel accuracy."""
+
+    def cell(value: float) -> str:
+        return f"{'nan' if np.isnan(value) else f'{100 * value:6.2f}':>7s}"
+
+    lines = [f"{'class':20s} {'IoU':>7s} {'Dice':>7s}"]
+    for name, iou, dice in zip(
+        class_names, iou_per_class(confusion), dice_per_class(confusion), strict=True
+    ):
+        lines.append(f"{name:20s} {cell(iou)} {cell(dice)}")
     accuracy = np.trace(confusion) / max(np.sum(confusion), 1)
-    lines.append(f"{'mean IoU':20s} {100 * mean_iou(confusion):6.2f}")
-    lines.append(f"{'pixel accuracy':20s} {100 * accuracy:6.2f}")
+    lines.append(f"{'mean IoU':20s} {cell(mean_iou(confusion))}")
+    lines.append(f"{'mean Dice':20s} {cell(mean_dice(confusion))}")
+    lines.append(f"{'pixel accuracy':20s} {cell(accuracy)}")
     return "\n".join(lines)
 
 

@@ -81,7 +81,9 @@ def test_train_evaluate_predict(demo_cityscapes, trained, capsys):
     result = json.load(open(os.path.join(out, "evaluation.json")))
     assert result["images"] == 4 and "mean IoU" in printed
     assert result["mean_iou"] == pytest.approx(mean_iou(np.array(result["confusion"])))
-    assert open(os.path.join(out, "evaluation.csv")).read().startswith("class,iou\nroad,")
+    iou, dice = result["iou"]["road"], result["dice"]["road"]
+    assert dice == pytest.approx(2 * iou / (1 + iou))
+    assert open(os.path.join(out, "evaluation.csv")).read().startswith("class,iou,dice\nroad,")
     cityscapes.main(["predict", *common, "--limit", "2", "--label-ids"])
     folder = os.path.join(out, "predictions")
     names = sorted(set(os.listdir(folder)) - {OutputFolder.RECORD})  # the record: kseg.predict

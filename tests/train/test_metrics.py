@@ -11,7 +11,15 @@ from PIL import Image
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from kseg.data import Cityscapes
-from kseg.train.metrics import MeanIoU, confusion_matrix, iou_per_class, iou_table, mean_iou
+from kseg.train.metrics import (
+    MeanIoU,
+    confusion_matrix,
+    dice_per_class,
+    iou_per_class,
+    iou_table,
+    mean_dice,
+    mean_iou,
+)
 
 
 def test_confusion_matrix_matches_sklearn_and_leaves_out_the_ignore_label():
@@ -31,8 +39,13 @@ def test_iou_by_hand():
     np.testing.assert_allclose(iou_per_class(confusion)[:2], [3 / 6, 4 / 7])
     assert np.isnan(iou_per_class(confusion)[2])
     assert mean_iou(confusion) == pytest.approx((3 / 6 + 4 / 7) / 2)
-    table = iou_table(confusion, ["a", "b", "c"])
-    assert "nan" in table and "53.57" in table  # mean IoU in percent
+    # Dice = 2 TP / (2 TP + FP + FN): class 0 6/9, class 1 8/11
+    np.testing.assert_allclose(dice_per_class(confusion)[:2], [6 / 9, 8 / 11])
+    assert mean_dice(confusion) == pytest.approx((6 / 9 + 8 / 11) / 2)
+    table = iou_table(confusion, ["a", "b", "c"]).splitlines()
+    assert table[1].split() == ["a", "50.00", "66.67"] and table[3].split() == ["c", "nan", "nan"]
+    assert table[4].split() == ["mean", "IoU", "53.57"]
+    assert table[5].split() == ["mean", "Dice", "69.70"]
 
 
 def test_keras_metric_accumulates_like_the_function():
