@@ -296,7 +296,8 @@ class FolderDataset(SegmentationDataset):
 or a labelling tool's Pascal VOC export as it is unzipped (CVAT's "Segmentation mask 1.1"
 with images): labelmap.txt, JPEGImages/, SegmentationClass/, ImageSets/Segmentation/
 or a folder of labelme's JSON files beside their images, and classes.txt
-or an annotation platform's COCO export (annotations/instances_*.json, _annotations.coco.json)"""
+or an annotation platform's COCO export: annotations/instances_*.json (CVAT),
+{train,valid}/_annotations.coco.json (Roboflow), result.json (Label Studio)"""
     SOURCE = "your own data: write masks with any labelling tool that exports PNG masks"
 
     # The class list, and where validation images come from (messages name them).
