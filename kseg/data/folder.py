@@ -70,13 +70,18 @@ class ClassList(NamedTuple):
     coloured: bool
 
 
+# A class list's line that names no class: labelme's labels.txt starts with it.
+IGNORE_LINE = "__ignore__"
+
+
 def read_classes(path: str) -> ClassList:
-    """The `ClassList` of a `classes.txt` (`name` or `name R G B` lines)."""
+    """The `ClassList` of a `classes.txt` (`name` or `name R G B` lines; labelme's
+    `labels.txt`, whose `__ignore__` line names no class, reads as one)."""
     names, colours = [], []
     with open(path) as f:
         for number, line in enumerate(f, start=1):
             parts = line.split()
-            if not parts or parts[0].startswith("#"):
+            if not parts or parts[0].startswith("#") or parts == [IGNORE_LINE]:
                 continue
             colour = rgb(parts[1:]) if len(parts) == 4 else None
             if len(parts) not in (1, 4) or (len(parts) == 4 and colour is None):

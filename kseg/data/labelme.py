@@ -32,12 +32,12 @@ import tensorflow as tf
 from PIL import Image, ImageDraw
 
 from kseg.data.base import IGNORE_LABEL, Sample, size_problem
-from kseg.data.folder import ClassList, FolderDataset, read_classes
+from kseg.data.folder import IGNORE_LINE, ClassList, FolderDataset, read_classes
 
 # labelme's widths of the shapes that have no area (its `shape_to_mask` defaults).
 LINE_WIDTH = 10
 POINT_SIZE = 5
-IGNORE = "__ignore__"  # labelme's name for pixels that do not count
+IGNORE = IGNORE_LINE  # labelme's label of pixels that do not count
 # Shape type: how many points it takes (None: three or more), as labelme checks them.
 SHAPES = {
     "polygon": None,
@@ -129,11 +129,7 @@ class LabelmeFolder(FolderDataset):
             path = os.path.join(self.root, name)
             if os.path.isfile(path):
                 self.CLASS_FILE = name
-                listed = read_classes(path)
-                keep = [i for i, n in enumerate(listed.names) if n != IGNORE]
-                return ClassList(
-                    tuple(listed.names[i] for i in keep), listed.palette[keep], listed.coloured
-                )
+                return read_classes(path)
         found = sorted(
             {
                 shape.get("label", "")

@@ -167,7 +167,8 @@ def build_parser(recipe) -> argparse.ArgumentParser:
             type=types.size,
             help=f"training crop HxW, default the preset's (DeepLabV3+: 513x513 on VOC, "
             f"768x768 on Cityscapes), else {recipe.crop[0]}x{recipe.crop[1]} "
-            f"({recipe.crop_source}); rounded up to the model's input multiple",
+            f"({recipe.crop_source}) or the largest training image's size if smaller; "
+            "rounded up to the model's input multiple",
         )
         g.add_argument(
             "--eval-crop",

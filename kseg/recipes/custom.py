@@ -8,12 +8,12 @@ DIR holds `classes.txt` (one class a line: `name` or `name R G B`),
 `images/{train,val}/` and `masks/{train,val}/` (PNG, pixel value = class index, 255 =
 ignore, or colour PNGs by the colours of classes.txt; masks named NAME_mask.gif or by
 another ending pair too, `--mask-suffix`); without `images/val` a tenth of the images
-validates; see `kseg.data.FolderDataset`. DIR may also be a folder of labelme's JSON
-files beside their images (`kseg.data.LabelmeFolder`) or a COCO export
-(`kseg.data.CocoFolder`). DIR may also be a labelling tool's
-Pascal VOC export as it is unzipped (labelmap.txt, JPEGImages/, SegmentationClass/;
-`kseg.data.VocExport`). Models train with their paper's preset, or kseg's default for a
-model without one; 512x512 crops unless `--crop` says otherwise.
+validates; see `kseg.data.FolderDataset`. DIR may also be a labelling tool's Pascal VOC
+export as it is unzipped (labelmap.txt, JPEGImages/, SegmentationClass/;
+`kseg.data.VocExport`), a folder of labelme's JSON files beside their images
+(`kseg.data.LabelmeFolder`) or a COCO export (`kseg.data.CocoFolder`). Models train with
+their paper's preset, or kseg's default for a model without one; 512x512 crops unless
+`--crop` says otherwise, or the largest training image's size where that is smaller.
 """
 
 from kseg.recipes.cli import command

@@ -122,6 +122,8 @@ class SegmentationRecipe:
             )
         multiple = getattr(model, "input_multiple", 1)
         crop = round_up(config.crop or preset.crop or self.crop, multiple)
+        if not (config.crop or preset.crop):  # the recipe's default: not past every image
+            crop = fitted_crop(crop, samples, multiple)
         train = segmentation_pipeline(
             dataset, samples, batch, training=True, crop=crop, seed=config.seed
         )
@@ -461,6 +463,29 @@ def _miou(artefact) -> float:
     import numpy as np
 
     return float(np.nanmean(artefact.iou))
+
+
+def fitted_crop(crop: tuple[int, int], samples, multiple: int) -> tuple[int, int]:
+    """`crop`, each side no larger than the largest training image's (rounded up to
+    `multiple`): a default crop larger than every image (512x512 on 256x256 medical
+    images) would spend most of each step on padding that counts for nothing."""
+    from PIL import Image
+
+    from kseg.data.images import oriented_size
+
+    height = width = 0
+    for s in samples:
+        with Image.open(s.image) as im:  # the header only
+            w, h = oriented_size(im)
+        height, width = max(height, h), max(width, w)
+    largest = round_up((height, width), multiple)
+    fitted = tuple(min(c, side) for c, side in zip(crop, largest, strict=True))
+    if fitted != tuple(crop):
+        print(
+            f"Crop {fitted[0]}x{fitted[1]}: the default {crop[0]}x{crop[1]} is larger than "
+            f"every training image (at most {height}x{width}); --crop sets another"
+        )
+    return fitted
 
 
 def _by_class(names, values) -> dict:

@@ -137,6 +137,11 @@ def test_a_labelme_folder_reads_the_masks_it_was_drawn_from(demo, tmp_path):
     image = keras.Input((None, None, 3))
     five = keras.Model(image, keras.layers.Conv2D(5, 1)(image))
     assert isinstance(_calibration_dataset(five, str(root), None), LabelmeFolder)
+    # kseg.predict --classes labels.txt colours a 5-class model's predictions as the data.
+    from kseg.predict.outputs import read_palette
+
+    palette = read_palette(str(root / "labels.txt"), 5)
+    np.testing.assert_array_equal(palette[:5], dataset.palette)
 
 
 def test_labelme_mistakes_are_named(demo, tmp_path):

@@ -579,3 +579,17 @@ def test_import_kseg_gives_export_features_and_tasks():
     assert kseg.tasks.SegmentationTask().monitor.__self__ is not None
     with pytest.raises(AttributeError):
         kseg.nothing  # noqa: B018
+
+
+def test_a_default_crop_larger_than_every_image_is_fitted_to_them(custom_dir, capsys):
+    """The custom recipe's default 512x512 on the 64x128 images: 64x128 (each side rounded
+    up to the model's multiple), said in one line; a crop within the images stays."""
+    from kseg.recipes.segmentation import fitted_crop
+
+    samples = FolderDataset(custom_dir).samples("train")
+    assert fitted_crop((512, 512), samples, 32) == (64, 128)
+    assert "Crop 64x128: the default 512x512 is larger than every training image (at most " \
+        "64x128)" in capsys.readouterr().out  # fmt: skip
+    assert fitted_crop((512, 512), samples, 48) == (96, 144)
+    assert fitted_crop((32, 64), samples, 32) == (32, 64)
+    assert capsys.readouterr().out.count("Crop") == 1
