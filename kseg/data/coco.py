@@ -186,10 +186,16 @@ class CocoFolder(FolderDataset):
                     isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 for p in segmentation
                 )
             )
-            if not polygons and not (isinstance(segmentation, dict) and "counts" in segmentation):
+            runs = isinstance(segmentation, dict) and "counts" in segmentation
+            if not polygons and not runs:
                 return (
                     f"{s.label}: object {a.get('id')} has no segmentation (polygons of three "
                     "or more points, or run lengths); a box alone does not segment"
+                )
+            if runs and list(segmentation.get("size", ())) != [height, width]:
+                return (
+                    f"{s.label}: object {a.get('id')}'s run lengths are of a "
+                    f"{segmentation.get('size')} image, the file's is [{height}, {width}]"
                 )
         return None
 

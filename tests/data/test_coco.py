@@ -173,6 +173,12 @@ def test_coco_mistakes_are_named(demo, tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(CorruptFileError, match="has no segmentation .* a box alone"):
         FolderDataset(str(root)).samples("val")
+    data["annotations"][-1]["segmentation"] = {"size": [32, 64], "counts": [0, 2048]}
+    path.write_text(json.dumps(data))
+    with pytest.raises(
+        CorruptFileError, match=r"are of a \[32, 64\] image, the file's is \[64, 128\]"
+    ):
+        FolderDataset(str(root)).samples("val")
 
     data["categories"][0]["name"] = "house"
     path.write_text(json.dumps(data))
