@@ -202,6 +202,11 @@ class LabelmeFolder(FolderDataset):
                 count is not None and len(points) != count
             ):
                 return f"{s.label}: shape {number}, a {kind}, has {len(points)} point(s)"
+            if not all(
+                isinstance(p, list) and len(p) == 2 and all(isinstance(v, int | float) for v in p)
+                for p in points
+            ):
+                return f"{s.label}: shape {number}'s points are not [x, y] pairs of numbers"
             if kind == "mask" and not isinstance(shape.get("mask"), str):
                 return f"{s.label}: shape {number}, a mask, has no base64 PNG"
         return None

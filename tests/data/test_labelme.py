@@ -145,7 +145,8 @@ def test_a_labelme_folder_reads_the_masks_it_was_drawn_from(demo, tmp_path):
 
 
 def test_labelme_mistakes_are_named(demo, tmp_path):
-    """No class list (the labels found are listed), a label the list lacks, an image of
+    """No class list (the labels found are listed), a label the list lacks, points that are
+    not numbers, an image of
     another size than its file records, a missing image, and --mask-suffix: one message
     each, naming the file; --skip-bad-files leaves the bad files out and counts them."""
     root = tmp_path / "bad"
@@ -162,6 +163,12 @@ def test_labelme_mistakes_are_named(demo, tmp_path):
     with pytest.raises(CorruptFileError, match="labelled 'person', which classes.txt does not"):
         FolderDataset(str(root)).samples("train")
     (root / "classes.txt").write_text("sky\nbuilding\nroad\ncar\nperson\n")
+    record["shapes"][-1]["points"] = [[0, 0], [3, "3"]]
+    some.write_text(json.dumps(record))
+    with pytest.raises(CorruptFileError, match=r"points are not \[x, y\] pairs of numbers"):
+        FolderDataset(str(root)).samples("train")
+    record["shapes"].pop()
+    some.write_text(json.dumps(record))
 
     first, second = sorted((root / "val").glob("*.json"))
     record = json.loads(first.read_text())
