@@ -146,9 +146,9 @@ def test_a_labelme_folder_reads_the_masks_it_was_drawn_from(demo, tmp_path):
 
 def test_labelme_mistakes_are_named(demo, tmp_path):
     """No class list (the labels found are listed), a label the list lacks, points that are
-    not numbers, an image of
-    another size than its file records, a missing image, and --mask-suffix: one message
-    each, naming the file; --skip-bad-files leaves the bad files out and counts them."""
+    not numbers, an image of another size than its file records, a missing image, and
+    --mask-suffix: one message each, naming the file; --skip-bad-files leaves the bad files
+    out and counts them."""
     root = tmp_path / "bad"
     _labelme_folder(root, demo, splits=True)
     some = sorted((root / "train").glob("*.json"))[0]
