@@ -107,8 +107,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument(
         "--labels",
-        help="a text file with the class names, one a line, for labels.txt and the TFLite "
-        "metadata (default: the --calib-data dataset's, else class_0, class_1, ...)",
+        help="a class list for labels.txt and the TFLite metadata: names one a line, a "
+        "classes.txt (name or name R G B), a labelmap.txt or labelme's labels.txt (default: "
+        "the --calib-data dataset's, else those of the data the run beside MODEL trained "
+        "on, by its config.json, else class_0, class_1, ...)",
     )
     args = p.parse_args(argv)
     run_command(lambda: run(args), argv)
@@ -162,6 +164,30 @@ def _calibration_dataset(model, folder: str, reader: str | None):
     return dataset
 
 
+def _trained_class_names(model, path: str) -> list[str] | None:
+    """The class names of the data that the run beside `path` (a .keras file in a run
+    folder) trained on, read from the data folder its `config.json` records; None when
+    there is no record, the folder is gone or its classes are not the model's."""
+    from kseg.data import SEGMENTATION_DATASETS
+    from kseg.errors import UserError
+    from kseg.recipes.config import read_run_record
+    from kseg.tasks.base import main_logits
+
+    record = read_run_record(os.path.dirname(os.path.abspath(path))) or {}
+    run, reader = record.get("run", {}), SEGMENTATION_DATASETS.get(record.get("dataset"))
+    if reader is None or not run.get("data_dir") or not os.path.isdir(run["data_dir"]):
+        return None
+    try:
+        options = {key: run.get(key) for key in reader.OPTIONS}
+        names = list(reader(run["data_dir"], **options).class_names)
+    except UserError:  # the folder changed since: no names rather than wrong ones
+        return None
+    if len(names) != main_logits(model.output).shape[-1]:
+        return None
+    print(f"Class names of {run['data_dir']}, the data the run trained on (its config.json)")
+    return names
+
+
 def run(args) -> None:
     from kseg.export.exporter import export, table
     from kseg.models.loading import load_model
@@ -170,8 +196,9 @@ def run(args) -> None:
     height, width = args.input_size
     images = labels = eval_images = eval_labels = class_names = None
     if args.labels:
-        with open(args.labels) as f:
-            class_names = [line.strip() for line in f if line.strip()]
+        from kseg.data.folder import read_class_list
+
+        class_names = list(read_class_list(args.labels).names)
     reader = _reader_of(args.calib_data, args.calib_dataset) if args.calib_data else None
     if reader == "photos":
         from kseg.export.calibration import photo_data
@@ -195,6 +222,7 @@ def run(args) -> None:
         eval_images, eval_labels = calibration_data(
             dataset, args.eval_split, args.eval_images, height, width
         )
+    class_names = class_names or _trained_class_names(model, args.model)
     if args.prune:
         model = _prune(model, args.prune, args.round_to, eval_images, eval_labels)
     artefacts = export(

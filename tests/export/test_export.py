@@ -293,6 +293,8 @@ def test_command_line_prunes_before_exporting_and_prints_the_table(
     path = str(tmp_path / "m.keras")
     tiny_contextnet.save(path)
     out = tmp_path / "out"
+    classes = tmp_path / "classes.txt"  # your own data's class list, with colours
+    classes.write_text("sky 70 130 180\nbuilding 70 70 70\nroad 128 64 128\ncar\nperson\n")
     main(
         [
             path,
@@ -306,6 +308,8 @@ def test_command_line_prunes_before_exporting_and_prints_the_table(
             "0.5",
             "--round-to",
             "1",
+            "--labels",
+            str(classes),
         ]
     )  # fmt: skip  (tiny: 8-channel groups)
     printed = capsys.readouterr().out
@@ -321,6 +325,7 @@ def test_command_line_prunes_before_exporting_and_prints_the_table(
         [f"{tiny_contextnet.name}_fp32.tflite", "labels.txt", "segment.py", "README.txt",
          ".kseg-export.json"]
     )  # fmt: skip
+    assert (out / "labels.txt").read_text().split() == ["sky", "building", "road", "car", "person"]
     # the file holds the pruned weights (float32) and a graph that does not shrink
     size = os.path.getsize(out / f"{tiny_contextnet.name}_fp32.tflite")
     assert 4 * after < size < 4 * after + 150_000
@@ -440,3 +445,18 @@ def test_a_mixed_precision_model_exports_in_float32(tmp_path):
         run_tflite(tflite.path, image), np.asarray(rebuilt(image)), atol=1e-4
     )
     assert tflite.parity.argmax_agreement == 1.0
+
+
+def test_an_export_takes_the_class_names_of_the_data_its_run_trained_on(trained, tmp_path):
+    """Without --labels or --calib-data, the names come from the data folder that the run's
+    config.json (beside the .keras file) records; none for a file outside a run, or for a
+    model of another class count."""
+    from kseg.data import Cityscapes
+    from kseg.export.__main__ import _trained_class_names
+
+    path = os.path.join(trained, "best.keras")
+    model = keras.saving.load_model(path, compile=False)
+    assert _trained_class_names(model, path) == list(Cityscapes.class_names)
+    assert _trained_class_names(model, str(tmp_path / "elsewhere.keras")) is None
+    five = ContextNet(num_classes=5, width_multiplier=0.25)
+    assert _trained_class_names(five, path) is None
