@@ -191,3 +191,12 @@ def labels_by_name(dataset, split: str) -> dict[str, np.ndarray]:
     labels = np.concatenate([label.numpy() for _, label in batches])
     names = [os.path.splitext(os.path.basename(s.image))[0] for s in samples]
     return dict(zip(names, labels, strict=True))
+
+
+def assert_predictions_colour_as_the_data(path, palette) -> None:
+    """`--classes FILE` of kseg.predict and of the export's dependency-free segment.py
+    give the classes the colours the dataset reader gives them."""
+    from kseg.predict import outputs, standalone
+
+    for read in (outputs.read_palette, standalone.read_palette):
+        np.testing.assert_array_equal(read(str(path))[: len(palette)], palette)

@@ -308,15 +308,16 @@ def read_palette(path: str, num_classes: int | None = None) -> np.ndarray:
     """uint8[256, 3] from a `classes.txt` (`name R G B` lines; a bare `name` keeps the VOC
     colour of its index + 1, as kseg's folder datasets do) or a labelling tool's
     `labelmap.txt` (`name:R,G,B:parts:actions` lines; without colours, the VOC colour of
-    its index, as the tools paint masks). A file naming other than `num_classes` classes
-    (the model's) is a `UsageError`."""
+    its index, as the tools paint masks), or labelme's `labels.txt`. A file naming other
+    than `num_classes` classes (the model's) is a `UsageError`."""
     palette = np.zeros((256, 3), np.uint8)
     voc = label_colormap()
     try:
         lines = [line.strip() for line in open(path)]
     except OSError as e:
         raise UsageError(f"{path}: unreadable classes file ({e})") from None
-    entries = [line for line in lines if line and not line.startswith("#")]
+    # labelme's labels.txt starts with a line `__ignore__`, which names no class.
+    entries = [line for line in lines if line and not line.startswith("#") and line != "__ignore__"]
     labelmap = any(":" in line for line in entries)
     for i, line in enumerate(entries):
         parts = line.split(":")[1].split(",") if labelmap else line.split()[1:]

@@ -16,7 +16,7 @@ from kseg.data import FolderDataset, LabelmeFolder
 from kseg.data.errors import CorruptFileError, DatasetLayoutError
 from kseg.data.labelme import draw_shapes
 from kseg.errors import UserError
-from tests.helpers import labels_by_name
+from tests.helpers import assert_predictions_colour_as_the_data, labels_by_name
 
 
 def _shape(label, points, kind="polygon", **extra):
@@ -137,11 +137,8 @@ def test_a_labelme_folder_reads_the_masks_it_was_drawn_from(demo, tmp_path):
     image = keras.Input((None, None, 3))
     five = keras.Model(image, keras.layers.Conv2D(5, 1)(image))
     assert isinstance(_calibration_dataset(five, str(root), None), LabelmeFolder)
-    # kseg.predict --classes labels.txt colours a 5-class model's predictions as the data.
-    from kseg.predict.outputs import read_palette
-
-    palette = read_palette(str(root / "labels.txt"), 5)
-    np.testing.assert_array_equal(palette[:5], dataset.palette)
+    # kseg.predict and segment.py --classes labels.txt colour predictions as the data.
+    assert_predictions_colour_as_the_data(root / "labels.txt", dataset.palette)
 
 
 def test_labelme_mistakes_are_named(demo, tmp_path):

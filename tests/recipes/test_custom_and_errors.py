@@ -16,6 +16,7 @@ from kseg.data import FolderDataset
 from kseg.data.errors import CorruptFileError
 from kseg.predict.outputs import OutputFolder
 from kseg.recipes import custom
+from tests.helpers import assert_predictions_colour_as_the_data
 
 FAST = ["--steps-per-epoch", "1", "--batch-size", "2", "--crop", "64x128", "--verbose", "0",
         "--no-tensorboard", "--precise-bn-batches", "1"]  # fmt: skip
@@ -223,8 +224,8 @@ def test_a_labelling_tools_voc_export_reads_as_it_is(custom_dir, tmp_path):
     assert isinstance(dataset, VocExport) and dataset.class_names == tuple(names)
     with pytest.raises(UserError, match="a Pascal VOC export, whose masks are Segmentation"):
         FolderDataset(str(root), mask_suffix="_mask.png")  # its layout names the masks
-    _assert_predictions_colour_as_the_data(root / "labelmap.txt", dataset.palette)
-    _assert_predictions_colour_as_the_data(Path(custom_dir) / "classes.txt", palette)
+    assert_predictions_colour_as_the_data(root / "labelmap.txt", dataset.palette)
+    assert_predictions_colour_as_the_data(Path(custom_dir) / "classes.txt", palette)
     samples = dataset.samples("val")
     assert [Path(s.image).stem for s in samples] == subsets["val"]
     assert len(dataset.samples("train")) == 8
@@ -255,7 +256,7 @@ def test_a_labelling_tools_voc_export_reads_as_it_is(custom_dir, tmp_path):
     (root / "labelmap.txt").write_text("\n".join(f"{n}:::" for n in names))
     voc = FolderDataset(str(root)).palette
     assert voc[:3].tolist() == [[0, 0, 0], [128, 0, 0], [0, 128, 0]] and len(voc) == 5
-    _assert_predictions_colour_as_the_data(root / "labelmap.txt", voc)
+    assert_predictions_colour_as_the_data(root / "labelmap.txt", voc)
 
     (root / "labelmap.txt").write_text("background:0,0,0::\nroad:::\n")
     with pytest.raises(CorruptFileError, match=r"classes without a colour, e.g. \['road'\]"):
@@ -263,15 +264,6 @@ def test_a_labelling_tools_voc_export_reads_as_it_is(custom_dir, tmp_path):
     (root / "labelmap.txt").write_text("background:0,0,0::\nroad:300,0,0::\n")
     with pytest.raises(CorruptFileError, match=r"line 2: expected `name:R,G,B:parts:actions`"):
         FolderDataset(str(root))
-
-
-def _assert_predictions_colour_as_the_data(path, palette):
-    """`--classes FILE` of kseg.predict and of the export's dependency-free segment.py
-    give the classes the colours the dataset reader gives them."""
-    from kseg.predict import outputs, standalone
-
-    for read in (outputs.read_palette, standalone.read_palette):
-        np.testing.assert_array_equal(read(str(path))[: len(palette)], palette)
 
 
 def test_bad_custom_files_are_named_or_skipped_and_counted(custom_dir, tmp_path):
