@@ -165,27 +165,13 @@ def _calibration_dataset(model, folder: str, reader: str | None):
 
 
 def _trained_class_names(model, path: str) -> list[str] | None:
-    """The class names of the data that the run beside `path` (a .keras file in a run
-    folder) trained on, read from the data folder its `config.json` records; None when
-    there is no record, the folder is gone or its classes are not the model's."""
-    from kseg.data import SEGMENTATION_DATASETS
-    from kseg.errors import UserError
-    from kseg.recipes.config import read_run_record
+    """The class names of the data that the run beside `path` trained on
+    (`kseg.recipes.config.trained_data`), or None."""
+    from kseg.recipes.config import trained_data
     from kseg.tasks.base import main_logits
 
-    record = read_run_record(os.path.dirname(os.path.abspath(path))) or {}
-    run, reader = record.get("run", {}), SEGMENTATION_DATASETS.get(record.get("dataset"))
-    if reader is None or not run.get("data_dir") or not os.path.isdir(run["data_dir"]):
-        return None
-    try:
-        options = {key: run.get(key) for key in reader.OPTIONS}
-        names = list(reader(run["data_dir"], **options).class_names)
-    except UserError:  # the folder changed since: no names rather than wrong ones
-        return None
-    if len(names) != main_logits(model.output).shape[-1]:
-        return None
-    print(f"Class names of {run['data_dir']}, the data the run trained on (its config.json)")
-    return names
+    dataset = trained_data(path, main_logits(model.output).shape[-1])
+    return None if dataset is None else list(dataset.class_names)
 
 
 def run(args) -> None:

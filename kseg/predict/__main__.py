@@ -56,9 +56,10 @@ def run(args) -> dict:
     from kseg.errors import UserError
     from kseg.predict.backends import open_model
     from kseg.predict.inputs import expand_inputs
-    from kseg.predict.outputs import ImageWriter, default_palette, read_palette
+    from kseg.predict.outputs import ImageWriter, default_palette, padded, read_palette
     from kseg.predict.predictor import Predictor, segment_images, segment_video
     from kseg.predict.standalone import check_label_ids, output_bases, output_root
+    from kseg.recipes.config import trained_data
 
     images, videos = expand_inputs(args.inputs, args.out)
     backend = open_model(args.model, threads=args.threads)
@@ -70,7 +71,11 @@ def run(args) -> dict:
         )
     predictor = Predictor(backend, args.fit)
     classes = backend.num_classes
-    palette = read_palette(args.classes, classes) if args.classes else default_palette(classes)
+    if args.classes:
+        palette = read_palette(args.classes, classes)
+    else:  # a run's model: the colours of the data it trained on
+        trained = trained_data(args.model, classes)
+        palette = default_palette(classes) if trained is None else padded(trained.palette)
     if args.label_ids:
         check_label_ids(classes, UserError)
     # Outputs keep each image's path relative to the folder it was found in.

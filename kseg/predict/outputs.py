@@ -45,8 +45,13 @@ def read_palette(path: str, num_classes: int | None = None) -> np.ndarray:
     `num_classes` classes (the model's) is a `UserError`."""
     from kseg.data.folder import read_class_list
 
-    palette = np.zeros((256, 3), np.uint8)
     colours = read_class_list(path).palette
     standalone.check_class_count(path, len(colours), num_classes, UserError)
+    return padded(colours)
+
+
+def padded(colours: np.ndarray) -> np.ndarray:
+    """uint8[256, 3]: a class list's colours (uint8[K, 3]), black after them."""
+    palette = np.zeros((256, 3), np.uint8)
     palette[: len(colours)] = colours
     return palette

@@ -157,6 +157,27 @@ def read_run_record(folder: str) -> dict | None:
     return read_json(os.path.join(folder, CONFIG))
 
 
+def trained_data(model_path: str, num_classes: int):
+    """The reader of the segmentation data that the run beside `model_path` (a model file
+    in a run folder) trained on, by the data folder its `config.json` records, so that an
+    export or a prediction names and colours the classes as the data does; None when there
+    is no record, the folder is gone or changed, or it has not `num_classes` classes."""
+    from kseg.data import SEGMENTATION_DATASETS
+
+    record = read_run_record(os.path.dirname(os.path.abspath(model_path))) or {}
+    run, reader = record.get("run", {}), SEGMENTATION_DATASETS.get(record.get("dataset"))
+    if reader is None or not run.get("data_dir") or not os.path.isdir(run["data_dir"]):
+        return None
+    try:
+        dataset = reader(run["data_dir"], **{key: run.get(key) for key in reader.OPTIONS})
+    except UserError:  # the folder changed since: no names rather than wrong ones
+        return None
+    if dataset.num_classes != num_classes:
+        return None
+    print(f"Classes of {run['data_dir']}, the data the run trained on (its {CONFIG})")
+    return dataset
+
+
 # Command-line types.
 def size(text: str) -> tuple[int, int]:
     try:

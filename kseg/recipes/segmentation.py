@@ -282,9 +282,7 @@ class SegmentationRecipe:
 
     def predict(self, runner: Runner) -> None:
         """Every image of the split (or the first `--limit`), through `kseg.predict`."""
-        import numpy as np
-
-        from kseg.predict.outputs import ImageWriter
+        from kseg.predict.outputs import ImageWriter, padded
         from kseg.predict.predictor import Predictor, segment_images
 
         config, dataset = runner.config, runner.open_data()
@@ -296,9 +294,7 @@ class SegmentationRecipe:
         split = config.split or self.eval_split
         samples = dataset.samples(split, verify=False)[: config.limit]
         folder = os.path.join(runner.out, "predictions")
-        palette = np.zeros((256, 3), np.uint8)
-        palette[: len(dataset.palette)] = dataset.palette
-        writer = ImageWriter(folder, palette, label_ids=config.label_ids)
+        writer = ImageWriter(folder, padded(dataset.palette), label_ids=config.label_ids)
         writer.outputs.adopt_unrecorded()  # this run's own folder, from before the record
         predictor = Predictor(backend)
         images = [s.image for s in samples]
