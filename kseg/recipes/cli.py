@@ -183,6 +183,13 @@ def build_parser(recipe) -> argparse.ArgumentParser:
             "or, on Cityscapes, train,train_extra (the coarse labels)",
         )
         g.add_argument(
+            "--balance-classes",
+            action="store_true",
+            help="weigh each class in the cross-entropy by median frequency balancing of the "
+            "training labels (Eigen & Fergus 2015, SegNet's CamVid weights): rare classes "
+            "count more; computed at the start of each run and recorded in config.json",
+        )
+        g.add_argument(
             "--skip-bad-files",
             action="store_true",
             help="leave out unreadable or mismatched files (counted) instead of stopping",

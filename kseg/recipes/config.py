@@ -53,6 +53,7 @@ class RunConfig:
     crop: tuple[int, int] | None = None
     eval_crop: tuple[int, int] | Literal["full"] | None = None
     skip_bad_files: bool = False
+    balance_classes: bool = False  # median frequency class weights from the training labels
     mask_suffix: str | None = None  # your own data: NAME.jpg's mask is NAME + this
     precise_bn_batches: int = 8
     train_splits: tuple[str, ...] | None = None  # None: the recipe's training split

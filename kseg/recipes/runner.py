@@ -194,6 +194,9 @@ class Runner:
                 model = make_model()
                 initial_epoch, state = 0, None
             prepared = self.recipe.training_data(self, model, preset, batch, strategy)
+            if "class_weights" in prepared.details:  # --balance-classes
+                weights = tuple(prepared.details["class_weights"])  # recorded with the run
+                preset = dataclasses.replace(preset, class_weights=weights)
             if resumed:
                 changed = resume_schedule(
                     model.optimizer, preset.make_schedule(epochs * prepared.steps, prepared.steps)

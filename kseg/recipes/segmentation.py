@@ -127,6 +127,9 @@ class SegmentationRecipe:
         train = segmentation_pipeline(
             dataset, samples, batch, training=True, crop=crop, seed=config.seed
         )
+        details = {"crop": list(crop), "train_split": split, "eval_crop": None}
+        if config.balance_classes:
+            details["class_weights"] = self.balanced_weights(config, preset, dataset, samples)
         steps = config.steps_per_epoch or max(1, len(samples) // batch)
         if config.steps_per_epoch:
             train = train.repeat().take(steps)
@@ -148,8 +151,27 @@ class SegmentationRecipe:
             validation,
             steps,
             f"{dataset.name} {split} ({len(samples)} images), crop {crop[0]}x{crop[1]}",
-            {"crop": list(crop), "train_split": split, "eval_crop": eval_crop},
+            {**details, "eval_crop": eval_crop},
         )
+
+    def balanced_weights(self, config, preset, dataset, samples) -> list[float]:
+        """`--balance-classes`: median frequency weights of the training labels, said in
+        one line; refused for a loss that takes no class weights."""
+        from kseg.data.class_balance import class_pixels, median_frequency_weights
+
+        loss = config.loss or preset.loss
+        if loss not in ("cross_entropy", "ohem") or not config.class_weights:
+            raise UserError(
+                f"--balance-classes weighs the cross-entropy (--loss cross_entropy or ohem), "
+                f"and this run's loss is {loss}"
+                + ("" if config.class_weights else " without class weights (--no-class-weights)")
+            )
+        weights = median_frequency_weights(*class_pixels(dataset, samples))
+        listed = ", ".join(
+            f"{n} {w:.2f}" for n, w in zip(dataset.class_names, weights, strict=True)
+        )
+        print(f"Class weights, median frequency balancing of {len(samples)} images: {listed}")
+        return [round(float(w), 6) for w in weights]
 
     def callbacks(self, preset, state) -> list:
         return []

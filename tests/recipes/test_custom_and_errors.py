@@ -595,3 +595,38 @@ def test_a_default_crop_larger_than_every_image_is_fitted_to_them(custom_dir, ca
     assert fitted_crop((512, 512), samples, 48) == (96, 144)
     assert fitted_crop((32, 64), samples, 32) == (32, 64)
     assert capsys.readouterr().out.count("Crop") == 1
+
+
+def test_balance_classes_weighs_the_cross_entropy_by_median_frequency(custom_dir, tmp_path):
+    """The weights are median(f) / f_c of the training masks' pixels (f_c: a class's pixels
+    over the pixels of the images that show it), by hand here; the run compiles its loss
+    with them and records them; a loss that takes no weights is refused."""
+    import keras
+
+    from kseg.data.class_balance import class_pixels, median_frequency_weights
+    from kseg.errors import UserError
+
+    assert median_frequency_weights(np.array([10, 30, 0, 60]), np.array([100, 100, 0, 100])) \
+        == pytest.approx([3.0, 1.0, 1.0, 0.5])  # fmt: skip
+    dataset = FolderDataset(custom_dir)
+    samples = dataset.samples("train")
+    pixels, shown = np.zeros(5), np.zeros(5)
+    for s in samples:
+        mask = np.asarray(Image.open(s.label)).ravel()
+        counts = np.bincount(mask[mask != 255], minlength=5)[:5]
+        pixels, shown = pixels + counts, shown + (counts > 0) * counts.sum()
+    np.testing.assert_array_equal(class_pixels(dataset, samples), [pixels, shown])
+    want = median_frequency_weights(pixels, shown)
+    assert want.min() < 1 < want.max()
+
+    out = str(tmp_path / "balanced")
+    custom.main(["train", "--data-dir", custom_dir, "--out", out, "--epochs", "1",
+                 "--balance-classes", "--loss", "cross_entropy", *FAST])  # fmt: skip
+    recorded = json.load(open(os.path.join(out, "config.json")))["preset"]["class_weights"]
+    np.testing.assert_allclose(recorded, want, rtol=1e-5)
+    model = keras.saving.load_model(os.path.join(out, "last-epoch0001.keras"))
+    loss = model.loss["logits"] if isinstance(model.loss, dict) else model.loss
+    np.testing.assert_allclose(loss.class_weights, want, rtol=1e-5)
+    with pytest.raises(UserError, match="--balance-classes weighs the cross-entropy .* is dice"):
+        custom.main(["train", "--data-dir", custom_dir, "--out", str(tmp_path / "d"),
+                     "--balance-classes", "--loss", "dice", "--debug", *FAST])  # fmt: skip
