@@ -90,16 +90,28 @@ DEMO_FOLDER_CLASSES = ("sky 70 130 180", "building 70 70 70", "road 128 64 128",
 def build_demo_folder(root: str, **scenes) -> str:
     """The demo set in the layout of your own data (`kseg.data.FolderDataset`): JPEG
     images, palette-PNG masks with the five demo classes as 0-4, and `classes.txt`.
-    `scenes` go to `build_demo_cityscapes` (counts, size, seed). Returns `root`."""
+    `scenes` go to `build_demo_cityscapes` (counts, size, seed). Skipped if already
+    complete; returns `root`."""
     import tempfile
     import warnings
 
     from kseg.data.cityscapes import Cityscapes
 
+    marker = os.path.join(root, ".complete")
+    if os.path.exists(marker):
+        return root
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*the standard split has")
         _write_folder(Cityscapes(build_demo_cityscapes(tmp, **scenes)), root)
+    open(marker, "w").close()
     return root
+
+
+# `--demo`'s sets by layout: the function that writes one, and how runs name its layout.
+DEMO_SETS = {
+    "cityscapes": (build_demo_cityscapes, "Cityscapes layout"),
+    "folder": (build_demo_folder, "your own data's layout: images/, masks/, classes.txt"),
+}
 
 
 def _write_folder(source, root: str) -> None:

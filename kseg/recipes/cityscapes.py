@@ -8,7 +8,7 @@ RECIPE = SegmentationRecipe(
     "cityscapes",
     (1024, 2048),
     "the full frame: ContextNet trains on full-resolution input",
-    demo=True,
+    demo="cityscapes",
     title="Cityscapes",
 )
 

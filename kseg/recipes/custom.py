@@ -3,6 +3,7 @@
     python -m kseg.recipes.custom train --data-dir DIR [--init-from best.keras]
     python -m kseg.recipes.custom evaluate --data-dir DIR
     python -m kseg.recipes.custom predict --data-dir DIR
+    python -m kseg.recipes.custom --demo   # all three on real images in DIR's layout
 
 DIR holds `classes.txt` (one class a line: `name` or `name R G B`),
 `images/{train,val}/` and `masks/{train,val}/` (PNG, pixel value = class index, 255 =
@@ -20,7 +21,11 @@ from kseg.recipes.cli import command
 from kseg.recipes.segmentation import SegmentationRecipe
 
 RECIPE = SegmentationRecipe(
-    "custom", (512, 512), "kseg's default crop for your own data", title="your own data"
+    "custom",
+    (512, 512),
+    "kseg's default crop for your own data",
+    demo="folder",
+    title="your own data",
 )
 
 

@@ -32,7 +32,9 @@ class SegmentationRecipe:
     crop_source: str
     train_split: str = "train"
     eval_split: str = "val"
-    demo: bool = False
+    # --demo: the layout its set of real images is written in (a key of
+    # `kseg.data.demo_data.DEMO_SETS`); None: the recipe has no --demo.
+    demo: str | None = None
     # Used, with a note, when the dataset folder lacks `train_split` (VOC without SBD).
     train_split_fallback: str | None = None
     default_model: str = "contextnet_cn14"
@@ -60,9 +62,10 @@ class SegmentationRecipe:
         from kseg.errors import UserError
 
         if config.demo and not config.data_dir:
-            from kseg.data.demo_data import build_demo_cityscapes
+            from kseg.data.demo_data import DEMO_SETS
 
-            config.data_dir = build_demo_cityscapes(os.path.join(out, "demo-data"))
+            build, _ = DEMO_SETS[self.demo]
+            config.data_dir = build(os.path.join(out, "demo-data"))
             warnings.filterwarnings("ignore", message=".*the standard split has")
         if not config.data_dir:
             demo = " (or --demo)" if self.demo else ""
@@ -452,7 +455,9 @@ class SegmentationRecipe:
         self.export_demo(runner)
         out = runner.out
         print(f"\nDemo finished in {seconds:.0f} s. Everything is in {out}/:")
-        print("  demo-data/        the generated images and labels (Cityscapes layout)")
+        from kseg.data.demo_data import DEMO_SETS
+
+        print(f"  demo-data/        the generated images and labels ({DEMO_SETS[self.demo][1]})")
         print("  best.keras, last-epoch*.keras, state.json, config.json, log.csv, tensorboard/")
         print("  evaluation.csv, evaluation.json   per-class IoU and Dice")
         print("  predictions/      colour PNGs and overlays")

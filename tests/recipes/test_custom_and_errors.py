@@ -630,3 +630,21 @@ def test_balance_classes_weighs_the_cross_entropy_by_median_frequency(custom_dir
     with pytest.raises(UserError, match="--balance-classes weighs the cross-entropy .* is dice"):
         custom.main(["train", "--data-dir", custom_dir, "--out", str(tmp_path / "d"),
                      "--balance-classes", "--loss", "dice", "--debug", *FAST])  # fmt: skip
+
+
+def test_the_custom_recipes_demo_runs_on_real_images_in_your_own_datas_layout(tmp_path, capsys):
+    """`python -m kseg.recipes.custom --demo` (here one short epoch): the demo's photos
+    written as images/, masks/ and classes.txt, trained on, evaluated by classes.txt's
+    names, predicted in its colours and exported to TFLite checked in LiteRT."""
+    out = tmp_path / "demo"
+    custom.main(["--demo", "--out", str(out), "--epochs", "1", *FAST])
+    printed = capsys.readouterr().out
+    assert sorted(os.listdir(out / "demo-data")) == [".complete", "classes.txt", "images", "masks"]
+    result = json.load(open(out / "evaluation.json"))
+    assert list(result["iou"]) == ["sky", "building", "road", "car", "person"]
+    png = Image.open(out / "predictions" / "photo000_pred.png")
+    assert png.getpalette()[9:12] == [0, 0, 142]
+    assert {"contextnet_cn14_fp32.tflite", "contextnet_cn14_int8.tflite"} <= set(
+        os.listdir(out / "export")
+    )
+    assert "your own data's layout: images/, masks/, classes.txt" in printed
