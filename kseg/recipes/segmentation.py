@@ -130,7 +130,7 @@ class SegmentationRecipe:
         train = segmentation_pipeline(
             dataset, samples, batch, training=True, crop=crop, seed=config.seed
         )
-        details = {"crop": list(crop), "train_split": split, "eval_crop": None}
+        details = {"crop": list(crop), "train_split": split}  # recorded in config.json
         if config.balance_classes:
             details["class_weights"] = self.balanced_weights(config, preset, dataset, samples)
         steps = config.steps_per_epoch or max(1, len(samples) // batch)
