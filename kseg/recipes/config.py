@@ -165,18 +165,36 @@ def trained_data(model_path: str, num_classes: int):
     is no record, the folder is gone or changed, or it has not `num_classes` classes."""
     from kseg.data import SEGMENTATION_DATASETS
 
-    record = read_run_record(os.path.dirname(os.path.abspath(model_path))) or {}
+    folder = os.path.dirname(os.path.abspath(model_path))
+    record = read_run_record(folder) or {}
     run, reader = record.get("run", {}), SEGMENTATION_DATASETS.get(record.get("dataset"))
-    if reader is None or not run.get("data_dir") or not os.path.isdir(run["data_dir"]):
+    data_dir = _recorded_path(run.get("data_dir"), folder, run.get("out"))
+    if reader is None or data_dir is None:
         return None
     try:
-        dataset = reader(run["data_dir"], **{key: run.get(key) for key in reader.OPTIONS})
+        dataset = reader(data_dir, **{key: run.get(key) for key in reader.OPTIONS})
     except UserError:  # the folder changed since: no names rather than wrong ones
         return None
     if dataset.num_classes != num_classes:
         return None
-    print(f"Classes of {run['data_dir']}, the data the run trained on (its {CONFIG})")
+    print(f"Classes of {data_dir}, the data the run trained on (its {CONFIG})")
     return dataset
+
+
+def _recorded_path(path: str | None, folder: str, out: str | None) -> str | None:
+    """A folder a run recorded (`path`, maybe relative to where the run started), found
+    from here or, when `out` (the run's folder as it was given) ends `folder`'s path, from
+    where the run started; None when it is not there."""
+    if not path:
+        return None
+    if os.path.isdir(path):
+        return path
+    out = os.path.normpath(out) if out and not os.path.isabs(out) else None
+    if out and not os.path.isabs(path) and folder.endswith(os.sep + out):
+        started = folder[: -len(out) - 1]
+        if os.path.isdir(os.path.join(started, path)):
+            return os.path.join(started, path)
+    return None
 
 
 # Command-line types.

@@ -648,3 +648,23 @@ def test_the_custom_recipes_demo_runs_on_real_images_in_your_own_datas_layout(tm
         os.listdir(out / "export")
     )
     assert "your own data's layout: images/, masks/, classes.txt" in printed
+
+
+def test_a_runs_data_is_found_from_another_working_folder(custom_dir, tmp_path, monkeypatch):
+    """A run started in project/ records `--data-dir data --out runs/x` as given; from
+    another folder its data is found by where the run started."""
+    import shutil
+
+    from kseg.recipes.config import trained_data
+
+    project = tmp_path / "project"
+    shutil.copytree(custom_dir, project / "data")
+    (project / "runs" / "x").mkdir(parents=True)
+    record = {"run": {"data_dir": "data", "out": "runs/x"}, "dataset": "custom"}
+    (project / "runs" / "x" / "config.json").write_text(json.dumps(record))
+    monkeypatch.chdir(tmp_path)
+    dataset = trained_data(str(project / "runs" / "x" / "best.keras"), 5)
+    assert dataset.class_names == ("sky", "building", "road", "car", "person")
+    assert trained_data(str(project / "runs" / "x" / "best.keras"), 6) is None  # not 5
+    monkeypatch.chdir(project)
+    assert trained_data("runs/x/best.keras", 5).root == str(project / "data")
