@@ -8,7 +8,8 @@ file of their objects' polygons or run-length masks, read as it is.
 Each annotation file is a split by its name or its folder's (train, val / valid /
 validation, test); one of no split's name (CVAT's `instances_default.json`) is the
 training pool, a tenth of its images held out for validation. Images are found beside the
-file, in an `images/` folder, or in a folder of the root (COCO's `train2017/`). The
+file, in an `images/` folder, or in a folder of the root (COCO's `train2017/`), by the
+name the file gives or by its file name alone (Label Studio's server paths). The
 classes are "background" (class 0, what no object covers) and the categories in the
 order of their ids. Each image's objects are decoded by the official COCO API
 (pycocotools: polygons, run-length masks, crowds) and drawn in the file's order, a later
