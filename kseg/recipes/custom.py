@@ -20,12 +20,12 @@ their paper's preset, or kseg's default for a model without one; 512x512 crops u
 from kseg.recipes.cli import command
 from kseg.recipes.segmentation import SegmentationRecipe
 
+# No paper gives a crop for your own data: 512x512 is mmsegmentation's usual one (ADE20K,
+# VOC), fitted to the images where they are smaller.
+CROP = (512, 512)
+
 RECIPE = SegmentationRecipe(
-    "custom",
-    (512, 512),
-    "kseg's default crop for your own data",
-    demo="folder",
-    title="your own data",
+    "custom", CROP, "kseg's default crop for your own data", demo="folder", title="your own data"
 )
 
 
