@@ -60,6 +60,7 @@ class SegmentationDataset:
             raise ValueError(f"on_bad must be 'raise' or 'skip', got {on_bad!r}")
         self.root = os.path.abspath(os.path.expanduser(root))
         self.on_bad = on_bad
+        self.skipped: dict[str, int] = {}  # bad files left out with on_bad="skip", by split
         if not os.path.isdir(self.root):
             self.layout_error(f"the folder {self.root} does not exist")
 
@@ -100,20 +101,28 @@ class SegmentationDataset:
 
     def verify(self, samples: Sequence[Sample]) -> list[Sample]:
         """Reads every file's header and checks image and label sizes agree."""
-        good, problems = [], []
-        for s in samples:
-            problem = _check_pair(s)
-            if problem:
-                problems.append(problem)
-            else:
-                good.append(s)
+        return self.verify_each(samples, _check_pair)
+
+    def verify_each(self, samples: Sequence[Sample], check) -> list[Sample]:
+        """The samples that `check` (a sample -> its problem, or None) passes; the others'
+        problems go to `report_bad`."""
+        checked = [(s, check(s)) for s in samples]
+        self.report_bad([problem for _, problem in checked if problem])
+        return [s for s, problem in checked if not problem]
+
+    def report_bad(self, problems: list[str], split: str = "") -> None:
+        """Stops at `problems` (bad files, one line each) naming them, or with
+        `on_bad="skip"` counts them and warns once."""
         if problems and self.on_bad == "raise":
             raise CorruptFileError(self.name, problems)
-        if problems:
-            warnings.warn(
-                f"{self.name}: skipped {len(problems)} bad file(s): {problems[:3]}", stacklevel=2
-            )
-        return good
+        if not problems:
+            return
+        self.skipped[split] = self.skipped.get(split, 0) + len(problems)
+        warnings.warn(
+            f"{self.name}: skipped {len(problems)} bad file(s) (--skip-bad-files), e.g. "
+            f"{problems[0]}",
+            stacklevel=3,
+        )
 
     # Helpers for subclasses.
     def require_dir(self, *parts: str) -> str:

@@ -17,12 +17,18 @@ from kseg.data.base import IGNORE_LABEL
 
 def class_pixels(dataset, samples) -> tuple[np.ndarray, np.ndarray]:
     """(the pixels of each class, the labelled pixels of the images that show it), int64[K]
-    each, over the labels of `samples` as the training pipeline reads them."""
-    from kseg.data.pipeline import segmentation_pipeline
+    each, over the labels of `samples` as the training pipeline reads them (the labels
+    only: their images are not decoded)."""
+    import tensorflow as tf
+
+    from kseg.data.pipeline import make_label_decoder
 
     classes = dataset.num_classes
     pixels, shown = np.zeros(classes, np.int64), np.zeros(classes, np.int64)
-    for _, label in segmentation_pipeline(dataset, samples, 1, training=False):
+    labels = tf.data.Dataset.from_tensor_slices([s.label for s in samples]).map(
+        make_label_decoder(dataset), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    for label in labels:
         values = label.numpy().ravel()
         counts = np.bincount(values[values != IGNORE_LABEL], minlength=classes)[:classes]
         pixels += counts

@@ -34,7 +34,6 @@ import bisect
 import collections
 import hashlib
 import os
-import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -336,7 +335,6 @@ or an annotation platform's COCO export: annotations/instances_*.json (CVAT),
             self.layout_error(f"{classes} lists {len(self.class_names)} classes; at most 255")
         self.name = os.path.basename(self.root.rstrip(os.sep)) or "custom"
         self.mask_suffix = mask_suffix  # None until the first split's files decide it
-        self.skipped: dict[str, int] = {}
         self._held_out: dict[str, list[Sample]] | None = None  # without a val split
 
     def decode_label(self, path):
@@ -490,25 +488,4 @@ or an annotation platform's COCO export: annotations/instances_*.json (CVAT),
             f"{marked} (black-and-white masks), give every class a grey colour in "
             f"{self.CLASS_FILE}, which then reads masks by grey level: `{lines[0]}` and "
             f"`{lines[1]}`."
-        )
-
-    def verify_each(self, samples: Sequence[Sample], check) -> list[Sample]:
-        """The samples that `check` (a sample -> its problem, or None) passes; the others'
-        problems go to `report_bad`."""
-        checked = [(s, check(s)) for s in samples]
-        self.report_bad([problem for _, problem in checked if problem])
-        return [s for s, problem in checked if not problem]
-
-    def report_bad(self, problems: list[str], split: str = "") -> None:
-        """Stops at `problems` (bad files, one line each) naming them, or with
-        `on_bad="skip"` counts them and warns once."""
-        if problems and self.on_bad == "raise":
-            raise CorruptFileError(self.name, problems)
-        if not problems:
-            return
-        self.skipped[split] = self.skipped.get(split, 0) + len(problems)
-        warnings.warn(
-            f"{self.name}: skipped {len(problems)} bad file(s) (--skip-bad-files), e.g. "
-            f"{problems[0]}",
-            stacklevel=3,
         )

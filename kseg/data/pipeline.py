@@ -81,20 +81,30 @@ def _label_values(label_path, colors):
     return tf.cond(tf.shape(raw)[-1] >= 3, from_colors, lambda: raw[..., 0])
 
 
-def make_decoder(dataset: SegmentationDataset):
-    """A function (image_path, label_path) -> (uint8 HxWx3 image, uint8 HxW training ids)."""
+def make_label_decoder(dataset: SegmentationDataset):
+    """A function label_path -> uint8 HxW training ids."""
     label_map = tf.constant(dataset.label_map, tf.uint8)
     colors = None if dataset.label_colors is None else _color_table(dataset.label_colors)
     # A reader may decode its label files itself (e.g. palette PNGs read as indices).
     custom = getattr(dataset, "decode_label", None)
 
-    def decode(image_path, label_path):
-        image = decode_image(tf.io.read_file(image_path))
+    def decode(label_path):
         values = custom(label_path) if custom else _label_values(label_path, colors)
         label = tf.gather(label_map, tf.cast(values, tf.int32))
-        image.set_shape([None, None, 3])
         label.set_shape([None, None])
-        return image, label
+        return label
+
+    return decode
+
+
+def make_decoder(dataset: SegmentationDataset):
+    """A function (image_path, label_path) -> (uint8 HxWx3 image, uint8 HxW training ids)."""
+    decode_label = make_label_decoder(dataset)
+
+    def decode(image_path, label_path):
+        image = decode_image(tf.io.read_file(image_path))
+        image.set_shape([None, None, 3])
+        return image, decode_label(label_path)
 
     return decode
 

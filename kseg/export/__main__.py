@@ -138,9 +138,11 @@ def _reader_of(folder: str, reader: str | None) -> str:
 
     if reader is not None:
         return reader
-    if any(os.path.isfile(os.path.join(folder, f)) for f in ("classes.txt", "labelmap.txt")):
-        return "custom"
-    if reader_of(folder) is not FolderDataset:  # labelme's files, a COCO export
+    # classes.txt, or a layout that `reader_of` tells from this one (VOC, labelme, COCO)
+    if (
+        os.path.isfile(os.path.join(folder, "classes.txt"))
+        or reader_of(folder) is not FolderDataset
+    ):
         return "custom"
     return "cityscapes" if os.path.isdir(os.path.join(folder, "leftImg8bit")) else "photos"
 

@@ -501,6 +501,8 @@ def fitted_crop(crop: tuple[int, int], samples, multiple: int) -> tuple[int, int
         with Image.open(s.image) as im:  # the header only
             w, h = oriented_size(im)
         height, width = max(height, h), max(width, w)
+        if height >= crop[0] and width >= crop[1]:  # the crop fits: no need to read on
+            return tuple(crop)
     largest = round_up((height, width), multiple)
     fitted = tuple(min(c, side) for c, side in zip(crop, largest, strict=True))
     if fitted != tuple(crop):

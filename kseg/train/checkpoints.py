@@ -73,11 +73,9 @@ def settle(folder: str) -> None:
             _promote(path, os.path.join(folder, BEST))
         else:
             os.remove(path)
-    files = _numbered(folder, _LAST)
-    if state.get("epoch") in files:  # else a state.json of a kseg that wrote it last
-        for epoch, path in files.items():
-            if epoch != state["epoch"]:
-                os.remove(path)
+    # (state.json names no file when an older kseg, which wrote it last, was stopped before)
+    if state.get("epoch") in _numbered(folder, _LAST):
+        _keep_only(folder, state["epoch"])
     for name in os.listdir(folder):
         if _TEMPORARY.match(name):
             os.remove(os.path.join(folder, name))
@@ -211,9 +209,14 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.best, self.best_epoch, self.history = best, best_epoch, history
         if pending:
             _promote(pending, os.path.join(self.folder, BEST))
-        for older, path in _numbered(self.folder, _LAST).items():
-            if older != done:
-                os.remove(path)
+        _keep_only(self.folder, done)
+
+
+def _keep_only(folder: str, epoch: int) -> None:
+    """Removes every `last-epochNNNN.keras` in `folder` but the committed `epoch`'s."""
+    for other, path in _numbered(folder, _LAST).items():
+        if other != epoch:
+            os.remove(path)
 
 
 def _promote(pending: str, best: str) -> None:
