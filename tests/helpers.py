@@ -180,17 +180,18 @@ def masks_in(folder: str) -> dict[str, np.ndarray]:
     }
 
 
-def labels_by_name(dataset, split: str) -> dict[str, np.ndarray]:
-    """{image name without extension: the label the evaluation pipeline reads} of a split."""
+def labels_by_name(dataset, split: str, images: bool = False) -> dict[str, np.ndarray]:
+    """{image name without extension: the label the evaluation pipeline reads} of a split
+    (with `images`: the image it reads)."""
     import os
 
     from kseg.data import segmentation_pipeline
 
     samples = dataset.samples(split)
     batches = segmentation_pipeline(dataset, samples, 4, training=False, seed=0)  # in order
-    labels = np.concatenate([label.numpy() for _, label in batches])
+    read = np.concatenate([pair[0 if images else 1].numpy() for pair in batches])
     names = [os.path.splitext(os.path.basename(s.image))[0] for s in samples]
-    return dict(zip(names, labels, strict=True))
+    return dict(zip(names, read, strict=True))
 
 
 def assert_predictions_colour_as_the_data(path, palette) -> None:

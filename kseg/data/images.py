@@ -1,7 +1,8 @@
 """Image files decoded for the training pipeline: every format the data checks accept,
 the way every viewer shows them.
 
-- Formats: TensorFlow's decoders read JPEG, PNG, BMP, GIF and WebP; TIFF (microscopy,
+- Formats: TensorFlow's decoders read JPEG (with libjpeg's accurate DCT, so the pixels
+  are Pillow's, which `kseg.predict` reads), PNG, BMP, GIF and WebP; TIFF (microscopy,
   remote sensing) goes through Pillow, with kseg's predictions' reading of images
   (`kseg.predict.standalone.to_rgb`: 16-bit images scaled to 8 bits, as TensorFlow's
   PNG decoder scales them).
@@ -29,6 +30,7 @@ ORIENTATION_TAG = 0x0112  # EXIF 274
 SWAPS_SIDES = (5, 6, 7, 8)
 # How a TIFF file starts (little- and big-endian), the format TensorFlow does not decode.
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 def orientation_of(im: Image.Image) -> int:
@@ -95,7 +97,14 @@ def decode_image(data: tf.Tensor) -> tf.Tensor:
     orientation: TensorFlow's decoders, or Pillow for TIFF."""
 
     def tensorflow():
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image = tf.cond(
+            tf.equal(tf.strings.substr(data, 0, 3), JPEG_MAGIC),
+            # libjpeg's accurate DCT, as Pillow, OpenCV and the phones' decoders use it, so
+            # training sees the pixels `kseg.predict` and the deployed app see; TensorFlow's
+            # default (INTEGER_FAST) is off by up to a dozen levels.
+            lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+            lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
+        )
         orientation = tf.numpy_function(exif_orientation, [data], tf.int32, stateful=False)
         return orient(image, tf.reshape(orientation, []))
 

@@ -8,6 +8,10 @@ shapes, read as it is (no conversion to masks first).
                               train/ and val/, the JSON files anywhere below DIR, a tenth
                               of them held out for validation
 
+A file whose image is not beside it, as labelme's `imagePath` names it, is read from the
+copy labelme embeds in it (`imageData`, which it stores unless told not to), written once
+to `embedded_images_dir()`.
+
 Each file's shapes are drawn in order onto the background (class 0), a later shape over an
 earlier one, as labelme's own export (`labelme_export_json`, labelme2voc) draws them:
 polygons, rectangles, circles, oriented rectangles, its AI tools' masks, and lines and
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import glob
+import hashlib
 import io
 import itertools
 import json
@@ -31,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
-from kseg.data.base import IGNORE_LABEL, Sample, size_problem
+from kseg.data.base import IGNORE_LABEL, Sample, size_problem, stem
 from kseg.data.folder import IGNORE_LINE, ClassList, FolderDataset, read_classes
 
 # labelme's widths of the shapes that have no area (its `shape_to_mask` defaults).
@@ -49,6 +54,40 @@ SHAPES = {
     "oriented_rectangle": 4,
     "mask": 2,
 }
+
+
+# The endings under which embedded images are written, by Pillow's name of their format.
+EMBEDDED_ENDINGS = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif"}
+
+
+def embedded_images_dir() -> str:
+    """Where the images that labelme files embed are written to be read: `kseg/labelme`
+    in the Keras cache (`$KERAS_HOME`, by default ~/.keras, where Keras keeps datasets)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "kseg", "labelme")
+
+
+def embedded_image(json_path: str, data: str) -> str | None:
+    """The file of the image a labelme file embeds (`data`, its base64 `imageData`): written
+    once to `embedded_images_dir()`, in a folder named by the image's hash, under the JSON
+    file's name. None when `data` is not an image."""
+    try:
+        raw = base64.b64decode(data, validate=True)
+        with Image.open(io.BytesIO(raw)) as im:
+            ending = EMBEDDED_ENDINGS.get(im.format or "")
+    except (ValueError, OSError):  # not base64 (binascii.Error), or not an image
+        return None
+    if ending is None:
+        return None
+    folder = os.path.join(embedded_images_dir(), hashlib.sha256(raw).hexdigest()[:20])
+    path = os.path.join(folder, stem(json_path) + ending)
+    if not os.path.isfile(path):
+        os.makedirs(folder, exist_ok=True)
+        partial = f"{path}.{os.getpid()}.partial"  # another process may write it too
+        with open(partial, "wb") as f:
+            f.write(raw)
+        os.replace(partial, path)
+    return path
 
 
 def is_labelme_folder(root: str) -> bool:
@@ -159,14 +198,30 @@ class LabelmeFolder(FolderDataset):
         return self._annotated(folder), folder
 
     def _annotated(self, folder: str) -> list[Sample]:
-        """(image, JSON file) of each labelme file below `root/folder`; a file whose image
-        is missing is named (or, with on_bad="skip", counted)."""
-        candidates = []
+        """(image, JSON file) of each labelme file below `root/folder`: the image its
+        imagePath names, else the one it embeds; a file with neither is named (or, with
+        on_bad="skip", counted)."""
+        candidates, bad, embedded = [], [], 0
         for path in self._json_files(os.path.join(self.root, folder)):
             annotation = _read_json(path, {})
             image = PureWindowsPath(annotation.get("imagePath") or "").as_posix()
             image = os.path.normpath(os.path.join(os.path.dirname(path), image)) if image else ""
-            candidates.append(Sample(image or os.path.splitext(path)[0] + ".jpg", path))
+            image = image or os.path.splitext(path)[0] + ".jpg"
+            data = annotation.get("imageData")
+            if not os.path.isfile(image) and isinstance(data, str) and data:
+                copy = embedded_image(path, data)
+                if copy is None:
+                    bad.append(f"{path}: no image {image}, and its imageData is not an image")
+                    continue
+                image, embedded = copy, embedded + 1
+            candidates.append(Sample(image, path))
+        if embedded:
+            print(
+                f"{self.name}: {embedded} labelme file(s) in {os.path.join(self.root, folder)} "
+                f"without their image beside them: read the image each embeds (imageData), "
+                f"copied to {embedded_images_dir()}"
+            )
+        self.report_bad(bad, folder or "train")
         return self.existing(candidates, folder or "train")
 
     def decode_label(self, path):

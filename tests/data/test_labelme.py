@@ -183,3 +183,46 @@ def test_labelme_mistakes_are_named(demo, tmp_path):
     assert sum(skipping.skipped.values()) == 2
     with pytest.raises(UserError, match="labelme JSON files, which name their images"):
         FolderDataset(str(root), mask_suffix="_mask.png")
+
+
+def test_images_embedded_in_labelme_files_are_read(demo, tmp_path, monkeypatch, capsys):
+    """labelme files shared without their images (labelme embeds each image as base64
+    imageData) train as they are: the embedded images are copied once to the Keras cache,
+    the pipeline reads the same pixels and labels as from the images beside the files, and
+    an imageData that is not an image is named."""
+    from kseg.data.labelme import embedded_images_dir
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    root = tmp_path / "shared"
+    masks = _labelme_folder(root, demo, splits=True)
+    (root / "classes.txt").write_text("sky\nbuilding\nroad\ncar\nperson\n")
+
+    beside = labels_by_name(FolderDataset(str(root)), "train", images=True)
+    for path in sorted(root.glob("*/*.json")):
+        record = json.loads(path.read_text())
+        image = path.parent / record["imagePath"]
+        record["imageData"] = base64.b64encode(image.read_bytes()).decode()
+        path.write_text(json.dumps(record))
+        os.remove(image)
+
+    dataset = FolderDataset(str(root))
+    embedded = labels_by_name(dataset, "train", images=True)
+    assert "10 labelme file(s)" in capsys.readouterr().out
+    assert sorted(embedded) == sorted(beside)
+    for name, image in embedded.items():
+        np.testing.assert_array_equal(image, beside[name], err_msg=name)
+    for split in ("train", "val"):
+        for name, label in labels_by_name(dataset, split).items():
+            np.testing.assert_array_equal(label, masks[name], err_msg=name)
+    copies = sorted(tmp_path.joinpath("keras").glob("kseg/labelme/*/*.jpg"))
+    assert len(copies) == 12 and str(copies[0]).startswith(embedded_images_dir())
+    written = [c.stat().st_mtime_ns for c in copies]
+    FolderDataset(str(root)).samples("train")  # copied once, not again
+    assert [c.stat().st_mtime_ns for c in copies] == written
+
+    some = sorted((root / "val").glob("*.json"))[0]
+    record = json.loads(some.read_text())
+    record["imageData"] = base64.b64encode(b"not an image").decode()
+    some.write_text(json.dumps(record))
+    with pytest.raises(CorruptFileError, match="val_photo000.json: no image .* imageData is not"):
+        FolderDataset(str(root)).samples("val")
