@@ -141,7 +141,13 @@ def build_parser(recipe) -> argparse.ArgumentParser:
         type=int,
         help="split the CPU into this many logical devices (try --strategy mirrored)",
     )
-    g.add_argument("--mixed-precision", choices=("none", "float16", "bfloat16"))
+    g.add_argument(
+        "--mixed-precision",
+        choices=("none", "float16", "bfloat16"),
+        help="Keras' mixed precision: layers compute in float16 (with loss scaling) or "
+        "bfloat16, weights and logits stay float32; for GPUs (float16) and TPUs "
+        "(bfloat16); default none. Export writes float32 models either way",
+    )
     g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
     g.add_argument(
         "--verbose",
@@ -333,8 +339,12 @@ def _run(recipe, argv):
 
     from kseg.recipes.runner import Runner
 
-    if config.mixed_precision != "none":
-        keras.mixed_precision.set_global_policy(f"mixed_{config.mixed_precision}")
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
-    Runner(recipe, config).run()
+    before = keras.mixed_precision.global_policy()
+    if config.mixed_precision != "none":  # the models the run builds take it
+        keras.mixed_precision.set_global_policy(f"mixed_{config.mixed_precision}")
+    try:
+        Runner(recipe, config).run()
+    finally:  # a caller's later models are as before (`main` called from Python)
+        keras.mixed_precision.set_global_policy(before)

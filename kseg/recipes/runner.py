@@ -43,6 +43,21 @@ def keras_verbosity(verbose: str) -> int:
     return int(verbose)
 
 
+def describe_precision(model) -> str:
+    """How the model computes when not in float32 alone, as the training line says it:
+    its layers' compute dtype and whether its optimiser scales the loss ("" in float32)."""
+    import keras
+
+    computes = {layer.dtype_policy.compute_dtype for layer in model.layers if layer.weights}
+    if computes <= {"float32"}:
+        return ""
+    scaled = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    return (
+        f"mixed precision: {'/'.join(sorted(computes - {'float32'}))} compute, float32 "
+        f"weights{', loss scaled' if scaled else ''}"
+    )
+
+
 # What a run writes in its folder by name (folders of outputs keep their own records).
 RUN_FILES = (
     "config.json", "state.json", "log.csv", "best.keras", "last-epoch*.keras", "tensorboard",
@@ -231,6 +246,7 @@ class Runner:
             f"{strategy.num_replicas_in_sync} replica(s); {describe_weight_decay(model, preset)}; "
             f"preset: {preset.source}"
             + (f"; this run's own: {own}" if (own := self.own_settings(preset)) else "")
+            + (f"; {precision}" if (precision := describe_precision(model)) else "")
         )
         verbose = keras_verbosity(config.verbose)
         try:

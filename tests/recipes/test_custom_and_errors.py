@@ -668,3 +668,26 @@ def test_a_runs_data_is_found_from_another_working_folder(custom_dir, tmp_path, 
     assert trained_data(str(project / "runs" / "x" / "best.keras"), 6) is None  # not 5
     monkeypatch.chdir(project)
     assert trained_data("runs/x/best.keras", 5).root == str(project / "data")
+
+
+def test_mixed_precision_trains_with_loss_scaling_and_leaves_the_policy_as_it_was(
+    custom_dir, tmp_path, capsys
+):
+    """--mixed-precision float16: the run's layers compute in float16 with float32 weights,
+    its optimiser scales the loss (float16 gradients underflow without), and the training
+    line says so; the run resumes as it trained, and afterwards the caller's Keras policy
+    is float32 again (a later model built in the same process is not float16)."""
+    import keras
+
+    out = str(tmp_path / "fp16")
+    for epochs in ("1", "2"):  # the second resumes the first
+        custom.main(["train", "--data-dir", custom_dir, "--out", out, "--epochs", epochs,
+                     "--mixed-precision", "float16", *FAST])  # fmt: skip
+        line = "mixed precision: float16 compute, float32 weights, loss scaled"
+        assert line in capsys.readouterr().out
+        assert keras.mixed_precision.global_policy().name == "float32"
+    model = keras.saving.load_model(os.path.join(out, "last-epoch0002.keras"))
+    assert {w.dtype for w in model.weights} == {"float32"}  # what export takes as it is
+    assert json.load(open(os.path.join(out, "config.json")))["run"]["mixed_precision"] == "float16"
+    custom.main(["evaluate", "--data-dir", custom_dir, "--out", out])
+    assert "mean IoU" in capsys.readouterr().out
