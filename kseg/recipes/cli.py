@@ -23,7 +23,7 @@ SUPPRESS = argparse.SUPPRESS
 def build_parser(recipe) -> argparse.ArgumentParser:
     """The recipe's parser. Only the flags given land in the namespace (the rest come from
     `--config` or `RunConfig`'s defaults)."""
-    from kseg.train.strategy import STRATEGIES
+    from kseg.train.strategy import STRATEGIES, SYNC_BN
 
     segmentation = recipe.task.name == "segmentation"
     from kseg.train.presets import preset_for
@@ -135,6 +135,13 @@ def build_parser(recipe) -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--strategy", choices=STRATEGIES, help="tf.distribute strategy (default: one device)"
+    )
+    g.add_argument(
+        "--sync-bn",
+        choices=SYNC_BN,
+        help="batch norm statistics over the global batch, all replicas together (SyncBN), "
+        "so that a batch split over GPUs normalises as the paper's batch did; default auto: "
+        "on with more than one replica",
     )
     g.add_argument(
         "--logical-cpus",

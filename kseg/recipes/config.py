@@ -41,6 +41,7 @@ class RunConfig:
     steps_per_epoch: int | None = None
     seed: int | None = None
     strategy: Literal["default", "mirrored", "multiworker", "tpu"] = "default"
+    sync_bn: Literal["auto", "on", "off"] = "auto"  # batch norm over all replicas; auto: >1
     resume: bool = True
     init_from: str | None = None
     logical_cpus: int = 0

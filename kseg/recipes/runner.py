@@ -102,6 +102,7 @@ class Runner:
         self.task = recipe.task
         self.out = config.out or os.path.join("runs", f"{recipe.dataset}-{config.model}")
         self.data = None
+        self._strategy = None
 
     # === Settings ===
     def preset(self, model_name: str | None = None, learning_rate: float | None = None):
@@ -135,6 +136,16 @@ class Runner:
         if self.data is None:
             self.data = self.recipe.open(self.config, self.out)
         return self.data
+
+    def strategy(self):
+        """The run's `tf.distribute` strategy, made once for all its training stages: the
+        collective ops of a second MirroredStrategy in one process can pair with the
+        first one's (a shape mismatch after a stage with synchronised batch norm)."""
+        if self._strategy is None:
+            from kseg.train.strategy import get_strategy
+
+            self._strategy = get_strategy(self.config.strategy)
+        return self._strategy
 
     # === Commands ===
     def run(self) -> None:
@@ -189,14 +200,14 @@ class Runner:
         from kseg.train.engine import fit, resume_point
         from kseg.train.presets import apply_weight_decay, describe_weight_decay, has_preset
         from kseg.train.schedules import resume_schedule
-        from kseg.train.strategy import get_strategy, is_chief
+        from kseg.train.strategy import is_chief, synchronize_batch_norm
         from kseg.utils.summary import count_params
 
         config, data = self.config, self.open_data()
         preset = self.preset(learning_rate=learning_rate)
         epochs = epochs or preset.epochs
         batch = config.batch_size or preset.batch_size
-        strategy = get_strategy(config.strategy)
+        strategy = self.strategy()
         if config.resume and last_checkpoint(folder):
             self.check_same_model(folder)
         with strategy.scope():
@@ -208,6 +219,8 @@ class Runner:
             else:
                 model = make_model()
                 initial_epoch, state = 0, None
+            replicas = strategy.num_replicas_in_sync
+            synced, per_replica = synchronize_batch_norm(model, config.sync_bn, replicas)
             prepared = self.recipe.training_data(self, model, preset, batch, strategy)
             if "class_weights" in prepared.details:  # --balance-classes
                 weights = tuple(prepared.details["class_weights"])  # recorded with the run
@@ -240,10 +253,14 @@ class Runner:
             )  # fmt: skip
         if not has_preset(config.model):
             print(f"{config.model} has no paper preset; training with {preset.source}")
+        synced_bn = ""
+        if synced or per_replica:
+            inside = f"; {per_replica} in ODE blocks stay per replica" if per_replica else ""
+            synced_bn = f" with batch norm over all ({synced} layers, --sync-bn{inside})"
         print(
             f"Training {model.name} ({count_params(model):,} parameters) on "
             f"{prepared.description}, batch {batch}, {prepared.steps} steps x {epochs} epochs, "
-            f"{strategy.num_replicas_in_sync} replica(s); {describe_weight_decay(model, preset)}; "
+            f"{replicas} replica(s){synced_bn}; {describe_weight_decay(model, preset)}; "
             f"preset: {preset.source}"
             + (f"; this run's own: {own}" if (own := self.own_settings(preset)) else "")
             + (f"; {precision}" if (precision := describe_precision(model)) else "")

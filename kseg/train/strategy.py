@@ -1,10 +1,13 @@
-"""`tf.distribute` strategies by name, for `--strategy`."""
+"""`tf.distribute` strategies by name, for `--strategy`, and batch norm over all their
+replicas, for `--sync-bn`."""
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+SYNC_BN = ("auto", "on", "off")
 
 
 def split_cpu(devices: int) -> None:
@@ -45,3 +48,33 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         return True
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def synchronize_batch_norm(model: keras.Model, setting: str, replicas: int) -> tuple[int, int]:
+    """Sets, in place, whether the batch norms of `model` compute their training statistics
+    over the global batch, all `replicas` together (Keras' `synchronized`: SyncBN), or over
+    each replica's share. `setting` is `--sync-bn`'s: "on", "off", or "auto", on with more
+    than one replica. With it, a batch of 16 over 4 GPUs normalises as the papers' batch of
+    16 on one GPU did (or as HRNet's SyncBN did); without, over 4 images each.
+
+    Batch norms inside an ODE block's derivative stay per replica: they run at every
+    evaluation of the solve, within the solver's loop, where an adaptive solver takes as
+    many steps on each replica as its share needs, so the replicas would not meet at the
+    same all-reduces. Returns (synchronised, left per replica in ODE blocks)."""
+    from kseg.ode.block import ODEBlock
+    from kseg.train.precise_bn import batch_norm_layers
+
+    if setting not in SYNC_BN:
+        raise ValueError(f"sync_bn must be one of {', '.join(SYNC_BN)}, got {setting!r}")
+    on = setting == "on" or (setting == "auto" and replicas > 1)
+    in_blocks = {
+        id(layer)
+        for block in model._flatten_layers(include_self=False)
+        if isinstance(block, ODEBlock)
+        for layer in block._flatten_layers(include_self=False)
+    }
+    synced = left = 0
+    for layer in batch_norm_layers(model):
+        layer.synchronized = on and id(layer) not in in_blocks  # read when a step is traced
+        synced, left = synced + layer.synchronized, left + (on and id(layer) in in_blocks)
+    return synced, left

@@ -245,8 +245,9 @@ def test_running_out_of_memory_in_training_names_the_settings_to_lower(
 
 def test_a_mirrored_run_killed_after_an_epoch_resumes_from_it(demo_cityscapes, tmp_path, capsys):
     """`--strategy mirrored` on two logical CPUs in a process of its own, killed once its
-    first epoch is written; the run resumes from that epoch (here in this process, on one
-    device: a checkpoint does not depend on the strategy that wrote it)."""
+    first epoch is written, with batch norm over both replicas; the run resumes from that
+    epoch (here in this process, on one device: a checkpoint does not depend on the
+    strategy that wrote it)."""
     out = str(tmp_path / "run")
     args = ["train", "--data-dir", demo_cityscapes, "--out", out, "--epochs", "2", *FAST]
     proc = _run([*args, "--strategy", "mirrored", "--logical-cpus", "2"])
@@ -256,7 +257,7 @@ def test_a_mirrored_run_killed_after_an_epoch_resumes_from_it(demo_cityscapes, t
         assert time.time() < deadline
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
-    assert "2 replica(s)" in proc.communicate()[0]
+    assert "2 replica(s) with batch norm over all (" in proc.communicate()[0]  # --sync-bn auto
     done = last_checkpoint(out)[1]
     assert done == 1  # killed before the second epoch's checkpoint
     capsys.readouterr()
