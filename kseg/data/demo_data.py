@@ -1,4 +1,5 @@
-"""A small real-image segmentation set written in the Cityscapes layout, for `--demo`.
+"""A small real-image segmentation set written in the Cityscapes layout, for `--demo`
+(and from it, in CamVid's and in your own data's layouts).
 
 No dataset can be downloaded here, so the demo composes real images that ship with the
 dependencies: street-like scenes whose background is cut from the real PASCAL VOC photo
@@ -92,6 +93,50 @@ def build_demo_folder(root: str, **scenes) -> str:
     images, palette-PNG masks with the five demo classes as 0-4, and `classes.txt`.
     `scenes` go to `build_demo_cityscapes` (counts, size, seed). Skipped if already
     complete; returns `root`."""
+    return _from_cityscapes(root, scenes, lambda source: _write_folder(source, root))
+
+
+# The demo classes as CamVid's labels (SegNet's 11 classes: sky 0, building 1, road 3,
+# car 8, pedestrian 9); 11 is CamVid's void.
+DEMO_CAMVID_LABELS = (0, 1, 3, 8, 9)
+CAMVID_VOID = 11
+
+
+def build_demo_camvid(root: str, **scenes) -> str:
+    """The demo set in CamVid's layout (SegNet's: `train/`, `val/`, `test/` PNGs and their
+    `*annot/` label PNGs), the scenes' classes as CamVid's. `scenes` go to
+    `build_demo_cityscapes` (counts, size, seed); its validation scenes are split in two,
+    the first half as `val`, the second as `test`. Skipped if already complete; returns
+    `root`."""
+    to_camvid = np.full(256, CAMVID_VOID, np.uint8)
+    to_camvid[: len(DEMO_CAMVID_LABELS)] = DEMO_CAMVID_LABELS
+    return _from_cityscapes(root, scenes, lambda source: _write_camvid(source, root, to_camvid))
+
+
+def _write_camvid(source, root: str, to_camvid: np.ndarray) -> None:
+    val = list(_demo_samples(source, "val"))
+    halves = {"val": val[: len(val) // 2], "test": val[len(val) // 2 :]}
+    for split, samples in (("train", _demo_samples(source, "train")), *halves.items()):
+        os.makedirs(os.path.join(root, split), exist_ok=True)
+        os.makedirs(os.path.join(root, f"{split}annot"), exist_ok=True)
+        for i, (image, classes) in enumerate(samples):
+            image.save(os.path.join(root, split, f"demo_{i:05d}.png"))
+            Image.fromarray(to_camvid[classes]).save(
+                os.path.join(root, f"{split}annot", f"demo_{i:05d}.png")
+            )
+
+
+# `--demo`'s sets by layout: the function that writes one, and how runs name its layout.
+DEMO_SETS = {
+    "cityscapes": (build_demo_cityscapes, "Cityscapes layout"),
+    "camvid": (build_demo_camvid, "CamVid layout: train/, trainannot/, val/, test/"),
+    "folder": (build_demo_folder, "your own data's layout: images/, masks/, classes.txt"),
+}
+
+
+def _from_cityscapes(root: str, scenes: dict, write) -> str:
+    """Writes the Cityscapes demo set (`scenes` its counts, size and seed) into a temporary
+    folder, hands its reader to `write`, and marks `root` complete; skipped when it is."""
     import tempfile
     import warnings
 
@@ -102,22 +147,23 @@ def build_demo_folder(root: str, **scenes) -> str:
         return root
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*the standard split has")
-        _write_folder(Cityscapes(build_demo_cityscapes(tmp, **scenes)), root)
+        write(Cityscapes(build_demo_cityscapes(tmp, **scenes)))
     open(marker, "w").close()
     return root
 
 
-# `--demo`'s sets by layout: the function that writes one, and how runs name its layout.
-DEMO_SETS = {
-    "cityscapes": (build_demo_cityscapes, "Cityscapes layout"),
-    "folder": (build_demo_folder, "your own data's layout: images/, masks/, classes.txt"),
-}
+def _demo_samples(source, split: str):
+    """(RGB image, demo class index 0-4 or 255 for each pixel) of a split of the Cityscapes
+    demo set `source`, in order."""
+    to_demo = np.full(256, 255, np.uint8)
+    for k, name in enumerate(DEMO_CLASSES):
+        to_demo[source.class_names.index(name)] = k
+    for s in source.samples(split, verify=False):
+        ids = source.label_map[np.asarray(Image.open(s.label))]
+        yield Image.open(s.image).convert("RGB"), to_demo[ids]
 
 
 def _write_folder(source, root: str) -> None:
-    to_folder = np.full(256, 255, np.uint8)
-    for k, line in enumerate(DEMO_FOLDER_CLASSES):
-        to_folder[source.class_names.index(line.split()[0])] = k
     palette = np.zeros((256, 3), np.uint8)
     palette[: len(DEMO_FOLDER_CLASSES)] = [
         [int(v) for v in line.split()[1:]] for line in DEMO_FOLDER_CLASSES
@@ -125,11 +171,9 @@ def _write_folder(source, root: str) -> None:
     for split in ("train", "val"):
         os.makedirs(os.path.join(root, "images", split), exist_ok=True)
         os.makedirs(os.path.join(root, "masks", split), exist_ok=True)
-        for i, s in enumerate(source.samples(split, verify=False)):
-            ids = source.label_map[np.asarray(Image.open(s.label))]
-            image = Image.open(s.image).convert("RGB")
+        for i, (image, classes) in enumerate(_demo_samples(source, split)):
             image.save(os.path.join(root, "images", split, f"photo{i:03d}.jpg"), quality=95)
-            mask = Image.fromarray(to_folder[ids], mode="P")
+            mask = Image.fromarray(classes, mode="P")
             mask.putpalette(palette.reshape(-1).tolist())
             mask.save(os.path.join(root, "masks", split, f"photo{i:03d}.png"))
     with open(os.path.join(root, "classes.txt"), "w") as f:

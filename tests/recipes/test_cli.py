@@ -388,3 +388,29 @@ def test_recompute_norm_act_reaches_the_training_loop(demo_cityscapes, tmp_path,
             cityscapes.main(["train", "--data-dir", demo_cityscapes, "--out", out, "--epochs",
                              "1", *FAST, *flags])  # fmt: skip
     assert seen == [False, True]
+
+
+def test_the_camvid_recipes_demo_runs_on_real_images_in_camvids_layout(tmp_path, capsys):
+    """`python -m kseg.recipes.camvid --demo` (here one short epoch): the demo's scenes
+    written in SegNet's CamVid layout with CamVid's labels (sky 0, building 1, road 3, car 8,
+    pedestrian 9, void 11), read by the CamVid reader, trained on, evaluated by CamVid's
+    class names, predicted and exported; `evaluate --split test` scores the test split."""
+    from kseg.recipes import camvid
+
+    out = tmp_path / "demo"
+    camvid.main(["--demo", "--out", str(out), "--epochs", "1", *FAST])
+    data = out / "demo-data"
+    assert sorted(os.listdir(data)) == [
+        ".complete", "test", "testannot", "train", "trainannot", "val", "valannot"
+    ]  # fmt: skip
+    labels = np.concatenate(
+        [np.asarray(Image.open(p)).ravel() for p in (data / "valannot").iterdir()]
+    )
+    assert set(np.unique(labels)) <= {0, 1, 3, 8, 9, 11} and {0, 1, 3, 8, 9} <= set(labels)
+    result = json.load(open(out / "evaluation.json"))
+    from kseg.data import CamVid
+
+    assert tuple(result["iou"]) == CamVid.class_names and result["iou"]["sky"] > 0
+    assert "CamVid layout: train/, trainannot/, val/, test/" in capsys.readouterr().out
+    camvid.main(["evaluate", "--split", "test", "--out", str(out), "--data-dir", str(data)])
+    assert f"CamVid test, {len(os.listdir(data / 'test'))} images" in capsys.readouterr().out
