@@ -61,7 +61,8 @@ def test_synchronized_batch_norm_on_two_replicas_equals_one_device_on_the_whole_
     assert line, done.stdout + done.stderr
     out = json.loads(line[0][len("RESULT") :])
     assert [out[k]["replicas"] for k in ("one", "sync", "local")] == [1, 2, 2]
-    assert [out[k]["synced"] for k in ("one", "sync", "local")] == [0, 1, 0]
+    # (synchronised, left per replica in ODE blocks): the one batch norm, when on
+    assert [out[k]["synced"] for k in ("one", "sync", "local")] == [[0, 0], [1, 0], [0, 0]]
     one, sync, local = (out[k] for k in ("one", "sync", "local"))
     np.testing.assert_allclose(sync["variance"], one["variance"], rtol=1e-5)
     for a, b in zip(sync["weights"], one["weights"], strict=True):
@@ -76,3 +77,26 @@ def test_synchronized_batch_norm_on_two_replicas_equals_one_device_on_the_whole_
         )
         > 1e-3
     )
+
+
+def test_batch_norms_in_ode_blocks_stay_per_replica():
+    """SegNode's batch norms outside its ODE blocks are synchronised; those in the blocks'
+    derivatives, which run inside the solver's loop, are not (an adaptive solve takes as
+    many steps on each replica as its share needs, so the all-reduces would not pair)."""
+    from kseg.models import create_model
+    from kseg.ode.block import ODEBlock
+    from kseg.train.precise_bn import batch_norm_layers
+    from kseg.train.strategy import synchronize_batch_norm
+
+    model = create_model("segnode", num_classes=3, width=8, modules=1)
+    blocks = [b for b in model._flatten_layers() if isinstance(b, ODEBlock)]
+    inside = {id(x) for b in blocks for x in b._flatten_layers() if x in batch_norm_layers(b)}
+    every = batch_norm_layers(model)
+    assert blocks and 0 < len(inside) < len(every)
+    assert synchronize_batch_norm(model, "on", replicas=2) == (
+        len(every) - len(inside),
+        len(inside),
+    )
+    assert all(x.synchronized == (id(x) not in inside) for x in every)
+    assert synchronize_batch_norm(model, "auto", replicas=1) == (0, 0)
+    assert not any(x.synchronized for x in every)
