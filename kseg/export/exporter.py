@@ -23,7 +23,12 @@ from kseg.export.formats import (
     file_size_mb,
     logits_model,
 )
-from kseg.export.metadata import attach_metadata, segmenter_metadata
+from kseg.export.metadata import (
+    attach_metadata,
+    attach_onnx_metadata,
+    onnx_metadata,
+    segmenter_metadata,
+)
 from kseg.export.ode import fixed_grid, fixed_grid_error, own_solve, without_counts
 from kseg.export.parity import Parity, check, parity
 from kseg.export.precision import float32_model
@@ -269,6 +274,7 @@ def export(
                                 )
             if "onnx" in formats:
                 path = export_onnx(model, os.path.join(out, f"{name}.onnx"), height, width)
+                add_onnx_metadata(path, name, labels_txt, height, width)
                 art = Artefact("onnx", path, file_size_mb(path))
                 if verify:
                     logits = run_onnx(path, checked)
@@ -418,6 +424,17 @@ def add_segmenter_metadata(path: str, name: str, labels_txt: str, height: int, w
         kseg.__version__,
     )  # fmt: skip
     attach_metadata(path, metadata, {"labels.txt": labels})
+
+
+def add_onnx_metadata(path: str, name: str, labels_txt: str, height: int, width: int):
+    """The class names of `labels_txt` and the input's and output's description in the
+    ONNX file `path` (`kseg.export.metadata.onnx_metadata`)."""
+    import kseg
+
+    with open(labels_txt) as f:
+        labels = f.read().splitlines()
+    metadata = onnx_metadata(name, labels, height, width, kseg.__version__)
+    attach_onnx_metadata(path, metadata)
 
 
 def _takes_pixels(path: str) -> bool:

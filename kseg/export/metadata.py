@@ -1,4 +1,5 @@
-"""TFLite metadata of an image segmenter, as MediaPipe Tasks' `ImageSegmenter` reads it.
+"""What an exported file says of itself: TFLite metadata of an image segmenter, as
+MediaPipe Tasks' `ImageSegmenter` reads it, and the same facts in an ONNX file's metadata.
 
 The metadata is a flatbuffer of the published TFLite metadata schema (`ModelMetadata`,
 file identifier "M001", `metadata_schema.fbs` of the TFLite support library and MediaPipe)
@@ -10,10 +11,16 @@ TensorFlow installs): MediaPipe's own writer does not import in its numpy-2 rele
 What it records: the input is an RGB image normalised as (pixel - 0) / 255, so an app
 passes camera pixels as they are; the output is per-class scores (the logits, one channel
 per class) whose axis labels are `labels.txt`.
+
+ONNX has no segmenter schema; its files carry string pairs (`metadata_props`, which
+onnxruntime's `get_modelmeta().custom_metadata_map` and Netron show), where kseg writes
+the same facts: the class names (a JSON list, as Ultralytics writes its "names"), the
+input's layout and scale, and what the output holds.
 """
 
 from __future__ import annotations
 
+import json
 import zipfile
 
 import flatbuffers
@@ -131,3 +138,32 @@ def attach_metadata(path: str, metadata: bytes, files: dict[str, bytes]) -> None
     with zipfile.ZipFile(path, "a") as archive:
         for name, data in files.items():
             archive.writestr(name, data)
+
+
+def onnx_metadata(
+    name: str, labels: list[str], height: int, width: int, version: str
+) -> dict[str, str]:
+    """The string pairs kseg writes in an exported segmenter's ONNX file."""
+    return {
+        "model": name,
+        "labels": json.dumps(labels),
+        "input": f"image: float32 (1, {height}, {width}, 3), RGB, pixel / 255 (0 to 1)",
+        "output": (
+            f"logits: float32 (1, {height}, {width}, {len(labels)}), a channel for each of "
+            "labels; the label map is their arg-max over the last axis"
+        ),
+        "producer": f"kseg {version}",
+    }
+
+
+def attach_onnx_metadata(path: str, metadata: dict[str, str]) -> None:
+    """Sets `metadata` as the ONNX file's `metadata_props` (keeping pairs of other keys)."""
+    import onnx
+
+    model = onnx.load(path)
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in metadata]
+    del model.metadata_props[:]
+    for key, value in [*kept, *metadata.items()]:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, path)

@@ -1,6 +1,7 @@
 """MediaPipe Tasks' ImageSegmenter, the real client, runs the exported `.tflite` files as
 they are: it reads kseg's metadata (labels, normalisation) and segments the demo images
-(fp32, int8, and int8_io with its uint8 input)."""
+(fp32, int8, and int8_io with its uint8 input). onnxruntime reads the same facts from the
+ONNX file's metadata."""
 
 import glob
 import os
@@ -75,3 +76,27 @@ def test_mediapipe_runs_an_ode_models_file(tmp_path):
     assert list(labels) == ["a", "b", "c"]
     for got, want in zip(masks, keras, strict=True):
         assert np.mean(got == want) >= 0.999
+
+
+def test_onnxruntime_reads_what_the_onnx_file_says_of_itself(artefacts):
+    """The ONNX file carries what the TFLite metadata tells MediaPipe, as string pairs that
+    onnxruntime (the real client) reads: the class names of labels.txt, and the input and
+    output the session has; an app feeding pixel / 255 as it says gets Keras' logits."""
+    import json
+
+    import onnxruntime as ort
+
+    from kseg.predict import Predictor, open_model
+
+    session = ort.InferenceSession(artefacts["onnx"])
+    meta = session.get_modelmeta().custom_metadata_map
+    labels = open(artefacts["labels"]).read().splitlines()
+    assert json.loads(meta["labels"]) == labels and meta["model"] == "contextnet_cn14"
+    (image,), (logits,) = session.get_inputs(), session.get_outputs()
+    assert meta["input"].startswith(f"{image.name}: float32 (1, 64, 128, 3), RGB, pixel / 255")
+    assert image.shape == [1, 64, 128, 3] and logits.shape == [1, 64, 128, len(labels)]
+    assert meta["output"].startswith(f"logits: float32 (1, 64, 128, {len(labels)})")
+    pixels = (artefacts["images"][:1] * 255).round().astype(np.uint8)  # an app's image
+    got = session.run(None, {image.name: pixels.astype(np.float32) / 255})[0]
+    want = Predictor(open_model(artefacts["keras"])).logits(list(pixels))[0]
+    assert np.mean(got[0].argmax(-1) == want.argmax(-1)) >= 0.999
