@@ -166,14 +166,20 @@ def _calibration_dataset(model, folder: str, reader: str | None):
     return dataset
 
 
-def _trained_class_names(model, path: str) -> list[str] | None:
-    """The class names of the data that the run beside `path` trained on
-    (`kseg.recipes.config.trained_data`), or None."""
+def _trained_classes(model, path: str):
+    """(names, colours) of the classes of the data that the run beside `path` trained on
+    (`kseg.recipes.config.trained_data`), or (None, None)."""
     from kseg.recipes.config import trained_data
     from kseg.tasks.base import main_logits
 
     dataset = trained_data(path, main_logits(model.output).shape[-1])
-    return None if dataset is None else list(dataset.class_names)
+    return (None, None) if dataset is None else _classes_of(dataset)
+
+
+def _classes_of(dataset):
+    """(names, colours or None) of a dataset reader's classes."""
+    names = list(dataset.class_names)
+    return names, dataset.palette if len(dataset.palette) >= len(names) else None
 
 
 def run(args) -> None:
@@ -182,11 +188,12 @@ def run(args) -> None:
 
     model = load_model(args.model)
     height, width = args.input_size
-    images = labels = eval_images = eval_labels = class_names = None
+    images = labels = eval_images = eval_labels = class_names = palette = None
     if args.labels:
         from kseg.data.folder import read_class_list
 
-        class_names = list(read_class_list(args.labels).names)
+        listed = read_class_list(args.labels)
+        class_names, palette = list(listed.names), listed.palette if listed.coloured else None
     reader = _reader_of(args.calib_data, args.calib_dataset) if args.calib_data else None
     if reader == "photos":
         from kseg.export.calibration import photo_data
@@ -203,14 +210,16 @@ def run(args) -> None:
         from kseg.export.calibration import calibration_data
 
         dataset = _calibration_dataset(model, args.calib_data, reader)
-        class_names = class_names or dataset.class_names
+        if not class_names:
+            class_names, palette = _classes_of(dataset)
         images, labels = calibration_data(
             dataset, args.calib_split, args.calib_images, height, width
         )
         eval_images, eval_labels = calibration_data(
             dataset, args.eval_split, args.eval_images, height, width
         )
-    class_names = class_names or _trained_class_names(model, args.model)
+    if not class_names:
+        class_names, palette = _trained_classes(model, args.model)
     if args.prune:
         model = _prune(model, args.prune, args.round_to, eval_images, eval_labels)
     artefacts = export(
@@ -218,7 +227,8 @@ def run(args) -> None:
         input_size=(height, width), images=images, labels=labels, eval_images=eval_images,
         eval_labels=eval_labels,
         ode_steps=args.ode_steps, ode_method=args.ode_method, ode_agreement=args.ode_agreement,
-        class_names=class_names, int8_report=args.int8_report, keep_float=args.keep_float,
+        class_names=class_names, palette=palette, int8_report=args.int8_report,
+        keep_float=args.keep_float,
     )  # fmt: skip
     print(f"\n{args.model} at {height}x{width}, artefacts in {args.out}:")
     print(table(artefacts))

@@ -1,5 +1,6 @@
-"""What makes an export folder a deployable bundle besides the model files: `labels.txt`,
-the standalone `segment.py` and a `README.txt` with the table measured at export."""
+"""What makes an export folder a deployable bundle besides the model files: `labels.txt`
+(and `classes.txt` with the classes' colours), the standalone `segment.py` and a
+`README.txt` with the table measured at export."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ Files
                  the image's uint8 bytes as they are and gives int8 scores
   *.onnx         the same network for onnxruntime
   labels.txt     the class names, one a line, in output-channel order
+  classes.txt    the names with their colours (name R G B), when known: segment.py and
+                 kseg.predict colour the label PNGs and overlays with them
   segment.py     segments images with a .tflite file; needs only ai-edge-litert, numpy
                  and pillow (no TensorFlow, no kseg)
 
@@ -42,8 +45,14 @@ one invoke with the image already in the input tensor; parity is against Keras):
 {per_class}"""
 
 
-def write_labels(out: str, class_names: Sequence[str] | None, num_classes: int) -> str:
-    """Writes `out/labels.txt` (one class a line) and returns its path."""
+def write_labels(
+    out: str, class_names: Sequence[str] | None, num_classes: int, palette=None
+) -> str:
+    """Writes `out/labels.txt` (one class a line), and with `palette` (uint8[>= K, 3], the
+    classes' colours) `out/classes.txt` (`name R G B`, `kseg.predict.standalone.BUNDLE_CLASSES`);
+    returns the path of labels.txt."""
+    from kseg.predict.standalone import BUNDLE_CLASSES
+
     names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
     if len(names) != num_classes:
         from kseg.errors import UserError
@@ -52,6 +61,12 @@ def write_labels(out: str, class_names: Sequence[str] | None, num_classes: int) 
     path = os.path.join(out, "labels.txt")
     with open(path, "w") as f:
         f.write("\n".join(names) + "\n")
+    if palette is not None:
+        with open(os.path.join(out, BUNDLE_CLASSES), "w") as f:
+            f.writelines(  # a class list's names have no spaces: traffic_light
+                f"{n.replace(' ', '_')} {r} {g} {b}\n"
+                for n, (r, g, b) in zip(names, palette[: len(names)], strict=True)
+            )
     return path
 
 

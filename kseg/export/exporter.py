@@ -107,16 +107,18 @@ def export(
     threads: tuple[int, ...] = (1, 2),
     verify: bool = True,
     class_names: Sequence[str] | None = None,
+    palette: np.ndarray | None = None,
 ) -> list[Artefact]:
     """Writes `formats` of `model` to `out` and checks every artefact in its runtime.
 
     The folder is a deployable bundle (`kseg.export.bundle`): `labels.txt` (`class_names`,
-    one a line; default class_0, ...), the standalone `segment.py` beside TFLite files, and
-    `README.txt` with the table measured here. Every TFLite file with float input carries
-    the segmenter metadata MediaPipe Tasks' `ImageSegmenter` reads (input normalisation,
-    the label file, scores out; see `kseg.export.metadata`); so does an int8_io
-    file whose uint8 input has scale 1/255 and zero point 0 (its bytes are the pixels; the
-    calibration images span [0, 1]).
+    one a line; default class_0, ...), `classes.txt` with a `palette`, the standalone
+    `segment.py` beside TFLite files, and `README.txt` with the table measured here. Every
+    TFLite file with float input carries the segmenter metadata MediaPipe Tasks'
+    `ImageSegmenter` reads (input normalisation, the label file, scores out; see
+    `kseg.export.metadata`); so does an int8_io file whose uint8 input has scale 1/255 and
+    zero point 0 (its bytes are the pixels; the calibration images span [0, 1]). The ONNX
+    file carries the same facts in its metadata.
 
     Args:
         quantize: TFLite variants among fp32, fp16, dynamic, int8, int8_io. A
@@ -141,6 +143,8 @@ def export(
             TFLite fp32, ONNX) arg-max agreement with Keras is below 99.9%; fp16, dynamic
             and int8 report theirs.
         class_names: the name of each output channel.
+        palette: uint8[>= classes, 3], each class's colour: written with the names as
+            `classes.txt`, which `segment.py` and `kseg.predict` colour the outputs with.
         int8_report: write `int8_layer_errors.txt`, LiteRT's per-op int8 error on the
             calibration images, worst first (`kseg.export.selective`).
         keep_float: with "int8" in `quantize`, also write `<name>_int8_mixed.tflite`, int8
@@ -193,6 +197,7 @@ def export(
     with Destination(out) as destination:
         destination.check(
             _bundle_names(model.name, formats, quantize, ode_steps, int8_report, keep_float)
+            + (["classes.txt"] if palette is not None else [])
         )
         out = destination.stage
         artefacts: list[Artefact] = []
@@ -230,7 +235,7 @@ def export(
             core = logits_model(model, height, width)
             reference = np.concatenate([np.asarray(core(x[None])) for x in checked])
             name, num_classes = model.name, reference.shape[-1]
-            labels_txt = write_labels(out, class_names, num_classes)
+            labels_txt = write_labels(out, class_names, num_classes, palette)
             scored = Scoring(reference, checked_labels, where)
             if "keras" in formats:
                 path = os.path.join(out, f"{name}.keras")

@@ -58,7 +58,7 @@ def run(args) -> dict:
     from kseg.predict.inputs import expand_inputs
     from kseg.predict.outputs import ImageWriter, default_palette, padded, read_palette
     from kseg.predict.predictor import Predictor, segment_images, segment_video
-    from kseg.predict.standalone import check_label_ids, output_bases, output_root
+    from kseg.predict.standalone import bundled_palette, check_label_ids, output_bases, output_root
     from kseg.recipes.config import trained_data
 
     images, videos = expand_inputs(args.inputs, args.out)
@@ -73,6 +73,9 @@ def run(args) -> dict:
     classes = backend.num_classes
     if args.classes:
         palette = read_palette(args.classes, classes)
+    elif bundled := bundled_palette(args.model, classes):  # an export folder's file
+        palette, path = bundled
+        print(f"Colours of {path}, the classes of the export")
     else:  # a run's model: the colours of the data it trained on
         trained = trained_data(args.model, classes)
         palette = default_palette(classes) if trained is None else padded(trained.palette)

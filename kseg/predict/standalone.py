@@ -296,6 +296,23 @@ def label_colormap(n: int = 256) -> np.ndarray:
     return colours
 
 
+# An export folder's class names with their colours (`name R G B`), beside its model files.
+BUNDLE_CLASSES = "classes.txt"
+
+
+def bundled_palette(model_path: str, num_classes: int) -> tuple[np.ndarray, str] | None:
+    """(colours, path) of the `classes.txt` beside a model file (as kseg.export writes it
+    into an export folder), or None when there is none, or it is unreadable or names
+    another number of classes than the model's."""
+    path = os.path.join(os.path.dirname(os.path.normpath(model_path)), BUNDLE_CLASSES)
+    if not os.path.isfile(path):
+        return None
+    try:
+        return read_palette(path, num_classes), path
+    except UsageError:
+        return None
+
+
 def default_palette(num_classes: int) -> np.ndarray:
     """uint8[256, 3]: Cityscapes' colours for 19 classes, the VOC label colours else."""
     palette = label_colormap()
@@ -651,8 +668,9 @@ def add_output_arguments(p: argparse.ArgumentParser, required_out: bool = False)
     p.add_argument(
         "--classes",
         help="a classes.txt (`name R G B` lines) or labelmap.txt for the label colours "
-        "(default: Cityscapes' "
-        "for 19 classes, else the VOC label colours)",
+        "(default: the classes.txt an export wrote beside the model, or with kseg.predict "
+        "the colours of the data a run's .keras file trained on; else Cityscapes' for 19 "
+        "classes, the VOC label colours for others)",
     )
     p.add_argument("--label-ids", action="store_true", help="also write Cityscapes labelIds")
     p.add_argument(
@@ -728,7 +746,13 @@ def segment(args) -> tuple[int, float]:
         )
     model = Segmenter(args.model, args.threads)
     classes = model.num_classes
-    palette = read_palette(args.classes, classes) if args.classes else default_palette(classes)
+    if args.classes:
+        palette = read_palette(args.classes, classes)
+    elif bundled := bundled_palette(args.model, classes):
+        palette, path = bundled
+        print(f"Colours of {path}, the classes of the export")
+    else:
+        palette = default_palette(classes)
     if args.label_ids:
         check_label_ids(classes, UsageError)
     writer = ImageWriter(args.out, palette, args.label_ids, args.probabilities)

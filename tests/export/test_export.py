@@ -448,15 +448,17 @@ def test_a_mixed_precision_model_exports_in_float32(tmp_path):
 
 
 def test_an_export_takes_the_class_names_of_the_data_its_run_trained_on(trained, tmp_path):
-    """Without --labels or --calib-data, the names come from the data folder that the run's
-    config.json (beside the .keras file) records; none for a file outside a run, or for a
-    model of another class count."""
+    """Without --labels or --calib-data, the names and colours come from the data folder
+    that the run's config.json (beside the .keras file) records; none for a file outside a
+    run, or for a model of another class count."""
     from kseg.data import Cityscapes
-    from kseg.export.__main__ import _trained_class_names
+    from kseg.export.__main__ import _trained_classes
 
     path = os.path.join(trained, "best.keras")
     model = keras.saving.load_model(path, compile=False)
-    assert _trained_class_names(model, path) == list(Cityscapes.class_names)
-    assert _trained_class_names(model, str(tmp_path / "elsewhere.keras")) is None
+    names, palette = _trained_classes(model, path)
+    assert names == list(Cityscapes.class_names)
+    np.testing.assert_array_equal(palette, Cityscapes.palette)
+    assert _trained_classes(model, str(tmp_path / "elsewhere.keras")) == (None, None)
     five = ContextNet(num_classes=5, width_multiplier=0.25)
-    assert _trained_class_names(five, path) is None
+    assert _trained_classes(five, path) == (None, None)

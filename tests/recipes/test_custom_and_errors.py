@@ -335,16 +335,31 @@ def test_custom_recipe_fine_tunes_a_cityscapes_model_then_evaluates_and_predicts
     assert len(predictions) == 8  # every val image (4): colour PNG and overlay
     png = Image.open(os.path.join(out, "predictions", "photo000_pred.png"))
     assert png.getpalette()[9:12] == [0, 0, 142]  # classes.txt's colour of class 3
-    # kseg.predict on the run's model colours as the data it trained on (its config.json)
-    # and kseg.export names its classes so, without --classes or --labels.
-    from kseg.export.__main__ import _trained_class_names
+    # kseg.predict on the run's model colours as the data it trained on (its config.json),
+    # and kseg.export names its classes so, without --classes or --labels, and writes their
+    # colours as classes.txt, which kseg.predict and segment.py take from the export folder.
+    from kseg.export.__main__ import main as export
+    from kseg.predict import standalone
     from kseg.predict.__main__ import main as predict
 
     image = os.path.join(custom_dir, "images", "val", "photo000.jpg")
     predict([os.path.join(out, "best.keras"), image, "--out", str(tmp_path / "p"), "--quiet"])
     png = Image.open(tmp_path / "p" / "photo000_pred.png")
     assert png.getpalette()[9:12] == [0, 0, 142]
-    assert _trained_class_names(tuned, os.path.join(out, "best.keras"))[3] == "car"
+    bundle = tmp_path / "bundle"
+    export([os.path.join(out, "best.keras"), "--out", str(bundle), "--formats", "tflite",
+            "--input-size", "64x128"])  # fmt: skip
+    assert (bundle / "labels.txt").read_text().splitlines()[3] == "car"
+    assert (bundle / "classes.txt").read_text() == open(
+        os.path.join(custom_dir, "classes.txt")
+    ).read()
+    tflite = str(bundle / "contextnet_cn14_fp32.tflite")
+    for run, folder in ((predict, "q"), (standalone.main, "s")):
+        capsys.readouterr()
+        run([tflite, image, "--out", str(tmp_path / folder), "--quiet"])
+        assert f"Colours of {bundle / 'classes.txt'}" in capsys.readouterr().out
+        png = Image.open(tmp_path / folder / "photo000_pred.png")
+        assert png.getpalette()[9:12] == [0, 0, 142]
     # --config re-runs from the record; flags override it.
     from kseg.recipes.cli import parse
 
