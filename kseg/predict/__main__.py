@@ -32,7 +32,24 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. 1024x2048, the scale of a Cityscapes model); the outputs keep the image's "
         "size. For .keras files; exported files have a fixed input size",
     )
+    p.add_argument(
+        "--input-format",
+        metavar="FMT",
+        help="FFmpeg's input format for a live source (its -f): v4l2 for a Linux camera "
+        "(/dev/video0), avfoundation on macOS (0), dshow on Windows (video=NAME), lavfi for "
+        "FFmpeg's test sources; URLs (rtsp://, http://) and /dev/video* need none. A live "
+        "source runs until Ctrl-C, which keeps its overlay video",
+    )
+    p.add_argument(
+        "--frames", type=_count, metavar="N", help="at most N frames of each video or live source"
+    )
     return p
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1; got {text!r}")
+    return int(text)
 
 
 def _box(text: str) -> tuple[int, int]:
@@ -55,13 +72,15 @@ def main(argv: list[str] | None = None) -> None:
 def run(args) -> dict:
     from kseg.errors import UserError
     from kseg.predict.backends import open_model
-    from kseg.predict.inputs import expand_inputs
+    from kseg.predict.inputs import expand_inputs, is_live, live_name
     from kseg.predict.outputs import ImageWriter, default_palette, padded, read_palette
     from kseg.predict.predictor import Predictor, segment_images, segment_video
     from kseg.predict.standalone import bundled_palette, check_label_ids, output_bases, output_root
     from kseg.recipes.config import trained_data
 
-    images, videos = expand_inputs(args.inputs, args.out)
+    live = [x for x in args.inputs if is_live(x, args.input_format)]
+    files = [x for x in args.inputs if x not in live]
+    images, videos = expand_inputs(files, args.out) if files else ([], [])
     backend = open_model(args.model, threads=args.threads)
     if args.fit and backend.input_size is not None:
         h, w = backend.input_size
@@ -85,6 +104,7 @@ def run(args) -> dict:
     root_of = output_root(args.inputs)
     writer = ImageWriter(args.out, palette, args.label_ids, args.probabilities)
     clips = [f"{stem}_overlay.mp4" for stem in output_bases(videos, os.path.dirname)]
+    clips += [f"{live_name(source)}_overlay.mp4" for source in live]
     writer.outputs.check(clips)  # the images' outputs are checked before they start
     summary = {"images": 0, "frames": 0, "seconds": 0.0}
     try:
@@ -98,11 +118,12 @@ def run(args) -> dict:
             print(f"Segmented {n} image{'s' * (n != 1)} in {seconds:.1f} s "
                   f"({n / seconds:.1f} images/s) with {backend.name}; "
                   f"outputs in {args.out}")  # fmt: skip
-        for video, clip in zip(videos, clips, strict=True):
+        for video, clip in zip(videos + live, clips, strict=True):
             out = os.path.join(args.out, clip)
             n, seconds = segment_video(
-                predictor, video, out, palette, args.batch_size, args.quiet, writer.outputs
-            )
+                predictor, video, out, palette, args.batch_size, args.quiet, writer.outputs,
+                args.input_format if video in live else None, args.frames, video in live,
+            )  # fmt: skip
             summary["frames"] += n
             summary["seconds"] += seconds
             print(f"Segmented {n} frames of {video} in {seconds:.1f} s ({n / seconds:.1f} "

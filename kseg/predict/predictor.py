@@ -118,13 +118,21 @@ def segment_video(
     batch_size: int = 4,
     quiet: bool = False,
     outputs=None,
+    input_format: str | None = None,
+    max_frames: int | None = None,
+    live: bool = False,
 ) -> tuple[int, float]:
     """Segments every frame of the video `path`, upright (`upright_frame`), and writes the
     overlay video `out_path` (H.264 at the source frame rate, upright without a rotation);
     returns (frames, seconds). `out_path` lies in `outputs` (a
     `kseg.predict.outputs.OutputFolder`), which records the video; the caller has checked
     `out_path` against it before any work, as `kseg.predict` does. Without `outputs`, the
-    video's own folder, checked here: a file kseg did not write is refused."""
+    video's own folder, checked here: a file kseg did not write is refused.
+
+    `path` may be anything FFmpeg opens, in `input_format` (FFmpeg's `-f`) when given: a
+    camera (`/dev/video0` in "v4l2"), a network stream (rtsp://...), a test source ("lavfi").
+    `max_frames` stops after that many frames. A `live` source has no end of its own:
+    Ctrl-C (or SIGTERM) ends it, and the video of the frames so far is kept."""
     from kseg.errors import UserError
     from kseg.predict.outputs import OutputFolder, overlay
 
@@ -138,8 +146,8 @@ def segment_video(
     except ImportError:
         raise UserError("videos need PyAV: pip install 'kseg[video]' (or pip install av)") from None
     try:
-        source = av.open(path)
-    except av.error.FFmpegError as e:
+        source = av.open(path, format=input_format)
+    except (av.error.FFmpegError, ValueError) as e:  # ValueError: an unknown input format
         raise UserError(f"{path}: unreadable video ({e})") from None
     if not source.streams.video:
         source.close()
@@ -147,6 +155,7 @@ def segment_video(
     with source, outputs.writing(name) as partial, av.open(partial, "w") as sink:
         stream_in = source.streams.video[0]
         frames = (upright_frame(f) for f in source.decode(stream_in))
+        frames = itertools.islice(frames, max_frames)  # None: every frame
         first = next(frames, None)
         if first is None:
             raise UserError(f"{path}: no video frames in it")
@@ -157,14 +166,19 @@ def segment_video(
         width, height = first.shape[1] // 2 * 2, first.shape[0] // 2 * 2
         stream_out.width, stream_out.height = width, height
         stream_out.pix_fmt = "yuv420p"
-        progress = Progress(stream_in.frames or None, "frames", quiet)
-        for chunk in batched(frames, batch_size):
-            for image, logits in zip(chunk, predictor.model_logits(chunk), strict=True):
-                labels = resized_labels(logits, *image.shape[:2])
-                blended = overlay(image, labels, palette)[:height, :width]
-                for packet in stream_out.encode(av.VideoFrame.from_ndarray(blended, "rgb24")):
-                    sink.mux(packet)
-            progress.update(len(chunk))
+        known = [n for n in (stream_in.frames, max_frames) if n]  # a live source: neither
+        progress = Progress(min(known) if known else None, "frames", quiet)
+        try:
+            for chunk in batched(frames, batch_size):
+                for image, logits in zip(chunk, predictor.model_logits(chunk), strict=True):
+                    labels = resized_labels(logits, *image.shape[:2])
+                    blended = overlay(image, labels, palette)[:height, :width]
+                    for packet in stream_out.encode(av.VideoFrame.from_ndarray(blended, "rgb24")):
+                        sink.mux(packet)
+                progress.update(len(chunk))
+        except KeyboardInterrupt:  # how a live source ends: its video so far is kept
+            if not live:
+                raise
         for packet in stream_out.encode():
             sink.mux(packet)
     if own:

@@ -2,6 +2,7 @@
 the demo's trained model: the float formats give the same masks."""
 
 import glob
+import itertools
 import os
 import sys
 
@@ -346,3 +347,73 @@ def test_fit_segments_a_large_photo_at_the_scale_given(
     with pytest.raises(SystemExit):
         main([artefacts["tflite"], photo, "--out", out, "--fit", "64x128"])
     assert "--fit is for .keras files" in capsys.readouterr().err
+
+
+LIVE = "testsrc2=size=128x64:rate=8"  # FFmpeg's test source: endless, as a camera is
+
+
+def test_a_live_source_is_segmented_frame_by_frame(artefacts, tmp_path, capsys):
+    """A live source FFmpeg opens (here its test source, `--input-format lavfi`, as a camera
+    is `/dev/video0` in v4l2) becomes an overlay video of `--frames` frames: each frame the
+    overlay of the model's labels on that frame of the source (up to H.264's loss); names
+    of live sources' outputs; a camera that is not there is one message."""
+    import av
+
+    from kseg.predict import Predictor, open_model
+    from kseg.predict.inputs import is_live, live_name
+    from kseg.predict.outputs import default_palette, overlay
+    from kseg.predict.standalone import resized_labels
+
+    assert live_name("rtsp://cam.local:8554/live") == "cam.local_8554_live"
+    assert live_name("/dev/video0") == "video0" and live_name(LIVE) == "testsrc2_size_128x64_rate_8"
+    assert is_live("rtsp://cam/x") and is_live("/dev/video2") and is_live("0", "avfoundation")
+    assert not is_live("clip.mp4") and not is_live("photos/")
+    out = tmp_path / "live"
+    main([artefacts["tflite"], LIVE, "--input-format", "lavfi", "--frames", "10",
+          "--out", str(out), "--quiet"])  # fmt: skip
+    assert f"Segmented 10 frames of {LIVE}" in capsys.readouterr().out
+    with av.open(str(out / "testsrc2_size_128x64_rate_8_overlay.mp4")) as result:
+        written = [f.to_ndarray(format="rgb24") for f in result.decode(video=0)]
+    with av.open(LIVE, format="lavfi") as source:
+        decoded = itertools.islice(source.decode(video=0), 10)
+        frames = [f.to_ndarray(format="rgb24") for f in decoded]
+    predictor = Predictor(open_model(artefacts["tflite"]))
+    palette = default_palette(19)
+    overlays = [
+        overlay(frame, resized_labels(logits, 64, 128), palette).astype(int)
+        for frame, logits in zip(frames, predictor.logits(frames), strict=True)
+    ]
+    for i, got in enumerate(written):  # each written frame is its own source frame's overlay
+        errors = [np.mean(np.abs(got.astype(int) - want)) for want in overlays]
+        assert errors[i] < 8 and errors[i] == min(errors), errors  # H.264's loss: 4-6 levels
+    with pytest.raises(SystemExit) as exit_:
+        main([artefacts["tflite"], "/dev/video97", "--out", str(tmp_path / "cam")])
+    assert exit_.value.code == 2 and "/dev/video97: unreadable video" in capsys.readouterr().err
+
+
+def test_ctrl_c_ends_a_live_source_and_keeps_its_video(artefacts, tmp_path):
+    """A live source has no end of its own: Ctrl-C (SIGINT) ends it, the overlay video of
+    the frames so far is written whole, and the command succeeds."""
+    import signal
+    import subprocess
+    import time
+
+    import av
+
+    out = tmp_path / "live"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kseg.predict", artefacts["tflite"], LIVE,
+         "--input-format", "lavfi", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    for line in proc.stdout:  # progress lines: frames are being segmented
+        if " frames, " in line or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    printed = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, printed
+    count = int(printed.split("Segmented ")[1].split()[0])
+    with av.open(str(out / "testsrc2_size_128x64_rate_8_overlay.mp4")) as result:
+        assert sum(1 for _ in result.decode(video=0)) == count > 0
