@@ -182,8 +182,9 @@ class SegmentationRecipe:
     # === Evaluation and prediction ===
     def evaluate(self, runner: Runner) -> dict:
         from kseg.data import segmentation_pipeline
+        from kseg.train import metrics
         from kseg.train.checkpoints import atomic_write, atomic_write_json
-        from kseg.train.metrics import dice_per_class, iou_per_class, iou_table, mean_dice, mean_iou
+        from kseg.train.metrics import iou_table, mean_iou
 
         config, dataset, out = runner.config, runner.open_data(), runner.out
         backend, path = self.trained_backend(runner, dataset)
@@ -228,7 +229,7 @@ class SegmentationRecipe:
             scores = ", ".join(f"{n} {100 * v:.2f}" for n, v in networks.items())
             main = 100 * mean_iou(confusion)
             print(f"Networks' own mIoU: {scores}; the prediction (logits) {main:.2f}")
-        iou = iou_per_class(confusion)
+        names = dataset.class_names
         result = {
             "dataset": dataset.name,
             "split": split,
@@ -236,9 +237,13 @@ class SegmentationRecipe:
             "checkpoint": path,
             "eval_crop": None if crop is None else list(crop),
             "mean_iou": mean_iou(confusion),
-            "iou": _by_class(dataset.class_names, iou),
-            "mean_dice": mean_dice(confusion),
-            "dice": _by_class(dataset.class_names, dice_per_class(confusion)),
+            "iou": _by_class(names, metrics.iou_per_class(confusion)),
+            "mean_dice": metrics.mean_dice(confusion),
+            "dice": _by_class(names, metrics.dice_per_class(confusion)),
+            "precision": _by_class(names, metrics.precision_per_class(confusion)),
+            "mean_recall": metrics.mean_recall(confusion),
+            "recall": _by_class(names, metrics.recall_per_class(confusion)),
+            "pixel_accuracy": metrics.pixel_accuracy(confusion),
             "confusion": confusion.tolist(),
         }
         if networks:
@@ -259,12 +264,10 @@ class SegmentationRecipe:
         stem += "_flip" if config.flip else ""
         # Written whole or not at all (a reader never sees half a file), as checkpoints are.
         atomic_write_json(os.path.join(out, f"{stem}.json"), result)
-        rows = [
-            f"{name},{_csv(result['iou'][name])},{_csv(result['dice'][name])}"
-            for name in dataset.class_names
-        ]
-        mean = f"mean,{_csv(result['mean_iou'])},{_csv(result['mean_dice'])}"
-        csv = "\n".join(["class,iou,dice", *rows, mean]) + "\n"
+        columns = ("iou", "dice", "precision", "recall")
+        rows = [",".join([name, *(_csv(result[c][name]) for c in columns)]) for name in names]
+        means = [_csv(result[f"mean_{c}"]) if f"mean_{c}" in result else "" for c in columns]
+        csv = "\n".join([f"class,{','.join(columns)}", *rows, ",".join(["mean", *means])]) + "\n"
 
         def write_csv(tmp: str) -> None:
             with open(tmp, "w") as f:
@@ -514,7 +517,8 @@ def fitted_crop(crop: tuple[int, int], samples, multiple: int) -> tuple[int, int
 
 
 def _by_class(names, values) -> dict:
-    """{class name: value}, None for NaN (a class absent from labels and predictions)."""
+    """{class name: value}, None for NaN (no value, e.g. IoU of a class absent from labels
+    and predictions)."""
     return {n: (None if v != v else float(v)) for n, v in zip(names, values, strict=True)}
 
 

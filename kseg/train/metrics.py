@@ -56,21 +56,52 @@ def mean_dice(confusion: np.ndarray) -> float:
     return float(np.nanmean(dice)) if np.any(~np.isnan(dice)) else float("nan")
 
 
+def _share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(whole > 0, part / whole, np.nan)
+
+
+def precision_per_class(confusion: np.ndarray) -> np.ndarray:
+    """Precision = TP / (TP + FP) per class: of the pixels predicted as the class, the share
+    that are; NaN for a class never predicted."""
+    confusion = np.asarray(confusion, np.float64)
+    return _share(np.diag(confusion), confusion.sum(0))
+
+
+def recall_per_class(confusion: np.ndarray) -> np.ndarray:
+    """Recall = TP / (TP + FN) per class: of the class's pixels, the share found
+    (mmsegmentation's per-class "Acc"); NaN for a class absent from the labels."""
+    confusion = np.asarray(confusion, np.float64)
+    return _share(np.diag(confusion), confusion.sum(1))
+
+
+def mean_recall(confusion: np.ndarray) -> float:
+    """The mean of `recall_per_class` over the classes in the labels (mmsegmentation's
+    mAcc, the mean class accuracy)."""
+    recall = recall_per_class(confusion)
+    return float(np.nanmean(recall)) if np.any(~np.isnan(recall)) else float("nan")
+
+
+def pixel_accuracy(confusion: np.ndarray) -> float:
+    """The share of labelled pixels predicted right (mmsegmentation's aAcc)."""
+    return float(np.trace(confusion) / max(np.sum(confusion), 1))
+
+
 def iou_table(confusion: np.ndarray, class_names) -> str:
-    """A printable per-class table of IoU and Dice, with their means and pixel accuracy."""
+    """A printable per-class table of IoU, Dice, precision and recall, with the means and
+    pixel accuracy."""
 
     def cell(value: float) -> str:
         return f"{'nan' if np.isnan(value) else f'{100 * value:6.2f}':>7s}"
 
-    lines = [f"{'class':20s} {'IoU':>7s} {'Dice':>7s}"]
-    for name, iou, dice in zip(
-        class_names, iou_per_class(confusion), dice_per_class(confusion), strict=True
-    ):
-        lines.append(f"{name:20s} {cell(iou)} {cell(dice)}")
-    accuracy = np.trace(confusion) / max(np.sum(confusion), 1)
+    columns = (iou_per_class, dice_per_class, precision_per_class, recall_per_class)
+    lines = [f"{'class':20s} {'IoU':>7s} {'Dice':>7s} {'Prec.':>7s} {'Recall':>7s}"]
+    for name, *values in zip(class_names, *(c(confusion) for c in columns), strict=True):
+        lines.append(f"{name:20s} {' '.join(cell(v) for v in values)}")
     lines.append(f"{'mean IoU':20s} {cell(mean_iou(confusion))}")
     lines.append(f"{'mean Dice':20s} {cell(mean_dice(confusion))}")
-    lines.append(f"{'pixel accuracy':20s} {cell(accuracy)}")
+    lines.append(f"{'mean recall (mAcc)':20s} {cell(mean_recall(confusion))}")
+    lines.append(f"{'pixel accuracy':20s} {cell(pixel_accuracy(confusion))}")
     return "\n".join(lines)
 
 

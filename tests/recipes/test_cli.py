@@ -83,7 +83,15 @@ def test_train_evaluate_predict(demo_cityscapes, trained, capsys):
     assert result["mean_iou"] == pytest.approx(mean_iou(np.array(result["confusion"])))
     iou, dice = result["iou"]["road"], result["dice"]["road"]
     assert dice == pytest.approx(2 * iou / (1 + iou))
-    assert open(os.path.join(out, "evaluation.csv")).read().startswith("class,iou,dice\nroad,")
+    confusion = np.array(result["confusion"])  # road is class 0
+    assert result["recall"]["road"] == pytest.approx(confusion[0, 0] / confusion[0].sum())
+    assert result["precision"]["road"] == pytest.approx(confusion[0, 0] / confusion[:, 0].sum())
+    assert result["pixel_accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
+    assert (
+        open(os.path.join(out, "evaluation.csv"))
+        .read()
+        .startswith("class,iou,dice,precision,recall\nroad,")
+    )
     cityscapes.main(["predict", *common, "--limit", "2", "--label-ids"])
     folder = os.path.join(out, "predictions")
     names = sorted(set(os.listdir(folder)) - {OutputFolder.RECORD})  # the record: kseg.predict

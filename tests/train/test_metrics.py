@@ -19,6 +19,10 @@ from kseg.train.metrics import (
     iou_table,
     mean_dice,
     mean_iou,
+    mean_recall,
+    pixel_accuracy,
+    precision_per_class,
+    recall_per_class,
 )
 
 
@@ -42,10 +46,43 @@ def test_iou_by_hand():
     # Dice = 2 TP / (2 TP + FP + FN): class 0 6/9, class 1 8/11
     np.testing.assert_allclose(dice_per_class(confusion)[:2], [6 / 9, 8 / 11])
     assert mean_dice(confusion) == pytest.approx((6 / 9 + 8 / 11) / 2)
+    # precision TP / (TP + FP): 3/4, 4/6; recall TP / (TP + FN): 3/5, 4/5 (mAcc 0.7)
+    np.testing.assert_allclose(precision_per_class(confusion)[:2], [3 / 4, 4 / 6])
+    np.testing.assert_allclose(recall_per_class(confusion)[:2], [3 / 5, 4 / 5])
+    assert mean_recall(confusion) == pytest.approx(0.7) and pixel_accuracy(confusion) == 0.7
     table = iou_table(confusion, ["a", "b", "c"]).splitlines()
-    assert table[1].split() == ["a", "50.00", "66.67"] and table[3].split() == ["c", "nan", "nan"]
+    assert table[0].split() == ["class", "IoU", "Dice", "Prec.", "Recall"]
+    assert table[1].split() == ["a", "50.00", "66.67", "75.00", "60.00"]
+    assert table[3].split() == ["c", "nan", "nan", "nan", "nan"]
     assert table[4].split() == ["mean", "IoU", "53.57"]
     assert table[5].split() == ["mean", "Dice", "69.70"]
+    assert table[6].split() == ["mean", "recall", "(mAcc)", "70.00"]
+    assert table[7].split() == ["pixel", "accuracy", "70.00"]
+
+
+def test_per_class_scores_match_sklearn():
+    """Precision, recall and Dice (F1) per class against scikit-learn's
+    precision_recall_fscore_support on the labelled pixels, a class never predicted and a
+    class absent from the labels included (NaN where sklearn's zero_division is)."""
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 5, (2, 30, 40))  # class 5 never in the labels
+    labels[:, :3] = 255
+    predictions = rng.integers(0, 6, (2, 30, 40))
+    predictions[predictions == 4] = 3  # class 4 never predicted
+    confusion = confusion_matrix(labels, predictions, 6).numpy()
+    keep = labels != 255
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels[keep], predictions[keep], labels=range(6), zero_division=np.nan
+    )
+    np.testing.assert_allclose(precision_per_class(confusion), precision, equal_nan=True)
+    np.testing.assert_allclose(recall_per_class(confusion), recall, equal_nan=True)
+    np.testing.assert_allclose(dice_per_class(confusion)[:5], f1[:5])
+    assert np.isnan(precision[4]) and np.isnan(recall[5])
+    assert pixel_accuracy(confusion) == pytest.approx(
+        accuracy_score(labels[keep], predictions[keep])
+    )
 
 
 def test_keras_metric_accumulates_like_the_function():
