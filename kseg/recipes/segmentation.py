@@ -462,7 +462,7 @@ class SegmentationRecipe:
 
         print(f"  demo-data/        the generated images and labels ({DEMO_SETS[self.demo][1]})")
         print("  best.keras, last-epoch*.keras, state.json, config.json, log.csv, tensorboard/")
-        print("  evaluation.csv, evaluation.json   per-class IoU and Dice")
+        print("  evaluation.csv, evaluation.json   per-class IoU, Dice, precision and recall")
         print("  predictions/      colour PNGs and overlays")
         print("  export/           TFLite fp32 and int8 (builtin ops), verified in LiteRT")
 
