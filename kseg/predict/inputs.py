@@ -7,6 +7,7 @@ mistakes become kseg's `UserError`.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 
@@ -29,9 +30,12 @@ def expand_inputs(inputs: list[str], out: str | None = None) -> tuple[list[str],
 
 def is_live(source: str, input_format: str | None = None) -> bool:
     """Whether `source` is a live source rather than files: a URL (rtsp://, http://, ...), a
-    camera device (/dev/video0), or anything given with an FFmpeg input format (`-f`, e.g.
-    "v4l2", "avfoundation", "dshow", "lavfi")."""
-    return bool(input_format) or "://" in source or source.startswith(CAMERA_PREFIX)
+    camera device (/dev/video0), or, with an FFmpeg input format (`-f`, e.g. "v4l2",
+    "avfoundation", "dshow", "lavfi"), any input that is neither a file or folder on disk
+    nor a glob."""
+    if "://" in source or source.startswith(CAMERA_PREFIX):
+        return True
+    return bool(input_format) and not os.path.exists(source) and not glob.has_magic(source)
 
 
 def live_name(source: str) -> str:

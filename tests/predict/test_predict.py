@@ -368,6 +368,7 @@ def test_a_live_source_is_segmented_frame_by_frame(artefacts, tmp_path, capsys):
     assert live_name("/dev/video0") == "video0" and live_name(LIVE) == "testsrc2_size_128x64_rate_8"
     assert is_live("rtsp://cam/x") and is_live("/dev/video2") and is_live("0", "avfoundation")
     assert not is_live("clip.mp4") and not is_live("photos/")
+    assert not is_live(str(tmp_path), "lavfi") and not is_live("photos/*.jpg", "lavfi")
     out = tmp_path / "live"
     main([artefacts["tflite"], LIVE, "--input-format", "lavfi", "--frames", "10",
           "--out", str(out), "--quiet"])  # fmt: skip
