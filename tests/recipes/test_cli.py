@@ -329,6 +329,21 @@ def test_progressive_pruning_trains_wide_then_prunes_and_fine_tunes(
     assert printed.count("nothing to train") == 2, printed
 
 
+def test_progressive_pruning_on_two_replicas_with_batch_norm_over_both(demo_cityscapes, tmp_path):
+    """Both stages of a progressive pruning run train on one MirroredStrategy, with batch
+    norm synchronised. A strategy made afresh for the second stage paired its collective
+    ops with the first stage's ("Shape mismatch in the collective instance")."""
+    out = str(tmp_path / "run")
+    proc = _run(["train", "--data-dir", demo_cityscapes, "--out", out, "--epochs", "1",
+                 "--prune-from", "0.5", "--prune-to", "0.25", "--finetune-epochs", "1",
+                 "--strategy", "mirrored", "--logical-cpus", "2", *FAST])  # fmt: skip
+    printed = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, printed
+    assert printed.count("2 replica(s) with batch norm over all (") == 2
+    assert [s["width"] for s in json.load(open(os.path.join(out, "pruning.json")))["stages"]] \
+        == [0.5, 0.25]  # fmt: skip
+
+
 def test_the_demo_exports_its_model_to_verified_tflite(demo_cityscapes, trained, capsys):
     from kseg.recipes.cli import parse
     from kseg.recipes.runner import Runner
