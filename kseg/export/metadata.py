@@ -149,8 +149,8 @@ def onnx_metadata(
         "labels": json.dumps(labels),
         "input": f"image: float32 (1, {height}, {width}, 3), RGB, pixel / 255 (0 to 1)",
         "output": (
-            f"logits: float32 (1, {height}, {width}, {len(labels)}), a channel for each of "
-            "labels; the label map is their arg-max over the last axis"
+            f"logits: float32 (1, {height}, {width}, {len(labels)}), a channel a class in "
+            "the order of labels; the label map is their arg-max over the last axis"
         ),
         "producer": f"kseg {version}",
     }

@@ -175,7 +175,7 @@ def segment_video(
                     blended = overlay(image, labels, palette)[:height, :width]
                     for packet in stream_out.encode(av.VideoFrame.from_ndarray(blended, "rgb24")):
                         sink.mux(packet)
-                progress.update(len(chunk))
+                    progress.update(1)  # a frame at a time: the count is the video's
         except KeyboardInterrupt:  # how a live source ends: its video so far is kept
             if not live:
                 raise
