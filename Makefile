@@ -6,7 +6,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[export,video,test,dev]"
+	$(PY) -m pip install -q -e ".[export,video,heic,test,dev]"
 	touch $@
 
 .PHONY: demo test lint

@@ -24,7 +24,7 @@ Files
                  and pillow (no TensorFlow, no kseg)
 
 Run on images and folders (label PNGs and overlays in DIR):
-  pip install ai-edge-litert numpy pillow
+  pip install ai-edge-litert numpy pillow   (and pillow-heif for HEIC photos)
   python segment.py {first_tflite} photos/ --out DIR
 
 Time a file on this machine (warm-up, 50 runs of invoke, p50/p90, peak memory, XNNPACK

@@ -5,7 +5,7 @@ This file (`kseg.predict.standalone` inside kseg) is copied into every export fo
 it runs on an edge board as it is; kseg's own predictions use its image reading,
 resizing, quantisation and output code, so both write the same files:
 
-    pip install ai-edge-litert numpy pillow
+    pip install ai-edge-litert numpy pillow     # and pillow-heif for iPhones' HEIC photos
     python segment.py MODEL.tflite IMAGES_OR_FOLDERS... --out DIR
     python segment.py MODEL.tflite --benchmark [--threads 4] [--runs 50]
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import glob
 import hashlib
 import json
@@ -37,7 +38,9 @@ import time
 import numpy as np
 from PIL import Image, ImageOps
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# iPhones' photos (HEIC): Pillow reads them through pillow-heif, when it is installed.
+HEIF_EXTENSIONS = (".heic", ".heif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", *HEIF_EXTENSIONS)
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
 # Cityscapes' 19 evaluated classes: colour and official labelId of each trainId.
@@ -111,9 +114,22 @@ def to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
+@functools.cache
+def heif_opener() -> None:
+    """Lets Pillow open HEIC and HEIF files (pillow-heif's opener, registered once).
+    Without pillow-heif, a `UsageError` saying how to install it."""
+    try:
+        import pillow_heif
+    except ImportError:
+        raise UsageError("HEIC/HEIF photos need pillow-heif: pip install pillow-heif") from None
+    pillow_heif.register_heif_opener()
+
+
 def read_image(path: str) -> np.ndarray:
     """RGB uint8 (H, W, 3) of an image file by `to_rgb`; an unreadable file is a
     `UsageError` naming it."""
+    if path.lower().endswith(HEIF_EXTENSIONS):
+        heif_opener()
     try:
         with Image.open(path) as im:
             return to_rgb(im)

@@ -418,3 +418,40 @@ def test_ctrl_c_ends_a_live_source_and_keeps_its_video(artefacts, tmp_path):
     count = int(printed.split("Segmented ")[1].split()[0])
     with av.open(str(out / "testsrc2_size_128x64_rate_8_overlay.mp4")) as result:
         assert sum(1 for _ in result.decode(video=0)) == count > 0
+
+
+def test_iphone_heic_photos_are_segmented_as_their_pngs_are(
+    artefacts, demo_cityscapes, tmp_path, capsys, monkeypatch
+):
+    """A folder of HEIC photos (iPhones' format; here the demo's images encoded by
+    pillow-heif at quality 95) is segmented by kseg.predict and segment.py as the PNG
+    originals are, up to the codec's loss; without pillow-heif, one message says what to
+    install."""
+    import pillow_heif
+
+    from kseg.predict import standalone
+
+    pngs = sorted(glob.glob(os.path.join(demo_cityscapes, "leftImg8bit", "val", "*", "*.png")))
+    photos = tmp_path / "iphone"
+    photos.mkdir()
+    pillow_heif.register_heif_opener()  # pillow-heif's writer, as the tests' own tool
+    for i, png in enumerate(pngs):
+        Image.open(png).convert("RGB").save(photos / f"IMG_{i:04d}.HEIC", quality=95)
+    main([artefacts["tflite"], str(photos), "--out", str(tmp_path / "heic"), "--quiet"])
+    main([artefacts["tflite"], *pngs, "--out", str(tmp_path / "png"), "--quiet"])
+    heic, png = masks_in(str(tmp_path / "heic")), masks_in(str(tmp_path / "png"))
+    assert len(heic) == len(pngs) == len(png)
+    agreement = np.mean([np.mean(a == b) for a, b in zip(heic.values(), png.values(), strict=True)])
+    assert agreement > 0.97, agreement
+    assert standalone.main([artefacts["tflite"], str(photos), "--out", str(tmp_path / "s")]) == 0
+    assert masks_in(str(tmp_path / "s")).keys() == heic.keys()
+    capsys.readouterr()
+    standalone.heif_opener.cache_clear()
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # not installed
+    try:
+        assert (
+            standalone.main([artefacts["tflite"], str(photos), "--out", str(tmp_path / "n")]) == 2
+        )
+        assert "need pillow-heif: pip install pillow-heif" in capsys.readouterr().err
+    finally:
+        standalone.heif_opener.cache_clear()
