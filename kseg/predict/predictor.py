@@ -45,6 +45,13 @@ class Predictor:
         out = self.model_logits(images)
         return [resize_bilinear(o, *im.shape[:2]) for o, im in zip(out, images, strict=True)]
 
+    def labels(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """The label map (H, W) of each uint8 RGB image (H, W, 3): the arg-max of `logits`,
+        computed a band of rows at a time from the model's logits (`resized_labels`), so a
+        large photo's logits never exist at its size. uint8 for up to 256 classes."""
+        out = self.model_logits(images)
+        return [resized_labels(o, *im.shape[:2]) for o, im in zip(out, images, strict=True)]
+
     def model_logits(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """float32 logits of each uint8 RGB image at the size the model ran at (the
         backend's fixed size, the fitted size, or the image's own), before `logits`

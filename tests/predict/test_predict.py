@@ -455,3 +455,21 @@ def test_iphone_heic_photos_are_segmented_as_their_pngs_are(
         assert "need pillow-heif: pip install pillow-heif" in capsys.readouterr().err
     finally:
         standalone.heif_opener.cache_clear()
+
+
+def test_the_python_predictor_gives_label_maps_at_each_images_size(artefacts, demo_cityscapes):
+    """`Predictor.labels`: for images of two sizes, through a .keras file (free size) and a
+    .tflite file (fixed size), each label map is the image's size and equals the arg-max of
+    `Predictor.logits`."""
+    from kseg.predict import Predictor, open_model
+
+    png = sorted(glob.glob(os.path.join(demo_cityscapes, "leftImg8bit", "val", "*", "*.png")))[0]
+    image = np.asarray(Image.open(png).convert("RGB"))
+    images = [image, np.ascontiguousarray(image[:40, :100])]
+    for name in ("keras", "tflite"):
+        predictor = Predictor(open_model(artefacts[name]))
+        for labels, logits, im in zip(
+            predictor.labels(images), predictor.logits(images), images, strict=True
+        ):
+            assert labels.shape == im.shape[:2] and labels.dtype == np.uint8
+            np.testing.assert_array_equal(labels, logits.argmax(-1))
