@@ -397,7 +397,7 @@ def test_ctrl_c_ends_a_live_source_and_keeps_its_video(artefacts, tmp_path):
     the frames so far is written whole, and the command succeeds."""
     import signal
     import subprocess
-    import time
+    import threading
 
     import av
 
@@ -408,12 +408,16 @@ def test_ctrl_c_ends_a_live_source_and_keeps_its_video(artefacts, tmp_path):
          "--input-format", "lavfi", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )  # fmt: skip
-    deadline = time.time() + 120
-    for line in proc.stdout:  # progress lines: frames are being segmented
-        if " frames, " in line or time.time() > deadline:
-            break
-    proc.send_signal(signal.SIGINT)
-    printed = proc.communicate(timeout=120)[0]
+    watchdog = threading.Timer(300, proc.kill)  # a run that never prints does not hang
+    watchdog.start()
+    try:
+        for line in proc.stdout:  # progress lines: frames are being segmented
+            if " frames, " in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        printed = proc.communicate(timeout=120)[0]
+    finally:
+        watchdog.cancel()
     assert proc.returncode == 0, printed
     count = int(printed.split("Segmented ")[1].split()[0])
     with av.open(str(out / "testsrc2_size_128x64_rate_8_overlay.mp4")) as result:
