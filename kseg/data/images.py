@@ -99,7 +99,7 @@ def decode_image(data: tf.Tensor) -> tf.Tensor:
     def tensorflow():
         image = tf.cond(
             tf.equal(tf.strings.substr(data, 0, 3), JPEG_MAGIC),
-            # libjpeg's accurate DCT, as Pillow, OpenCV and the phones' decoders use it, so
+            # libjpeg's accurate DCT, libjpeg's default, which Pillow and OpenCV use, so
             # training sees the pixels `kseg.predict` and the deployed app see; TensorFlow's
             # default (INTEGER_FAST) is off by up to a dozen levels.
             lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
