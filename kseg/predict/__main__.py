@@ -33,6 +33,16 @@ def build_parser() -> argparse.ArgumentParser:
         "size. For .keras files; exported files have a fixed input size",
     )
     p.add_argument(
+        "--tile",
+        nargs="?",
+        const="input",
+        metavar="HxW",
+        help="segment each image at its own resolution (after --fit) in overlapping windows "
+        "of HxW, every 2/3 of a window, their logits averaged: for images much larger than "
+        "the model's training images (aerial, whole-slide). An exported file's windows are "
+        "its input size (--tile alone); a .keras file's are given (e.g. its training crop)",
+    )
+    p.add_argument(
         "--input-format",
         metavar="FMT",
         help="FFmpeg's input format for a live source (its -f): v4l2 for a Linux camera "
@@ -44,6 +54,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--frames", type=_count, metavar="N", help="at most N frames of each video or live source"
     )
     return p
+
+
+def _tile(text: str | None, backend, model: str) -> tuple[int, int] | None:
+    """`--tile`'s window: the file's input size for an exported file, the given HxW for a
+    .keras file; None without --tile."""
+    from kseg.errors import UserError
+
+    if text is None:
+        return None
+    fixed = backend.input_size
+    try:
+        given = None if text == "input" else _box(text)
+    except argparse.ArgumentTypeError as e:
+        raise UserError(f"--tile: {e}") from None
+    if fixed and given not in (None, fixed):
+        raise UserError(
+            f"--tile: {model} takes {fixed[0]}x{fixed[1]} images, so its windows are that size; "
+            "give --tile alone"
+        )
+    if not fixed and given is None:
+        raise UserError(
+            f"--tile: give the window for {model}, e.g. --tile 1024x1024 (its training crop)"
+        )
+    return fixed or given
 
 
 def _count(text: str) -> int:
@@ -88,7 +122,7 @@ def run(args) -> dict:
             f"--fit: {args.model} takes {h}x{w} images, and every image is resized to that; "
             "--fit is for .keras files"
         )
-    predictor = Predictor(backend, args.fit)
+    predictor = Predictor(backend, args.fit, _tile(args.tile, backend, args.model))
     classes = backend.num_classes
     if args.classes:
         palette = read_palette(args.classes, classes)

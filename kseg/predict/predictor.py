@@ -9,7 +9,13 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from kseg.predict.backends import Backend
-from kseg.predict.standalone import Progress, resize_bilinear, resized_labels, segment_files
+from kseg.predict.standalone import (
+    Progress,
+    resize_bilinear,
+    resized_labels,
+    segment_files,
+    tiled_logits,
+)
 
 
 def _pad_to(image: np.ndarray, multiple: int) -> np.ndarray:
@@ -35,10 +41,21 @@ class Predictor:
     backend gets each image scaled to fit that box first (`fitted_size`), and the logits
     are resized back: the scale the model was trained at, for photos larger than its
     training images, and the time and memory of that size rather than the photo's.
+
+    With `tile` (height, width), each image (after `fit`) is segmented at its own
+    resolution in overlapping windows of that size, every 2/3 of it, whose logits are
+    averaged (`kseg.predict.standalone.tiled_logits`, mmsegmentation's "slide" mode): for
+    images much larger than the model was trained on (aerial, whole-slide), at the memory of
+    a window. A fixed-size backend's windows are its input size.
     """
 
-    def __init__(self, backend: Backend, fit: tuple[int, int] | None = None):
-        self.backend, self.fit = backend, fit
+    def __init__(
+        self,
+        backend: Backend,
+        fit: tuple[int, int] | None = None,
+        tile: tuple[int, int] | None = None,
+    ):
+        self.backend, self.fit, self.tile = backend, fit, tile
 
     def logits(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """float32 logits (H, W, classes) of each uint8 RGB image (H, W, 3)."""
@@ -54,11 +71,14 @@ class Predictor:
 
     def model_logits(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """float32 logits of each uint8 RGB image at the size the model ran at (the
-        backend's fixed size, the fitted size, or the image's own), before `logits`
+        backend's fixed size, the fitted size, or the image's own; tiled, the image's own
+        or its fitted size), before `logits`
         resizes them to the image's: a photo larger than that costs its labels, not its
         logits (`kseg.predict.standalone.resized_labels`)."""
         x = [np.asarray(im, np.float32) / 255.0 for im in images]
         fixed = self.backend.input_size
+        if self.tile:
+            return [self._tiled(i) for i in x]
         if fixed is not None:
             return list(self.backend(np.stack([resize_bilinear(i, *fixed) for i in x])))
         if self.fit:
@@ -70,6 +90,17 @@ class Predictor:
         else:  # sizes differ: one at a time
             out = [self.backend(p[None])[0] for p in padded]
         return [o[: i.shape[0], : i.shape[1]] for o, i in zip(out, x, strict=True)]
+
+    def _tiled(self, image: np.ndarray) -> np.ndarray:
+        """Logits of the float image (scaled by `fit` first) in windows of `tile`."""
+        fixed, multiple = self.backend.input_size, self.backend.multiple
+        if self.fit:
+            image = resize_bilinear(image, *fitted_size(*image.shape[:2], self.fit))
+
+        def pad_to(height: int, width: int) -> tuple[int, int]:
+            return fixed or (height + -height % multiple, width + -width % multiple)
+
+        return tiled_logits(self.backend, image, fixed or self.tile, pad_to)
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:

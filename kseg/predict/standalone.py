@@ -30,6 +30,7 @@ import functools
 import glob
 import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -193,6 +194,38 @@ def _bilinear_bands(x: np.ndarray, height: int, width: int):
         cols = band[:, left]
         cols += (band[:, right] - cols) * fx[:, None]
         yield rows, cols
+
+
+WINDOW_STRIDE = 2 / 3  # of the window, between sliding windows (HRNet's test stride)
+
+
+def window_starts(length: int, size: int) -> list[int]:
+    """Window starts covering [0, length) with windows of `size` every 2/3 of it; the last
+    window ends at the edge."""
+    stride = max(1, math.ceil(size * WINDOW_STRIDE))
+    steps = max(0, math.ceil((length - size) / stride))
+    return sorted({min(i * stride, length - size) for i in range(steps + 1)})
+
+
+def tiled_logits(run, image: np.ndarray, window: tuple[int, int], pad_to) -> np.ndarray:
+    """Logits (h, w, classes) of the float image (h, w, 3) at its own resolution, averaged
+    over windows of `window` every 2/3 of it (mmsegmentation's "slide" inference). `run`
+    takes a batch (1, H, W, 3) and gives its logits; `pad_to(h, w)` is the size a window
+    (h, w) is padded to at the bottom and right for it (a fixed-size model's input size, or
+    the next multiple a free-size model takes), and the logits are cropped back."""
+    h, w = image.shape[:2]
+    wh, ww = min(window[0], h), min(window[1], w)
+    total, count = None, np.zeros((h, w, 1), np.float32)
+    for y in window_starts(h, wh):
+        for x in window_starts(w, ww):
+            ph, pw = pad_to(wh, ww)
+            part = np.pad(image[y : y + wh, x : x + ww], ((0, ph - wh), (0, pw - ww), (0, 0)))
+            logits = np.asarray(run(part[None]), np.float32)[0, :wh, :ww]
+            if total is None:
+                total = np.zeros((h, w, logits.shape[-1]), np.float32)
+            total[y : y + wh, x : x + ww] += logits
+            count[y : y + wh, x : x + ww] += 1
+    return total / count
 
 
 def resize_bilinear(x: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -5,13 +5,12 @@ and its mirror, each resized back to the image; a scaled image larger than the w
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 
-WINDOW_STRIDE = 2 / 3  # of the window, between sliding windows (HRNet's test stride)
+from kseg.predict.standalone import tiled_logits
 
 
 def _outputs(model, x) -> dict:
@@ -29,32 +28,24 @@ def _padded_logits(model, x: np.ndarray, multiple: int, names) -> dict:
 
 def window_logits(model, x: np.ndarray, window, multiple: int, names) -> dict:
     """Logits of (1, h, w, 3) `x`: in one pass when it fits `window` (None: always), else
-    averaged over windows of that size every 2/3 of it (the image padded up to a window
-    where it is smaller)."""
+    averaged over windows of that size every 2/3 of it (`kseg.predict.standalone.
+    tiled_logits`, which `kseg.predict --tile` runs too), each padded up to `multiple`."""
     h, w = x.shape[1:3]
     if window is None or (h <= window[0] and w <= window[1]):
         return _padded_logits(model, x, multiple, names)
-    wh, ww = min(window[0], h), min(window[1], w)
-    ys = _starts(h, wh)
-    xs = _starts(w, ww)
-    total, count = None, np.zeros((1, h, w, 1), np.float32)
-    for y in ys:
-        for x0 in xs:
-            part = _padded_logits(model, x[:, y : y + wh, x0 : x0 + ww], multiple, names)
-            if total is None:
-                total = {n: np.zeros((1, h, w, v.shape[-1]), np.float32) for n, v in part.items()}
-            for n, v in part.items():
-                total[n][:, y : y + wh, x0 : x0 + ww] += v
-            count[:, y : y + wh, x0 : x0 + ww] += 1
-    return {n: v / count for n, v in total.items()}
+    channels = {}
 
+    def run(batch):  # the named outputs side by side, split again below
+        out = _outputs(model, batch)
+        channels.update({n: out[n].shape[-1] for n in names})
+        return np.concatenate([np.asarray(out[n], np.float32) for n in names], axis=-1)
 
-def _starts(length: int, size: int) -> list[int]:
-    """Window starts covering [0, length) with windows of `size` every 2/3 of it; the last
-    window ends at the edge."""
-    stride = max(1, math.ceil(size * WINDOW_STRIDE))
-    steps = max(0, math.ceil((length - size) / stride))
-    return sorted({min(i * stride, length - size) for i in range(steps + 1)})
+    def pad_to(height, width):
+        return height + -height % multiple, width + -width % multiple
+
+    joined = tiled_logits(run, x[0], window, pad_to)
+    parts = np.split(joined, np.cumsum([channels[n] for n in names])[:-1], axis=-1)
+    return {n: part[None] for n, part in zip(names, parts, strict=True)}
 
 
 def augmented_probabilities(

@@ -477,3 +477,41 @@ def test_the_python_predictor_gives_label_maps_at_each_images_size(artefacts, de
         ):
             assert labels.shape == im.shape[:2] and labels.dtype == np.uint8
             np.testing.assert_array_equal(labels, logits.argmax(-1))
+
+
+def test_tiled_prediction_equals_the_whole_image_for_a_per_pixel_model(artefacts, tmp_path, capsys):
+    """--tile: windows every 2/3 of their size cover the image and their logits are
+    averaged, so a per-pixel model (a 1x1 convolution) gives the whole image's logits, for a
+    free-size Keras model (windows padded to its multiple) and for a fixed-size backend
+    (windows padded to its input size); kseg.predict writes label maps of the image's size
+    and names a window an exported file cannot take."""
+    import keras
+
+    from kseg.predict import Predictor
+    from kseg.predict.backends import Backend, KerasBackend
+
+    inputs = keras.Input((None, None, 3))
+    per_pixel = keras.Model(inputs, keras.layers.Conv2D(4, 1, name="logits")(inputs))
+    image = np.random.default_rng(0).integers(0, 256, (100, 150, 3), np.uint8)
+    whole = Predictor(KerasBackend(per_pixel)).logits([image])[0]
+
+    class Fixed(Backend):  # an exported file's contract: (1, 32, 48, 3) in
+        input_size, calls = (32, 48), 0
+
+        def __call__(self, images):
+            assert images.shape[1:3] == self.input_size
+            self.calls += 1
+            return np.asarray(per_pixel(images))
+
+    fixed = Fixed()
+    for backend, tile in ((KerasBackend(per_pixel), (48, 64)), (fixed, (32, 48))):
+        tiled = Predictor(backend, tile=tile).logits([image])[0]
+        np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-5)
+    assert fixed.calls == 5 * 5  # rows from 0, 22, 44, 66, 68; columns from 0, 32, 64, 96, 102
+    big = tmp_path / "big.png"
+    Image.fromarray(np.repeat(np.repeat(image, 2, 0), 2, 1)).save(big)  # 200x300
+    main([artefacts["tflite"], str(big), "--out", str(tmp_path / "t"), "--quiet", "--tile"])
+    assert masks_in(str(tmp_path / "t"))["big_pred.png"].shape == (200, 300)
+    with pytest.raises(SystemExit) as exit_:
+        main([artefacts["tflite"], str(big), "--out", str(tmp_path / "u"), "--tile", "32x32"])
+    assert exit_.value.code == 2 and "so its windows are that size" in capsys.readouterr().err
