@@ -32,14 +32,11 @@ def iou_per_class(confusion: np.ndarray) -> np.ndarray:
     predictions (left out of the mean, as the official Cityscapes evaluation does)."""
     confusion = np.asarray(confusion, np.float64)
     tp = np.diag(confusion)
-    denominator = confusion.sum(0) + confusion.sum(1) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, tp / denominator, np.nan)
+    return _share(tp, confusion.sum(0) + confusion.sum(1) - tp)
 
 
 def mean_iou(confusion: np.ndarray) -> float:
-    iou = iou_per_class(confusion)
-    return float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else float("nan")
+    return _mean_present(iou_per_class(confusion))
 
 
 def dice_per_class(confusion: np.ndarray) -> np.ndarray:
@@ -52,13 +49,18 @@ def dice_per_class(confusion: np.ndarray) -> np.ndarray:
 def mean_dice(confusion: np.ndarray) -> float:
     """The mean of `dice_per_class` over the classes that are not NaN (mmsegmentation's
     mDice)."""
-    dice = dice_per_class(confusion)
-    return float(np.nanmean(dice)) if np.any(~np.isnan(dice)) else float("nan")
+    return _mean_present(dice_per_class(confusion))
 
 
 def _share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """part / whole, NaN where whole is 0 (a score with nothing to score)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(whole > 0, part / whole, np.nan)
+
+
+def _mean_present(values: np.ndarray) -> float:
+    """The mean of the values that are not NaN; NaN when none is."""
+    return float(np.nanmean(values)) if np.any(~np.isnan(values)) else float("nan")
 
 
 def precision_per_class(confusion: np.ndarray) -> np.ndarray:
@@ -78,8 +80,7 @@ def recall_per_class(confusion: np.ndarray) -> np.ndarray:
 def mean_recall(confusion: np.ndarray) -> float:
     """The mean of `recall_per_class` over the classes in the labels (mmsegmentation's
     mAcc, the mean class accuracy)."""
-    recall = recall_per_class(confusion)
-    return float(np.nanmean(recall)) if np.any(~np.isnan(recall)) else float("nan")
+    return _mean_present(recall_per_class(confusion))
 
 
 def pixel_accuracy(confusion: np.ndarray) -> float:
