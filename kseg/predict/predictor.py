@@ -93,14 +93,10 @@ class Predictor:
 
     def _tiled(self, image: np.ndarray) -> np.ndarray:
         """Logits of the float image (scaled by `fit` first) in windows of `tile`."""
-        fixed, multiple = self.backend.input_size, self.backend.multiple
+        fixed = self.backend.input_size
         if self.fit:
             image = resize_bilinear(image, *fitted_size(*image.shape[:2], self.fit))
-
-        def pad_to(height: int, width: int) -> tuple[int, int]:
-            return fixed or (height + -height % multiple, width + -width % multiple)
-
-        return tiled_logits(self.backend, image, fixed or self.tile, pad_to)
+        return tiled_logits(self.backend, image, fixed or self.tile, self.backend.multiple, fixed)
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:

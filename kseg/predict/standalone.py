@@ -207,18 +207,24 @@ def window_starts(length: int, size: int) -> list[int]:
     return sorted({min(i * stride, length - size) for i in range(steps + 1)})
 
 
-def tiled_logits(run, image: np.ndarray, window: tuple[int, int], pad_to) -> np.ndarray:
+def tiled_logits(
+    run,
+    image: np.ndarray,
+    window: tuple[int, int],
+    multiple: int = 1,
+    fixed: tuple[int, int] | None = None,
+) -> np.ndarray:
     """Logits (h, w, classes) of the float image (h, w, 3) at its own resolution, averaged
     over windows of `window` every 2/3 of it (mmsegmentation's "slide" inference). `run`
-    takes a batch (1, H, W, 3) and gives its logits; `pad_to(h, w)` is the size a window
-    (h, w) is padded to at the bottom and right for it (a fixed-size model's input size, or
-    the next multiple a free-size model takes), and the logits are cropped back."""
+    takes a batch (1, H, W, 3) and gives its logits. Each window is padded at the bottom
+    and right to `fixed` (a fixed-size model's input size) or else to a `multiple` (what a
+    free-size model takes), and its logits are cropped back."""
     h, w = image.shape[:2]
     wh, ww = min(window[0], h), min(window[1], w)
+    ph, pw = fixed or (wh + -wh % multiple, ww + -ww % multiple)
     total, count = None, np.zeros((h, w, 1), np.float32)
     for y in window_starts(h, wh):
         for x in window_starts(w, ww):
-            ph, pw = pad_to(wh, ww)
             part = np.pad(image[y : y + wh, x : x + ww], ((0, ph - wh), (0, pw - ww), (0, 0)))
             logits = np.asarray(run(part[None]), np.float32)[0, :wh, :ww]
             if total is None:

@@ -40,10 +40,7 @@ def window_logits(model, x: np.ndarray, window, multiple: int, names) -> dict:
         channels.update({n: out[n].shape[-1] for n in names})
         return np.concatenate([np.asarray(out[n], np.float32) for n in names], axis=-1)
 
-    def pad_to(height, width):
-        return height + -height % multiple, width + -width % multiple
-
-    joined = tiled_logits(run, x[0], window, pad_to)
+    joined = tiled_logits(run, x[0], window, multiple)
     parts = np.split(joined, np.cumsum([channels[n] for n in names])[:-1], axis=-1)
     return {n: part[None] for n, part in zip(names, parts, strict=True)}
 
