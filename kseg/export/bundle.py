@@ -26,6 +26,9 @@ Files
 Run on images and folders (label PNGs and overlays in DIR):
   pip install ai-edge-litert numpy pillow   (and pillow-heif for HEIC photos)
   python segment.py {first_tflite} photos/ --out DIR
+Images much larger than the model's input (aerial, whole-slide), at their own
+resolution in overlapping windows of that size:
+  python segment.py {first_tflite} aerial.tif --tile --out DIR
 
 Time a file on this machine (warm-up, 50 runs of invoke, p50/p90, peak memory, XNNPACK
 on and off; in the manner of LiteRT's benchmark_model):

@@ -109,7 +109,13 @@ def run(args) -> dict:
     from kseg.predict.inputs import expand_inputs, is_live, live_name
     from kseg.predict.outputs import ImageWriter, default_palette, padded, read_palette
     from kseg.predict.predictor import Predictor, segment_images, segment_video
-    from kseg.predict.standalone import bundled_palette, check_label_ids, output_bases, output_root
+    from kseg.predict.standalone import (
+        bundled_palette,
+        check_label_ids,
+        output_bases,
+        output_root,
+        throughput,
+    )
     from kseg.recipes.config import trained_data
 
     live = [x for x in args.inputs if is_live(x, args.input_format)]
@@ -150,7 +156,7 @@ def run(args) -> dict:
             summary["images"] += n
             summary["seconds"] += seconds
             print(f"Segmented {n} image{'s' * (n != 1)} in {seconds:.1f} s "
-                  f"({n / seconds:.1f} images/s) with {backend.name}; "
+                  f"({throughput(n, seconds)}) with {backend.name}; "
                   f"outputs in {args.out}")  # fmt: skip
         for video, clip in zip(videos + live, clips, strict=True):
             out = os.path.join(args.out, clip)
@@ -160,8 +166,8 @@ def run(args) -> dict:
             )  # fmt: skip
             summary["frames"] += n
             summary["seconds"] += seconds
-            print(f"Segmented {n} frames of {video} in {seconds:.1f} s ({n / seconds:.1f} "
-                  f"frames/s) with {backend.name}: {out}")  # fmt: skip
+            print(f"Segmented {n} frames of {video} in {seconds:.1f} s "
+                  f"({throughput(n, seconds, 'frames')}) with {backend.name}: {out}")  # fmt: skip
     finally:
         writer.close()
     return summary

@@ -14,6 +14,7 @@ from kseg.predict.standalone import (
     resize_bilinear,
     resized_labels,
     segment_files,
+    tiled_labels,
     tiled_logits,
 )
 
@@ -44,9 +45,10 @@ class Predictor:
 
     With `tile` (height, width), each image (after `fit`) is segmented at its own
     resolution in overlapping windows of that size, every 2/3 of it, whose logits are
-    averaged (`kseg.predict.standalone.tiled_logits`, mmsegmentation's "slide" mode): for
-    images much larger than the model was trained on (aerial, whole-slide), at the memory of
-    a window. A fixed-size backend's windows are its input size.
+    averaged (`kseg.predict.standalone.tiled_bands`, mmsegmentation's "slide" mode): for
+    images much larger than the model was trained on (aerial, whole-slide). A fixed-size
+    backend's windows are its input size. Without `fit`, `labels` holds a window's height
+    of logits at a time, not the image's.
     """
 
     def __init__(
@@ -64,8 +66,11 @@ class Predictor:
 
     def labels(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """The label map (H, W) of each uint8 RGB image (H, W, 3): the arg-max of `logits`,
-        computed a band of rows at a time from the model's logits (`resized_labels`), so a
-        large photo's logits never exist at its size. uint8 for up to 256 classes."""
+        computed a band of rows at a time from the model's logits (`resized_labels`), or
+        tiled without `fit`, from the windows' (`tiled_labels`), so a large photo's logits
+        never exist at its size. uint8 for up to 256 classes."""
+        if self.tile and not self.fit:
+            return [tiled_labels(self.backend, image, *self._window()) for image in images]
         out = self.model_logits(images)
         return [resized_labels(o, *im.shape[:2]) for o, im in zip(out, images, strict=True)]
 
@@ -75,10 +80,10 @@ class Predictor:
         or its fitted size), before `logits`
         resizes them to the image's: a photo larger than that costs its labels, not its
         logits (`kseg.predict.standalone.resized_labels`)."""
+        if self.tile:
+            return [self._tiled(image) for image in images]
         x = [np.asarray(im, np.float32) / 255.0 for im in images]
         fixed = self.backend.input_size
-        if self.tile:
-            return [self._tiled(i) for i in x]
         if fixed is not None:
             return list(self.backend(np.stack([resize_bilinear(i, *fixed) for i in x])))
         if self.fit:
@@ -91,12 +96,17 @@ class Predictor:
             out = [self.backend(p[None])[0] for p in padded]
         return [o[: i.shape[0], : i.shape[1]] for o, i in zip(out, x, strict=True)]
 
-    def _tiled(self, image: np.ndarray) -> np.ndarray:
-        """Logits of the float image (scaled by `fit` first) in windows of `tile`."""
+    def _window(self) -> tuple[tuple[int, int], int, tuple[int, int] | None]:
+        """`tiled_bands`' (window, multiple, fixed) for this backend."""
         fixed = self.backend.input_size
+        return fixed or self.tile, self.backend.multiple, fixed
+
+    def _tiled(self, image: np.ndarray) -> np.ndarray:
+        """Logits of the uint8 image (scaled by `fit` first) in windows of `tile`."""
         if self.fit:
-            image = resize_bilinear(image, *fitted_size(*image.shape[:2], self.fit))
-        return tiled_logits(self.backend, image, fixed or self.tile, self.backend.multiple, fixed)
+            x = np.asarray(image, np.float32) / 255.0
+            image = resize_bilinear(x, *fitted_size(*image.shape[:2], self.fit))
+        return tiled_logits(self.backend, image, *self._window())
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:
@@ -126,10 +136,12 @@ def segment_images(
     from kseg.errors import UserError
     from kseg.predict.standalone import UsageError, read_image
 
+    # The writer takes label maps, or logits when it writes the probabilities.
+    predict = predictor.model_logits if writer.probabilities else predictor.labels
     try:
         return segment_files(
-            paths, predictor.model_logits, writer, root_of or os.path.dirname, batch_size,
-            quiet, read_image, skip_bad,
+            paths, predict, writer, root_of or os.path.dirname, batch_size, quiet, read_image,
+            skip_bad,
         )  # fmt: skip
     except UsageError as e:  # an unreadable image
         raise UserError(str(e)) from None
@@ -204,8 +216,7 @@ def segment_video(
         progress = Progress(min(known) if known else None, "frames", quiet)
         try:
             for chunk in batched(frames, batch_size):
-                for image, logits in zip(chunk, predictor.model_logits(chunk), strict=True):
-                    labels = resized_labels(logits, *image.shape[:2])
+                for image, labels in zip(chunk, predictor.labels(chunk), strict=True):
                     blended = overlay(image, labels, palette)[:height, :width]
                     for packet in stream_out.encode(av.VideoFrame.from_ndarray(blended, "rgb24")):
                         sink.mux(packet)

@@ -126,16 +126,32 @@ def heif_opener() -> None:
     pillow_heif.register_heif_opener()
 
 
+# The largest image read: OpenCV's limit (CV_IO_MAX_IMAGE_PIXELS), 3 GB of RGB pixels.
+# Pillow's own, meant for servers reading strangers' uploads, refuses 179 megapixels,
+# which aerial and whole-slide images pass.
+MAX_IMAGE_PIXELS = 1 << 30
+
+
 def read_image(path: str) -> np.ndarray:
-    """RGB uint8 (H, W, 3) of an image file by `to_rgb`; an unreadable file is a
-    `UsageError` naming it."""
+    """RGB uint8 (H, W, 3) of an image file by `to_rgb`; an unreadable file, or one of more
+    than `MAX_IMAGE_PIXELS`, is a `UsageError` naming it."""
     if path.lower().endswith(HEIF_EXTENSIONS):
         heif_opener()
+    pillow_limit = Image.MAX_IMAGE_PIXELS
     try:
+        Image.MAX_IMAGE_PIXELS = None  # Image.open reads the size only; checked here
         with Image.open(path) as im:
+            if im.width * im.height > MAX_IMAGE_PIXELS:
+                raise UsageError(
+                    f"{path}: {im.width}x{im.height} is {im.width * im.height:,} pixels, over "
+                    f"the limit of {MAX_IMAGE_PIXELS:,} (OpenCV's); cut it into parts, e.g. "
+                    "with gdal_retile.py"
+                )
             return to_rgb(im)
     except (OSError, ValueError) as e:
         raise UsageError(f"{path}: unreadable image ({e})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
 
 
 def output_bases(paths: list[str], root_of) -> list[str]:
@@ -207,6 +223,58 @@ def window_starts(length: int, size: int) -> list[int]:
     return sorted({min(i * stride, length - size) for i in range(steps + 1)})
 
 
+def tiled_bands(
+    run,
+    image: np.ndarray,
+    window: tuple[int, int],
+    multiple: int = 1,
+    fixed: tuple[int, int] | None = None,
+):
+    """Yields (rows, logits): the logits (rows, w, classes) of the image (h, w, 3) at its
+    own resolution, averaged over windows of `window` every 2/3 of it (mmsegmentation's
+    "slide" inference), a band of rows at a time, top to bottom. A band is given as soon as
+    no later window covers it, so only a window's height of logits is ever held, whatever
+    the image's size.
+
+    `run` takes a batch (1, H, W, 3) and gives its logits. `image` is float, as the model
+    takes it, or uint8 RGB, divided by 255 a window at a time (a large image's float copy
+    would be 4 times its size). Each window is padded at the bottom and right to `fixed` (a
+    fixed-size model's input size) or else to a `multiple` (what a free-size model takes),
+    and its logits are cropped back."""
+    h, w = image.shape[:2]
+    wh, ww = min(window[0], h), min(window[1], w)
+    ph, pw = fixed or (wh + -wh % multiple, ww + -ww % multiple)
+    tops, lefts = window_starts(h, wh), window_starts(w, ww)
+    # The windows form a grid: a pixel's window count is its row's times its column's.
+    rows_seen, cols_seen = np.zeros(h, np.float32), np.zeros(w, np.float32)
+    for y in tops:
+        rows_seen[y : y + wh] += 1
+    for x in lefts:
+        cols_seen[x : x + ww] += 1
+    scale = 1 / 255 if image.dtype == np.uint8 else 1
+    held, held_top = None, 0  # summed logits of rows [held_top, held_top + len(held))
+    for i, y in enumerate(tops):
+        band = None
+        for x in lefts:
+            part = np.asarray(image[y : y + wh, x : x + ww], np.float32) * scale
+            part = np.pad(part, ((0, ph - wh), (0, pw - ww), (0, 0)))
+            logits = np.asarray(run(part[None]), np.float32)[0, :wh, :ww]
+            if band is None:
+                band = np.zeros((wh, w, logits.shape[-1]), np.float32)
+            band[:, x : x + ww] += logits
+        if held is None:
+            held = band
+        else:  # this window row overlaps the rows held from the one before
+            grown = np.zeros((y + wh - held_top, w, band.shape[-1]), np.float32)
+            grown[: len(held)] = held
+            grown[y - held_top :] += band
+            held = grown
+        done = (tops[i + 1] if i + 1 < len(tops) else h) - held_top  # no later window's
+        rows = slice(held_top, held_top + done)
+        yield rows, held[:done] / (rows_seen[rows, None, None] * cols_seen[:, None])
+        held, held_top = held[done:], held_top + done
+
+
 def tiled_logits(
     run,
     image: np.ndarray,
@@ -214,24 +282,32 @@ def tiled_logits(
     multiple: int = 1,
     fixed: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """Logits (h, w, classes) of the float image (h, w, 3) at its own resolution, averaged
-    over windows of `window` every 2/3 of it (mmsegmentation's "slide" inference). `run`
-    takes a batch (1, H, W, 3) and gives its logits. Each window is padded at the bottom
-    and right to `fixed` (a fixed-size model's input size) or else to a `multiple` (what a
-    free-size model takes), and its logits are cropped back."""
-    h, w = image.shape[:2]
-    wh, ww = min(window[0], h), min(window[1], w)
-    ph, pw = fixed or (wh + -wh % multiple, ww + -ww % multiple)
-    total, count = None, np.zeros((h, w, 1), np.float32)
-    for y in window_starts(h, wh):
-        for x in window_starts(w, ww):
-            part = np.pad(image[y : y + wh, x : x + ww], ((0, ph - wh), (0, pw - ww), (0, 0)))
-            logits = np.asarray(run(part[None]), np.float32)[0, :wh, :ww]
-            if total is None:
-                total = np.zeros((h, w, logits.shape[-1]), np.float32)
-            total[y : y + wh, x : x + ww] += logits
-            count[y : y + wh, x : x + ww] += 1
-    return total / count
+    """The logits (h, w, classes) of `tiled_bands`, whole."""
+    out = None
+    for rows, logits in tiled_bands(run, image, window, multiple, fixed):
+        if out is None:
+            out = np.empty((image.shape[0], *logits.shape[1:]), np.float32)
+        out[rows] = logits
+    return out
+
+
+def tiled_labels(
+    run,
+    image: np.ndarray,
+    window: tuple[int, int],
+    multiple: int = 1,
+    fixed: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """The label map (h, w) of `tiled_bands`' logits, their arg-max band by band: an aerial
+    image's labels without its logits (80 megapixels of 19 classes would hold 6 GB of
+    them). uint8 for up to 256 classes, int32 beyond, as `resized_labels`."""
+    labels = None
+    for rows, logits in tiled_bands(run, image, window, multiple, fixed):
+        if labels is None:
+            dtype = np.uint8 if logits.shape[-1] <= 256 else np.int32
+            labels = np.empty(image.shape[:2], dtype)
+        labels[rows] = logits.argmax(-1)
+    return labels
 
 
 def resize_bilinear(x: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -426,8 +502,14 @@ def check_class_count(path: str, named: int, num_classes: int | None, error=Valu
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """The image half-blended with the label colours."""
-    return (0.5 * image + 0.5 * palette[labels]).astype(np.uint8)
+    """The image half-blended with the label colours, rounded down: in 16-bit integers a
+    band of rows at a time, so a large image's blend costs its size in uint8 only."""
+    out = np.empty(image.shape, np.uint8)
+    step = max(1, (1 << 20) // max(1, image.shape[1]))
+    for top in range(0, image.shape[0], step):
+        rows = slice(top, top + step)
+        out[rows] = (image[rows].astype(np.uint16) + palette[labels[rows]]) >> 1
+    return out
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -570,15 +652,22 @@ class ImageWriter:
         `names` (`OutputFolder.check`)."""
         self.outputs.check([file for name in names for file in self.names(name)])
 
-    def write(self, name: str, image: np.ndarray, logits: np.ndarray) -> None:
+    def write(self, name: str, image: np.ndarray, prediction: np.ndarray) -> None:
         """Writes `<name>_pred.png` and the rest; `name` is the output path below the
-        folder without a suffix (`output_bases`). `logits` (h, w, classes) may be at the
-        size the model ran at: they are resized to the image's (bilinear), and only the
-        probabilities, when asked for, need them whole at that size."""
+        folder without a suffix (`output_bases`). `prediction` is the label map (H, W) at
+        the image's size, or logits (h, w, classes) at any size (the size the model ran
+        at): they are resized to the image's (bilinear), and only the probabilities, when
+        asked for, need them whole at that size."""
         pred, overlaid, *more = self.names(name)
-        # The probabilities need the resized logits whole; the labels are their arg-max.
-        full = resize_bilinear(logits, *image.shape[:2]) if self.probabilities else None
-        labels = full.argmax(-1) if full is not None else resized_labels(logits, *image.shape[:2])
+        if prediction.ndim == 2:  # labels
+            if self.probabilities:
+                raise ValueError("the probabilities are written from logits, not labels")
+            labels = prediction
+        elif self.probabilities:  # they need the resized logits whole
+            full = resize_bilinear(prediction, *image.shape[:2])
+            labels = full.argmax(-1)
+        else:
+            labels = resized_labels(prediction, *image.shape[:2])
         labels = labels.astype(np.uint8, copy=False)
         png = Image.fromarray(labels, mode="P")
         png.putpalette(self.palette.reshape(-1).tolist())
@@ -612,9 +701,9 @@ class Progress:
         before, self.done = self.done, self.done + n
         if self.quiet or (not self.redraw and before // self.every == self.done // self.every):
             return
-        rate = self.done / max(time.perf_counter() - self.started, 1e-9)
+        rate = throughput(self.done, time.perf_counter() - self.started, self.what)
         of = f"/{self.total}" if self.total else ""
-        line = f"  {self.done}{of} {self.what}, {rate:.1f} {self.what}/s"
+        line = f"  {self.done}{of} {self.what}, {rate}"
         if self.redraw:
             print(f"\r{line}", end="", file=sys.stderr)
         else:
@@ -625,6 +714,14 @@ class Progress:
         if not self.quiet and self.done and self.redraw:
             print(file=sys.stderr)
         return self.done, seconds
+
+
+def throughput(n: int, seconds: float, what: str = "images") -> str:
+    """The rate of `n` items (`what`, plural) in `seconds`: "12.5 images/s", or below one a
+    second, "3.2 s an image"."""
+    if n and seconds > n:
+        return f"{seconds / n:.1f} s a{'n' * (what[0] in 'aeio')} {what[:-1]}"
+    return f"{n / max(seconds, 1e-9):.1f} {what}/s"
 
 
 # ----------------------------------------------------------------------------- benchmark
@@ -746,6 +843,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="the .tflite file")
     p.add_argument("inputs", nargs="*", help="images, folders or globs")
     add_output_arguments(p)
+    p.add_argument(
+        "--tile",
+        action="store_true",
+        help="segment each image at its own resolution in overlapping windows of the file's "
+        "input size, every 2/3 of a window, their logits averaged: for images much larger "
+        "than the model's input (aerial, whole-slide)",
+    )
     p.add_argument("--benchmark", action="store_true", help="time the model instead")
     p.add_argument("--runs", type=int, default=50, help="timed runs of --benchmark")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs before them")
@@ -755,11 +859,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def segment_files(
-    paths: list[str], logits_of, writer, root_of, batch_size: int = 4, quiet: bool = False,
+    paths: list[str], predict, writer, root_of, batch_size: int = 4, quiet: bool = False,
     read=read_image, skip_bad: bool = False,
 ) -> tuple[int, float]:  # fmt: skip
-    """Reads (`read`), segments (`logits_of(images)`: their logits, at any size, which
-    `writer` resizes) and writes `paths` a batch at a time, never holding more; returns
+    """Reads (`read`), segments (`predict(images)`: their label maps, or their logits at
+    any size, which `writer` resizes) and writes `paths` a batch at a time; returns
     (images segmented, seconds). Output names are relative to `root_of(path)`
     (`output_bases`); before any work, `writer.check` refuses to overwrite a file of the
     user's with them. An unreadable image (`read` raises `UsageError`) stops the run, or
@@ -779,9 +883,9 @@ def segment_files(
                     raise UsageError(f"{e}; --skip-bad-files segments the others") from None
                 skipped.append(str(e))
         if read_ones:
-            logits = logits_of([image for _, image in read_ones])
-            for (base, image), image_logits in zip(read_ones, logits, strict=True):
-                writer.write(base, image, image_logits)
+            predictions = predict([image for _, image in read_ones])
+            for (base, image), prediction in zip(read_ones, predictions, strict=True):
+                writer.write(base, image, prediction)
         progress.update(len(chunk))
     done, seconds = progress.close()
     if skipped:
@@ -811,15 +915,21 @@ def segment(args) -> tuple[int, float]:
     if args.label_ids:
         check_label_ids(classes, UsageError)
     writer = ImageWriter(args.out, palette, args.label_ids, args.probabilities)
+    if not args.tile:
+        predict = model.model_logits
+    else:  # windows of the file's input size; only the probabilities need logits whole
+        tiled = tiled_logits if args.probabilities else tiled_labels
+        size = model.input_size
+        predict = functools.partial(tiled, model.run, window=size, fixed=size)
     try:
         n, seconds = segment_files(
-            images, lambda batch: [model.model_logits(im) for im in batch], writer,
+            images, lambda batch: [predict(image) for image in batch], writer,
             output_root(args.inputs), args.batch_size, args.quiet, skip_bad=args.skip_bad_files,
         )  # fmt: skip
     finally:
         writer.close()
     print(f"Segmented {n} image{'s' * (n != 1)} in {seconds:.1f} s "
-          f"({n / seconds:.1f} images/s) with {model.name}; outputs in {args.out}")  # fmt: skip
+          f"({throughput(n, seconds)}) with {model.name}; outputs in {args.out}")  # fmt: skip
     return n, seconds
 
 

@@ -259,3 +259,141 @@ def test_progress_into_a_file_is_a_line_at_each_tenth(capsys, monkeypatch):
     shown.close()
     err = capsys.readouterr().err
     assert err.count("\r") == 10 and err.endswith("10/10 images, " + err.split(", ")[-1])
+
+
+def _slide_inference(run, image: np.ndarray, window: tuple[int, int]) -> np.ndarray:
+    """mmsegmentation's `slide_inference`, written out in numpy: windows on a grid of
+    strides (2/3 of the window), the last row and column shifted to end at the edge, their
+    logits summed into the whole image and divided by each pixel's count."""
+    (h, w), (crop_h, crop_w) = image.shape[:2], window
+    stride_h, stride_w = -(-crop_h * 2 // 3), -(-crop_w * 2 // 3)
+    grids_h = max(h - crop_h + stride_h - 1, 0) // stride_h + 1
+    grids_w = max(w - crop_w + stride_w - 1, 0) // stride_w + 1
+    preds, count = None, np.zeros((h, w, 1))
+    for i in range(grids_h):
+        for j in range(grids_w):
+            y2, x2 = min(i * stride_h + crop_h, h), min(j * stride_w + crop_w, w)
+            y1, x1 = max(y2 - crop_h, 0), max(x2 - crop_w, 0)
+            logits = run(image[None, y1:y2, x1:x2])[0]
+            if preds is None:
+                preds = np.zeros((h, w, logits.shape[-1]))
+            preds[y1:y2, x1:x2] += logits
+            count[y1:y2, x1:x2] += 1
+    return preds / count
+
+
+def _window_model(batch: np.ndarray) -> np.ndarray:
+    """Logits that depend on the whole window (its mean) and on each pixel's place in it,
+    so that overlapping windows give a pixel different logits."""
+    rows = np.arange(batch.shape[1], dtype=np.float32)[None, :, None, None] / batch.shape[1]
+    return batch * 2 + batch.mean(axis=(1, 2), keepdims=True) + rows
+
+
+@pytest.mark.parametrize("size, window", [((100, 150), (32, 48)), ((70, 40), (64, 64))])
+def test_tiled_logits_are_mmsegmentations_slide_inference_a_band_at_a_time(size, window):
+    """The windows' averaged logits equal mmsegmentation's slide inference (written out
+    above), and they come a band of rows at a time: each band as soon as its window row is
+    run, so only a window's height of logits is held. A uint8 image is the float one / 255,
+    and a window padded to a fixed size is cropped back."""
+    image = np.random.default_rng(3).integers(0, 256, (*size, 3), np.uint8)
+    x = image.astype(np.float32) / 255
+    want = _slide_inference(_window_model, x, window)
+    np.testing.assert_allclose(standalone.tiled_logits(_window_model, x, window), want, atol=1e-5)
+    calls, seen = [], []
+
+    def run(batch):
+        calls.append(batch.shape)
+        return _window_model(batch)
+
+    rows_done = []
+    for rows, logits in standalone.tiled_bands(run, image, window):
+        rows_done.append((rows.start, rows.stop, len(calls)))
+        np.testing.assert_allclose(logits, want[rows], atol=1e-5)
+        seen.append(logits.argmax(-1))
+    columns = len(standalone.window_starts(size[1], min(window[1], size[1])))
+    starts = standalone.window_starts(size[0], min(window[0], size[0]))
+    assert [start for start, _, _ in rows_done] == starts  # consecutive bands, from the top
+    assert rows_done[-1][1] == size[0]
+    assert [n for _, _, n in rows_done] == [columns * (k + 1) for k in range(len(starts))]
+    labels = standalone.tiled_labels(run, image, window)
+    assert labels.dtype == np.uint8
+    np.testing.assert_array_equal(labels, np.concatenate(seen))
+    np.testing.assert_array_equal(labels, want.argmax(-1))
+    # A fixed-size model: each window padded at the bottom and right, cropped back.
+    fixed = (window[0] + 8, window[1] + 5)
+
+    def fixed_run(batch):
+        assert batch.shape[1:3] == fixed
+        return _window_model(batch[:, : min(window[0], size[0]), : min(window[1], size[1])])
+
+    np.testing.assert_allclose(
+        standalone.tiled_logits(fixed_run, image, window, fixed=fixed), want, atol=1e-5
+    )
+
+
+def test_overlay_is_the_half_blend_rounded_down_in_bands():
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, (7, 300_000, 3), np.uint8)  # bands of 3, 3 and 1 rows
+    labels = rng.integers(0, 19, image.shape[:2]).astype(np.uint8)
+    palette = standalone.default_palette(19)
+    want = (0.5 * image + 0.5 * palette[labels]).astype(np.uint8)
+    np.testing.assert_array_equal(standalone.overlay(image, labels, palette), want)
+
+
+def test_images_past_pillows_limit_are_read_up_to_opencvs(tmp_path, monkeypatch):
+    """Pillow refuses images over twice its `MAX_IMAGE_PIXELS` (179 megapixels) as
+    possible decompression bombs; aerial images pass that. kseg reads up to OpenCV's 2^30
+    pixels (`standalone.MAX_IMAGE_PIXELS`), names a larger file, and leaves Pillow's limit
+    as it was. Both limits are scaled down here: a 50x80 image against 1000 and 3999."""
+    from PIL import Image as PILImage
+
+    path = str(tmp_path / "aerial.png")
+    image = np.random.default_rng(5).integers(0, 256, (50, 80, 3), np.uint8)
+    PILImage.fromarray(image).save(path)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(PILImage.DecompressionBombError):
+        PILImage.open(path)
+    np.testing.assert_array_equal(standalone.read_image(path), image)
+    monkeypatch.setattr(standalone, "MAX_IMAGE_PIXELS", 3999)
+    with pytest.raises(standalone.UsageError, match=r"aerial.png: 80x50 is 4,000 pixels, over"):
+        standalone.read_image(path)
+    assert PILImage.MAX_IMAGE_PIXELS == 1000
+
+
+def test_throughput_below_one_a_second_is_seconds_each():
+    assert standalone.throughput(24, 1.5) == "16.0 images/s"
+    assert standalone.throughput(1, 31.94) == "31.9 s an image"
+    assert standalone.throughput(30, 60.0, "frames") == "2.0 s a frame"
+    assert standalone.throughput(0, 0.0) == "0.0 images/s"
+
+
+def test_segment_py_tiles_as_kseg_predict_does(artefacts, demo_cityscapes, litert_python, tmp_path):
+    """`segment.py --tile` (LiteRT alone) and `kseg.predict --tile` (kseg's backend and
+    predictor) segment an image 2.5 times the file's 64x128 input in windows of that size
+    to the same label map, at the image's size; with --probabilities, the written
+    probabilities are the tiled ones."""
+    from kseg.predict.__main__ import main as kseg_predict
+
+    script = os.path.join(os.path.dirname(artefacts["tflite"]), "segment.py")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    images = sorted(glob.glob(os.path.join(demo_cityscapes, "leftImg8bit", "val", "*", "*.png")))
+    wide = np.concatenate([np.asarray(Image.open(p).convert("RGB")) for p in images[:2]], 1)
+    Image.fromarray(np.concatenate([wide, wide[:32]], 0)).save(photos / "aerial.png")  # 96x256
+    runs = {}
+    for name in ("segment.py", "kseg.predict"):
+        out = str(tmp_path / name)
+        argv = [artefacts["tflite"], str(photos), "--out", out, "--quiet", "--tile"]
+        if name == "kseg.predict":
+            kseg_predict(argv)
+        else:
+            argv += ["--probabilities"]
+            done = subprocess.run([litert_python, "-I", script, *argv], capture_output=True)
+            assert done.returncode == 0, done.stderr
+        runs[name] = masks_in(out)["aerial_pred.png"]
+    assert runs["segment.py"].shape == (96, 256)
+    np.testing.assert_array_equal(runs["segment.py"], runs["kseg.predict"])
+    probabilities = np.load(tmp_path / "segment.py" / "aerial_prob.npz")["probabilities"]
+    assert probabilities.shape == (96, 256, 19)
+    agree = np.mean(probabilities.astype(np.float32).argmax(-1) == runs["segment.py"])
+    assert agree > 0.999, agree
