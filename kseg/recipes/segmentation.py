@@ -127,6 +127,7 @@ class SegmentationRecipe:
         crop = round_up(config.crop or preset.crop or self.crop, multiple)
         if not (config.crop or preset.crop):  # the recipe's default: not past every image
             crop = fitted_crop(crop, samples, multiple)
+        check_step_pixels(crop, batch, strategy.num_replicas_in_sync)
         train = segmentation_pipeline(
             dataset, samples, batch, training=True, crop=crop, seed=config.seed
         )
@@ -489,6 +490,21 @@ def _miou(artefact) -> float:
     import numpy as np
 
     return float(np.nanmean(artefact.iou))
+
+
+def check_step_pixels(crop: tuple[int, int], batch: int, replicas: int) -> None:
+    """Refuses a crop and batch whose pixels on one replica reach 2^31: TensorFlow's shapes
+    count them in 32 bits there (the labels flattened for the loss), and the step fails
+    with a negative shape."""
+    per_replica = -(-batch // replicas)
+    pixels = per_replica * crop[0] * crop[1]
+    if pixels >= 2**31:
+        each = f" on each of {replicas} replicas" if replicas > 1 else ""
+        raise UserError(
+            f"--crop {crop[0]}x{crop[1]} with --batch-size {batch} is {pixels:,} pixels a "
+            f"step{each}, and TensorFlow counts them in 32 bits (at most {2**31 - 1:,}): "
+            "lower --batch-size or --crop"
+        )
 
 
 def fitted_crop(crop: tuple[int, int], samples, multiple: int) -> tuple[int, int]:

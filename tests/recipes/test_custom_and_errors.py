@@ -431,6 +431,10 @@ def test_user_mistakes_give_one_error_and_status_2(custom_dir, tmp_path, capsys)
     err = _error_of(custom.main, ["evaluate", *data, "--checkpoint", str(small), "--split", "tset"],
                     capsys)  # fmt: skip
     assert "has splits ('train', 'val', 'test'), not 'tset'" in err
+    # a step of 2^31 pixels: TensorFlow's 32-bit shapes would fail in the first step
+    err = _error_of(custom.main, ["train", *data, "--crop", "4096x4096", "--batch-size", "128"],
+                    capsys)  # fmt: skip
+    assert "error: --crop 4096x4096 with --batch-size 128 is 2,147,483,648 pixels a step" in err
     err = _error_of(custom.main, ["train", "--config", str(tmp_path / "none.json")], capsys)
     assert "no such file" in err
     # --out a folder of the user's, holding files of the names a run writes: refused, as is
