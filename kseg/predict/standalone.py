@@ -64,7 +64,9 @@ class UsageError(Exception):
 
 # What `ImageWriter` and the video overlay name their files: never inputs when found in
 # the output folder by a search.
-OUTPUT_SUFFIXES = ("_pred.png", "_overlay.jpg", "_labelIds.png", "_prob.npz", "_overlay.mp4")
+OUTPUT_SUFFIXES = (
+    "_pred.png", "_pred.tif", "_overlay.jpg", "_labelIds.png", "_prob.npz", "_overlay.mp4"
+)  # fmt: skip
 
 
 def expand_inputs(inputs: list[str], out: str | None = None) -> tuple[list[str], list[str]]:
@@ -132,14 +134,16 @@ def heif_opener() -> None:
 MAX_IMAGE_PIXELS = 1 << 30
 
 
-def read_image(path: str) -> np.ndarray:
-    """RGB uint8 (H, W, 3) of an image file by `to_rgb`; an unreadable file, or one of more
-    than `MAX_IMAGE_PIXELS`, is a `UsageError` naming it."""
+@contextlib.contextmanager
+def open_image(path: str):
+    """The image file opened by Pillow (`Image.open`: its header read, not its pixels),
+    with kseg's size limit in place of Pillow's; an unreadable file, or one of more than
+    `MAX_IMAGE_PIXELS`, is a `UsageError` naming it."""
     if path.lower().endswith(HEIF_EXTENSIONS):
         heif_opener()
     pillow_limit = Image.MAX_IMAGE_PIXELS
     try:
-        Image.MAX_IMAGE_PIXELS = None  # Image.open reads the size only; checked here
+        Image.MAX_IMAGE_PIXELS = None  # Image.open checks the size only; checked here
         with Image.open(path) as im:
             if im.width * im.height > MAX_IMAGE_PIXELS:
                 raise UsageError(
@@ -147,11 +151,42 @@ def read_image(path: str) -> np.ndarray:
                     f"the limit of {MAX_IMAGE_PIXELS:,} (OpenCV's); cut it into parts, e.g. "
                     "with gdal_retile.py"
                 )
-            return to_rgb(im)
+            yield im
     except (OSError, ValueError) as e:
         raise UsageError(f"{path}: unreadable image ({e})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = pillow_limit
+
+
+def read_image(path: str) -> np.ndarray:
+    """RGB uint8 (H, W, 3) of an image file by `to_rgb` (`open_image`'s errors)."""
+    with open_image(path) as im:
+        return to_rgb(im)
+
+
+# The tags of the OGC GeoTIFF standard: where an aerial image's pixels lie on the Earth
+# (pixel scale and tie points, or a transformation) and in which coordinate system (the
+# geo keys and their double and ASCII parameters).
+GEOTIFF_TAGS = (33550, 33922, 34264, 34735, 34736, 34737)
+
+
+@functools.lru_cache(maxsize=256)
+def geotiff_tags(path: str) -> tuple[tuple[int, object, int], ...] | None:
+    """((tag, value, TIFF type), ...) of the GeoTIFF tags of a TIFF file that places its
+    pixels, to write its label map georeferenced (`<name>_pred.tif`); None for another
+    file, a TIFF without them, one turned by an orientation tag (its label map is turned
+    with it, and the placement would not hold), or an unreadable one (`read_image` names
+    it when the image is read)."""
+    if not path.lower().endswith((".tif", ".tiff")):
+        return None
+    try:
+        with open_image(path) as im:
+            tags = im.tag_v2
+            if tags.get(274, 1) != 1 or not (33922 in tags or 34264 in tags):
+                return None
+            return tuple((t, tags[t], tags.tagtype[t]) for t in GEOTIFF_TAGS if t in tags)
+    except UsageError:
+        return None
 
 
 def output_bases(paths: list[str], root_of) -> list[str]:
@@ -641,23 +676,31 @@ class ImageWriter:
         self.label_ids, self.probabilities = label_ids, probabilities
         self.outputs = self.output_folder(folder)
 
-    def names(self, name: str) -> list[str]:
-        """The files `write(name, ...)` writes, relative to the folder."""
+    def names(self, name: str, source: str | None = None) -> list[str]:
+        """The files `write(name, ..., source)` writes, relative to the folder."""
         suffixes = ["_pred.png", "_overlay.jpg"]
         suffixes += ["_labelIds.png"] * self.label_ids + ["_prob.npz"] * self.probabilities
+        suffixes += ["_pred.tif"] * bool(source and geotiff_tags(source))
         return [name + suffix for suffix in suffixes]
 
-    def check(self, names: list[str]) -> None:
+    def check(self, names: list[str], sources: list[str] | None = None) -> None:
         """Refuses, before any work, to overwrite a file of the user's with the outputs of
-        `names` (`OutputFolder.check`)."""
-        self.outputs.check([file for name in names for file in self.names(name)])
+        `names` (of the image files `sources`) (`OutputFolder.check`)."""
+        sources = sources or [None] * len(names)
+        self.outputs.check(
+            [file for n, s in zip(names, sources, strict=True) for file in self.names(n, s)]
+        )
 
-    def write(self, name: str, image: np.ndarray, prediction: np.ndarray) -> None:
+    def write(
+        self, name: str, image: np.ndarray, prediction: np.ndarray, source: str | None = None
+    ) -> None:
         """Writes `<name>_pred.png` and the rest; `name` is the output path below the
         folder without a suffix (`output_bases`). `prediction` is the label map (H, W) at
         the image's size, or logits (h, w, classes) at any size (the size the model ran
         at): they are resized to the image's (bilinear), and only the probabilities, when
-        asked for, need them whole at that size."""
+        asked for, need them whole at that size. When `source`, the image's file, is a
+        GeoTIFF, the label map is also written as `<name>_pred.tif` with its GeoTIFF tags,
+        where GIS tools (GDAL, QGIS) place it over the image."""
         pred, overlaid, *more = self.names(name)
         if prediction.ndim == 2:  # labels
             if self.probabilities:
@@ -681,6 +724,14 @@ class ImageWriter:
         if self.probabilities:
             with self.outputs.writing(more.pop(0)) as path:
                 np.savez_compressed(path, probabilities=softmax(full).astype(np.float16))
+        if geo := source and geotiff_tags(source):
+            from PIL.TiffImagePlugin import ImageFileDirectory_v2
+
+            tags = ImageFileDirectory_v2()
+            for tag, value, kind in geo:
+                tags[tag], tags.tagtype[tag] = value, kind
+            with self.outputs.writing(f"{name}_pred.tif") as path:
+                png.save(path, format="TIFF", tiffinfo=tags, compression="tiff_deflate")
 
     def close(self) -> None:
         self.outputs.close()
@@ -869,7 +920,7 @@ def segment_files(
     user's with them. An unreadable image (`read` raises `UsageError`) stops the run, or
     with `skip_bad` is left out and named on stderr at the end."""
     bases = output_bases(paths, root_of)
-    writer.check(bases)
+    writer.check(bases, paths)
     progress = Progress(len(paths), quiet=quiet)
     skipped = []
     for start in range(0, len(paths), batch_size):
@@ -877,15 +928,15 @@ def segment_files(
         read_ones = []
         for path, base in zip(chunk, bases[start : start + batch_size], strict=True):
             try:
-                read_ones.append((base, read(path)))
+                read_ones.append((base, path, read(path)))
             except UsageError as e:
                 if not skip_bad:
                     raise UsageError(f"{e}; --skip-bad-files segments the others") from None
                 skipped.append(str(e))
         if read_ones:
-            predictions = predict([image for _, image in read_ones])
-            for (base, image), prediction in zip(read_ones, predictions, strict=True):
-                writer.write(base, image, prediction)
+            predictions = predict([image for _, _, image in read_ones])
+            for (base, path, image), prediction in zip(read_ones, predictions, strict=True):
+                writer.write(base, image, prediction, path)
         progress.update(len(chunk))
     done, seconds = progress.close()
     if skipped:

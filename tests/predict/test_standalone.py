@@ -397,3 +397,43 @@ def test_segment_py_tiles_as_kseg_predict_does(artefacts, demo_cityscapes, liter
     assert probabilities.shape == (96, 256, 19)
     agree = np.mean(probabilities.astype(np.float32).argmax(-1) == runs["segment.py"])
     assert agree > 0.999, agree
+
+
+def test_a_geotiffs_label_map_is_written_where_gis_tools_place_it(
+    artefacts, demo_cityscapes, litert_python, tmp_path
+):
+    """An aerial image in a GeoTIFF (written by rasterio, GDAL's Python bindings) also gets
+    `<name>_pred.tif`, in which rasterio finds the image's coordinate system and transform,
+    `_pred.png`'s labels and its colours: from segment.py (Pillow alone) and from
+    kseg.predict alike. A TIFF that says nothing of its place gets none."""
+    import rasterio
+    from rasterio.transform import Affine
+
+    from kseg.predict.__main__ import main as kseg_predict
+
+    frames = sorted(glob.glob(os.path.join(demo_cityscapes, "leftImg8bit", "val", "*", "*.png")))
+    image = np.concatenate([np.asarray(Image.open(p).convert("RGB")) for p in frames[:2]], 1)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    place = {"crs": "EPSG:32633", "transform": Affine(0.5, 0, 500_000, 0, -0.5, 5_000_000)}
+    with rasterio.open(photos / "ortho.tif", "w", driver="GTiff", width=256, height=64,
+                       count=3, dtype="uint8", **place) as out:  # fmt: skip
+        out.write(image.transpose(2, 0, 1))
+    Image.fromarray(image).save(photos / "plain.tif")
+    script = os.path.join(os.path.dirname(artefacts["tflite"]), "segment.py")
+    for name in ("segment.py", "kseg.predict"):
+        out = tmp_path / name
+        argv = [artefacts["tflite"], str(photos), "--out", str(out), "--quiet", "--tile"]
+        if name == "kseg.predict":
+            kseg_predict(argv)
+        else:
+            done = subprocess.run([litert_python, "-I", script, *argv], capture_output=True)
+            assert done.returncode == 0, done.stderr
+        assert not (out / "plain_pred.tif").exists() and (out / "plain_pred.png").exists()
+        png = Image.open(out / "ortho_pred.png")
+        with rasterio.open(out / "ortho_pred.tif") as placed:
+            assert placed.crs.to_epsg() == 32633 and placed.transform == place["transform"]
+            np.testing.assert_array_equal(placed.read(1), np.asarray(png))
+            colours = placed.colormap(1)
+            palette = np.asarray(png.getpalette()).reshape(-1, 3)
+            assert all(colours[i][:3] == tuple(palette[i]) for i in range(19))
