@@ -153,7 +153,14 @@ def open_image(path: str):
                 )
             yield im
     except (OSError, ValueError) as e:
-        raise UsageError(f"{path}: unreadable image ({e})") from None
+        # Satellite and some drone TIFFs hold 16-bit colour, more bands, or floats.
+        tiff = (
+            "; TIFFs are read in 8-bit colour or 8- or 16-bit grey: convert it, e.g. "
+            "gdal_translate -ot Byte -scale -b 1 -b 2 -b 3 IN.tif OUT.tif"
+            if path.lower().endswith((".tif", ".tiff"))
+            else ""
+        )
+        raise UsageError(f"{path}: unreadable image ({e}){tiff}") from None
     finally:
         Image.MAX_IMAGE_PIXELS = pillow_limit
 

@@ -437,3 +437,9 @@ def test_a_geotiffs_label_map_is_written_where_gis_tools_place_it(
             colours = placed.colormap(1)
             palette = np.asarray(png.getpalette()).reshape(-1, 3)
             assert all(colours[i][:3] == tuple(palette[i]) for i in range(19))
+    # A satellite's 16-bit colour, which Pillow does not read: named, with how to convert.
+    with rasterio.open(tmp_path / "sentinel.tif", "w", driver="GTiff", width=8, height=8,
+                       count=3, dtype="uint16", **place) as out:  # fmt: skip
+        out.write(np.full((3, 8, 8), 3000, np.uint16))
+    with pytest.raises(standalone.UsageError, match="sentinel.tif: unreadable image .*-ot Byte"):
+        standalone.read_image(str(tmp_path / "sentinel.tif"))
