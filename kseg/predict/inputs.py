@@ -10,6 +10,8 @@ from __future__ import annotations
 import glob
 import os
 import re
+import threading
+from collections.abc import Iterator
 
 from kseg.errors import UserError
 from kseg.predict import standalone
@@ -44,3 +46,59 @@ def live_name(source: str) -> str:
     "cam.local_live", "/dev/video0" -> "video0")."""
     rest = source.split("://", 1)[1] if "://" in source else os.path.basename(source) or source
     return re.sub(r"[^A-Za-z0-9.-]+", "_", rest).strip("_.")[:60] or "stream"
+
+
+class NewestFrames:
+    """A live source's frames, each the newest when the model is ready for one: a thread
+    reads the source as fast as it sends (so a camera's driver or a stream's network buffer
+    never fills and loses or garbles frames) and keeps only its newest frame. The frames
+    the model had no time for are left out and counted (`dropped`), as live video apps do;
+    each frame keeps its time, so the overlay video plays at the source's pace.
+
+    `frames` yields the source's items; iterating gives them. `close()` stops the thread
+    and says whether it has ended (a thread still inside the source's read after a second
+    may not have its source closed under it)."""
+
+    def __init__(self, frames: Iterator):
+        self.dropped = 0
+        self._frames, self._newest, self._ended, self._error = frames, None, False, None
+        self._stop = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, name="kseg-live-source", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for item in self._frames:
+                with self._changed:
+                    if self._stop:
+                        return
+                    self.dropped += self._newest is not None
+                    self._newest = item
+                    self._changed.notify()
+        except Exception as e:  # raised again in the model's thread
+            self._error = e
+        finally:
+            with self._changed:
+                self._ended = True
+                self._changed.notify()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        with self._changed:
+            while self._newest is None and not self._ended:
+                self._changed.wait(0.1)  # in short waits: Ctrl-C reaches the main thread
+            if self._newest is None:
+                if self._error is not None:
+                    raise self._error
+                raise StopIteration
+            item, self._newest = self._newest, None
+            return item
+
+    def close(self) -> bool:
+        with self._changed:
+            self._stop = True
+        self._thread.join(timeout=1.0)
+        return not self._thread.is_alive()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -178,9 +179,14 @@ def segment_video(
     `path` may be anything FFmpeg opens, in `input_format` (FFmpeg's `-f`) when given: a
     camera (`/dev/video0` in "v4l2"), a network stream (rtsp://...), a test source ("lavfi").
     `max_frames` stops after that many frames. A `live` source has no end of its own:
-    Ctrl-C (or SIGTERM) ends it, and the video of the frames so far is kept."""
+    Ctrl-C (or SIGTERM) ends it, and the video of the frames so far is kept. Its frames are
+    read as it sends them and segmented one at a time, each the newest when the model is
+    free; the ones that came while it was busy are left out, and counted in a line
+    (`kseg.predict.inputs.NewestFrames`). Every written frame keeps its source frame's
+    time, so the video plays at the source's pace."""
     from kseg.errors import UserError
-    from kseg.predict.outputs import OutputFolder, overlay
+    from kseg.predict.inputs import NewestFrames
+    from kseg.predict.outputs import OutputFolder
 
     own = outputs is None
     if own:  # a caller's folder has been checked by the caller, before the images
@@ -198,34 +204,77 @@ def segment_video(
     if not source.streams.video:
         source.close()
         raise UserError(f"{path}: no video stream in it")
-    with source, outputs.writing(name) as partial, av.open(partial, "w") as sink:
-        stream_in = source.streams.video[0]
-        frames = (upright_frame(f) for f in source.decode(stream_in))
-        frames = itertools.islice(frames, max_frames)  # None: every frame
+    stream_in = source.streams.video[0]
+    decoded = _timed_frames(source.decode(stream_in), live)
+    newest = NewestFrames(decoded) if live else None
+    try:
+        frames = itertools.islice(newest or decoded, max_frames)  # None: every frame
         first = next(frames, None)
         if first is None:
             raise UserError(f"{path}: no video frames in it")
-        frames = itertools.chain([first], frames)
-        rate = stream_in.average_rate or 25
-        stream_out = sink.add_stream("libx264", rate=rate)
-        # H.264 in yuv420p takes even sizes: an odd last row or column is left out.
-        width, height = first.shape[1] // 2 * 2, first.shape[0] // 2 * 2
-        stream_out.width, stream_out.height = width, height
-        stream_out.pix_fmt = "yuv420p"
         known = [n for n in (stream_in.frames, max_frames) if n]  # a live source: neither
         progress = Progress(min(known) if known else None, "frames", quiet)
-        try:
-            for chunk in batched(frames, batch_size):
-                for image, labels in zip(chunk, predictor.labels(chunk), strict=True):
-                    blended = overlay(image, labels, palette)[:height, :width]
-                    for packet in stream_out.encode(av.VideoFrame.from_ndarray(blended, "rgb24")):
-                        sink.mux(packet)
-                    progress.update(1)  # a frame at a time: the count is the video's
-        except KeyboardInterrupt:  # how a live source ends: its video so far is kept
-            if not live:
-                raise
-        for packet in stream_out.encode():
-            sink.mux(packet)
+        with outputs.writing(name) as partial, av.open(partial, "w") as sink:
+            rate = stream_in.average_rate or 25
+            _write_overlays(
+                predictor, itertools.chain([first], frames), sink, rate, palette,
+                1 if live else batch_size, progress, live,
+            )  # fmt: skip
+    finally:  # a reader still inside the source must not have it closed under it
+        if newest is None or newest.close():
+            source.close()
     if own:
         outputs.close()
-    return progress.close()
+    done = progress.close()
+    if newest is not None and newest.dropped:
+        print(
+            f"Left out {newest.dropped} frames of {path} that came while the model was busy; "
+            "the video keeps each written frame's time"
+        )
+    return done
+
+
+def _timed_frames(decoded: Iterable, live: bool) -> Iterator[tuple[np.ndarray, float | None]]:
+    """(upright image, seconds) of each decoded PyAV frame: its presentation time, or
+    without one, a live frame's arrival time (a file's: None, the next frame's slot)."""
+    for frame in decoded:
+        seconds = frame.time
+        if seconds is None and live:
+            seconds = time.monotonic()
+        yield upright_frame(frame), seconds
+
+
+def _write_overlays(predictor, frames, sink, rate, palette, batch_size, progress, live) -> None:
+    """Encodes the overlay of each (image, seconds) of `frames` into the container `sink`:
+    H.264 at `rate` frames a second, each frame at its time from the first (in the rate's
+    frame slots: a frame left out leaves its slot empty, which players show as the frame
+    before), upright without a rotation. Ctrl-C ends a `live` source: the video so far is
+    finished."""
+    import av
+
+    from kseg.predict.outputs import overlay
+
+    frames = iter(frames)
+    first = next(frames)
+    stream = sink.add_stream("libx264", rate=rate)
+    # H.264 in yuv420p takes even sizes: an odd last row or column is left out.
+    height, width = first[0].shape[0] // 2 * 2, first[0].shape[1] // 2 * 2
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    start, slot = first[1], -1
+    try:
+        for chunk in batched(itertools.chain([first], frames), batch_size):
+            images = [image for image, _ in chunk]
+            for (image, seconds), labels in zip(chunk, predictor.labels(images), strict=True):
+                frame = av.VideoFrame.from_ndarray(
+                    overlay(image, labels, palette)[:height, :width], "rgb24"
+                )
+                at = None if seconds is None or start is None else (seconds - start) * rate
+                slot = frame.pts = max(slot + 1, round(at) if at is not None else 0)
+                for packet in stream.encode(frame):
+                    sink.mux(packet)
+                progress.update(1)  # a frame at a time: the count is the video's
+    except KeyboardInterrupt:  # how a live source ends: its video so far is kept
+        if not live:
+            raise
+    for packet in stream.encode():
+        sink.mux(packet)

@@ -350,19 +350,54 @@ def test_fit_segments_a_large_photo_at_the_scale_given(
 
 
 LIVE = "testsrc2=size=128x64:rate=8"  # FFmpeg's test source: endless, as a camera is
+PACED = f"{LIVE},realtime"  # the same frames, sent at their times, as a camera sends them
 
 
-def test_a_live_source_is_segmented_frame_by_frame(artefacts, tmp_path, capsys):
-    """A live source FFmpeg opens (here its test source, `--input-format lavfi`, as a camera
-    is `/dev/video0` in v4l2) becomes an overlay video of `--frames` frames: each frame the
-    overlay of the model's labels on that frame of the source (up to H.264's loss); names
-    of live sources' outputs; a camera that is not there is one message."""
+def _written(path) -> list[tuple[np.ndarray, float]]:
+    """(image, seconds) of each frame of a video."""
+    import av
+
+    with av.open(str(path)) as result:
+        return [(f.to_ndarray(format="rgb24"), float(f.time)) for f in result.decode(video=0)]
+
+
+def _assert_each_is_its_source_frames_overlay(written, artefacts) -> None:
+    """Each written frame (image, seconds) is the overlay of the model's labels on the
+    source frame at its time (counted from the first written frame, whose source frame is
+    found among the first eight), up to H.264's loss, nearer to it than to any other."""
     import av
 
     from kseg.predict import Predictor, open_model
-    from kseg.predict.inputs import is_live, live_name
     from kseg.predict.outputs import default_palette, overlay
-    from kseg.predict.standalone import resized_labels
+
+    count = 8 + round(8 * written[-1][1]) + 1
+    with av.open(LIVE, format="lavfi") as source:
+        frames = [
+            f.to_ndarray(format="rgb24") for f in itertools.islice(source.decode(video=0), count)
+        ]
+    labels = Predictor(open_model(artefacts["tflite"])).labels(frames)
+    overlays = [
+        overlay(f, lab, default_palette(19)).astype(int)
+        for f, lab in zip(frames, labels, strict=True)
+    ]
+
+    def errors(image):
+        return [np.mean(np.abs(image.astype(int) - want)) for want in overlays]
+
+    first = int(np.argmin(errors(written[0][0])[:8]))
+    for image, seconds in written:
+        source_frame, error = first + round(8 * seconds), errors(image)
+        assert error[source_frame] < 8, (seconds, error)  # H.264's loss: 4-6 levels
+        assert error[source_frame] == min(error), (seconds, error)
+
+
+def test_a_live_source_is_segmented_frame_by_frame(artefacts, tmp_path, capsys):
+    """A live source FFmpeg opens (here its test source at its own pace, `--input-format
+    lavfi`, as a camera is `/dev/video0` in v4l2) becomes an overlay video of `--frames`
+    frames: each frame the overlay of the model's labels on the source frame of its time
+    (up to H.264's loss); names of live sources' outputs; a camera that is not there is
+    one message."""
+    from kseg.predict.inputs import is_live, live_name
 
     assert live_name("rtsp://cam.local:8554/live") == "cam.local_8554_live"
     assert live_name("/dev/video0") == "video0" and live_name(LIVE) == "testsrc2_size_128x64_rate_8"
@@ -370,26 +405,50 @@ def test_a_live_source_is_segmented_frame_by_frame(artefacts, tmp_path, capsys):
     assert not is_live("clip.mp4") and not is_live("photos/")
     assert not is_live(str(tmp_path), "lavfi") and not is_live("photos/*.jpg", "lavfi")
     out = tmp_path / "live"
-    main([artefacts["tflite"], LIVE, "--input-format", "lavfi", "--frames", "10",
+    main([artefacts["tflite"], PACED, "--input-format", "lavfi", "--frames", "10",
           "--out", str(out), "--quiet"])  # fmt: skip
-    assert f"Segmented 10 frames of {LIVE}" in capsys.readouterr().out
-    with av.open(str(out / "testsrc2_size_128x64_rate_8_overlay.mp4")) as result:
-        written = [f.to_ndarray(format="rgb24") for f in result.decode(video=0)]
-    with av.open(LIVE, format="lavfi") as source:
-        decoded = itertools.islice(source.decode(video=0), 10)
-        frames = [f.to_ndarray(format="rgb24") for f in decoded]
-    predictor = Predictor(open_model(artefacts["tflite"]))
-    palette = default_palette(19)
-    overlays = [
-        overlay(frame, resized_labels(logits, 64, 128), palette).astype(int)
-        for frame, logits in zip(frames, predictor.logits(frames), strict=True)
-    ]
-    for i, got in enumerate(written):  # each written frame is its own source frame's overlay
-        errors = [np.mean(np.abs(got.astype(int) - want)) for want in overlays]
-        assert errors[i] < 8 and errors[i] == min(errors), errors  # H.264's loss: 4-6 levels
+    assert f"Segmented 10 frames of {PACED}" in capsys.readouterr().out
+    written = _written(out / "testsrc2_size_128x64_rate_8_realtime_overlay.mp4")
+    assert len(written) == 10
+    _assert_each_is_its_source_frames_overlay(written, artefacts)
     with pytest.raises(SystemExit) as exit_:
         main([artefacts["tflite"], "/dev/video97", "--out", str(tmp_path / "cam")])
     assert exit_.value.code == 2 and "/dev/video97: unreadable video" in capsys.readouterr().err
+
+
+def test_a_model_slower_than_the_source_segments_its_newest_frames_at_their_times(
+    artefacts, tmp_path, capsys
+):
+    """A model slower than its live source (0.3 s a frame against a frame every 0.125 s)
+    segments the newest frame each time it is free: the frames that came meanwhile are
+    left out and counted, and each written frame keeps its source time, so the video lasts
+    as long as the capture did rather than playing its frames 2.4 times too fast."""
+    import time
+
+    from kseg.predict import Predictor, open_model, segment_video
+    from kseg.predict.outputs import default_palette
+
+    class Slow(Predictor):
+        def labels(self, images):
+            time.sleep(0.3)
+            return super().labels(images)
+
+    out = tmp_path / "slow.mp4"
+    started = time.monotonic()
+    frames, _ = segment_video(
+        Slow(open_model(artefacts["tflite"])), PACED, str(out), default_palette(19),
+        quiet=True, input_format="lavfi", max_frames=6, live=True,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    left_out = int(capsys.readouterr().out.split("Left out ")[1].split()[0])
+    written = _written(out)
+    assert frames == len(written) == 6
+    times = [seconds for _, seconds in written]
+    assert times == sorted(set(times)) and all(round(8 * t) == 8 * t for t in times)
+    # five waits of 0.3 s or more between six frames: about 1.5 s of the source, each wait
+    # leaving out a frame or more; the last frame's wait may leave out up to three more
+    assert 1.25 <= times[-1] <= elapsed and 5 <= left_out <= 8 * times[-1] + 1 - 6 + 3
+    _assert_each_is_its_source_frames_overlay(written, artefacts)
 
 
 def test_ctrl_c_ends_a_live_source_and_keeps_its_video(artefacts, tmp_path):
