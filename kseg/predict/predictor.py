@@ -12,11 +12,11 @@ import numpy as np
 from kseg.predict.backends import Backend
 from kseg.predict.standalone import (
     Progress,
+    Windows,
     resize_bilinear,
     resized_labels,
     segment_files,
-    tiled_labels,
-    tiled_logits,
+    tiled_prediction,
 )
 
 
@@ -68,10 +68,11 @@ class Predictor:
     def labels(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """The label map (H, W) of each uint8 RGB image (H, W, 3): the arg-max of `logits`,
         computed a band of rows at a time from the model's logits (`resized_labels`), or
-        tiled without `fit`, from the windows' (`tiled_labels`), so a large photo's logits
+        tiled without `fit`, from the windows' (`tiled_prediction`), so a large photo's logits
         never exist at its size. uint8 for up to 256 classes."""
         if self.tile and not self.fit:
-            return [tiled_labels(self.backend, image, *self._window()) for image in images]
+            windows = self._windows()
+            return [tiled_prediction(self.backend, im, windows, labels=True) for im in images]
         out = self.model_logits(images)
         return [resized_labels(o, *im.shape[:2]) for o, im in zip(out, images, strict=True)]
 
@@ -97,17 +98,17 @@ class Predictor:
             out = [self.backend(p[None])[0] for p in padded]
         return [o[: i.shape[0], : i.shape[1]] for o, i in zip(out, x, strict=True)]
 
-    def _window(self) -> tuple[tuple[int, int], int, tuple[int, int] | None]:
-        """`tiled_bands`' (window, multiple, fixed) for this backend."""
+    def _windows(self) -> Windows:
+        """The windows of `tile` for this backend: its input size for a fixed-size one."""
         fixed = self.backend.input_size
-        return fixed or self.tile, self.backend.multiple, fixed
+        return Windows(fixed or self.tile, self.backend.multiple, fixed)
 
     def _tiled(self, image: np.ndarray) -> np.ndarray:
         """Logits of the uint8 image (scaled by `fit` first) in windows of `tile`."""
         if self.fit:
             x = np.asarray(image, np.float32) / 255.0
             image = resize_bilinear(x, *fitted_size(*image.shape[:2], self.fit))
-        return tiled_logits(self.backend, image, *self._window())
+        return tiled_prediction(self.backend, image, self._windows())
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:

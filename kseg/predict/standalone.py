@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import glob
 import hashlib
@@ -265,27 +266,30 @@ def window_starts(length: int, size: int) -> list[int]:
     return sorted({min(i * stride, length - size) for i in range(steps + 1)})
 
 
-def tiled_bands(
-    run,
-    image: np.ndarray,
-    window: tuple[int, int],
-    multiple: int = 1,
-    fixed: tuple[int, int] | None = None,
-):
+@dataclasses.dataclass(frozen=True)
+class Windows:
+    """Sliding windows of `size` (height, width), every 2/3 of it, each padded at the
+    bottom and right to `fixed` (a fixed-size model's input size) or else to a `multiple`
+    (what a free-size model takes); their logits are cropped back."""
+
+    size: tuple[int, int]
+    multiple: int = 1
+    fixed: tuple[int, int] | None = None
+
+
+def tiled_bands(run, image: np.ndarray, windows: Windows):
     """Yields (rows, logits): the logits (rows, w, classes) of the image (h, w, 3) at its
-    own resolution, averaged over windows of `window` every 2/3 of it (mmsegmentation's
-    "slide" inference), a band of rows at a time, top to bottom. A band is given as soon as
-    no later window covers it, so only a window's height of logits is ever held, whatever
-    the image's size.
+    own resolution, averaged over `windows` (mmsegmentation's "slide" inference), a band of
+    rows at a time, top to bottom. A band is given as soon as no later window covers it, so
+    only a window's height of logits is ever held, whatever the image's size.
 
     `run` takes a batch (1, H, W, 3) and gives its logits. `image` is float, as the model
     takes it, or uint8 RGB, divided by 255 a window at a time (a large image's float copy
-    would be 4 times its size). Each window is padded at the bottom and right to `fixed` (a
-    fixed-size model's input size) or else to a `multiple` (what a free-size model takes),
-    and its logits are cropped back."""
+    would be 4 times its size)."""
     h, w = image.shape[:2]
-    wh, ww = min(window[0], h), min(window[1], w)
-    ph, pw = fixed or (wh + -wh % multiple, ww + -ww % multiple)
+    wh, ww = min(windows.size[0], h), min(windows.size[1], w)
+    multiple = windows.multiple
+    ph, pw = windows.fixed or (wh + -wh % multiple, ww + -ww % multiple)
     tops, lefts = window_starts(h, wh), window_starts(w, ww)
     # The windows form a grid: a pixel's window count is its row's times its column's.
     rows_seen, cols_seen = np.zeros(h, np.float32), np.zeros(w, np.float32)
@@ -317,39 +321,19 @@ def tiled_bands(
         held, held_top = held[done:], held_top + done
 
 
-def tiled_logits(
-    run,
-    image: np.ndarray,
-    window: tuple[int, int],
-    multiple: int = 1,
-    fixed: tuple[int, int] | None = None,
-) -> np.ndarray:
-    """The logits (h, w, classes) of `tiled_bands`, whole."""
+def tiled_prediction(run, image: np.ndarray, windows: Windows, labels: bool = False) -> np.ndarray:
+    """The logits (h, w, classes) of `tiled_bands`, whole; with `labels`, only their
+    arg-max (h, w), taken band by band: an aerial image's labels without its logits (80
+    megapixels of 19 classes would hold 6 GB of them), uint8 for up to 256 classes, int32
+    beyond, as `resized_labels`."""
     out = None
-    for rows, logits in tiled_bands(run, image, window, multiple, fixed):
+    for rows, logits in tiled_bands(run, image, windows):
+        part = logits.argmax(-1) if labels else logits
         if out is None:
-            out = np.empty((image.shape[0], *logits.shape[1:]), np.float32)
-        out[rows] = logits
+            dtype = (np.uint8 if logits.shape[-1] <= 256 else np.int32) if labels else np.float32
+            out = np.empty((image.shape[0], *part.shape[1:]), dtype)
+        out[rows] = part
     return out
-
-
-def tiled_labels(
-    run,
-    image: np.ndarray,
-    window: tuple[int, int],
-    multiple: int = 1,
-    fixed: tuple[int, int] | None = None,
-) -> np.ndarray:
-    """The label map (h, w) of `tiled_bands`' logits, their arg-max band by band: an aerial
-    image's labels without its logits (80 megapixels of 19 classes would hold 6 GB of
-    them). uint8 for up to 256 classes, int32 beyond, as `resized_labels`."""
-    labels = None
-    for rows, logits in tiled_bands(run, image, window, multiple, fixed):
-        if labels is None:
-            dtype = np.uint8 if logits.shape[-1] <= 256 else np.int32
-            labels = np.empty(image.shape[:2], dtype)
-        labels[rows] = logits.argmax(-1)
-    return labels
 
 
 def resize_bilinear(x: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -976,9 +960,9 @@ def segment(args) -> tuple[int, float]:
     if not args.tile:
         predict = model.model_logits
     else:  # windows of the file's input size; only the probabilities need logits whole
-        tiled = tiled_logits if args.probabilities else tiled_labels
-        size = model.input_size
-        predict = functools.partial(tiled, model.run, window=size, fixed=size)
+        windows = Windows(model.input_size, fixed=model.input_size)
+        labels = not args.probabilities
+        predict = functools.partial(tiled_prediction, model.run, windows=windows, labels=labels)
     try:
         n, seconds = segment_files(
             images, lambda batch: [predict(image) for image in batch], writer,

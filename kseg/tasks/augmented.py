@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from kseg.predict.standalone import tiled_logits
+from kseg.predict.standalone import Windows, tiled_prediction
 
 
 def _outputs(model, x) -> dict:
@@ -29,7 +29,7 @@ def _padded_logits(model, x: np.ndarray, multiple: int, names) -> dict:
 def window_logits(model, x: np.ndarray, window, multiple: int, names) -> dict:
     """Logits of (1, h, w, 3) `x`: in one pass when it fits `window` (None: always), else
     averaged over windows of that size every 2/3 of it (`kseg.predict.standalone.
-    tiled_logits`, which `kseg.predict --tile` runs too), each padded up to `multiple`."""
+    tiled_prediction`, which `kseg.predict --tile` runs too), each padded up to `multiple`."""
     h, w = x.shape[1:3]
     if window is None or (h <= window[0] and w <= window[1]):
         return _padded_logits(model, x, multiple, names)
@@ -40,7 +40,7 @@ def window_logits(model, x: np.ndarray, window, multiple: int, names) -> dict:
         channels.update({n: out[n].shape[-1] for n in names})
         return np.concatenate([np.asarray(out[n], np.float32) for n in names], axis=-1)
 
-    joined = tiled_logits(run, x[0], window, multiple)
+    joined = tiled_prediction(run, x[0], Windows(window, multiple))
     parts = np.split(joined, np.cumsum([channels[n] for n in names])[:-1], axis=-1)
     return {n: part[None] for n, part in zip(names, parts, strict=True)}
 

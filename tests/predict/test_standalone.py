@@ -290,7 +290,7 @@ def _window_model(batch: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("size, window", [((100, 150), (32, 48)), ((70, 40), (64, 64))])
-def test_tiled_logits_are_mmsegmentations_slide_inference_a_band_at_a_time(size, window):
+def test_tiled_prediction_is_mmsegmentations_slide_inference_a_band_at_a_time(size, window):
     """The windows' averaged logits equal mmsegmentation's slide inference (written out
     above), and they come a band of rows at a time: each band as soon as its window row is
     run, so only a window's height of logits is held. A uint8 image is the float one / 255,
@@ -298,7 +298,10 @@ def test_tiled_logits_are_mmsegmentations_slide_inference_a_band_at_a_time(size,
     image = np.random.default_rng(3).integers(0, 256, (*size, 3), np.uint8)
     x = image.astype(np.float32) / 255
     want = _slide_inference(_window_model, x, window)
-    np.testing.assert_allclose(standalone.tiled_logits(_window_model, x, window), want, atol=1e-5)
+    windows = standalone.Windows(window)
+    np.testing.assert_allclose(
+        standalone.tiled_prediction(_window_model, x, windows), want, atol=1e-5
+    )
     calls, seen = [], []
 
     def run(batch):
@@ -306,7 +309,7 @@ def test_tiled_logits_are_mmsegmentations_slide_inference_a_band_at_a_time(size,
         return _window_model(batch)
 
     rows_done = []
-    for rows, logits in standalone.tiled_bands(run, image, window):
+    for rows, logits in standalone.tiled_bands(run, image, windows):
         rows_done.append((rows.start, rows.stop, len(calls)))
         np.testing.assert_allclose(logits, want[rows], atol=1e-5)
         seen.append(logits.argmax(-1))
@@ -315,7 +318,7 @@ def test_tiled_logits_are_mmsegmentations_slide_inference_a_band_at_a_time(size,
     assert [start for start, _, _ in rows_done] == starts  # consecutive bands, from the top
     assert rows_done[-1][1] == size[0]
     assert [n for _, _, n in rows_done] == [columns * (k + 1) for k in range(len(starts))]
-    labels = standalone.tiled_labels(run, image, window)
+    labels = standalone.tiled_prediction(run, image, windows, labels=True)
     assert labels.dtype == np.uint8
     np.testing.assert_array_equal(labels, np.concatenate(seen))
     np.testing.assert_array_equal(labels, want.argmax(-1))
@@ -326,8 +329,9 @@ def test_tiled_logits_are_mmsegmentations_slide_inference_a_band_at_a_time(size,
         assert batch.shape[1:3] == fixed
         return _window_model(batch[:, : min(window[0], size[0]), : min(window[1], size[1])])
 
+    padded = standalone.Windows(window, fixed=fixed)
     np.testing.assert_allclose(
-        standalone.tiled_logits(fixed_run, image, window, fixed=fixed), want, atol=1e-5
+        standalone.tiled_prediction(fixed_run, image, padded), want, atol=1e-5
     )
 
 
