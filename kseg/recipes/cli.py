@@ -169,6 +169,14 @@ def build_parser(recipe) -> argparse.ArgumentParser:
         "on with a GPU, off on CPU, where it adds start-up time without speeding steps up",
     )
     g.add_argument(
+        "--accumulate",
+        type=types.positive,
+        metavar="N",
+        help="run each training batch in N pieces, one after another, their gradients "
+        "summed into one step: a paper's batch in 1/N of the memory. Batch norm normalises "
+        "each piece alone; N must divide each replica's batch. Default 1",
+    )
+    g.add_argument(
         "--recompute-norm-act",
         action="store_true",
         help="less training memory for a little more time: batch norm -> ReLU -> conv chains "

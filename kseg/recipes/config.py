@@ -50,6 +50,7 @@ class RunConfig:
     verbose: Literal["auto", "0", "1", "2"] = "auto"
     graph_optimization: Literal["auto", "on", "off"] = "auto"  # Grappler; auto: with a GPU
     recompute_norm_act: bool = False  # BN-ReLU recomputed in the backward pass
+    accumulate: int = 1  # each step's batch run in this many pieces, gradients summed
     # Segmentation
     crop: tuple[int, int] | None = None
     eval_crop: tuple[int, int] | Literal["full"] | None = None
@@ -222,6 +223,16 @@ def model_kwargs(text: str) -> dict:
     if not isinstance(kwargs, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
     return kwargs
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def splits(text: str) -> tuple[str, ...]:

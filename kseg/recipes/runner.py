@@ -67,6 +67,22 @@ RUN_FILES = (
 RUN_MARK = ".kseg-run"  # in a folder a kseg command has run in
 
 
+def accumulation(batch: int, replicas: int, pieces: int) -> str:
+    """How `--accumulate` splits each replica's share of a batch, for the training line
+    ("" for one piece); a number of pieces that does not divide it is a `UserError`."""
+    if pieces == 1:
+        return ""
+    share = batch // replicas
+    if share % pieces:
+        divisors = ", ".join(str(d) for d in range(2, share + 1) if share % d == 0) or "none"
+        each = f"each of {replicas} replicas' {share}" if replicas > 1 else f"the {share}"
+        raise UserError(
+            f"--accumulate {pieces} cannot split {each} images of a step into equal pieces: "
+            f"give a divisor of {share} ({divisors})"
+        )
+    return f" in {pieces} pieces of {share // pieces}{' a replica' * (replicas > 1)} (--accumulate)"
+
+
 def claim_run_folder(folder: str) -> None:
     """Marks `folder` as a run folder, first refusing one that holds a file of a name a
     run writes when no kseg command ran there (no mark, no run record): the run would
@@ -220,6 +236,7 @@ class Runner:
                 model = make_model()
                 initial_epoch, state = 0, None
             replicas = strategy.num_replicas_in_sync
+            pieces = accumulation(batch, replicas, config.accumulate)
             synced, per_replica = synchronize_batch_norm(model, config.sync_bn, replicas)
             prepared = self.recipe.training_data(self, model, preset, batch, strategy)
             if "class_weights" in prepared.details:  # --balance-classes
@@ -259,7 +276,8 @@ class Runner:
             synced_bn = f" with batch norm over all ({synced} layers, --sync-bn{inside})"
         print(
             f"Training {model.name} ({count_params(model):,} parameters) on "
-            f"{prepared.description}, batch {batch}, {prepared.steps} steps x {epochs} epochs, "
+            f"{prepared.description}, batch {batch}{pieces}, {prepared.steps} steps x {epochs} "
+            "epochs, "
             f"{replicas} replica(s){synced_bn}; {describe_weight_decay(model, preset)}; "
             f"preset: {preset.source}"
             + (f"; this run's own: {own}" if (own := self.own_settings(preset)) else "")
@@ -278,6 +296,7 @@ class Runner:
                 tensorboard=config.tensorboard,
                 graph_optimization=config.graph_optimization,
                 recompute_norm_act=config.recompute_norm_act,
+                accumulate=config.accumulate,
                 precise_bn_batches=config.precise_bn_batches if self.task.precise_bn else 0,
                 verbose=verbose,
                 extra_callbacks=self.recipe.callbacks(preset, state),
@@ -309,8 +328,9 @@ class Runner:
             crop = self.task.name == "segmentation"  # the classification recipes have none
             return UserError(
                 f"{memory} while training {run}: lower "
-                f"{'--batch-size or --crop' if crop else '--batch-size'}, or try "
-                "--recompute-norm-act (or --mixed-precision float16 on a GPU); "
+                f"{'--batch-size or --crop' if crop else '--batch-size'}, run each batch in "
+                "pieces (--accumulate 2), or try --recompute-norm-act (or --mixed-precision "
+                "float16 on a GPU); "
                 f"{kept}, and the same command with smaller settings resumes from epoch "
                 f"{done + 1}"
             )

@@ -12,6 +12,7 @@ import tensorflow as tf
 from kseg.errors import TrainingDiverged
 from kseg.layers.recompute import recomputing_norm_act
 from kseg.tasks.base import main_logits, output_names  # noqa: F401 (kept importable here)
+from kseg.train.accumulation import accumulating_train_step
 from kseg.train.checkpoints import AtomicCheckpoint, last_checkpoint, read_state
 from kseg.train.graph_optimization import graph_optimization as optimizing_graphs
 from kseg.train.precise_bn import PreciseBN
@@ -192,6 +193,7 @@ def fit(
     monitor: str | None = None,
     graph_optimization: str = "auto",
     recompute_norm_act: bool = False,
+    accumulate: int = 1,
 ) -> keras.callbacks.History:
     """Trains with atomic checkpoints, CSV (appended on resume) and TensorBoard logs.
 
@@ -206,7 +208,8 @@ def fit(
     "auto": only with a GPU). `recompute_norm_act` trains with the batch norm -> ReLU ->
     conv chains recomputing their norm and ReLU in the backward pass instead of keeping
     their output: less memory for a little more time, the same gradients
-    (`kseg.layers.recompute`)."""
+    (`kseg.layers.recompute`). `accumulate` > 1 runs each batch in that many pieces, their
+    gradients summed into one step (`kseg.train.accumulation`)."""
     task = task or _task(model)
     strategy = model.distribute_strategy
     chief = is_chief(strategy)
@@ -229,6 +232,8 @@ def fit(
         callbacks.append(keras.callbacks.CSVLogger(log, append=initial_epoch > 0))
         if tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(os.path.join(folder, "tensorboard")))
+    if accumulate > 1:
+        model.train_step = accumulating_train_step(model, accumulate)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         model._maybe_symbolic_build = _build_from_one_replica(model, strategy)
         # Keras reduces each log across workers with MEAN along axis 0, which fails on

@@ -244,8 +244,9 @@ def test_running_out_of_memory_in_training_names_the_settings_to_lower(
         "while training contextnet_cn14 on Cityscapes train ("
     )
     assert _error_line(err).endswith(
-        "crop 64x128, batch 2: lower --batch-size or --crop, or try --recompute-norm-act (or "
-        f"--mixed-precision float16 on a GPU); 1 of 2 epochs are saved in {out}, and the same "
+        "crop 64x128, batch 2: lower --batch-size or --crop, run each batch in pieces "
+        "(--accumulate 2), or try --recompute-norm-act (or --mixed-precision float16 on a "
+        f"GPU); 1 of 2 epochs are saved in {out}, and the same "
         "command with smaller settings resumes from epoch 2"
     )
     assert last_checkpoint(out)[1] == 1

@@ -431,6 +431,10 @@ def test_user_mistakes_give_one_error_and_status_2(custom_dir, tmp_path, capsys)
     err = _error_of(custom.main, ["evaluate", *data, "--checkpoint", str(small), "--split", "tset"],
                     capsys)  # fmt: skip
     assert "has splits ('train', 'val', 'test'), not 'tset'" in err
+    err = _error_of(custom.main, ["train", *data, "--batch-size", "6", "--accumulate", "4"],
+                    capsys)  # fmt: skip
+    assert "error: --accumulate 4 cannot split the 6 images of a step into equal pieces: " \
+        "give a divisor of 6 (2, 3, 6)" in err  # fmt: skip
     # a step of 2^31 pixels: TensorFlow's 32-bit shapes would fail in the first step
     err = _error_of(custom.main, ["train", *data, "--crop", "4096x4096", "--batch-size", "128"],
                     capsys)  # fmt: skip
@@ -614,6 +618,18 @@ def test_a_default_crop_larger_than_every_image_is_fitted_to_them(custom_dir, ca
     assert fitted_crop((512, 512), samples, 48) == (96, 144)
     assert fitted_crop((32, 64), samples, 32) == (32, 64)
     assert capsys.readouterr().out.count("Crop") == 1
+
+
+def test_accumulate_trains_each_batch_in_pieces(custom_dir, tmp_path, capsys):
+    """`--accumulate 2` trains a ContextNet with each batch of 2 in two pieces of one image
+    (`kseg.train.accumulation`, whose step is tested against Keras' own), says so, and
+    records it with the run."""
+    out = tmp_path / "pieces"
+    custom.main(["train", "--data-dir", custom_dir, "--out", str(out), "--epochs", "1",
+                 "--accumulate", "2", *FAST])  # fmt: skip
+    assert "batch 2 in 2 pieces of 1 (--accumulate)" in capsys.readouterr().out
+    assert json.load(open(out / "config.json"))["run"]["accumulate"] == 2
+    assert (out / "last-epoch0001.keras").exists()
 
 
 def test_balance_classes_weighs_the_cross_entropy_by_median_frequency(custom_dir, tmp_path):
