@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import functools
+import json
+import os
+import subprocess
+import sys
 
 import imgviz
 import keras
@@ -201,3 +205,16 @@ def assert_predictions_colour_as_the_data(path, palette) -> None:
 
     for read in (outputs.read_palette, standalone.read_palette):
         np.testing.assert_array_equal(read(str(path))[: len(palette)], palette)
+
+
+def script_result(script: str) -> dict:
+    """Runs `script` in a Python process of its own (one that splits its CPU into logical
+    devices, which TensorFlow fixes when it starts) and returns the JSON it printed after
+    "RESULT"."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    line = [x for x in done.stdout.splitlines() if x.startswith("RESULT")]
+    assert line, done.stdout + done.stderr
+    return json.loads(line[0][len("RESULT") :])

@@ -1,10 +1,5 @@
 """Gradient accumulation (`--accumulate`): a batch in pieces gives the whole batch's step."""
 
-import json
-import os
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
@@ -13,6 +8,7 @@ from kseg.models import create_model
 from kseg.tasks import ClassificationTask, SegmentationTask
 from kseg.train.accumulation import accumulating_train_step
 from kseg.train.presets import preset_for
+from tests.helpers import script_result
 
 
 def _segmenter() -> keras.Model:
@@ -113,11 +109,6 @@ import json
 import numpy as np
 from kseg.train.strategy import get_strategy, split_cpu
 split_cpu(2)
-import json
-import os
-import subprocess
-import sys
-
 import keras
 from kseg.train.accumulation import accumulating_train_step
 
@@ -150,13 +141,7 @@ print("RESULT" + json.dumps(out))
 def test_pieces_on_two_replicas_take_one_devices_step_on_the_whole_batch():
     """Under `MirroredStrategy` each replica runs its share in pieces and the summed
     gradients are all-reduced once: the step is one device's on the whole batch."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run(
-        [sys.executable, "-c", MIRRORED], capture_output=True, text=True, env=env, timeout=300
-    )
-    line = [x for x in done.stdout.splitlines() if x.startswith("RESULT")]
-    assert line, done.stdout + done.stderr
-    out = json.loads(line[0][len("RESULT") :])
+    out = script_result(MIRRORED)
     assert [out[k]["replicas"] for k in ("one", "mirrored")] == [1, 2]
     np.testing.assert_allclose(out["mirrored"]["loss"], out["one"]["loss"], rtol=1e-5)
     for a, b in zip(out["mirrored"]["weights"], out["one"]["weights"], strict=True):

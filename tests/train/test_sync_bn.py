@@ -2,12 +2,9 @@
 Two logical CPUs under `MirroredStrategy`, in a process of their own (TensorFlow's devices
 are fixed once it starts), against one device on the whole batch."""
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
+
+from tests.helpers import script_result
 
 # One SGD step of a conv -> kseg batch norm -> ReLU -> conv net on a batch of 4 whose
 # halves differ in scale (as two GPUs' shares of a batch do), from the same weights: on one
@@ -53,13 +50,7 @@ def test_synchronized_batch_norm_on_two_replicas_equals_one_device_on_the_whole_
     """With batch norm synchronised, two replicas' step gives the weights and moving
     variance of one device's step on the whole batch; each replica on its own share gives
     other ones (the shares differ, so their statistics do)."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300
-    )
-    line = [x for x in done.stdout.splitlines() if x.startswith("RESULT")]
-    assert line, done.stdout + done.stderr
-    out = json.loads(line[0][len("RESULT") :])
+    out = script_result(SCRIPT)
     assert [out[k]["replicas"] for k in ("one", "sync", "local")] == [1, 2, 2]
     # (synchronised, left per replica in ODE blocks): the one batch norm, when on
     assert [out[k]["synced"] for k in ("one", "sync", "local")] == [[0, 0], [1, 0], [0, 0]]
