@@ -1,5 +1,5 @@
 """A small real-image segmentation set written in the Cityscapes layout, for `--demo`
-(and from it, in CamVid's and in your own data's layouts).
+(and from it, in CamVid's, PASCAL VOC's and your own data's layouts).
 
 No dataset can be downloaded here, so the demo composes real images that ship with the
 dependencies: street-like scenes whose background is cut from the real PASCAL VOC photo
@@ -126,10 +126,55 @@ def _write_camvid(source, root: str, to_camvid: np.ndarray) -> None:
             )
 
 
+# The demo classes as PASCAL VOC's: car 7 and person 15; sky, building and road are
+# VOC's background (0); 255 stays ignored (VOC's object borders).
+DEMO_VOC_LABELS = (0, 0, 0, 7, 15)
+
+
+def build_demo_voc(root: str, **scenes) -> str:
+    """The demo set in PASCAL VOC 2012's devkit layout (`VOC2012/JPEGImages/`, palette PNGs
+    in `SegmentationClass/`, `ImageSets/Segmentation/{train,val}.txt`) with SBD's
+    `train_aug` beside it (value PNGs in `SegmentationClassAug/`, here the train images),
+    the scenes' classes as VOC's. `scenes` go to `build_demo_cityscapes`. Skipped if
+    already complete; returns `root`."""
+    to_voc = np.full(256, 255, np.uint8)
+    to_voc[: len(DEMO_VOC_LABELS)] = DEMO_VOC_LABELS
+    return _from_cityscapes(root, scenes, lambda source: _write_voc(source, root, to_voc))
+
+
+def _write_voc(source, root: str, to_voc: np.ndarray) -> None:
+    from kseg.data.voc import voc_colormap
+
+    devkit = os.path.join(root, "VOC2012")
+    folders = {name: os.path.join(devkit, name) for name in
+               ("JPEGImages", "SegmentationClass", "SegmentationClassAug")}  # fmt: skip
+    lists = os.path.join(devkit, "ImageSets", "Segmentation")
+    for folder in (*folders.values(), lists):
+        os.makedirs(folder, exist_ok=True)
+    palette = voc_colormap().reshape(-1).tolist()
+    for split in ("train", "val"):
+        names = []
+        for i, (image, classes) in enumerate(_demo_samples(source, split)):
+            name = f"2012_{split}_{i:06d}"
+            image.save(os.path.join(folders["JPEGImages"], f"{name}.jpg"), quality=95)
+            mask = Image.fromarray(to_voc[classes], mode="P")
+            mask.putpalette(palette)
+            mask.save(os.path.join(folders["SegmentationClass"], f"{name}.png"))
+            if split == "train":
+                Image.fromarray(to_voc[classes]).save(
+                    os.path.join(folders["SegmentationClassAug"], f"{name}.png")
+                )
+            names.append(name)
+        for listed in ("train", "train_aug") if split == "train" else ("val",):
+            with open(os.path.join(lists, f"{listed}.txt"), "w") as f:
+                f.write("\n".join(names) + "\n")
+
+
 # `--demo`'s sets by layout: the function that writes one, and how runs name its layout.
 DEMO_SETS = {
     "cityscapes": (build_demo_cityscapes, "Cityscapes layout"),
     "camvid": (build_demo_camvid, "CamVid layout: train/, trainannot/, val/, test/"),
+    "voc": (build_demo_voc, "PASCAL VOC layout: VOC2012/JPEGImages/, SegmentationClass/"),
     "folder": (build_demo_folder, "your own data's layout: images/, masks/, classes.txt"),
 }
 

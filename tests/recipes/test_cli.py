@@ -283,6 +283,30 @@ def test_a_mirrored_run_killed_after_an_epoch_resumes_from_it(demo_cityscapes, t
     assert len(read_state(out)["history"]["loss"]) >= 2
 
 
+def test_the_voc_recipes_demo_runs_on_real_images_in_the_devkits_layout(tmp_path, capsys):
+    """`python -m kseg.recipes.voc --demo` (here one short epoch): the demo's scenes in
+    PASCAL VOC 2012's devkit layout with VOC's labels (background 0, car 7, person 15, in
+    palette PNGs) and SBD's train_aug beside them, read by the VOC reader, trained on
+    train_aug, evaluated by VOC's class names and predicted in VOC's colours."""
+    from kseg.data import VOC
+    from kseg.recipes import voc
+
+    out = tmp_path / "demo"
+    voc.main(["--demo", "--out", str(out), "--epochs", "1", *FAST])
+    devkit = out / "demo-data" / "VOC2012"
+    assert sorted(os.listdir(devkit)) == [
+        "ImageSets", "JPEGImages", "SegmentationClass", "SegmentationClassAug"
+    ]  # fmt: skip
+    mask = Image.open(next((devkit / "SegmentationClass").iterdir()))
+    assert mask.mode == "P" and set(np.unique(mask)) <= {0, 7, 15, 255}
+    printed = capsys.readouterr().out
+    assert "on PASCAL VOC 2012 train_aug (96 images)" in printed
+    result = json.load(open(out / "evaluation.json"))
+    assert tuple(result["iou"]) == VOC.class_names and result["iou"]["background"] > 0
+    pred = Image.open(next((out / "predictions").glob("*_pred.png")))
+    assert pred.getpalette()[15 * 3 : 16 * 3] == [192, 128, 128]  # VOC's person
+
+
 @pytest.mark.parametrize("name", ["cityscapes", "camvid", "voc", "lip", "pascal_context", "custom"])
 def test_every_dataset_has_a_recipe_whose_missing_data_error_shows_the_layout(
     name, tmp_path, capsys
