@@ -1,5 +1,5 @@
 """A small real-image segmentation set written in the Cityscapes layout, for `--demo`
-(and from it, in CamVid's, PASCAL VOC's and your own data's layouts).
+(and from it, in CamVid's, PASCAL VOC's, PASCAL-Context's and your own data's layouts).
 
 No dataset can be downloaded here, so the demo composes real images that ship with the
 dependencies: street-like scenes whose background is cut from the real PASCAL VOC photo
@@ -137,36 +137,62 @@ def build_demo_voc(root: str, **scenes) -> str:
     `train_aug` beside it (value PNGs in `SegmentationClassAug/`, here the train images),
     the scenes' classes as VOC's. `scenes` go to `build_demo_cityscapes`. Skipped if
     already complete; returns `root`."""
-    to_voc = np.full(256, 255, np.uint8)
-    to_voc[: len(DEMO_VOC_LABELS)] = DEMO_VOC_LABELS
-    return _from_cityscapes(root, scenes, lambda source: _write_voc(source, root, to_voc))
-
-
-def _write_voc(source, root: str, to_voc: np.ndarray) -> None:
     from kseg.data.voc import voc_colormap
 
-    devkit = os.path.join(root, "VOC2012")
-    folders = {name: os.path.join(devkit, name) for name in
-               ("JPEGImages", "SegmentationClass", "SegmentationClassAug")}  # fmt: skip
-    lists = os.path.join(devkit, "ImageSets", "Segmentation")
-    for folder in (*folders.values(), lists):
-        os.makedirs(folder, exist_ok=True)
-    palette = voc_colormap().reshape(-1).tolist()
+    masks = {"SegmentationClass": (voc_colormap(), ("train", "val")),
+             "SegmentationClassAug": (None, ("train",))}  # fmt: skip
+    return _from_cityscapes(root, scenes, lambda source: _write_devkit(
+        source, os.path.join(root, "VOC2012"), _label_table(DEMO_VOC_LABELS, 255), masks,
+        "Segmentation", {"train_aug": "train"},
+    ))  # fmt: skip
+
+
+def build_demo_pascal_context(root: str, **scenes) -> str:
+    """The demo set in PASCAL-Context's layout (`VOC2010/JPEGImages/`, value PNGs of the 59
+    classes in `SegmentationClassContext/`, 0 for the other classes), the scenes' classes
+    as its sky, building, road, car and person. Skipped if already complete; returns
+    `root`."""
+    from kseg.data.pascal_context import CONTEXT59
+
+    values = [CONTEXT59.index(name) + 1 for name in DEMO_CLASSES]  # 0 is "other"
+    masks = {"SegmentationClassContext": (None, ("train", "val"))}
+    return _from_cityscapes(root, scenes, lambda source: _write_devkit(
+        source, os.path.join(root, "VOC2010"), _label_table(values, 0), masks,
+        "SegmentationContext", {},
+    ))  # fmt: skip
+
+
+def _label_table(values, unlabelled: int) -> np.ndarray:
+    """uint8[256]: the demo class k's label `values[k]`, `unlabelled` for the rest."""
+    table = np.full(256, unlabelled, np.uint8)
+    table[: len(values)] = values
+    return table
+
+
+def _write_devkit(source, devkit: str, table, masks: dict, lists: str, aliases: dict) -> None:
+    """The demo's splits in a PASCAL devkit layout under `devkit`: `JPEGImages/NAME.jpg`;
+    for each label folder of `masks` (folder -> (palette, or None for value PNGs; the
+    splits it holds)) the labels mapped by `table`; `ImageSets/<lists>/SPLIT.txt`, and a
+    list of each name of `aliases` (name -> the split it lists)."""
+    os.makedirs(os.path.join(devkit, "JPEGImages"), exist_ok=True)
+    for folder in masks:
+        os.makedirs(os.path.join(devkit, folder), exist_ok=True)
+    listed = os.path.join(devkit, "ImageSets", lists)
+    os.makedirs(listed, exist_ok=True)
     for split in ("train", "val"):
         names = []
         for i, (image, classes) in enumerate(_demo_samples(source, split)):
-            name = f"2012_{split}_{i:06d}"
-            image.save(os.path.join(folders["JPEGImages"], f"{name}.jpg"), quality=95)
-            mask = Image.fromarray(to_voc[classes], mode="P")
-            mask.putpalette(palette)
-            mask.save(os.path.join(folders["SegmentationClass"], f"{name}.png"))
-            if split == "train":
-                Image.fromarray(to_voc[classes]).save(
-                    os.path.join(folders["SegmentationClassAug"], f"{name}.png")
-                )
+            name = f"{os.path.basename(devkit)[3:]}_{split}_{i:06d}"  # 2012_train_000000
+            image.save(os.path.join(devkit, "JPEGImages", f"{name}.jpg"), quality=95)
+            for folder, (palette, splits) in masks.items():
+                if split in splits:
+                    mask = Image.fromarray(table[classes], mode="P" if palette is not None else "L")
+                    if palette is not None:
+                        mask.putpalette(palette.reshape(-1).tolist())
+                    mask.save(os.path.join(devkit, folder, f"{name}.png"))
             names.append(name)
-        for listed in ("train", "train_aug") if split == "train" else ("val",):
-            with open(os.path.join(lists, f"{listed}.txt"), "w") as f:
+        for list_name in (split, *(a for a, of in aliases.items() if of == split)):
+            with open(os.path.join(listed, f"{list_name}.txt"), "w") as f:
                 f.write("\n".join(names) + "\n")
 
 
@@ -175,6 +201,10 @@ DEMO_SETS = {
     "cityscapes": (build_demo_cityscapes, "Cityscapes layout"),
     "camvid": (build_demo_camvid, "CamVid layout: train/, trainannot/, val/, test/"),
     "voc": (build_demo_voc, "PASCAL VOC layout: VOC2012/JPEGImages/, SegmentationClass/"),
+    "pascal_context": (
+        build_demo_pascal_context,
+        "PASCAL-Context layout: VOC2010/JPEGImages/, SegmentationClassContext/",
+    ),
     "folder": (build_demo_folder, "your own data's layout: images/, masks/, classes.txt"),
 }
 
