@@ -1,5 +1,5 @@
 """A small real-image segmentation set written in the Cityscapes layout, for `--demo`
-(and from it, in CamVid's, PASCAL VOC's, PASCAL-Context's and your own data's layouts).
+(and from it, in CamVid's, PASCAL VOC's and your own data's layouts).
 
 No dataset can be downloaded here, so the demo composes real images that ship with the
 dependencies: street-like scenes whose background is cut from the real PASCAL VOC photo
@@ -147,21 +147,6 @@ def build_demo_voc(root: str, **scenes) -> str:
     ))  # fmt: skip
 
 
-def build_demo_pascal_context(root: str, **scenes) -> str:
-    """The demo set in PASCAL-Context's layout (`VOC2010/JPEGImages/`, value PNGs of the 59
-    classes in `SegmentationClassContext/`, 0 for the other classes), the scenes' classes
-    as its sky, building, road, car and person. Skipped if already complete; returns
-    `root`."""
-    from kseg.data.pascal_context import CONTEXT59
-
-    values = [CONTEXT59.index(name) + 1 for name in DEMO_CLASSES]  # 0 is "other"
-    masks = {"SegmentationClassContext": (None, ("train", "val"))}
-    return _from_cityscapes(root, scenes, lambda source: _write_devkit(
-        source, os.path.join(root, "VOC2010"), _label_table(values, 0), masks,
-        "SegmentationContext", {},
-    ))  # fmt: skip
-
-
 def _label_table(values, unlabelled: int) -> np.ndarray:
     """uint8[256]: the demo class k's label `values[k]`, `unlabelled` for the rest."""
     table = np.full(256, unlabelled, np.uint8)
@@ -201,10 +186,6 @@ DEMO_SETS = {
     "cityscapes": (build_demo_cityscapes, "Cityscapes layout"),
     "camvid": (build_demo_camvid, "CamVid layout: train/, trainannot/, val/, test/"),
     "voc": (build_demo_voc, "PASCAL VOC layout: VOC2012/JPEGImages/, SegmentationClass/"),
-    "pascal_context": (
-        build_demo_pascal_context,
-        "PASCAL-Context layout: VOC2010/JPEGImages/, SegmentationClassContext/",
-    ),
     "folder": (build_demo_folder, "your own data's layout: images/, masks/, classes.txt"),
 }
 
