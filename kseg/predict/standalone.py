@@ -649,6 +649,11 @@ class OutputFolder:
         self.written = {}
 
 
+# JPEG's largest side (libjpeg's JPEG_MAX_DIMENSION): a wider aerial image's overlay is
+# scaled down to it; its label maps keep the image's size.
+JPEG_MAX_SIDE = 65500
+
+
 class ImageWriter:
     """Writes the outputs of one image under `folder` (an `OutputFolder`), keeping the
     input's relative path.
@@ -708,7 +713,12 @@ class ImageWriter:
         with self.outputs.writing(pred) as path:
             png.save(path)
         with self.outputs.writing(overlaid) as path:
-            Image.fromarray(overlay(image, labels, self.palette)).save(path, quality=90)
+            preview = Image.fromarray(overlay(image, labels, self.palette))
+            if max(preview.size) > JPEG_MAX_SIDE:  # a preview: scaled to what JPEG holds
+                scale = JPEG_MAX_SIDE / max(preview.size)
+                size = [max(1, int(side * scale)) for side in preview.size]
+                preview = preview.resize(size, Image.Resampling.BOX)
+            preview.save(path, quality=90)
         if self.label_ids:
             with self.outputs.writing(more.pop(0)) as path:
                 Image.fromarray(train_ids_to_label_ids(labels)).save(path)

@@ -447,3 +447,18 @@ def test_a_geotiffs_label_map_is_written_where_gis_tools_place_it(
         out.write(np.full((3, 8, 8), 3000, np.uint16))
     with pytest.raises(standalone.UsageError, match="sentinel.tif: unreadable image .*-ot Byte"):
         standalone.read_image(str(tmp_path / "sentinel.tif"))
+
+
+def test_an_overlay_wider_than_jpeg_holds_is_scaled_to_fit(tmp_path):
+    """JPEG holds at most 65,500 pixels a side: the overlay of a wider image (an aerial
+    strip) is scaled down to fit, where saving it whole failed after the image was
+    segmented; the label map keeps every pixel."""
+    image = np.random.default_rng(6).integers(0, 256, (4, 70_000, 3), np.uint8)
+    labels = np.zeros((4, 70_000), np.uint8)
+    labels[:, 35_000:] = 1
+    writer = standalone.ImageWriter(str(tmp_path), standalone.default_palette(19))
+    writer.check(["strip"])
+    writer.write("strip", image, labels)
+    writer.close()
+    assert np.asarray(Image.open(tmp_path / "strip_pred.png")).shape == (4, 70_000)
+    assert Image.open(tmp_path / "strip_overlay.jpg").size == (65_500, 3)
