@@ -141,7 +141,7 @@ def build_parser(recipe) -> argparse.ArgumentParser:
         choices=SYNC_BN,
         help="batch norm statistics over the global batch, all replicas together (SyncBN), "
         "so that a batch split over GPUs normalises as the paper's batch did; default auto: "
-        "on with more than one replica",
+        "on with more than one replica, unless --accumulate",
     )
     g.add_argument(
         "--logical-cpus",
@@ -173,8 +173,8 @@ def build_parser(recipe) -> argparse.ArgumentParser:
         type=types.positive,
         metavar="N",
         help="run each training batch in N pieces, one after another, their gradients "
-        "summed into one step: a paper's batch in 1/N of the memory. Batch norm normalises "
-        "each piece alone; N must divide each replica's batch. Default 1",
+        "summed into one step: a paper's batch in less memory. Batch norm normalises each "
+        "piece alone (not over replicas); N must divide each replica's batch. Default 1",
     )
     g.add_argument(
         "--recompute-norm-act",

@@ -80,7 +80,10 @@ def accumulation(batch: int, replicas: int, pieces: int) -> str:
             f"--accumulate {pieces} cannot split {each} images of a step into equal pieces: "
             f"give a divisor of {share} ({divisors})"
         )
-    return f" in {pieces} pieces of {share // pieces}{' a replica' * (replicas > 1)} (--accumulate)"
+    each = " a replica" * (replicas > 1)
+    return (
+        f" in {pieces} pieces of {share // pieces}{each} (--accumulate; batch norm on each piece)"
+    )
 
 
 def claim_run_folder(folder: str) -> None:
@@ -237,7 +240,16 @@ class Runner:
                 initial_epoch, state = 0, None
             replicas = strategy.num_replicas_in_sync
             pieces = accumulation(batch, replicas, config.accumulate)
-            synced, per_replica = synchronize_batch_norm(model, config.sync_bn, replicas)
+            sync_bn = config.sync_bn
+            if config.accumulate > 1 and replicas > 1 and sync_bn != "off":
+                if sync_bn == "on":
+                    raise UserError(
+                        "--accumulate runs each replica's pieces in a loop, where batch norm "
+                        "cannot be synchronised over the replicas: give --sync-bn off (or "
+                        "leave it to auto, which is off with --accumulate)"
+                    )
+                sync_bn = "off"  # auto: the pieces' loop cannot all-reduce
+            synced, per_replica = synchronize_batch_norm(model, sync_bn, replicas)
             prepared = self.recipe.training_data(self, model, preset, batch, strategy)
             if "class_weights" in prepared.details:  # --balance-classes
                 weights = tuple(prepared.details["class_weights"])  # recorded with the run

@@ -17,10 +17,12 @@ What differs, as with mmsegmentation's `accumulative_counts` and timm's
   are averaged by their images.
 
 The pieces run in a `tf.while_loop` of one iteration at a time, so TensorFlow cannot run
-two pieces side by side and hold both their activations (with synchronised batch norm,
-written out one after another instead: see `accumulating_train_step`). The update comes
-after them, once: under a distribution strategy the summed gradients are all-reduced once
-a step.
+two pieces side by side and hold both their activations. The update comes after the loop,
+once: under a distribution strategy the summed gradients are all-reduced once a step.
+Synchronised batch norm cannot run in the loop (TensorFlow allows no all-reduce inside
+one); written out one piece after another instead, the step took more memory than the
+whole batch (bench/RESULTS.md, "accumulate"), so it is refused.
+
 """
 
 from __future__ import annotations
@@ -35,22 +37,21 @@ from keras.src.trainers.data_adapters import data_adapter_utils
 def accumulating_train_step(model: keras.Model, pieces: int):
     """A `train_step` for `model` (a Keras TensorFlow trainer, compiled) that splits each
     batch into `pieces` of (nearly) equal size and sums their gradients, weighted by their
-    share of the batch, into one update.
-
-    Synchronised batch norm (`--sync-bn` over several replicas) all-reduces inside each
-    piece, which TensorFlow does not allow inside a loop: then the pieces are written out
-    one after another in the step, each waiting for the gradients of the one before, so
-    that they still run one at a time (a larger step to trace, the same memory)."""
+    share of the batch, into one update. A model with synchronised batch norm is a
+    ValueError (see the module's note)."""
     from kseg.train.precise_bn import batch_norm_layers
 
-    synced = any(getattr(layer, "synchronized", False) for layer in batch_norm_layers(model))
+    if any(getattr(layer, "synchronized", False) for layer in batch_norm_layers(model)):
+        raise ValueError(
+            "batch norm synchronised over replicas cannot run in the pieces' loop: "
+            "accumulate with it off (--sync-bn off)"
+        )
 
     def train_step(data):
         x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
         first = next(t for t in tree.flatten(x) if t is not None)
         batch = tf.shape(first)[0]
-        # Written out, there are `pieces`; in the loop, no empty one when the batch is smaller.
-        count = pieces if synced else tf.minimum(batch, pieces)
+        count = tf.minimum(batch, pieces)  # no empty piece when the batch is smaller
         # A known batch that divides gives the pieces a known size: Keras' per-output loss
         # trackers weigh each update by it.
         static = first.shape[0]
@@ -86,15 +87,10 @@ def accumulating_train_step(model: keras.Model, pieces: int):
             ]
             return i + 1, summed
 
-        sums = [tf.zeros(w.shape, w.dtype) for w in weights]
-        if synced:
-            for i in range(pieces):
-                with tf.control_dependencies(sums):  # after the piece before is done
-                    _, sums = piece(i, sums)
-        else:
-            _, sums = tf.while_loop(
-                lambda i, _: i < count, piece, (tf.constant(0), sums), parallel_iterations=1
-            )
+        zeros = [tf.zeros(w.shape, w.dtype) for w in weights]
+        _, sums = tf.while_loop(
+            lambda i, _: i < count, piece, (tf.constant(0), zeros), parallel_iterations=1
+        )
         model.optimizer.apply_gradients(zip(sums, weights, strict=True))
         return model.get_metrics_result()
 

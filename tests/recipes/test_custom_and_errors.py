@@ -627,7 +627,9 @@ def test_accumulate_trains_each_batch_in_pieces(custom_dir, tmp_path, capsys):
     out = tmp_path / "pieces"
     custom.main(["train", "--data-dir", custom_dir, "--out", str(out), "--epochs", "1",
                  "--accumulate", "2", *FAST])  # fmt: skip
-    assert "batch 2 in 2 pieces of 1 (--accumulate)" in capsys.readouterr().out
+    assert "batch 2 in 2 pieces of 1 (--accumulate; batch norm on each piece)" in (
+        capsys.readouterr().out
+    )
     assert json.load(open(out / "config.json"))["run"]["accumulate"] == 2
     assert (out / "last-epoch0001.keras").exists()
 
