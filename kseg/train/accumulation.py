@@ -22,7 +22,6 @@ once: under a distribution strategy the summed gradients are all-reduced once a 
 Synchronised batch norm cannot run in the loop (TensorFlow allows no all-reduce inside
 one); written out one piece after another instead, the step took more memory than the
 whole batch (bench/RESULTS.md, "accumulate"), so it is refused.
-
 """
 
 from __future__ import annotations
