@@ -133,7 +133,7 @@ class SegmentationRecipe:
         )
         details = {"crop": list(crop), "train_split": split}  # recorded in config.json
         if config.balance_classes:
-            details["class_weights"] = self.balanced_weights(config, preset, dataset, samples)
+            details["class_weights"] = self.balanced_weights(runner, preset, dataset, samples)
         steps = config.steps_per_epoch or max(1, len(samples) // batch)
         if config.steps_per_epoch:
             train = train.repeat().take(steps)
@@ -158,11 +158,16 @@ class SegmentationRecipe:
             {**details, "eval_crop": eval_crop},
         )
 
-    def balanced_weights(self, config, preset, dataset, samples) -> list[float]:
+    def balanced_weights(self, runner: Runner, preset, dataset, samples) -> list[float]:
         """`--balance-classes`: median frequency weights of the training labels, said in
-        one line; refused for a loss that takes no class weights."""
+        one line; refused for a loss that takes no class weights. A run that resumes keeps
+        the weights its config.json records, which its saved loss holds, rather than
+        counting every label again."""
         from kseg.data.class_balance import class_pixels, median_frequency_weights
+        from kseg.recipes.config import read_run_record
+        from kseg.train.checkpoints import last_checkpoint
 
+        config = runner.config
         loss = config.loss or preset.loss
         if loss not in ("cross_entropy", "ohem") or not config.class_weights:
             raise UserError(
@@ -170,11 +175,17 @@ class SegmentationRecipe:
                 f"and this run's loss is {loss}"
                 + ("" if config.class_weights else " without class weights (--no-class-weights)")
             )
-        weights = median_frequency_weights(*class_pixels(dataset, samples))
+        resumed = config.resume and last_checkpoint(runner.out)
+        recorded = (read_run_record(runner.out) or {}).get("preset", {}).get("class_weights")
+        if resumed and recorded and len(recorded) == dataset.num_classes:
+            weights, source = recorded, f"of the run in {runner.out} (its config.json)"
+        else:
+            weights = median_frequency_weights(*class_pixels(dataset, samples))
+            source = f"median frequency balancing of {len(samples)} images"
         listed = ", ".join(
             f"{n} {w:.2f}" for n, w in zip(dataset.class_names, weights, strict=True)
         )
-        print(f"Class weights, median frequency balancing of {len(samples)} images: {listed}")
+        print(f"Class weights, {source}: {listed}")
         return [round(float(w), 6) for w in weights]
 
     def callbacks(self, preset, state) -> list:

@@ -634,10 +634,13 @@ def test_accumulate_trains_each_batch_in_pieces(custom_dir, tmp_path, capsys):
     assert (out / "last-epoch0001.keras").exists()
 
 
-def test_balance_classes_weighs_the_cross_entropy_by_median_frequency(custom_dir, tmp_path):
+def test_balance_classes_weighs_the_cross_entropy_by_median_frequency(
+    custom_dir, tmp_path, monkeypatch
+):
     """The weights are median(f) / f_c of the training masks' pixels (f_c: a class's pixels
     over the pixels of the images that show it), by hand here; the run compiles its loss
-    with them and records them; a loss that takes no weights is refused."""
+    with them and records them, and resumes with them without counting again; a loss that
+    takes no weights is refused."""
     import keras
 
     from kseg.data.class_balance import class_pixels, median_frequency_weights
@@ -664,6 +667,17 @@ def test_balance_classes_weighs_the_cross_entropy_by_median_frequency(custom_dir
     model = keras.saving.load_model(os.path.join(out, "last-epoch0001.keras"))
     loss = model.loss["logits"] if isinstance(model.loss, dict) else model.loss
     np.testing.assert_allclose(loss.class_weights, want, rtol=1e-5)
+    # Resumed, the run keeps the recorded weights (its saved loss holds them): no recount.
+    import kseg.data.class_balance as class_balance
+
+    def recount(*args):
+        raise AssertionError("the labels were counted again")
+
+    monkeypatch.setattr(class_balance, "class_pixels", recount)
+    custom.main(["train", "--data-dir", custom_dir, "--out", out, "--epochs", "2",
+                 "--balance-classes", "--loss", "cross_entropy", *FAST])  # fmt: skip
+    again = json.load(open(os.path.join(out, "config.json")))["preset"]["class_weights"]
+    assert again == recorded and os.path.exists(os.path.join(out, "last-epoch0002.keras"))
     with pytest.raises(UserError, match="--balance-classes weighs the cross-entropy .* is dice"):
         custom.main(["train", "--data-dir", custom_dir, "--out", str(tmp_path / "d"),
                      "--balance-classes", "--loss", "dice", "--debug", *FAST])  # fmt: skip
