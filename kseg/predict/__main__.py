@@ -51,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
         "source runs until Ctrl-C, which keeps its overlay video",
     )
     p.add_argument(
-        "--frames", type=_count, metavar="N", help="at most N frames of each video or live source"
+        "--frames",
+        type=_positive,
+        metavar="N",
+        help="at most N frames of each video or live source",
     )
     return p
 
@@ -80,10 +83,10 @@ def _tile(text: str | None, backend, model: str) -> tuple[int, int] | None:
     return fixed or given
 
 
-def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1; got {text!r}")
-    return int(text)
+def _positive(text: str) -> int:
+    from kseg.recipes.config import positive
+
+    return positive(text)
 
 
 def _box(text: str) -> tuple[int, int]:

@@ -218,8 +218,8 @@ def segment_video(
         with outputs.writing(name) as partial, av.open(partial, "w") as sink:
             rate = stream_in.average_rate or 25
             _write_overlays(
-                predictor, itertools.chain([first], frames), sink, rate, palette,
-                1 if live else batch_size, progress, live,
+                predictor, first, frames, sink, rate, palette, 1 if live else batch_size,
+                progress, live,
             )  # fmt: skip
     finally:  # a reader still inside the source must not have it closed under it
         if newest is None or newest.close():
@@ -245,18 +245,18 @@ def _timed_frames(decoded: Iterable, live: bool) -> Iterator[tuple[np.ndarray, f
         yield upright_frame(frame), seconds
 
 
-def _write_overlays(predictor, frames, sink, rate, palette, batch_size, progress, live) -> None:
-    """Encodes the overlay of each (image, seconds) of `frames` into the container `sink`:
-    H.264 at `rate` frames a second, each frame at its time from the first (in the rate's
-    frame slots: a frame left out leaves its slot empty, which players show as the frame
-    before), upright without a rotation. Ctrl-C ends a `live` source: the video so far is
-    finished."""
+def _write_overlays(
+    predictor, first, frames, sink, rate, palette, batch_size, progress, live
+) -> None:
+    """Encodes the overlay of `first` and each later (image, seconds) of `frames` into the
+    container `sink`: H.264 at `rate` frames a second, each frame at its time from the
+    first (in the rate's frame slots: a frame left out leaves its slot empty, which players
+    show as the frame before), upright without a rotation. Ctrl-C ends a `live` source: the
+    video so far is finished."""
     import av
 
     from kseg.predict.outputs import overlay
 
-    frames = iter(frames)
-    first = next(frames)
     stream = sink.add_stream("libx264", rate=rate)
     # H.264 in yuv420p takes even sizes: an odd last row or column is left out.
     height, width = first[0].shape[0] // 2 * 2, first[0].shape[1] // 2 * 2

@@ -226,13 +226,10 @@ def model_kwargs(text: str) -> dict:
 
 
 def positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
+    """A whole number of at least 1 (`--accumulate`, `kseg.predict --frames`)."""
+    if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return value
+    return int(text)
 
 
 def splits(text: str) -> tuple[str, ...]:
