@@ -4,6 +4,12 @@ Each builder takes the normalisation (a `kseg.layers.norm.Norm` with the family'
 constants, or None) and the activation (a Keras activation name, or None) and names its
 layers `{name}_conv` (`{name}_dwconv` for a depthwise conv), `{name}_bn` and
 `{name}_relu` for ReLU or `{name}_act` for any other activation.
+
+`padding="symmetric"` is PyTorch's convolution padding, `(kernel_size - 1) // 2` pixels
+(times the dilation) on every side: for a strided conv it differs from Keras' "same", which
+puts the odd pixel at the bottom and right only. Networks that load weights trained in
+PyTorch use it so that their features equal the original's (a `{name}_pad` layer, then a
+"valid" conv); at stride 1 the two are the same.
 """
 
 from __future__ import annotations
@@ -34,7 +40,14 @@ def conv_norm_act(
     padding: str = "same",
     name: str = "conv",
 ):
-    """Conv2D (a bias only without a norm) -> norm -> activation."""
+    """Conv2D (a bias only without a norm) -> norm -> activation. `padding`: "same",
+    "valid" or "symmetric" (PyTorch's, see the module docstring)."""
+    if padding == "symmetric":
+        pad = dilation_rate * (kernel_size - 1) // 2
+        padding = "same"
+        if strides != 1 and pad:
+            x = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
+            padding = "valid"
     conv = keras.layers.Conv2D(
         filters,
         kernel_size,

@@ -16,6 +16,9 @@ Two module forms:
   batch normalization, ReLU and convolutional layers"): pre-activation basic blocks
   (He et al. 2016, BN-ReLU-conv twice + identity) and no ReLU after the sum, so the module
   can be a residual update or a derivative of either sign.
+
+Every builder with a stride-2 conv takes `padding`: "same" (Keras') or "symmetric"
+(PyTorch's, which HRNet's published weights were trained with; `kseg.layers.conv`).
 """
 
 from __future__ import annotations
@@ -65,10 +68,12 @@ def bottleneck_block(x, filters: int, norm: Norm = TORCH_BATCH_NORM, name: str =
     return _add_relu(x, y, norm, name)
 
 
-def hr_stem(x, filters: int = 64, norm: Norm = TORCH_BATCH_NORM, name: str = "stem"):
+def hr_stem(
+    x, filters: int = 64, norm: Norm = TORCH_BATCH_NORM, padding: str = "same", name="stem"
+):
     """Two stride-2 3x3 conv-BN-ReLU: the image at 1/4 resolution."""
-    x = conv_norm_act(x, filters, 3, 2, norm=norm, name=f"{name}1")
-    return conv_norm_act(x, filters, 3, 2, norm=norm, name=f"{name}2")
+    x = conv_norm_act(x, filters, 3, 2, norm=norm, padding=padding, name=f"{name}1")
+    return conv_norm_act(x, filters, 3, 2, norm=norm, padding=padding, name=f"{name}2")
 
 
 def hr_layer1(
@@ -80,7 +85,15 @@ def hr_layer1(
     return x
 
 
-def strided_chain(x, filters: int, steps: int, norm=TORCH_BATCH_NORM, final_relu=True, name="down"):
+def strided_chain(
+    x,
+    filters: int,
+    steps: int,
+    norm=TORCH_BATCH_NORM,
+    final_relu=True,
+    padding: str = "same",
+    name="down",
+):
     """`steps` stride-2 3x3 convs, the last to `filters` channels and the others keeping
     the input's (HRNet's fuse and transition form); ReLU between, and after the last one
     if `final_relu`."""
@@ -94,13 +107,18 @@ def strided_chain(x, filters: int, steps: int, norm=TORCH_BATCH_NORM, final_relu
             2,
             norm=norm,
             activation="relu" if final_relu or not last else None,
+            padding=padding,
             name=f"{name}_{k + 1}",
         )
     return x
 
 
 def hr_transition(
-    xs: Sequence, channels: Sequence[int], norm: Norm = TORCH_BATCH_NORM, name="transition"
+    xs: Sequence,
+    channels: Sequence[int],
+    norm: Norm = TORCH_BATCH_NORM,
+    padding: str = "same",
+    name="transition",
 ):
     """From the branches `xs` of one stage to `len(channels)` branches of the next.
 
@@ -115,11 +133,18 @@ def hr_transition(
                 x = conv_norm_act(x, c, 3, norm=norm, name=f"{name}{i}")
             out.append(x)
         else:
-            out.append(strided_chain(xs[-1], c, i + 1 - len(xs), norm=norm, name=f"{name}{i}"))
+            steps = i + 1 - len(xs)
+            out.append(strided_chain(xs[-1], c, steps, norm, padding=padding, name=f"{name}{i}"))
     return out
 
 
-def hr_fuse(xs: Sequence, norm: Norm = TORCH_BATCH_NORM, relu: bool = True, name: str = "fuse"):
+def hr_fuse(
+    xs: Sequence,
+    norm: Norm = TORCH_BATCH_NORM,
+    relu: bool = True,
+    padding: str = "same",
+    name: str = "fuse",
+):
     """Multi-resolution fusion: every branch i receives the sum over all branches j."""
     fused = []
     for i, xi in enumerate(xs):
@@ -134,7 +159,7 @@ def hr_fuse(xs: Sequence, norm: Norm = TORCH_BATCH_NORM, relu: bool = True, name
                 terms.append(ResizeLike(name=f"{name}{i}_{j}_up")([y, xi]))
             else:
                 y = strided_chain(
-                    xj, xi.shape[-1], i - j, norm=norm, final_relu=False, name=f"{name}{i}_{j}"
+                    xj, xi.shape[-1], i - j, norm, False, padding, name=f"{name}{i}_{j}"
                 )
                 terms.append(y)
         y = keras.layers.Add(name=f"{name}{i}_sum")(terms)
@@ -149,6 +174,7 @@ def hr_module(
     blocks: int = 4,
     preact: bool = False,
     norm: Norm = TORCH_BATCH_NORM,
+    padding: str = "same",
     name: str = "module",
 ):
     """One high-resolution module: `blocks` basic blocks on every branch, then fusion.
@@ -164,7 +190,7 @@ def hr_module(
         ys.append(x)
     if len(ys) == 1:
         return ys
-    return hr_fuse(ys, norm=norm, relu=not preact, name=f"{name}_fuse")
+    return hr_fuse(ys, norm=norm, relu=not preact, padding=padding, name=f"{name}_fuse")
 
 
 def concat_branches(xs: Sequence, name: str = "concat"):

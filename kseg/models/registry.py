@@ -39,14 +39,24 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
 
 
+def _entry(name: str) -> Callable[..., keras.Model]:
+    if name not in _MODELS:
+        raise UnknownNameError(
+            f"unknown model {name!r}; registered models: {', '.join(list_models())}"
+        )
+    return _MODELS[name]
+
+
+def model_class(name: str) -> Callable[..., keras.Model]:
+    """The class (or factory function) registered as `name`, without its preset arguments."""
+    entry = _entry(name)
+    return entry.func if isinstance(entry, functools.partial) else entry
+
+
 def create_model(name: str, **kwargs) -> keras.Model:
     """Builds the registered model `name`; keyword arguments override its preset.
 
     Example:
         >>> model = create_model("contextnet_cn14", num_classes=11)
     """
-    if name not in _MODELS:
-        raise UnknownNameError(
-            f"unknown model {name!r}; registered models: {', '.join(list_models())}"
-        )
-    return _MODELS[name](**kwargs)
+    return _entry(name)(**kwargs)

@@ -205,12 +205,29 @@ class Runner:
     def new_model(self, create_model, **overrides):
         data = self.open_data()
         kwargs = self.recipe.model_kwargs(self.config, self.preset(), data)
-        model = create_model(self.config.model, **{**kwargs, **overrides})
+        kwargs = {**self.torch_arguments(), **kwargs, **overrides}
+        model = create_model(self.config.model, **kwargs)
         if self.config.init_from:
             from kseg.train.init_from import init_from
 
             init_from(model, self.config.init_from)
         return model
+
+    def torch_arguments(self) -> dict:
+        """With `--init-from` a PyTorch checkpoint: the arguments that build the model as
+        PyTorch computed it (the HRNets' `torch_arguments`), so that its weights give the
+        features they gave there. `--model-kwargs` overrides them."""
+        from kseg.models.registry import model_class
+        from kseg.models.torch_checkpoint import is_torch_checkpoint
+
+        source = self.config.init_from
+        if not (source and is_torch_checkpoint(source)):
+            return {}
+        arguments = getattr(model_class(self.config.model), "torch_arguments", {})
+        if arguments:
+            shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+            print(f"Built as PyTorch computes it ({shown}), as {source}'s weights were trained")
+        return arguments
 
     def train_stage(self, folder: str, make_model, epochs: int | None, learning_rate=None):
         """Trains the model of `make_model()` (or resumes the one in `folder`) for `epochs`

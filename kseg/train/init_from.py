@@ -1,4 +1,5 @@
-"""Fine-tuning: initialise a model from another model's weights where they fit."""
+"""Fine-tuning: initialise a model from another model's weights where they fit (a kseg
+model's, or a PyTorch checkpoint's that the model family can name)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,32 @@ import keras
 
 
 def init_from(model: keras.Model, source: str | keras.Model, verbose: bool = True) -> dict:
-    """Copies every weight of `source` (a kseg `.keras` file or a model) whose path (layer
-    and variable name) and shape match one of `model`'s; the rest keep their fresh
-    initialisation, e.g. a 19-class head fine-tuned to 5 classes.
+    """Copies every weight of `source` whose path (layer and variable name) and shape match
+    one of `model`'s; the rest keep their fresh initialisation, e.g. a 19-class head
+    fine-tuned to 5 classes.
 
-    Returns {"loaded": [paths], "shape_mismatch": [paths], "missing": [paths]} and, with
-    `verbose`, prints it."""
-    if isinstance(source, str):
+    `source` is a kseg `.keras` file or a model, or a PyTorch checkpoint (`.pth`, `.pt`,
+    `.bin`, `.safetensors`) of a model family that knows its PyTorch names (the HRNets:
+    HRNet's ImageNet weights, timm's `hrnet_w*`, HRNet-Semantic-Segmentation's models).
+
+    Returns {"loaded": [paths], "shape_mismatch": [paths], "missing": [paths]} (and, from a
+    PyTorch checkpoint, "unused": the names it holds that no weight of `model` took) and,
+    with `verbose`, prints it."""
+    from kseg.models.torch_checkpoint import is_torch_checkpoint
+
+    unused = None
+    if isinstance(source, str) and is_torch_checkpoint(source):
+        name = source
+        converted, unused = torch_weights(model, source)
+        available = {path: array for path, (_, array) in converted.items()}
+    elif isinstance(source, str):
         from kseg.models.loading import load_model
 
-        name, source = source, load_model(source)
+        name = source
+        available = {w.path: w for w in load_model(source).weights}
     else:
         name = source.name
-    available = {w.path: w for w in source.weights}
+        available = {w.path: w for w in source.weights}
     loaded, mismatched, missing = [], [], []
     for w in model.weights:
         found = available.get(w.path)
@@ -29,6 +43,8 @@ def init_from(model: keras.Model, source: str | keras.Model, verbose: bool = Tru
         else:
             w.assign(found)
             loaded.append(w.path)
+    if unused is not None:  # and the tensors whose kseg layer this model lacks
+        unused += [converted[p][0] for p in available.keys() - {w.path for w in model.weights}]
     if verbose:
         total = len(model.weights)
         print(f"Initialised from {name}: {len(loaded)} of {total} weight tensors loaded")
@@ -37,6 +53,8 @@ def init_from(model: keras.Model, source: str | keras.Model, verbose: bool = Tru
         if missing:
             shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
             print(f"  kept fresh (not in {name}): {shown}")
+        if unused:
+            print(f"  not used ({len(unused)} tensors of {name}): {_modules(unused)}")
     if not loaded:
         from kseg.errors import UserError
 
@@ -44,4 +62,33 @@ def init_from(model: keras.Model, source: str | keras.Model, verbose: bool = Tru
             f"--init-from {name}: no weight matches the model by name and shape; was it "
             "trained with the same model family?"
         )
-    return {"loaded": loaded, "shape_mismatch": mismatched, "missing": missing}
+    report = {"loaded": loaded, "shape_mismatch": mismatched, "missing": missing}
+    return report if unused is None else {**report, "unused": unused}
+
+
+def torch_weights(model: keras.Model, path: str) -> tuple[dict, list[str]]:
+    """A PyTorch checkpoint's tensors as {kseg weight path: (name, array)}, and the names
+    of those the model's family has no layer for."""
+    from kseg.errors import UserError
+    from kseg.models.torch_checkpoint import read_state_dict
+
+    convert = getattr(model, "torch_weights", None)
+    if convert is None:
+        raise UserError(
+            f"--init-from {path}: kseg reads PyTorch checkpoints into the HRNets "
+            f"(hrnetv2_w48, residual_hrnet), not into {model.name}; start it from a kseg "
+            ".keras file"
+        )
+    return convert(read_state_dict(path))
+
+
+def _modules(names: list[str]) -> str:
+    """Tensor names summarised by module, with a list's index: `classifier (2), stage4.0
+    (112), ...`."""
+    counts = {}
+    for n in sorted(names):
+        parts = n.removeprefix("model.").split(".")
+        key = ".".join(parts[:2]) if len(parts) > 2 and parts[1].isdigit() else parts[0]
+        counts[key] = counts.get(key, 0) + 1
+    shown = [f"{k} ({v})" for k, v in list(counts.items())[:8]]
+    return ", ".join(shown) + (" ..." if len(counts) > 8 else "")

@@ -742,3 +742,28 @@ def test_mixed_precision_trains_with_loss_scaling_and_leaves_the_policy_as_it_wa
     assert json.load(open(os.path.join(out, "config.json")))["run"]["mixed_precision"] == "float16"
     custom.main(["evaluate", "--data-dir", custom_dir, "--out", out])
     assert "mean IoU" in capsys.readouterr().out
+
+
+def test_init_from_hrnets_pytorch_weights_builds_the_model_as_pytorch_computes(
+    custom_dir, tmp_path, capsys
+):
+    """`--init-from` a PyTorch checkpoint of HRNet builds the HRNet as PyTorch computes
+    (tests/models/test_hrnet_torch.py: then its logits are PyTorch's), loads every weight,
+    and the saved model keeps that convention."""
+    import keras
+
+    from tests.models.torch_fixtures.torch_state import random_state, write_safetensors
+
+    reference = np.load(Path(__file__).parents[1] / "models/torch_fixtures/reference.npz")
+    weights = tmp_path / "hrnet.safetensors"
+    write_safetensors(weights, random_state(json.loads(str(reference["shapes"]))))
+    out = tmp_path / "hrnet-run"
+    small = '{"width": 4, "stage_modules": [1, 1, 1], "blocks": 1}'
+    custom.main(["train", "--data-dir", custom_dir, "--out", str(out), "--epochs", "1",
+                 "--model", "hrnetv2_w48", "--model-kwargs", small,
+                 "--init-from", str(weights), *FAST])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "Built as PyTorch computes it (convention='pytorch')" in printed
+    assert "317 of 317 weight tensors loaded" in printed
+    model = keras.saving.load_model(out / "last-epoch0001.keras", compile=False)
+    assert (model.convention, model.width) == ("pytorch", 4)

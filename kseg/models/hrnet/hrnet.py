@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from kseg.layers.conv import conv_norm_act
 from kseg.layers.hrnet import concat_branches, hr_layer1, hr_module, hr_stem, hr_transition
@@ -10,8 +11,26 @@ from kseg.layers.norm import TORCH_BATCH_NORM
 from kseg.layers.ocr import ocr_head
 from kseg.layers.resize import Upsample
 from kseg.models.base import SegmentationModel, image_input
+from kseg.models.hrnet.hrnet_torch import keras_weights
 
 INPUT_MULTIPLE = 32  # the lowest branch is at 1/32 of the image
+# How an HRNet pads its stride-2 convs and takes its image, by `convention`: "keras" pads
+# as Keras' "same" (the odd row and column at the bottom and right) and takes the [0, 1]
+# image as it is; "pytorch" computes as HRNet's PyTorch code, padding every side
+# ("symmetric", `kseg.layers.conv`) and normalising the image by ImageNet's mean and
+# standard deviation (torchvision's), so that HRNet's published weights
+# (`kseg.models.hrnet.hrnet_torch`) give the features they gave there.
+PADDINGS = {"keras": "same", "pytorch": "symmetric"}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TORCH_ARGUMENTS = {"convention": "pytorch"}
+
+
+def stride_padding(convention: str) -> str:
+    """The stride-2 convs' padding under `convention` (see `PADDINGS`)."""
+    if convention not in PADDINGS:
+        raise ValueError(f"convention must be one of {tuple(PADDINGS)}, got {convention!r}")
+    return PADDINGS[convention]
 
 
 def branch_channels(width: int) -> list[int]:
@@ -19,18 +38,37 @@ def branch_channels(width: int) -> list[int]:
     return [width * 2**i for i in range(4)]
 
 
-def hrnet_front(x, width: int, stage_modules=(1, 4), blocks: int = 4, name: str = "hrnet"):
+def hrnet_front(
+    x,
+    width: int,
+    stage_modules=(1, 4),
+    blocks: int = 4,
+    convention: str = "keras",
+    name: str = "hrnet",
+):
     """HRNetV2 up to its fourth stage: stem, stage 1, stages 2 and 3 with their transitions,
-    and the transition to four branches. Returns the four branch tensors."""
+    and the transition to four branches. Returns the four branch tensors.
+
+    `convention` (`PADDINGS`): "pytorch" normalises the image first (`{name}_normalize`)
+    and pads the stride-2 convs on every side."""
+    padding = stride_padding(convention)
+    if convention == "pytorch":
+        std = np.asarray(IMAGENET_STD, "float32")
+        scale, offset = 1 / std, -np.asarray(IMAGENET_MEAN, "float32") / std
+        x = keras.layers.Rescaling(
+            scale.tolist(), offset=offset.tolist(), name=f"{name}_normalize"
+        )(x)
     channels = branch_channels(width)
-    x = hr_stem(x, name=f"{name}_stem")
+    x = hr_stem(x, padding=padding, name=f"{name}_stem")
     x = hr_layer1(x, name=f"{name}_layer1")
     xs = [x]
     for stage, modules in enumerate(stage_modules, start=2):
-        xs = hr_transition(xs, channels[:stage], name=f"{name}_transition{stage - 1}_")
+        xs = hr_transition(
+            xs, channels[:stage], padding=padding, name=f"{name}_transition{stage - 1}_"
+        )
         for m in range(modules):
-            xs = hr_module(xs, blocks, name=f"{name}_stage{stage}_module{m + 1}")
-    return hr_transition(xs, channels, name=f"{name}_transition3_")
+            xs = hr_module(xs, blocks, padding=padding, name=f"{name}_stage{stage}_module{m + 1}")
+    return hr_transition(xs, channels, padding=padding, name=f"{name}_transition3_")
 
 
 def hrnet_head(xs, num_classes: int, ocr: bool, name: str = "head"):
@@ -68,8 +106,21 @@ def _hrnet_input(kwargs: dict, prefix: str, num_classes: int, width: int, ocr: b
     return image_input(kwargs, name, num_classes, image_shape, INPUT_MULTIPLE)
 
 
+class _HRNet(SegmentationModel):
+    """What the HRNets share: their PyTorch weights' names (`hrnet_torch`) and the
+    arguments that build them as PyTorch computes them."""
+
+    torch_arguments = TORCH_ARGUMENTS
+
+    @staticmethod
+    def torch_weights(state: dict) -> tuple[dict, list[str]]:
+        """HRNet's PyTorch state dict as ({kseg weight path: (name, array)}, the names
+        outside the backbone and the segmentation head): `hrnet_torch.keras_weights`."""
+        return keras_weights(state)
+
+
 @keras.saving.register_keras_serializable(package="kseg")
-class HRNetV2(SegmentationModel):
+class HRNetV2(_HRNet):
     """HRNetV2 for semantic segmentation (Wang et al. 2019), the first row of SegNode's
     Table 1 and Table 2 (65.8M parameters for W48).
 
@@ -78,9 +129,9 @@ class HRNetV2(SegmentationModel):
     branch) and multi-resolution fusion after every module; all branches upsampled to 1/4
     and concatenated; 1x1 conv-BN-ReLU and 1x1 conv to classes; bilinear to the input size.
     As `HRNet/HRNet-Semantic-Segmentation` (seg_hrnet.py, w48 config: 65.86M parameters
-    for 19 classes), except that Keras's "same" padding of stride-2 convs pads bottom/right
-    where PyTorch pads both sides, and the head's first conv has no bias (batch norm
-    follows it).
+    for 19 classes), except that the head's first conv has no bias (batch norm follows it)
+    and, unless `convention="pytorch"`, Keras's "same" padding of stride-2 convs pads
+    bottom/right where PyTorch pads both sides.
 
     Args:
         num_classes: number of classes.
@@ -90,6 +141,10 @@ class HRNetV2(SegmentationModel):
             2020, HRNetV2+OCR of Table 1); outputs become `{"logits", "aux_logits"}`.
         stage_modules: modules in stages 2, 3 and 4 (HRNetV2: 1, 4, 3).
         blocks: basic blocks per branch in every module (HRNetV2: 4).
+        convention: "keras" (Keras' "same" padding of stride-2 convs, the [0, 1] image as
+            it is) or "pytorch": as HRNet's PyTorch code computes (every side padded, the
+            image normalised by ImageNet's mean and standard deviation), under which
+            HRNet's published weights (`kseg.train.init_from`) give PyTorch's features.
         image_shape: (height, width, channels); height and width multiples of 32 or None.
 
     Example:
@@ -105,6 +160,7 @@ class HRNetV2(SegmentationModel):
         ocr: bool = False,
         stage_modules: tuple[int, int, int] = (1, 4, 3),
         blocks: int = 4,
+        convention: str = "keras",
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
@@ -112,9 +168,10 @@ class HRNetV2(SegmentationModel):
 
         # === Functional Model ===
         name, inputs = _hrnet_input(kwargs, "hrnetv2", num_classes, width, ocr, image_shape)
-        xs = hrnet_front(inputs, width, stage_modules[:2], blocks, name="hrnet")
+        xs = hrnet_front(inputs, width, stage_modules[:2], blocks, convention)
+        padding = stride_padding(convention)
         for m in range(stage_modules[2]):
-            xs = hr_module(xs, blocks, name=f"hrnet_stage4_module{m + 1}")
+            xs = hr_module(xs, blocks, padding=padding, name=f"hrnet_stage4_module{m + 1}")
         outputs = hrnet_outputs(hrnet_head(xs, num_classes, ocr))
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
@@ -124,7 +181,7 @@ class HRNetV2(SegmentationModel):
 
 
 @keras.saving.register_keras_serializable(package="kseg")
-class ResidualHRNet(SegmentationModel):
+class ResidualHRNet(_HRNet):
     """SegNode's Baseline network (Khoshsirat & Kambhamettu, section 3.1, Fig. 2): HRNetV2
     whose fourth stage is its four-branch module repeated `modules` times (six), each
     repetition a residual unit, h <- h + module(h), with the skip at module level.
@@ -142,6 +199,7 @@ class ResidualHRNet(SegmentationModel):
         blocks: pre-activation basic blocks per branch in each module (two, see above).
         stage_modules, front_blocks: modules in HRNetV2's stages 2 and 3 (1, 4) and basic
             blocks per branch in them (4), as `HRNetV2`.
+        convention: as `HRNetV2`.
     """
 
     def __init__(
@@ -153,6 +211,7 @@ class ResidualHRNet(SegmentationModel):
         ocr: bool = False,
         stage_modules: tuple[int, int] = (1, 4),
         front_blocks: int = 4,
+        convention: str = "keras",
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
@@ -160,9 +219,10 @@ class ResidualHRNet(SegmentationModel):
 
         # === Functional Model ===
         name, inputs = _hrnet_input(kwargs, "residual_hrnet", num_classes, width, ocr, image_shape)
-        xs = hrnet_front(inputs, width, stage_modules, front_blocks, name="hrnet")
+        xs = hrnet_front(inputs, width, stage_modules, front_blocks, convention)
+        padding = stride_padding(convention)
         for m in range(modules):
-            updates = hr_module(xs, blocks, preact=True, name=f"residual{m + 1}")
+            updates = hr_module(xs, blocks, preact=True, padding=padding, name=f"residual{m + 1}")
             xs = [
                 keras.layers.Add(name=f"residual{m + 1}_skip{i}")([x, u])
                 for i, (x, u) in enumerate(zip(xs, updates, strict=True))

@@ -1,0 +1,115 @@
+"""HRNet's PyTorch weights under kseg's layer names.
+
+HRNet's published checkpoints name their tensors as the PyTorch modules hold them:
+`HRNet/HRNet-Image-Classification`'s ImageNet weights (the `hrnetv2_w48_imagenet_pretrained
+.pth` that HRNet-Semantic-Segmentation and SegNode's HRNetV2 start from), timm's `hrnet_w*`
+(the same weights, as .safetensors) and HRNet-Semantic-Segmentation's trained models
+(`model.` before every name, and their segmentation head `last_layer`). `keras_weights`
+turns such a state dict into kseg's weight paths (`hrnet_stage3_module2_branch1_block4_2_bn/
+gamma`); `kseg.train.init_from` loads them by path and shape.
+
+The classification head (`incre_modules`, `downsamp_modules`, `final_layer`, `classifier`)
+has no counterpart in a segmentation network and is left out, as HRNet-Semantic-Segmentation
+leaves it out.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+# PyTorch's batch-norm tensors and Keras' variables of the same meaning.
+_BATCH_NORM = {
+    "weight": "gamma",
+    "bias": "beta",
+    "running_mean": "moving_mean",
+    "running_var": "moving_variance",
+}
+# A ResNet block's own modules: conv1/bn1 ... and the projection of its identity.
+_BLOCK = re.compile(r"(conv|bn)(\d)|downsample\.([01])")
+
+
+def _conv_or_norm(index: str) -> str:
+    """An `nn.Sequential(conv, bn, ...)`'s module index as kseg's layer suffix."""
+    return {"0": "conv", "1": "bn"}[index]
+
+
+def _block_layer(rest: str) -> str | None:
+    """A block's module as kseg's suffix: `conv2` -> `2_conv`, `downsample.1` -> `down_bn`."""
+    match = _BLOCK.fullmatch(rest)
+    if match is None:
+        return None
+    if match.group(1):
+        return f"{match.group(2)}_{match.group(1)}"
+    return f"down_{_conv_or_norm(match.group(3))}"
+
+
+def keras_layer(module: str) -> str | None:
+    """kseg's layer name for HRNet's PyTorch module path `module` (the tensor name without
+    `.weight`), or None for a module outside the backbone and the segmentation head."""
+    try:
+        return _keras_layer(module)
+    except (KeyError, ValueError):  # an index that is no conv or norm, or no number
+        return None
+
+
+def _keras_layer(module: str) -> str | None:
+    parts = module.split(".")
+    head, rest = parts[0], parts[1:]
+    if re.fullmatch(r"(conv|bn)[12]", head) and not rest:
+        return f"hrnet_stem{head[-1]}_{head[:-1]}"
+    if head == "layer1" and len(rest) >= 2:
+        block = _block_layer(".".join(rest[1:]))
+        return block and f"hrnet_layer1_block{int(rest[0]) + 1}_{block}"
+    if re.fullmatch(r"transition[123]", head):
+        if len(rest) == 2:  # a branch whose width changes: conv, bn
+            return f"hrnet_{head}_{rest[0]}_{_conv_or_norm(rest[1])}"
+        if len(rest) == 3:  # a new branch: stride-2 steps of conv, bn
+            return f"hrnet_{head}_{rest[0]}_{int(rest[1]) + 1}_{_conv_or_norm(rest[2])}"
+        return None
+    if re.fullmatch(r"stage[234]", head) and len(rest) >= 4:
+        module_name = f"hrnet_{head}_module{int(rest[0]) + 1}"
+        if rest[1] == "branches" and len(rest) >= 5:
+            block = _block_layer(".".join(rest[4:]))
+            return block and f"{module_name}_branch{rest[2]}_block{int(rest[3]) + 1}_{block}"
+        if rest[1] == "fuse_layers":
+            i, j = int(rest[2]), int(rest[3])
+            if j > i and len(rest) == 5:  # 1x1 conv, bn (then upsampling)
+                return f"{module_name}_fuse{i}_{j}_{_conv_or_norm(rest[4])}"
+            if j < i and len(rest) == 6:  # stride-2 steps of conv, bn
+                return f"{module_name}_fuse{i}_{j}_{int(rest[4]) + 1}_{_conv_or_norm(rest[5])}"
+        return None
+    # HRNet-Semantic-Segmentation's head: conv (with a bias), bn, ReLU, classifier conv.
+    if head == "last_layer" and rest in (["0"], ["1"], ["3"]):
+        return {"0": "head_conv", "1": "head_bn", "3": "head_classifier"}[rest[0]]
+    return None
+
+
+def keras_weights(state: dict[str, np.ndarray]) -> tuple[dict[str, tuple[str, np.ndarray]], list]:
+    """({kseg weight path: (the tensor's name in `state`, array)}, the names of `state`
+    that have no kseg layer).
+
+    Conv kernels go from PyTorch's (out, in, h, w) to Keras' (h, w, in, out). The bias of
+    HRNet-Semantic-Segmentation's head conv, which kseg's conv lacks because batch norm
+    follows it, is folded into that batch norm's moving mean: normalising conv + b with
+    mean m is normalising conv with mean m - b."""
+    weights, unused = {}, []
+    for name, value in state.items():
+        module, _, tensor = name.removeprefix("model.").rpartition(".")
+        layer = keras_layer(module)
+        if tensor == "num_batches_tracked":
+            continue
+        if layer is None:
+            unused.append(name)
+        elif layer.endswith("_bn"):
+            weights[f"{layer}/{_BATCH_NORM[tensor]}"] = (name, value)
+        elif tensor == "weight":
+            weights[f"{layer}/kernel"] = (name, np.transpose(value, (2, 3, 1, 0)))
+        elif layer != "head_conv":  # that conv's bias is folded below
+            weights[f"{layer}/bias"] = (name, value)
+    bias = state.get("last_layer.0.bias", state.get("model.last_layer.0.bias"))
+    if bias is not None and "head_bn/moving_mean" in weights:
+        name, mean = weights["head_bn/moving_mean"]
+        weights["head_bn/moving_mean"] = (name, mean - bias)
+    return weights, unused

@@ -1,0 +1,86 @@
+"""HRNet's PyTorch weights in kseg's HRNets (`kseg.models.hrnet.hrnet_torch`,
+`kseg.train.init_from`), against PyTorch's own outputs and timm's names for HRNetV2-W48
+(tests/models/torch_fixtures/make_fixtures.py)."""
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import kseg
+from kseg.errors import UserError
+from kseg.models.hrnet.hrnet import TORCH_ARGUMENTS
+from kseg.models.hrnet.hrnet_torch import keras_weights
+from kseg.train.init_from import init_from
+from tests.models.torch_fixtures.torch_state import random_state, write_safetensors
+
+FIXTURES = Path(__file__).parent / "torch_fixtures"
+# The small HRNet of reference.npz: widths 4 to 32, one module of one block a stage.
+SMALL = {"num_classes": 5, "width": 4, "blocks": 1}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """(PyTorch's logits, its images, its weights as a .safetensors file)."""
+    ref = np.load(FIXTURES / "reference.npz")
+    path = tmp_path_factory.mktemp("hrnet") / "small.safetensors"
+    write_safetensors(path, random_state(json.loads(str(ref["shapes"]))))
+    return ref["logits"], ref["images"].astype("float32") / 255, str(path)
+
+
+def test_hrnetv2_built_as_pytorch_computes_gives_pytorchs_logits(reference):
+    """Every weight of kseg's HRNetV2 comes from the checkpoint (backbone and
+    HRNet-Semantic-Segmentation's head, whose conv bias is folded into its batch norm),
+    and built as PyTorch computes (its padding, its input normalisation) the logits are
+    PyTorch's to float32 rounding. Built as Keras pads, on the unnormalised image, they
+    differ by more than half their range: the convention is needed."""
+    logits, images, path = reference
+    scale = np.abs(logits).max()
+    model = kseg.models.HRNetV2(stage_modules=(1, 1, 1), **SMALL, **TORCH_ARGUMENTS)
+    report = init_from(model, path, verbose=False)
+    assert len(report["loaded"]) == len(model.weights) and not report["unused"]
+    np.testing.assert_allclose(model.predict(images, verbose=0), logits, atol=2e-6 * scale)
+    other = kseg.models.HRNetV2(stage_modules=(1, 1, 1), **SMALL)
+    init_from(other, path, verbose=False)
+    assert np.abs(other.predict(images, verbose=0) - logits).max() > 0.5 * scale
+
+
+def test_the_baseline_takes_hrnets_front_and_leaves_its_residual_stage_fresh(reference, capsys):
+    """SegNode's Baseline shares HRNetV2's stem and stages 1-3 and head: those load; its
+    residual stage 4 stays fresh, and the checkpoint's stage 4 is reported unused."""
+    _, _, path = reference
+    model = kseg.models.ResidualHRNet(stage_modules=(1, 1), front_blocks=1, modules=1, **SMALL)
+    report = init_from(model, path)
+    assert report["loaded"] and all(not p.startswith("residual") for p in report["loaded"])
+    assert report["missing"] and all(p.startswith("residual") for p in report["missing"])
+    assert report["unused"] and all(n.startswith("stage4.") for n in report["unused"])
+    assert f"not used ({len(report['unused'])} tensors of {path}): stage4.0" in (
+        capsys.readouterr().out
+    )
+
+
+def test_every_tensor_of_hrnet_w48s_imagenet_weights_has_its_place_in_hrnetv2_w48():
+    """timm's `hrnet_w48` names (HRNet-Image-Classification's, the ImageNet weights):
+    each backbone tensor goes to one weight of kseg's `hrnetv2_w48` of the same shape, and
+    every weight but the segmentation head's gets one; only the classification head is
+    left out."""
+    with gzip.open(FIXTURES / "hrnet_w48_names.json.gz", "rt") as f:
+        shapes = json.load(f)
+    state = {k: np.broadcast_to(np.float32(0), v) for k, v in shapes.items()}
+    weights, unused = keras_weights(state)
+    model = kseg.models.create_model("hrnetv2_w48", **TORCH_ARGUMENTS)
+    ours = {w.path: tuple(w.shape) for w in model.weights}
+    assert {p: a.shape for p, (_, a) in weights.items()} == {
+        p: s for p, s in ours.items() if not p.startswith("head_")
+    }
+    heads = ("incre_modules.", "downsamp_modules.", "final_layer.", "classifier.")
+    assert unused and all(n.startswith(heads) for n in unused)
+
+
+def test_a_model_without_pytorch_names_is_refused(reference):
+    _, _, path = reference
+    model = kseg.models.ContextNet(num_classes=5)
+    with pytest.raises(UserError, match="PyTorch checkpoints into the HRNets.*contextnet"):
+        init_from(model, path)

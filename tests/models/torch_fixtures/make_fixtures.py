@@ -1,0 +1,143 @@
+"""Writes the PyTorch side of tests/models/test_torch_checkpoint.py and test_hrnet_torch.py.
+Run by hand where PyTorch, torchvision, timm and safetensors import (torch 2.14.1,
+torchvision 0.29.1, timm 1.0.31 and safetensors 0.8 made the files here):
+
+    python tests/models/torch_fixtures/make_fixtures.py
+
+- `formats/`: one state dict as `torch.save` writes it since PyTorch 1.6 (`zip.pth`) and
+  before (`legacy.pth`, inside a training checkpoint's dict), as safetensors, and its
+  arrays (`expected.npz`); a whole pickled module (`module.pth`), which kseg refuses.
+- `hrnet_w48_names.json.gz`: every tensor name and shape of timm's `hrnet_w48`, whose
+  names are HRNet-Image-Classification's (the ImageNet weights HRNetV2 starts from).
+- `reference.npz`: a small HRNet (timm's network with widths 4 to 32, one module of one
+  block a stage) with `random_state` weights, HRNet-Semantic-Segmentation's head
+  (`last_layer`) on it, an input batch and the logits PyTorch computes. timm's fusion
+  upsamples by nearest neighbour, the segmentation code (and kseg) bilinearly: the fusion
+  upsamplings are set to bilinear (align_corners=False, as kseg's resize).
+"""
+
+import gzip
+import json
+import pathlib
+import sys
+
+import numpy as np
+import timm
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from timm.models.hrnet import HighResolutionNet
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from torch_state import random_state  # noqa: E402
+
+NUM_CLASSES = 5
+
+
+def stage(branches: int, channels, block="BASIC"):
+    return dict(
+        num_modules=1,
+        num_branches=branches,
+        block_type=block,
+        num_blocks=(1,) * branches if block == "BASIC" else (4,),
+        num_channels=tuple(channels),
+        fuse_method="SUM",
+    )
+
+
+def tiny_hrnet():
+    cfg = dict(
+        stem_width=64,
+        stage1=stage(1, (64,), "BOTTLENECK"),
+        stage2=stage(2, (4, 8)),
+        stage3=stage(3, (4, 8, 16)),
+        stage4=stage(4, (4, 8, 16, 32)),
+    )
+    net = HighResolutionNet(cfg, head="")
+    for module in net.modules():
+        if isinstance(module, torch.nn.Upsample):
+            module.mode, module.align_corners = "bilinear", False
+    return net
+
+
+class Segmenter(torch.nn.Module):
+    """HRNet-Semantic-Segmentation's HRNetV2: the branches upsampled to the first one's
+    size and concatenated, `last_layer`, the logits upsampled 4x."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = tiny_hrnet()
+        width = 4 + 8 + 16 + 32
+        self.last_layer = torch.nn.Sequential(
+            torch.nn.Conv2d(width, width, 1),
+            torch.nn.BatchNorm2d(width),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(width, NUM_CLASSES, 1),
+        )
+
+    def forward(self, x):
+        b = self.body
+        x = b.act2(b.bn2(b.conv2(b.act1(b.bn1(b.conv1(x))))))
+        xs = b.stages(x)
+        size = xs[0].shape[2:]
+        up = [xs[0]] + [
+            F.interpolate(t, size, mode="bilinear", align_corners=False) for t in xs[1:]
+        ]
+        x = self.last_layer(torch.cat(up, 1))
+        return F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
+
+
+def formats():
+    folder = HERE / "formats"
+    folder.mkdir(exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    state = {
+        "conv.weight": torch.randn(4, 3, 3, 3, generator=g),
+        "bn.running_var": torch.rand(4, generator=g),
+        "bn.num_batches_tracked": torch.tensor(7),
+        "half": torch.randn(2, 3, generator=g).half(),
+        "bf16": torch.randn(5, generator=g).bfloat16(),
+        "transposed": torch.randn(3, 4, generator=g).t(),  # not contiguous
+        "view": torch.randn(10, generator=g)[2:6],  # at an offset into its storage
+        "ints": torch.arange(6).reshape(2, 3),
+    }
+    torch.save(state, folder / "zip.pth")
+    checkpoint = {"state_dict": state, "epoch": 3}
+    torch.save(checkpoint, folder / "legacy.pth", _use_new_zipfile_serialization=False)
+    save_file({k: v.contiguous() for k, v in state.items()}, folder / "tensors.safetensors")
+    torch.save(torch.nn.Linear(2, 2), folder / "module.pth")
+    expected = {
+        k: (v.float() if v.dtype == torch.bfloat16 else v).numpy() for k, v in state.items()
+    }
+    np.savez(folder / "expected.npz", **expected)
+
+
+def hrnet():
+    names = {k: list(v.shape) for k, v in timm.create_model("hrnet_w48").state_dict().items()}
+    with gzip.open(HERE / "hrnet_w48_names.json.gz", "wt") as f:
+        json.dump(names, f)
+
+    model = Segmenter().eval()
+    shapes = {k.removeprefix("body."): list(v.shape) for k, v in model.state_dict().items()}
+    state = random_state(shapes)
+    model.load_state_dict(
+        {
+            ("" if k.startswith("last_layer") else "body.") + k: torch.from_numpy(v)
+            for k, v in state.items()
+        }
+    )
+    images = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    x = torch.from_numpy(((images / 255 - mean) / std).astype(np.float32).transpose(0, 3, 1, 2))
+    with torch.no_grad():
+        logits = model(x).numpy().transpose(0, 2, 3, 1)
+    np.savez_compressed(
+        HERE / "reference.npz", shapes=json.dumps(shapes), images=images, logits=logits
+    )
+    print(f"{len(names)} names of hrnet_w48; logits {logits.shape}")
+
+
+if __name__ == "__main__":
+    formats()
+    hrnet()
