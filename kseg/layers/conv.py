@@ -18,6 +18,30 @@ import keras
 
 from kseg.layers.norm import KERAS_BATCH_NORM, Norm
 
+# How a network pads its strided convs, by the convention of the code whose weights it
+# takes: "keras" pads as Keras' "same"; "pytorch" on every side, as PyTorch (and
+# TensorFlow code with explicit padding, DeepLab's) does.
+CONVENTIONS = {"keras": "same", "pytorch": "symmetric"}
+
+
+def stride_padding(convention: str) -> str:
+    """The strided convs' padding under `convention` (see `CONVENTIONS`)."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {tuple(CONVENTIONS)}, got {convention!r}")
+    return CONVENTIONS[convention]
+
+
+def pad_symmetric(x, kernel_size: int, strides: int, dilation_rate: int, padding: str, name):
+    """`(x, padding)` for a conv of `padding` "same", "valid" or "symmetric": for
+    "symmetric" at a stride above 1, `x` padded on every side by a `{name}_pad` layer and
+    "valid"; at stride 1, "same" (which is symmetric there)."""
+    if padding != "symmetric":
+        return x, padding
+    pad = dilation_rate * (kernel_size - 1) // 2
+    if strides == 1 or not pad:
+        return x, "same"
+    return keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")(x), "valid"
+
 
 def _norm_act(x, norm: Norm | None, activation: str | None, name: str):
     if norm is not None:
@@ -42,12 +66,7 @@ def conv_norm_act(
 ):
     """Conv2D (a bias only without a norm) -> norm -> activation. `padding`: "same",
     "valid" or "symmetric" (PyTorch's, see the module docstring)."""
-    if padding == "symmetric":
-        pad = dilation_rate * (kernel_size - 1) // 2
-        padding = "same"
-        if strides != 1 and pad:
-            x = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
-            padding = "valid"
+    x, padding = pad_symmetric(x, kernel_size, strides, dilation_rate, padding, name)
     conv = keras.layers.Conv2D(
         filters,
         kernel_size,

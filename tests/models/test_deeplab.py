@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kseg.errors import UserError
 from kseg.models import CrossCooperative, DeepLabV3Plus
 from kseg.models.backbones import resnet_backbone, xception_backbone
 from kseg.models.backbones.resnet import load_keras_resnet_weights
@@ -73,8 +74,10 @@ def test_imagenet_weights_load_by_name_and_a_tiny_backbone_says_why_not(keras_re
     assert "backbone_weights" not in model.get_config()  # a saved model carries its own
     with pytest.raises(ValueError, match="full-depth ResNet-101"):
         DeepLabV3Plus(num_classes=21, backbone_depth=(1, 1, 1, 1), backbone_weights=path)
-    with pytest.raises(ValueError, match="only into resnet101"):
-        DeepLabV3Plus(num_classes=21, backbone="xception65", backbone_weights=path)
+    with pytest.raises(UserError, match="not a PyTorch state dict"):  # Xception's are timm's
+        DeepLabV3Plus(
+            num_classes=21, backbone="xception65", backbone_weights=path, convention="pytorch"
+        )
 
 
 def _xception_count(middle: int, w: float = 1.0) -> int:

@@ -22,12 +22,17 @@ Low-level features (stride 4) are entry block2's second separable conv, before t
 strided third, as DeepLab takes them. Once the network reaches `output_stride`, strides
 become 1 and later convs dilate (the rate grows by the stride it replaces). The input is
 kseg's RGB image in [0, 1], mapped to Xception's [-1, 1] by a fixed `Rescaling`.
+
+Strided convs pad as Keras' "same" (the odd row and column at the bottom and right) or,
+with `padding="symmetric"`, on every side as DeepLab's TensorFlow code (its explicit
+padding) and timm's PyTorch port of its ImageNet weights (`xception_torch`) do.
 """
 
 from __future__ import annotations
 
 import keras
 
+from kseg.layers.conv import pad_symmetric
 from kseg.layers.norm import BatchNormalization
 
 XCEPTION65_MIDDLE_BLOCKS = 16
@@ -38,9 +43,12 @@ def _bn(x, name: str):
     return BatchNormalization(epsilon=BN_EPSILON, name=name)(x)
 
 
-def _separable(x, filters: int, strides: int, rate: int, relu_inside: bool, name: str):
+def _separable(
+    x, filters: int, strides: int, rate: int, relu_inside: bool, padding: str, name: str
+):
+    x, padding = pad_symmetric(x, 3, strides, rate, padding, f"{name}_dw")
     x = keras.layers.DepthwiseConv2D(
-        3, strides=strides, dilation_rate=rate, padding="same", use_bias=False, name=f"{name}_dw"
+        3, strides=strides, dilation_rate=rate, padding=padding, use_bias=False, name=f"{name}_dw"
     )(x)
     x = _bn(x, f"{name}_dw_bn")
     if relu_inside:
@@ -59,6 +67,7 @@ def xception_module(
     strides: int,
     rate: int,
     relu_inside: bool = False,
+    padding: str = "same",
     name: str = "module",
 ):
     """One Xception module; returns `(output, second separable conv's output)`."""
@@ -66,9 +75,8 @@ def xception_module(
     for i, filters in enumerate(channels):
         if not relu_inside:
             y = keras.layers.Activation("relu", name=f"{name}_sep{i + 1}_relu")(y)
-        y = _separable(
-            y, filters, strides if i == 2 else 1, rate, relu_inside, f"{name}_sep{i + 1}"
-        )
+        stride = strides if i == 2 else 1
+        y = _separable(y, filters, stride, rate, relu_inside, padding, f"{name}_sep{i + 1}")
         if i == 1:
             second = y
     if shortcut == "conv":
@@ -88,9 +96,11 @@ def xception_backbone(
     middle_blocks: int = XCEPTION65_MIDDLE_BLOCKS,
     width_multiplier: float = 1.0,
     output_stride: int = 16,
+    padding: str = "same",
     prefix: str = "",
 ):
-    """Adds an aligned Xception to the graph of the image `x` (RGB in [0, 1]).
+    """Adds an aligned Xception to the graph of the image `x` (RGB in [0, 1]); `padding`
+    of its strided convs: "same" or "symmetric" (see the module docstring).
 
     Returns `(high, low)`: exit-flow features at `output_stride` (2048 channels at full
     width) and the stride-4 low-level features (256 channels).
@@ -105,7 +115,8 @@ def xception_backbone(
 
     p = f"{prefix}xception_"
     x = keras.layers.Rescaling(2.0, offset=-1.0, name=f"{prefix}preprocess")(x)
-    x = keras.layers.Conv2D(ch(32), 3, strides=2, padding="same", use_bias=False, name=f"{p}conv1")(
+    x, first = pad_symmetric(x, 3, 2, 1, padding, f"{p}conv1")
+    x = keras.layers.Conv2D(ch(32), 3, strides=2, padding=first, use_bias=False, name=f"{p}conv1")(
         x
     )
     x = keras.layers.Activation("relu", name=f"{p}conv1_relu")(_bn(x, f"{p}conv1_bn"))
@@ -126,8 +137,9 @@ def xception_backbone(
         else:
             block_rate = rate
             stride *= strides
+        channels = tuple(ch(c) for c in channels)
         x, second = xception_module(
-            x, tuple(ch(c) for c in channels), shortcut, strides, block_rate, relu_inside, p + name
+            x, channels, shortcut, strides, block_rate, relu_inside, padding, p + name
         )
         if name == "entry2":
             low = second

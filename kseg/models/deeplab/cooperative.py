@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import keras
 
+from kseg.layers.conv import stride_padding
 from kseg.models.backbones import build_backbone, load_backbone_weights
 from kseg.models.base import SegmentationModel, image_input
 from kseg.models.deeplab.deeplab import _listify, check_head_args
@@ -75,8 +76,9 @@ class CrossCooperative(SegmentationModel):
         connection1, connection2: the extra cross connections after the backbones and
             after the ASPPs (Table 5's ablation).
         prediction: what "logits" holds: "mean", "top" or "bottom".
-        backbone_weights: (top, bottom) pretrained weights, each None, a file or
-            "imagenet" (ResNet-101 only; see `DeepLabV3Plus`). Not part of the config.
+        backbone_weights: (top, bottom) pretrained weights, each as
+            `DeepLabV3Plus.backbone_weights`. Not part of the config.
+        convention: as `DeepLabV3Plus`.
         image_shape: (height, width, channels).
 
     Example:
@@ -103,6 +105,7 @@ class CrossCooperative(SegmentationModel):
         connection2: bool = True,
         prediction: str = "mean",
         backbone_weights: tuple[str | None, str | None] = (None, None),
+        convention: str = "keras",
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
@@ -110,10 +113,11 @@ class CrossCooperative(SegmentationModel):
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         mix = cooperative_mix(paths, connection1, connection2)
+        padding = stride_padding(convention)
         # === Functional Model ===
         name, inputs = image_input(kwargs, "cross_cooperative", num_classes, image_shape)
         features = [
-            build_backbone(b, inputs, d, backbone_width, output_stride, prefix=p)
+            build_backbone(b, inputs, d, backbone_width, output_stride, p, padding)
             for b, d, p in ((top, top_depth, STREAMS[0]), (bottom, bottom_depth, STREAMS[1]))
         ]
         top_logits, bottom_logits = deeplabv3plus_head(

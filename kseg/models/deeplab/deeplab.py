@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import keras
 
+from kseg.layers.conv import stride_padding
 from kseg.models.backbones import build_backbone, load_backbone_weights
 from kseg.models.base import SegmentationModel, image_input
 from kseg.models.deeplab.head import deeplabv3plus_head
@@ -42,10 +43,16 @@ class DeepLabV3Plus(SegmentationModel):
         head_channels: ASPP and decoder channels (256 in DeepLabV3+).
         output_stride: 16 (Ikedo & Hotta 2022 and DeepLabV3+ training) or 8.
         aspp_rates: the dilated ASPP branches' rates; None: 6, 12, 18 (24, 36 at 8).
-        backbone_weights: None, a keras.applications ResNet101 no-top weights file, or
-            "imagenet" (that file from the Keras cache, downloaded if missing); ResNet-101
-            only. Loaded once at construction; not part of the config (a saved model
-            carries its own weights).
+        backbone_weights: ImageNet weights of the backbone, loaded once at construction
+            and not part of the config (a saved model carries its own weights). For
+            ResNet-101 keras.applications' no-top weights file, or "imagenet" (that file
+            from the Keras cache, downloaded if missing); for Xception-65 timm's
+            `xception65` checkpoint (.pth or .safetensors: DeepLab's ImageNet weights),
+            with `convention="pytorch"`.
+        convention: how the Xception pads its strided convs: "keras" (Keras' "same", the
+            odd row and column at the bottom and right) or "pytorch" (every side, as
+            DeepLab's TensorFlow code and timm's port of its weights). ResNet-101 is the
+            same under both.
         image_shape: (height, width, channels); height and width may be None.
 
     Example:
@@ -66,13 +73,17 @@ class DeepLabV3Plus(SegmentationModel):
         output_stride: int = 16,
         aspp_rates: Sequence[int] | None = None,
         backbone_weights: str | None = None,
+        convention: str = "keras",
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
         rates = check_head_args(output_stride, aspp_rates)
+        padding = stride_padding(convention)
         # === Functional Model ===
         name, inputs = image_input(kwargs, f"deeplabv3plus_{backbone}", num_classes, image_shape)
-        high, low = build_backbone(backbone, inputs, backbone_depth, backbone_width, output_stride)
+        high, low = build_backbone(
+            backbone, inputs, backbone_depth, backbone_width, output_stride, "", padding
+        )
         (logits,) = deeplabv3plus_head(
             inputs, [high], [low], num_classes, channels=head_channels, rates=rates
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from kseg.layers.conv import conv_norm_act
+from kseg.layers.conv import conv_norm_act, stride_padding
 from kseg.layers.hrnet import concat_branches, hr_layer1, hr_module, hr_stem, hr_transition
 from kseg.layers.norm import TORCH_BATCH_NORM
 from kseg.layers.ocr import ocr_head
@@ -14,23 +14,13 @@ from kseg.models.base import SegmentationModel, image_input
 from kseg.models.hrnet.hrnet_torch import keras_weights
 
 INPUT_MULTIPLE = 32  # the lowest branch is at 1/32 of the image
-# How an HRNet pads its stride-2 convs and takes its image, by `convention`: "keras" pads
-# as Keras' "same" (the odd row and column at the bottom and right) and takes the [0, 1]
-# image as it is; "pytorch" computes as HRNet's PyTorch code, padding every side
-# ("symmetric", `kseg.layers.conv`) and normalising the image by ImageNet's mean and
-# standard deviation (torchvision's), so that HRNet's published weights
-# (`kseg.models.hrnet.hrnet_torch`) give the features they gave there.
-PADDINGS = {"keras": "same", "pytorch": "symmetric"}
+# By `convention`, an HRNet pads its stride-2 convs as Keras' "same" and takes the [0, 1]
+# image as it is ("keras"), or computes as HRNet's PyTorch code ("pytorch": every side
+# padded, the image normalised by ImageNet's mean and standard deviation, torchvision's),
+# under which HRNet's published weights (`hrnet_torch`) give the features they gave there.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TORCH_ARGUMENTS = {"convention": "pytorch"}
-
-
-def stride_padding(convention: str) -> str:
-    """The stride-2 convs' padding under `convention` (see `PADDINGS`)."""
-    if convention not in PADDINGS:
-        raise ValueError(f"convention must be one of {tuple(PADDINGS)}, got {convention!r}")
-    return PADDINGS[convention]
 
 
 def branch_channels(width: int) -> list[int]:
@@ -49,8 +39,8 @@ def hrnet_front(
     """HRNetV2 up to its fourth stage: stem, stage 1, stages 2 and 3 with their transitions,
     and the transition to four branches. Returns the four branch tensors.
 
-    `convention` (`PADDINGS`): "pytorch" normalises the image first (`{name}_normalize`)
-    and pads the stride-2 convs on every side."""
+    `convention` (`kseg.layers.conv.CONVENTIONS`): "pytorch" normalises the image first
+    (`{name}_normalize`) and pads the stride-2 convs on every side."""
     padding = stride_padding(convention)
     if convention == "pytorch":
         std = np.asarray(IMAGENET_STD, "float32")

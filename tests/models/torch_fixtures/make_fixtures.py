@@ -9,6 +9,11 @@ torchvision 0.29.1, timm 1.0.31 and safetensors 0.8 made the files here):
   arrays (`expected.npz`); a whole pickled module (`module.pth`), which kseg refuses.
 - `hrnet_w48_names.json.gz`: every tensor name and shape of timm's `hrnet_w48`, whose
   names are HRNet-Image-Classification's (the ImageNet weights HRNetV2 starts from).
+- `xception65_names.json.gz`: every tensor name and shape of timm's `xception65` (DeepLab's
+  ImageNet weights of Xception-65, ported from TensorFlow).
+- `xception_reference.npz`: timm's aligned Xception with one middle-flow module, at output
+  stride 16, with `random_state` weights, an input batch, and its stride-4 and last
+  features (each projected onto 8 channels by a fixed random matrix, `projections`).
 - `reference.npz`: a small HRNet (timm's network with widths 4 to 32, one module of one
   block a stage) with `random_state` weights, HRNet-Semantic-Segmentation's head
   (`last_layer`) on it, an input batch and the logits PyTorch computes. timm's fusion
@@ -16,6 +21,7 @@ torchvision 0.29.1, timm 1.0.31 and safetensors 0.8 made the files here):
   upsamplings are set to bilinear (align_corners=False, as kseg's resize).
 """
 
+import functools
 import gzip
 import json
 import pathlib
@@ -27,10 +33,11 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from timm.models.hrnet import HighResolutionNet
+from timm.models.xception_aligned import XceptionAligned
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from torch_state import random_state  # noqa: E402
+from torch_state import projections, random_state  # noqa: E402
 
 NUM_CLASSES = 5
 
@@ -138,6 +145,43 @@ def hrnet():
     print(f"{len(names)} names of hrnet_w48; logits {logits.shape}")
 
 
+def xception():
+    names = {k: list(v.shape) for k, v in timm.create_model("xception65").state_dict().items()}
+    with gzip.open(HERE / "xception65_names.json.gz", "wt") as f:
+        json.dump(names, f)
+    blocks = [
+        dict(in_chs=64, out_chs=128, stride=2),
+        dict(in_chs=128, out_chs=256, stride=2),
+        dict(in_chs=256, out_chs=728, stride=2),
+        dict(in_chs=728, out_chs=728, stride=1),
+        dict(in_chs=728, out_chs=(728, 1024, 1024), stride=2),
+        dict(
+            in_chs=1024, out_chs=(1536, 1536, 2048), stride=1, no_skip=True, start_with_relu=False
+        ),
+    ]
+    norm = functools.partial(torch.nn.BatchNorm2d, eps=0.001)
+    model = XceptionAligned(blocks, output_stride=16, norm_layer=norm).eval()
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in random_state(shapes).items()})
+    low = []  # entry block 2's second separable conv; the ReLU after it works in place
+    model.blocks[1].stack.conv2.register_forward_hook(lambda m, i, o: low.append(o.clone()))
+    images = np.random.default_rng(1).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    x = torch.from_numpy(((images / 255 - 0.5) / 0.5).astype(np.float32).transpose(0, 3, 1, 2))
+    with torch.no_grad():
+        high = model.forward_features(x).numpy().transpose(0, 2, 3, 1)
+    low = low[0].numpy().transpose(0, 2, 3, 1)
+    p_high, p_low = projections(high.shape[-1]), projections(low.shape[-1])
+    np.savez_compressed(
+        HERE / "xception_reference.npz",
+        shapes=json.dumps(shapes),
+        images=images,
+        high=high @ p_high,
+        low=low @ p_low,
+    )
+    print(f"{len(names)} names of xception65; features {high.shape}, {low.shape}")
+
+
 if __name__ == "__main__":
     formats()
     hrnet()
+    xception()

@@ -29,6 +29,12 @@ def random_state(shapes: dict[str, list[int]]) -> dict[str, np.ndarray]:
     return state
 
 
+def projections(channels: int, size: int = 8) -> np.ndarray:
+    """A fixed random (channels, size) matrix: features compared through it are compared
+    in full with overwhelming probability, and the fixture stays small."""
+    return np.random.default_rng(channels).normal(0, 1, (channels, size)).astype(np.float32)
+
+
 def write_safetensors(path, state: dict[str, np.ndarray]) -> None:
     dtypes = {"float32": "F32", "int64": "I64"}
     header, offset = {}, 0
