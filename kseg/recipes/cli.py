@@ -263,7 +263,8 @@ def build_parser(recipe) -> argparse.ArgumentParser:
     e = p.add_argument_group("evaluate and predict")
     exported = (
         "a .keras file, or an exported .tflite, .onnx or SavedModel folder run in its own "
-        "runtime (evaluate writes evaluation_<name>.json); "
+        "runtime, or an HRNet's PyTorch checkpoint with --model (evaluate writes "
+        "evaluation_<name>.json); "
     )
     e.add_argument(
         "--checkpoint",

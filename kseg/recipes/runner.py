@@ -203,24 +203,28 @@ class Runner:
 
     # === Training ===
     def new_model(self, create_model, **overrides):
-        data = self.open_data()
-        kwargs = self.recipe.model_kwargs(self.config, self.preset(), data)
-        kwargs = {**self.torch_arguments(), **kwargs, **overrides}
-        model = create_model(self.config.model, **kwargs)
+        model = self.build_model(create_model, self.config.init_from, **overrides)
         if self.config.init_from:
             from kseg.train.init_from import init_from
 
             init_from(model, self.config.init_from)
         return model
 
-    def torch_arguments(self) -> dict:
-        """With `--init-from` a PyTorch checkpoint: the arguments that build the model as
-        PyTorch computed it (the HRNets' `torch_arguments`), so that its weights give the
-        features they gave there. `--model-kwargs` overrides them."""
+    def build_model(self, create_model, source: str | None, **overrides):
+        """`--model` with the recipe's arguments, `--model-kwargs` and `overrides`, built
+        to take the weights of `source` (`torch_arguments`)."""
+        kwargs = self.recipe.model_kwargs(self.config, self.preset(), self.open_data())
+        kwargs = {**self.torch_arguments(source), **kwargs, **overrides}
+        return create_model(self.config.model, **kwargs)
+
+    def torch_arguments(self, source: str | None) -> dict:
+        """With `source` (`--init-from`, `--checkpoint`) a PyTorch checkpoint: the
+        arguments that build the model as PyTorch computed it (the HRNets'
+        `torch_arguments`), so that its weights give the features they gave there.
+        `--model-kwargs` overrides them."""
         from kseg.models.registry import model_class
         from kseg.models.torch_checkpoint import is_torch_checkpoint
 
-        source = self.config.init_from
         if not (source and is_torch_checkpoint(source)):
             return {}
         arguments = getattr(model_class(self.config.model), "torch_arguments", {})
@@ -467,11 +471,16 @@ class Runner:
 
     # === Evaluation and prediction ===
     def load_trained(self):
-        """(model, path): `--checkpoint`, else the run folder's best, else its last."""
+        """(model, path): `--checkpoint`, else the run folder's best, else its last.
+        `--checkpoint` may be a trained model's PyTorch checkpoint (HRNet-Semantic-
+        Segmentation's HRNetV2): `--model` built as PyTorch computes, every weight from it."""
         from kseg.models.loading import load_model
+        from kseg.models.torch_checkpoint import is_torch_checkpoint
         from kseg.train.checkpoints import best_or_last
 
         path = self.config.checkpoint
+        if path is not None and is_torch_checkpoint(path):
+            return self.torch_trained(path), path
         if path is None:
             try:
                 path = best_or_last(self.out)
@@ -482,14 +491,33 @@ class Runner:
                 ) from None
         return load_model(path), path
 
+    def torch_trained(self, path: str):
+        """`--model` with every weight from the PyTorch checkpoint `path`; a model that
+        would keep some weights fresh (an ImageNet checkpoint has no segmentation head) is
+        refused."""
+        from kseg.models import create_model
+        from kseg.train.init_from import init_from
+
+        model = self.build_model(create_model, path)
+        report = init_from(model, path)
+        fresh = report["missing"] + report["shape_mismatch"]
+        if fresh:
+            raise UserError(
+                f"--checkpoint {path} leaves {len(fresh)} of {self.config.model}'s weights "
+                f"untrained ({fresh[0]}, ...): evaluate a checkpoint of the whole trained "
+                "model, or train from this one with --init-from"
+            )
+        return model
+
     def load_backend(self):
         """(backend, path) for evaluation and prediction: as `load_trained`, and
         `--checkpoint` may also be an exported file (`.tflite`, `.onnx`, a SavedModel
         folder), which then runs in its own runtime (`kseg.predict.open_model`)."""
+        from kseg.models.torch_checkpoint import is_torch_checkpoint
         from kseg.predict.backends import KerasBackend, open_model
 
         path = self.config.checkpoint
-        if path is not None and not path.endswith(".keras"):
+        if path is not None and not (path.endswith(".keras") or is_torch_checkpoint(path)):
             return open_model(path), path
         model, path = self.load_trained()
         return KerasBackend(model, f"keras {path}"), path

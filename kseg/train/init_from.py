@@ -75,9 +75,8 @@ def torch_weights(model: keras.Model, path: str) -> tuple[dict, list[str]]:
     convert = getattr(model, "torch_weights", None)
     if convert is None:
         raise UserError(
-            f"--init-from {path}: kseg reads PyTorch checkpoints into the HRNets "
-            f"(hrnetv2_w48, residual_hrnet), not into {model.name}; start it from a kseg "
-            ".keras file"
+            f"{path}: kseg reads PyTorch checkpoints into the HRNets (--model hrnetv2_w48 "
+            f"or residual_hrnet), not into {model.name}, which takes kseg .keras files"
         )
     return convert(read_state_dict(path))
 

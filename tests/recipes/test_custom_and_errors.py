@@ -744,26 +744,45 @@ def test_mixed_precision_trains_with_loss_scaling_and_leaves_the_policy_as_it_wa
     assert "mean IoU" in capsys.readouterr().out
 
 
-def test_init_from_hrnets_pytorch_weights_builds_the_model_as_pytorch_computes(
+def test_hrnets_pytorch_weights_start_a_run_or_are_evaluated_as_they_are(
     custom_dir, tmp_path, capsys
 ):
     """`--init-from` a PyTorch checkpoint of HRNet builds the HRNet as PyTorch computes
     (tests/models/test_hrnet_torch.py: then its logits are PyTorch's), loads every weight,
-    and the saved model keeps that convention."""
+    and the saved model keeps that convention. `evaluate --checkpoint` the same file
+    scores that model as it is, the same as the model built and saved by hand; a
+    checkpoint without the segmentation head (ImageNet weights) is refused."""
     import keras
 
+    import kseg
+    from kseg.models.hrnet.hrnet import TORCH_ARGUMENTS
+    from kseg.train.init_from import init_from
     from tests.models.torch_fixtures.torch_state import random_state, write_safetensors
 
     reference = np.load(Path(__file__).parents[1] / "models/torch_fixtures/reference.npz")
+    state = random_state(json.loads(str(reference["shapes"])))
     weights = tmp_path / "hrnet.safetensors"
-    write_safetensors(weights, random_state(json.loads(str(reference["shapes"]))))
+    write_safetensors(weights, state)
     out = tmp_path / "hrnet-run"
-    small = '{"width": 4, "stage_modules": [1, 1, 1], "blocks": 1}'
-    custom.main(["train", "--data-dir", custom_dir, "--out", str(out), "--epochs", "1",
-                 "--model", "hrnetv2_w48", "--model-kwargs", small,
-                 "--init-from", str(weights), *FAST])  # fmt: skip
+    small = {"width": 4, "stage_modules": [1, 1, 1], "blocks": 1}
+    hrnet = ["--data-dir", custom_dir, "--out", str(out), "--model", "hrnetv2_w48",
+             "--model-kwargs", json.dumps(small)]  # fmt: skip
+    custom.main(["train", *hrnet, "--epochs", "1", "--init-from", str(weights), *FAST])
     printed = capsys.readouterr().out
     assert "Built as PyTorch computes it (convention='pytorch')" in printed
     assert "317 of 317 weight tensors loaded" in printed
     model = keras.saving.load_model(out / "last-epoch0001.keras", compile=False)
     assert (model.convention, model.width) == ("pytorch", 4)
+
+    custom.main(["evaluate", *hrnet, "--checkpoint", str(weights)])
+    by_hand = kseg.models.HRNetV2(num_classes=5, **small, **TORCH_ARGUMENTS)
+    init_from(by_hand, str(weights), verbose=False)
+    by_hand.save(tmp_path / "by_hand.keras")
+    custom.main(["evaluate", *hrnet, "--checkpoint", str(tmp_path / "by_hand.keras")])
+    scores = [json.load(open(out / f"evaluation_{n}.json")) for n in ("hrnet", "by_hand")]
+    assert scores[0]["iou"] == scores[1]["iou"] and len(scores[0]["iou"]) == 5
+
+    backbone = tmp_path / "imagenet.safetensors"
+    write_safetensors(backbone, {k: v for k, v in state.items() if "last_layer" not in k})
+    message = _error_of(custom.main, ["evaluate", *hrnet, "--checkpoint", str(backbone)], capsys)
+    assert "leaves 7 of hrnetv2_w48's weights untrained (head_conv/kernel" in message
