@@ -7,9 +7,10 @@ A state dict (parameter name -> tensor) comes in one of three containers, all re
 - the format before it (the `.pth` files of 2019, HRNet's published weights among them):
   pickles in a row, then the storages one after another.
 
-The pickles are read by an unpickler that builds only dicts, numbers, strings and arrays:
-a checkpoint that needs any other Python class (a pickled model object rather than its
-state dict) is refused, and no code in it runs.
+The pickles are read by an unpickler that builds dicts, numbers, strings and arrays, and
+an inert stand-in for any other Python class a checkpoint holds (an argparse Namespace of
+its training options, a numpy scalar): no code in the file runs. A pickled model object
+rather than its state dict is refused.
 """
 
 from __future__ import annotations
@@ -82,6 +83,11 @@ def read_state_dict(path) -> dict[str, np.ndarray]:
             f"{path}: not a PyTorch state dict kseg can read ({e}); save the model's "
             "`state_dict()` with torch.save, or as .safetensors"
         ) from None
+    if not isinstance(state, dict):
+        raise UserError(
+            f"{path}: holds a pickled {type(state).__name__} rather than a state dict; save "
+            "the model's `state_dict()` with torch.save, or as .safetensors"
+        )
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state.get(key), dict):
             state = state[key]
@@ -136,9 +142,21 @@ def _rebuild_parameter(data, *_):
     return data  # `torch._utils._rebuild_parameter`: a Parameter is its tensor
 
 
+class _Opaque:
+    """Stands for any other class in the pickle (a training checkpoint's argparse
+    Namespace, a numpy scalar, a whole pickled module): it keeps what the pickle gives
+    it and runs none of the class's code."""
+
+    def __init__(self, *args, **kwargs):
+        self.args = args
+
+    def __setstate__(self, state):
+        self.state = state
+
+
 class _Unpickler(pickle.Unpickler):
-    """Builds dicts, arrays, numbers and strings; refuses every other class. `storages`
-    maps a persistent id's key and dtype to the storage's array."""
+    """Builds dicts, arrays, numbers and strings, and a `_Opaque` for any other class.
+    `storages` maps a persistent id's key and dtype to the storage's array."""
 
     _CLASSES = {
         ("collections", "OrderedDict"): collections.OrderedDict,
@@ -155,7 +173,7 @@ class _Unpickler(pickle.Unpickler):
             return self._CLASSES[(module, name)]
         if module == "torch" and (name in _STORAGES or name == "BFloat16Storage"):
             return _StorageType(name)
-        raise pickle.UnpicklingError(f"it needs the Python class {module}.{name}")
+        return type(f"{module}.{name}", (_Opaque,), {})
 
     def persistent_load(self, pid):
         _, storage_type, key, _location, numel = pid[:5]

@@ -1,6 +1,7 @@
 """PyTorch checkpoints read without PyTorch (`kseg.models.torch_checkpoint`), against files
 PyTorch itself wrote (tests/models/torch_fixtures/make_fixtures.py)."""
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +14,11 @@ from tests.models.torch_fixtures.torch_state import write_safetensors
 FORMATS = Path(__file__).parent / "torch_fixtures" / "formats"
 
 
-@pytest.mark.parametrize("name", ["zip.pth", "legacy.pth", "tensors.safetensors"])
+@pytest.mark.parametrize("name", ["zip.pth", "legacy.pth", "tensors.safetensors", "training.pth"])
 def test_each_format_torch_writes_reads_as_its_arrays(name):
-    """Since PyTorch 1.6's zip, before it (inside a training checkpoint's dict) and
-    safetensors: every tensor with its dtype, shape and values, including a transposed
+    """Since PyTorch 1.6's zip, before it (inside a training checkpoint's dict), safetensors
+    and a training checkpoint that also holds other Python objects (read as inert
+    stand-ins): every tensor with its dtype, shape and values, including a transposed
     (not contiguous) tensor, a view at an offset into its storage, half, bfloat16 and
     integer tensors."""
     expected = np.load(FORMATS / "expected.npz")
@@ -34,10 +36,11 @@ def test_each_format_torch_writes_reads_as_its_arrays(name):
 
 
 def test_a_pickled_module_is_refused_without_running_it(tmp_path):
-    """A whole `nn.Module` needs its Python class to unpickle: refused with one message
-    naming it, as is a file that is no checkpoint."""
-    with pytest.raises(UserError, match="torch.nn.modules.linear.Linear.*state_dict"):
+    """A whole `nn.Module` is no state dict: refused with one message naming its class
+    (which is not imported, let alone run), as is a file that is no checkpoint."""
+    with pytest.raises(UserError, match="a pickled torch.nn.modules.linear.Linear rather"):
         read_state_dict(FORMATS / "module.pth")
+    assert "torch" not in sys.modules
     (tmp_path / "notes.pth").write_text("not a checkpoint")
     with pytest.raises(UserError, match="notes.pth: not a PyTorch state dict"):
         read_state_dict(tmp_path / "notes.pth")

@@ -6,7 +6,9 @@ torchvision 0.29.1, timm 1.0.31 and safetensors 0.8 made the files here):
 
 - `formats/`: one state dict as `torch.save` writes it since PyTorch 1.6 (`zip.pth`) and
   before (`legacy.pth`, inside a training checkpoint's dict), as safetensors, and its
-  arrays (`expected.npz`); a whole pickled module (`module.pth`), which kseg refuses.
+  arrays (`expected.npz`); a training checkpoint holding it beside an argparse Namespace
+  and a numpy scalar (`training.pth`); a whole pickled module (`module.pth`), which kseg
+  refuses.
 - `hrnet_w48_names.json.gz`: every tensor name and shape of timm's `hrnet_w48`, whose
   names are HRNet-Image-Classification's (the ImageNet weights HRNetV2 starts from).
 - `xception65_names.json.gz`: every tensor name and shape of timm's `xception65` (DeepLab's
@@ -21,6 +23,7 @@ torchvision 0.29.1, timm 1.0.31 and safetensors 0.8 made the files here):
   upsamplings are set to bilinear (align_corners=False, as kseg's resize).
 """
 
+import argparse
 import functools
 import gzip
 import json
@@ -114,6 +117,9 @@ def formats():
     torch.save(checkpoint, folder / "legacy.pth", _use_new_zipfile_serialization=False)
     save_file({k: v.contiguous() for k, v in state.items()}, folder / "tensors.safetensors")
     torch.save(torch.nn.Linear(2, 2), folder / "module.pth")
+    options = argparse.Namespace(lr=0.01)  # what training scripts keep beside the weights
+    training = {"model": state, "args": options, "best_miou": np.float64(0.8), "epoch": 3}
+    torch.save(training, folder / "training.pth")
     expected = {
         k: (v.float() if v.dtype == torch.bfloat16 else v).numpy() for k, v in state.items()
     }
