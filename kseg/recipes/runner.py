@@ -303,6 +303,9 @@ class Runner:
             )  # fmt: skip
         if not has_preset(config.model):
             print(f"{config.model} has no paper preset; training with {preset.source}")
+        if not (resumed or config.init_from or config.model_kwargs.get("backbone_weights")):
+            if pretraining := getattr(model, "pretraining", None):
+                print(f"Note: this run starts from scratch. {pretraining}")
         synced_bn = ""
         if synced or per_replica:
             inside = f"; {per_replica} in ODE blocks stay per replica" if per_replica else ""

@@ -751,7 +751,8 @@ def test_hrnets_pytorch_weights_start_a_run_or_are_evaluated_as_they_are(
     (tests/models/test_hrnet_torch.py: then its logits are PyTorch's), loads every weight,
     and the saved model keeps that convention. `evaluate --checkpoint` the same file
     scores that model as it is, the same as the model built and saved by hand; a
-    checkpoint without the segmentation head (ImageNet weights) is refused."""
+    checkpoint without the segmentation head (ImageNet weights) is refused. A run from
+    scratch says where the paper's results start from."""
     import keras
 
     import kseg
@@ -771,6 +772,7 @@ def test_hrnets_pytorch_weights_start_a_run_or_are_evaluated_as_they_are(
     printed = capsys.readouterr().out
     assert "Built as PyTorch computes it (convention='pytorch')" in printed
     assert "317 of 317 weight tensors loaded" in printed
+    assert "starts from scratch" not in printed
     model = keras.saving.load_model(out / "last-epoch0001.keras", compile=False)
     assert (model.convention, model.width) == ("pytorch", 4)
 
@@ -781,6 +783,13 @@ def test_hrnets_pytorch_weights_start_a_run_or_are_evaluated_as_they_are(
     custom.main(["evaluate", *hrnet, "--checkpoint", str(tmp_path / "by_hand.keras")])
     scores = [json.load(open(out / f"evaluation_{n}.json")) for n in ("hrnet", "by_hand")]
     assert scores[0]["iou"] == scores[1]["iou"] and len(scores[0]["iou"]) == 5
+
+    # From scratch, the run says where the paper's numbers start from.
+    scratch = ["--out", str(tmp_path / "scratch"), "--epochs", "1", *FAST]
+    custom.main(["train", *hrnet, *scratch])
+    assert "Note: this run starts from scratch. HRNetV2's published results start from " in (
+        capsys.readouterr().out
+    )
 
     backbone = tmp_path / "imagenet.safetensors"
     write_safetensors(backbone, {k: v for k, v in state.items() if "last_layer" not in k})

@@ -88,6 +88,13 @@ class CrossCooperative(SegmentationModel):
     """
 
     config_excludes = frozenset({"backbone_weights"})
+    # What a run that starts from scratch is told (`Runner.train_stage`).
+    pretraining = (
+        "Ikedo & Hotta start both backbones from ImageNet weights: --model-kwargs "
+        '\'{"backbone_weights": ["xception65.safetensors", "imagenet"], '
+        '"convention": "pytorch"}\' (Xception-65: DeepLab\'s, timm\'s xception65 file; '
+        "ResNet-101: keras.applications')"
+    )
 
     def __init__(
         self,

@@ -62,6 +62,13 @@ class DeepLabV3Plus(SegmentationModel):
     """
 
     config_excludes = frozenset({"backbone_weights"})
+    # What a run that starts from scratch is told (`Runner.train_stage`).
+    pretraining = (
+        "Ikedo & Hotta start the backbones from ImageNet weights: --model-kwargs "
+        '\'{"backbone_weights": "imagenet"}\' for ResNet-101 (keras.applications\'), '
+        '\'{"backbone_weights": "xception65.safetensors", "convention": "pytorch"}\' '
+        "for Xception-65 (DeepLab's, timm's xception65 file)"
+    )
 
     def __init__(
         self,

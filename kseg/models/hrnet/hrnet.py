@@ -143,6 +143,13 @@ class HRNetV2(_HRNet):
         TensorShape([1, 512, 1024, 19])
     """
 
+    # What a run that starts from scratch is told (`Runner.train_stage`).
+    pretraining = (
+        "HRNetV2's published results start from HRNet's ImageNet weights: --init-from "
+        "hrnetv2_w48_imagenet_pretrained.pth (HRNet-Image-Classification's) or timm's "
+        "hrnet_w48 .safetensors"
+    )
+
     def __init__(
         self,
         num_classes: int = 19,
@@ -191,6 +198,12 @@ class ResidualHRNet(_HRNet):
             blocks per branch in them (4), as `HRNetV2`.
         convention: as `HRNetV2`.
     """
+
+    pretraining = (
+        "SegNode's Baseline was pre-trained on ImageNet (Khoshsirat & Kambhamettu, section "
+        "4.1), which kseg does not reproduce; --init-from hrnetv2_w48_imagenet_pretrained.pth "
+        "gives its stages 1-3 HRNet's ImageNet weights"
+    )
 
     def __init__(
         self,

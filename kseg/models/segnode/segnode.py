@@ -75,6 +75,12 @@ class SegNode(ODEModel, SegmentationModel):
         >>> SegNode(solver={"method": "dopri5", "rtol": 1e-3})  # adaptive, kseg's adjoint
     """
 
+    # What a run that starts from scratch is told (`Runner.train_stage`).
+    pretraining = (
+        "SegNode was pre-trained on ImageNet (Khoshsirat & Kambhamettu, section 4.1), which "
+        "kseg does not reproduce"
+    )
+
     def __init__(
         self,
         num_classes: int = 19,
