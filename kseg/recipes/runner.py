@@ -212,26 +212,12 @@ class Runner:
 
     def build_model(self, create_model, source: str | None, **overrides):
         """`--model` with the recipe's arguments, `--model-kwargs` and `overrides`, built
-        to take the weights of `source` (`torch_arguments`)."""
+        to take the weights of `source` (`kseg.train.init_from.torch_arguments`)."""
+        from kseg.train.init_from import torch_arguments
+
         kwargs = self.recipe.model_kwargs(self.config, self.preset(), self.open_data())
-        kwargs = {**self.torch_arguments(source), **kwargs, **overrides}
+        kwargs = {**torch_arguments(self.config.model, source), **kwargs, **overrides}
         return create_model(self.config.model, **kwargs)
-
-    def torch_arguments(self, source: str | None) -> dict:
-        """With `source` (`--init-from`, `--checkpoint`) a PyTorch checkpoint: the
-        arguments that build the model as PyTorch computed it (the HRNets'
-        `torch_arguments`), so that its weights give the features they gave there.
-        `--model-kwargs` overrides them."""
-        from kseg.models.registry import model_class
-        from kseg.models.torch_checkpoint import is_torch_checkpoint
-
-        if not (source and is_torch_checkpoint(source)):
-            return {}
-        arguments = getattr(model_class(self.config.model), "torch_arguments", {})
-        if arguments:
-            shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
-            print(f"Built as PyTorch computes it ({shown}), as {source}'s weights were trained")
-        return arguments
 
     def train_stage(self, folder: str, make_model, epochs: int | None, learning_rate=None):
         """Trains the model of `make_model()` (or resumes the one in `folder`) for `epochs`
@@ -495,21 +481,13 @@ class Runner:
         return load_model(path), path
 
     def torch_trained(self, path: str):
-        """`--model` with every weight from the PyTorch checkpoint `path`; a model that
-        would keep some weights fresh (an ImageNet checkpoint has no segmentation head) is
-        refused."""
+        """`--model` with every weight from the PyTorch checkpoint `path`
+        (`kseg.train.init_from.load_trained`)."""
         from kseg.models import create_model
-        from kseg.train.init_from import init_from
+        from kseg.train.init_from import load_trained
 
         model = self.build_model(create_model, path)
-        report = init_from(model, path)
-        fresh = report["missing"] + report["shape_mismatch"]
-        if fresh:
-            raise UserError(
-                f"--checkpoint {path} leaves {len(fresh)} of {self.config.model}'s weights "
-                f"untrained ({fresh[0]}, ...): evaluate a checkpoint of the whole trained "
-                "model, or train from this one with --init-from"
-            )
+        load_trained(model, path)
         return model
 
     def load_backend(self):

@@ -66,6 +66,39 @@ def init_from(model: keras.Model, source: str | keras.Model, verbose: bool = Tru
     return report if unused is None else {**report, "unused": unused}
 
 
+def load_trained(model: keras.Model, source: str) -> dict:
+    """`init_from` for a trained model's weights: every weight of `model` must come from
+    `source`; one that would stay fresh (an ImageNet checkpoint has no segmentation head)
+    is a `UserError` naming it. Returns `init_from`'s report."""
+    from kseg.errors import UserError
+
+    report = init_from(model, source)
+    fresh = report["missing"] + report["shape_mismatch"]
+    if fresh:
+        raise UserError(
+            f"{source} leaves {len(fresh)} of {model.name}'s weights untrained ({fresh[0]}, "
+            "...): give a checkpoint of the whole trained model, or train from this one with "
+            "--init-from"
+        )
+    return report
+
+
+def torch_arguments(model_name: str, source: str | None) -> dict:
+    """With `source` a PyTorch checkpoint: the arguments that build the registered model
+    `model_name` as PyTorch computed it (its family's `torch_arguments`), so that the
+    checkpoint's weights give the features they gave there; else none."""
+    from kseg.models.registry import model_class
+    from kseg.models.torch_checkpoint import is_torch_checkpoint
+
+    if not (source and is_torch_checkpoint(source)):
+        return {}
+    arguments = getattr(model_class(model_name), "torch_arguments", {})
+    if arguments:
+        shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+        print(f"Built as PyTorch computes it ({shown}), as {source}'s weights were trained")
+    return arguments
+
+
 def torch_weights(model: keras.Model, path: str) -> tuple[dict, list[str]]:
     """A PyTorch checkpoint's tensors as {kseg weight path: (name, array)}, and the names
     of those the model's family has no layer for."""

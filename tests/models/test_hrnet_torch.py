@@ -84,3 +84,35 @@ def test_a_model_without_pytorch_names_is_refused(reference):
     model = kseg.models.ContextNet(num_classes=5)
     with pytest.raises(UserError, match="PyTorch checkpoints into the HRNets.*contextnet"):
         init_from(model, path)
+
+
+def test_convert_writes_a_keras_file_that_computes_pytorchs_logits(reference, tmp_path, capsys):
+    """`python -m kseg.convert`: the trained checkpoint as a .keras file, which reloads and
+    gives PyTorch's logits; an existing file is not overwritten, and a checkpoint without
+    the head is refused."""
+    import keras
+
+    from kseg.convert import main as convert
+
+    def argv(checkpoint, out):
+        small = '{"width": 4, "stage_modules": [1, 1, 1], "blocks": 1}'
+        return [str(checkpoint), "--model", "hrnetv2_w48", "--num-classes", "5",
+                "--model-kwargs", small, "--out", str(out)]  # fmt: skip
+
+    logits, images, path = reference
+    out = tmp_path / "hrnet.keras"
+    convert(argv(path, out))
+    assert f"Wrote {out}" in capsys.readouterr().out
+    model = keras.saving.load_model(out, compile=False)
+    scale = np.abs(logits).max()
+    np.testing.assert_allclose(model.predict(images, verbose=0), logits, atol=2e-6 * scale)
+    with pytest.raises(SystemExit):
+        convert(argv(path, out))
+    assert "exists; kseg does not overwrite it" in capsys.readouterr().err
+
+    state = random_state(json.loads(str(np.load(FIXTURES / "reference.npz")["shapes"])))
+    backbone = tmp_path / "backbone.safetensors"
+    write_safetensors(backbone, {k: v for k, v in state.items() if "last_layer" not in k})
+    with pytest.raises(SystemExit):
+        convert(argv(backbone, tmp_path / "backbone.keras"))
+    assert "leaves 7 of hrnetv2_w4's weights untrained" in capsys.readouterr().err

@@ -794,4 +794,4 @@ def test_hrnets_pytorch_weights_start_a_run_or_are_evaluated_as_they_are(
     backbone = tmp_path / "imagenet.safetensors"
     write_safetensors(backbone, {k: v for k, v in state.items() if "last_layer" not in k})
     message = _error_of(custom.main, ["evaluate", *hrnet, "--checkpoint", str(backbone)], capsys)
-    assert "leaves 7 of hrnetv2_w48's weights untrained (head_conv/kernel" in message
+    assert "leaves 7 of hrnetv2_w4's weights untrained (head_conv/kernel" in message
