@@ -127,7 +127,7 @@ class SegmentationRecipe:
         crop = round_up(config.crop or preset.crop or self.crop, multiple)
         if not (config.crop or preset.crop):  # the recipe's default: not past every image
             crop = fitted_crop(crop, samples, multiple)
-        check_step_pixels(crop, batch, strategy.num_replicas_in_sync)
+        check_step_pixels(crop, batch, strategy.num_replicas_in_sync, config.accumulate)
         train = segmentation_pipeline(
             dataset, samples, batch, training=True, crop=crop, seed=config.seed
         )
@@ -503,18 +503,20 @@ def _miou(artefact) -> float:
     return float(np.nanmean(artefact.iou))
 
 
-def check_step_pixels(crop: tuple[int, int], batch: int, replicas: int) -> None:
-    """Refuses a crop and batch whose pixels on one replica reach 2^31: TensorFlow's shapes
-    count them in 32 bits there (the labels flattened for the loss), and the step fails
-    with a negative shape."""
-    per_replica = -(-batch // replicas)
-    pixels = per_replica * crop[0] * crop[1]
+def check_step_pixels(crop: tuple[int, int], batch: int, replicas: int, pieces: int = 1) -> None:
+    """Refuses a crop and batch whose pixels in one loss computation reach 2^31:
+    TensorFlow's shapes count them in 32 bits there (the labels flattened for the loss),
+    and the step fails with a negative shape. The loss sees one replica's share of the
+    batch, or one of its `pieces` (`--accumulate`)."""
+    per_loss = -(-batch // replicas) // pieces
+    pixels = per_loss * crop[0] * crop[1]
     if pixels >= 2**31:
         each = f" on each of {replicas} replicas" if replicas > 1 else ""
+        piece = f" in each of {pieces} pieces" if pieces > 1 else ""
         raise UserError(
             f"--crop {crop[0]}x{crop[1]} with --batch-size {batch} is {pixels:,} pixels a "
-            f"step{each}, and TensorFlow counts them in 32 bits (at most {2**31 - 1:,}): "
-            "lower --batch-size or --crop"
+            f"step{each}{piece}, and TensorFlow counts them in 32 bits (at most "
+            f"{2**31 - 1:,}): lower --batch-size or --crop, or raise --accumulate"
         )
 
 

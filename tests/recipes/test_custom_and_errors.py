@@ -634,6 +634,22 @@ def test_accumulate_trains_each_batch_in_pieces(custom_dir, tmp_path, capsys):
     assert (out / "last-epoch0001.keras").exists()
 
 
+def test_a_step_of_2_31_pixels_in_one_loss_is_refused_before_training():
+    """TensorFlow counts a loss's flattened labels in 32 bits: 1024 crops of 1024x2048
+    (2^31 pixels) are refused on one replica; on two, or in two --accumulate pieces, each
+    loss sees half and they train."""
+    from kseg.errors import UserError
+    from kseg.recipes.segmentation import check_step_pixels
+
+    with pytest.raises(UserError, match="2,147,483,648 pixels a step.*32 bits"):
+        check_step_pixels((1024, 2048), 1024, replicas=1)
+    with pytest.raises(UserError, match="on each of 2 replicas in each of 2 pieces"):
+        check_step_pixels((2048, 2048), 2048, replicas=2, pieces=2)
+    check_step_pixels((1024, 2048), 1024, replicas=2)
+    check_step_pixels((1024, 2048), 1024, replicas=1, pieces=2)
+    check_step_pixels((1024, 2048), 1023, replicas=1)
+
+
 def test_balance_classes_weighs_the_cross_entropy_by_median_frequency(
     custom_dir, tmp_path, monkeypatch
 ):
