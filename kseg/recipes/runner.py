@@ -289,7 +289,9 @@ class Runner:
             )  # fmt: skip
         if not has_preset(config.model):
             print(f"{config.model} has no paper preset; training with {preset.source}")
-        if not (resumed or config.init_from or config.model_kwargs.get("backbone_weights")):
+        weights = config.model_kwargs.get("backbone_weights")
+        weights = any(weights) if isinstance(weights, (list, tuple)) else weights
+        if not (resumed or config.init_from or weights):
             if pretraining := getattr(model, "pretraining", None):
                 print(f"Note: this run starts from scratch. {pretraining}")
         synced_bn = ""

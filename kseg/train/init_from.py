@@ -59,8 +59,8 @@ def init_from(model: keras.Model, source: str | keras.Model, verbose: bool = Tru
         from kseg.errors import UserError
 
         raise UserError(
-            f"--init-from {name}: no weight matches the model by name and shape; was it "
-            "trained with the same model family?"
+            f"{name}: no weight matches {model.name}'s by name and shape; was it trained "
+            "with the same model family?"
         )
     report = {"loaded": loaded, "shape_mismatch": mismatched, "missing": missing}
     return report if unused is None else {**report, "unused": unused}
@@ -109,7 +109,8 @@ def torch_weights(model: keras.Model, path: str) -> tuple[dict, list[str]]:
     if convert is None:
         raise UserError(
             f"{path}: kseg reads PyTorch checkpoints into the HRNets (--model hrnetv2_w48 "
-            f"or residual_hrnet), not into {model.name}, which takes kseg .keras files"
+            f"or residual_hrnet), not into {model.name}, which takes kseg .keras files "
+            "(DeepLab's Xception-65 ImageNet weights go through backbone_weights)"
         )
     return convert(read_state_dict(path))
 

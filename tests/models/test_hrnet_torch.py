@@ -80,10 +80,15 @@ def test_every_tensor_of_hrnet_w48s_imagenet_weights_has_its_place_in_hrnetv2_w4
 
 
 def test_a_model_without_pytorch_names_is_refused(reference):
+    """A PyTorch checkpoint for a family that has no PyTorch names, and a model of
+    another family, are refused with one message each."""
     _, _, path = reference
     model = kseg.models.ContextNet(num_classes=5)
     with pytest.raises(UserError, match="PyTorch checkpoints into the HRNets.*contextnet"):
         init_from(model, path)
+    hrnet = kseg.models.HRNetV2(stage_modules=(1, 1, 1), width=4, blocks=1, num_classes=3)
+    with pytest.raises(UserError, match="hrnetv2_w4: no weight matches contextnet_cn14's"):
+        init_from(model, hrnet, verbose=False)
 
 
 def test_convert_writes_a_keras_file_that_computes_pytorchs_logits(reference, tmp_path, capsys):
