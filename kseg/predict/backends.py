@@ -129,6 +129,13 @@ def open_model(path: str, threads: int = 2) -> Backend:
         raise ModelFileError(str(e)) from e
     except (ValueError, RuntimeError) as e:
         raise ModelFileError(f"{path} could not be opened ({e})") from e
+    from kseg.models.torch_checkpoint import is_torch_checkpoint
+
+    if is_torch_checkpoint(path):
+        raise ModelFileError(
+            f"{path} is a PyTorch checkpoint: make it a kseg model first, e.g. python -m "
+            f"kseg.convert {path} --model hrnetv2_w48 --num-classes N --out MODEL.keras"
+        )
     raise ModelFileError(
         f"{path}: unknown model format {suffix!r}; give a .keras, .tflite or .onnx file or a "
         "SavedModel folder"

@@ -114,12 +114,15 @@ def test_bad_inputs_are_named(artefacts, tmp_path, capsys):
     two = tmp_path / "classes.txt"  # the demo model has Cityscapes' 19
     two.write_text("road 128 64 128\nsky 70 130 180\n")
     wrong_classes = f"{two} names 2 classes, and the model outputs 19: give the classes file"
+    pth = str(tmp_path / "hrnet.pth")
+    open(pth, "wb").close()
     for argv, message in (
         ([artefacts["keras"], image, "--out", "o", "--classes", str(two)], wrong_classes),
         ([artefacts["keras"], str(tmp_path / "none"), "--out", "o"], "no such file, folder"),
         ([artefacts["keras"], str(tmp_path / "empty"), "--out", "o"], "no images or videos"),
         ([str(tmp_path / "m.keras"), image, "--out", "o"], "m.keras: no such file"),
         ([image, image, "--out", "o"], "unknown model format '.png'"),
+        ([pth, image, "--out", "o"], f"{pth} is a PyTorch checkpoint: make it a kseg model"),
         ([artefacts["tflite"], image, "--out", image], f"{image} is a file, not a folder"),
         ([artefacts["tflite"], image, "--out", f"{image}/o"], "cannot make the output folder"),
     ):
