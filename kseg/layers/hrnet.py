@@ -134,7 +134,9 @@ def hr_transition(
             out.append(x)
         else:
             steps = i + 1 - len(xs)
-            out.append(strided_chain(xs[-1], c, steps, norm, padding=padding, name=f"{name}{i}"))
+            out.append(
+                strided_chain(xs[-1], c, steps, norm=norm, padding=padding, name=f"{name}{i}")
+            )
     return out
 
 
@@ -159,7 +161,13 @@ def hr_fuse(
                 terms.append(ResizeLike(name=f"{name}{i}_{j}_up")([y, xi]))
             else:
                 y = strided_chain(
-                    xj, xi.shape[-1], i - j, norm, False, padding, name=f"{name}{i}_{j}"
+                    xj,
+                    xi.shape[-1],
+                    i - j,
+                    norm=norm,
+                    final_relu=False,
+                    padding=padding,
+                    name=f"{name}{i}_{j}",
                 )
                 terms.append(y)
         y = keras.layers.Add(name=f"{name}{i}_sum")(terms)

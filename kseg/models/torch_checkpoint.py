@@ -51,6 +51,21 @@ _SAFETENSORS = {
 }
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of a pre-1.6 `torch.save` file
 
+# PyTorch's batch-norm tensors and the Keras variables of the same meaning, for the model
+# families' name maps (`kseg.models.hrnet.hrnet_torch`, `...backbones.xception_torch`).
+BATCH_NORM_VARIABLES = {
+    "weight": "gamma",
+    "bias": "beta",
+    "running_mean": "moving_mean",
+    "running_var": "moving_variance",
+}
+
+
+def keras_kernel(value: np.ndarray, depthwise: bool = False) -> np.ndarray:
+    """A PyTorch conv weight in Keras' layout: (out, in, h, w) -> (h, w, in, out), or for
+    a depthwise conv (channels, 1, h, w) -> (h, w, channels, 1)."""
+    return np.transpose(value, (2, 3, 0, 1) if depthwise else (2, 3, 1, 0))
+
 
 def _bfloat16():
     import tensorflow as tf

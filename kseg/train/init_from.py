@@ -86,7 +86,8 @@ def load_trained(model: keras.Model, source: str) -> dict:
 def torch_arguments(model_name: str, source: str | None) -> dict:
     """With `source` a PyTorch checkpoint: the arguments that build the registered model
     `model_name` as PyTorch computed it (its family's `torch_arguments`), so that the
-    checkpoint's weights give the features they gave there; else none."""
+    checkpoint's weights give the features they gave there, and a line saying so; else
+    none."""
     from kseg.models.registry import model_class
     from kseg.models.torch_checkpoint import is_torch_checkpoint
 

@@ -16,13 +16,8 @@ import re
 import numpy as np
 
 from kseg.models.backbones.xception import XCEPTION65_MIDDLE_BLOCKS
+from kseg.models.torch_checkpoint import BATCH_NORM_VARIABLES, keras_kernel
 
-_BATCH_NORM = {
-    "weight": "gamma",
-    "bias": "beta",
-    "running_mean": "moving_mean",
-    "running_var": "moving_variance",
-}
 _SEPARABLE = {"conv_dw": "dw", "bn_dw": "dw_bn", "conv_pw": "pw", "bn_pw": "pw_bn"}
 # blocks.{i}.stack.conv{j}.{part} or blocks.{i}.shortcut.{conv,bn}
 _BLOCK = re.compile(r"blocks\.(\d+)\.(?:stack\.conv([123])\.(\w+)|shortcut\.(conv|bn))")
@@ -56,7 +51,7 @@ def keras_weights(state: dict[str, np.ndarray], prefix: str = "") -> tuple[dict,
     """({kseg weight path: array}, the names of `state` that have no kseg layer). The
     number of middle-flow modules is read from the checkpoint."""
     indices = {int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))}
-    blocks = block_names(max(indices, default=-1) + 1 - 5) if indices else []
+    blocks = block_names(max(indices) + 1 - 5) if indices else []
     weights, unused = {}, []
     for name, value in state.items():
         module, _, tensor = name.rpartition(".")
@@ -66,11 +61,9 @@ def keras_weights(state: dict[str, np.ndarray], prefix: str = "") -> tuple[dict,
         if layer is None:
             unused.append(name)
         elif layer.endswith("_bn"):
-            weights[f"{prefix}{layer}/{_BATCH_NORM[tensor]}"] = value
-        elif layer.endswith("_dw"):  # depthwise: (in, 1, h, w) -> (h, w, in, 1)
-            weights[f"{prefix}{layer}/kernel"] = np.transpose(value, (2, 3, 0, 1))
+            weights[f"{prefix}{layer}/{BATCH_NORM_VARIABLES[tensor]}"] = value
         else:
-            weights[f"{prefix}{layer}/kernel"] = np.transpose(value, (2, 3, 1, 0))
+            weights[f"{prefix}{layer}/kernel"] = keras_kernel(value, layer.endswith("_dw"))
     return weights, unused
 
 

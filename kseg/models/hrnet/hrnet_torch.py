@@ -19,13 +19,8 @@ import re
 
 import numpy as np
 
-# PyTorch's batch-norm tensors and Keras' variables of the same meaning.
-_BATCH_NORM = {
-    "weight": "gamma",
-    "bias": "beta",
-    "running_mean": "moving_mean",
-    "running_var": "moving_variance",
-}
+from kseg.models.torch_checkpoint import BATCH_NORM_VARIABLES, keras_kernel
+
 # A ResNet block's own modules: conv1/bn1 ... and the projection of its identity.
 _BLOCK = re.compile(r"(conv|bn)(\d)|downsample\.([01])")
 
@@ -90,22 +85,22 @@ def keras_weights(state: dict[str, np.ndarray]) -> tuple[dict[str, tuple[str, np
     """({kseg weight path: (the tensor's name in `state`, array)}, the names of `state`
     that have no kseg layer).
 
-    Conv kernels go from PyTorch's (out, in, h, w) to Keras' (h, w, in, out). The bias of
+    Conv kernels go to Keras' layout (`keras_kernel`). The bias of
     HRNet-Semantic-Segmentation's head conv, which kseg's conv lacks because batch norm
     follows it, is folded into that batch norm's moving mean: normalising conv + b with
     mean m is normalising conv with mean m - b."""
     weights, unused = {}, []
     for name, value in state.items():
         module, _, tensor = name.removeprefix("model.").rpartition(".")
-        layer = keras_layer(module)
         if tensor == "num_batches_tracked":
             continue
+        layer = keras_layer(module)
         if layer is None:
             unused.append(name)
         elif layer.endswith("_bn"):
-            weights[f"{layer}/{_BATCH_NORM[tensor]}"] = (name, value)
+            weights[f"{layer}/{BATCH_NORM_VARIABLES[tensor]}"] = (name, value)
         elif tensor == "weight":
-            weights[f"{layer}/kernel"] = (name, np.transpose(value, (2, 3, 1, 0)))
+            weights[f"{layer}/kernel"] = (name, keras_kernel(value))
         elif layer != "head_conv":  # that conv's bias is folded below
             weights[f"{layer}/bias"] = (name, value)
     bias = state.get("last_layer.0.bias", state.get("model.last_layer.0.bias"))
