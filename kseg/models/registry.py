@@ -53,6 +53,12 @@ def model_class(name: str) -> Callable[..., keras.Model]:
     return entry.func if isinstance(entry, functools.partial) else entry
 
 
+def registered_arguments(name: str) -> dict:
+    """The arguments `name` is registered with (`{"width": 48}` for "hrnetv2_w48")."""
+    entry = _entry(name)
+    return dict(entry.keywords) if isinstance(entry, functools.partial) else {}
+
+
 def create_model(name: str, **kwargs) -> keras.Model:
     """Builds the registered model `name`; keyword arguments override its preset.
 

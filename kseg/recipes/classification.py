@@ -67,6 +67,21 @@ class ClassificationRecipe:
     def name(self) -> str:
         return self.title
 
+    def add_arguments(self, training, evaluation, preset) -> None:
+        """The recipe's own flags, in the command line's training and evaluation groups."""
+        training.add_argument(
+            "--no-augment",
+            dest="augment",
+            action="store_false",
+            help="train without augmentation (ChoiceNet's C10 and C100 columns of Table 1)",
+        )
+        evaluation.add_argument(
+            "--steps-images",
+            type=int,
+            help="count solver steps per image on the first N test images (Table 1, Fig. 1; "
+            "default all)",
+        )
+
     def demo_defaults(self, config) -> dict:
         from kseg.train.presets import preset_for
 

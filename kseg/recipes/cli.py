@@ -75,7 +75,8 @@ def build_parser(recipe) -> argparse.ArgumentParser:
     else:
         p.add_argument(
             "--data-dir",
-            help=f"folder holding {recipe.name} in its official layout (default: the Keras "
+            help=getattr(recipe, "data_dir_help", None)
+            or f"folder holding {recipe.name} in its official layout (default: the Keras "
             "cache, ~/.keras/datasets)",
         )
     p.add_argument(
@@ -250,16 +251,19 @@ def build_parser(recipe) -> argparse.ArgumentParser:
         g.add_argument(
             "--width",
             type=int,
-            help="filters of the main blocks (ODE nets: 256; ChoiceNet: the growth, 67/81/90)",
+            help="filters of the main blocks (ODE nets: 256; ChoiceNet: the growth, 67/81/90; "
+            "HRNets: 48)",
         )
         g.add_argument(
-            "--no-augment",
-            dest="augment",
-            action="store_false",
-            help="train without augmentation (ChoiceNet's C10 and C100 columns of Table 1)",
+            "--train-images",
+            type=int,
+            help="train on N images only (the first N; ImageNet: N spread over its classes)",
         )
-        g.add_argument("--train-images", type=int, help="train on the first N images only")
-        g.add_argument("--test-images", type=int, help="test on the first N only")
+        g.add_argument(
+            "--test-images",
+            type=int,
+            help="test on N images only (the first N; ImageNet: N spread over its classes)",
+        )
     e = p.add_argument_group("evaluate and predict")
     exported = (
         "a .keras file, or an exported .tflite, .onnx or SavedModel folder run in its own "
@@ -303,13 +307,8 @@ def build_parser(recipe) -> argparse.ArgumentParser:
             action="store_true",
             help="predict, on Cityscapes: also write its official labelIds PNGs",
         )
-    else:
-        e.add_argument(
-            "--steps-images",
-            type=int,
-            help="count solver steps per image on the first N test images (Table 1, Fig. 1; "
-            "default all)",
-        )
+    if hasattr(recipe, "add_arguments"):  # the recipe's own flags
+        recipe.add_arguments(g, e, preset)
     return p
 
 

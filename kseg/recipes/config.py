@@ -77,6 +77,7 @@ class RunConfig:
     zero_branch: Literal["deep", "shallow"] | None = None
     scales: tuple[float, ...] | None = None
     flip: bool = False
+    ten_crop: bool = False  # ImageNet: 10-crop testing
     plain_eval: bool = False  # without the recipe's test protocol (LIP's resize and flip)
 
     # Settings of one invocation, not of the run: not written to config.json.

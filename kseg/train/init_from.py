@@ -15,24 +15,26 @@ def init_from(model: keras.Model, source: str | keras.Model, verbose: bool = Tru
     `.bin`, `.safetensors`) of a model family that knows its PyTorch names (the HRNets:
     HRNet's ImageNet weights, timm's `hrnet_w*`, HRNet-Semantic-Segmentation's models).
 
-    Returns {"loaded": [paths], "shape_mismatch": [paths], "missing": [paths]} (and, from a
-    PyTorch checkpoint, "unused": the names it holds that no weight of `model` took) and,
-    with `verbose`, prints it."""
+    Returns {"loaded": [paths], "shape_mismatch": [paths], "missing": [paths], "unused":
+    [what `source` holds that no weight of `model` has a place for: a PyTorch checkpoint's
+    tensor names, a kseg model's weight paths]} and, with `verbose`, prints it (a model
+    pre-trained on ImageNet reports its classification head unused)."""
     from kseg.models.torch_checkpoint import is_torch_checkpoint
 
-    unused = None
+    converted = None
     if isinstance(source, str) and is_torch_checkpoint(source):
         name = source
         converted, unused = torch_weights(model, source)
         available = {path: array for path, (_, array) in converted.items()}
+        unused = list(unused)
     elif isinstance(source, str):
         from kseg.models.loading import load_model
 
         name = source
-        available = {w.path: w for w in load_model(source).weights}
+        available, unused = {w.path: w for w in load_model(source).weights}, []
     else:
         name = source.name
-        available = {w.path: w for w in source.weights}
+        available, unused = {w.path: w for w in source.weights}, []
     loaded, mismatched, missing = [], [], []
     for w in model.weights:
         found = available.get(w.path)
@@ -43,8 +45,9 @@ def init_from(model: keras.Model, source: str | keras.Model, verbose: bool = Tru
         else:
             w.assign(found)
             loaded.append(w.path)
-    if unused is not None:  # and the tensors whose kseg layer this model lacks
-        unused += [converted[p][0] for p in available.keys() - {w.path for w in model.weights}]
+    # and what has a kseg path that this model lacks
+    left = sorted(available.keys() - {w.path for w in model.weights})
+    unused += [converted[p][0] for p in left] if converted is not None else left
     if verbose:
         total = len(model.weights)
         print(f"Initialised from {name}: {len(loaded)} of {total} weight tensors loaded")
@@ -62,8 +65,7 @@ def init_from(model: keras.Model, source: str | keras.Model, verbose: bool = Tru
             f"{name}: no weight matches {model.name}'s by name and shape; was it trained "
             "with the same model family?"
         )
-    report = {"loaded": loaded, "shape_mismatch": mismatched, "missing": missing}
-    return report if unused is None else {**report, "unused": unused}
+    return {"loaded": loaded, "shape_mismatch": mismatched, "missing": missing, "unused": unused}
 
 
 def load_trained(model: keras.Model, source: str) -> dict:
@@ -118,11 +120,15 @@ def torch_weights(model: keras.Model, path: str) -> tuple[dict, list[str]]:
 
 def _modules(names: list[str]) -> str:
     """Tensor names summarised by module, with a list's index: `classifier (2), stage4.0
-    (112), ...`."""
+    (112), ...`; kseg weight paths by their layer name's first two parts: `cls_incre0
+    (25), ...`."""
     counts = {}
     for n in sorted(names):
-        parts = n.removeprefix("model.").split(".")
-        key = ".".join(parts[:2]) if len(parts) > 2 and parts[1].isdigit() else parts[0]
+        if "/" in n:  # a kseg weight path, layer/variable
+            key = "_".join(n.split("/")[0].split("_")[:2])
+        else:
+            parts = n.removeprefix("model.").split(".")
+            key = ".".join(parts[:2]) if len(parts) > 2 and parts[1].isdigit() else parts[0]
         counts[key] = counts.get(key, 0) + 1
     shown = [f"{k} ({v})" for k, v in list(counts.items())[:8]]
     return ", ".join(shown) + (" ..." if len(counts) > 8 else "")

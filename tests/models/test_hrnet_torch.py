@@ -63,20 +63,53 @@ def test_the_baseline_takes_hrnets_front_and_leaves_its_residual_stage_fresh(ref
 
 def test_every_tensor_of_hrnet_w48s_imagenet_weights_has_its_place_in_hrnetv2_w48():
     """timm's `hrnet_w48` names (HRNet-Image-Classification's, the ImageNet weights):
-    each backbone tensor goes to one weight of kseg's `hrnetv2_w48` of the same shape, and
-    every weight but the segmentation head's gets one; only the classification head is
-    left out."""
+    built with the classification head, kseg's `hrnetv2_w48` has a weight of the same
+    shape for every tensor and a tensor for every weight, 77.5M parameters as HRNet-W48-C
+    (HRNet-Image-Classification's table); the segmentation network takes every tensor but
+    the classification head's, and every weight but its own head's gets one."""
     with gzip.open(FIXTURES / "hrnet_w48_names.json.gz", "rt") as f:
         shapes = json.load(f)
     state = {k: np.broadcast_to(np.float32(0), v) for k, v in shapes.items()}
     weights, unused = keras_weights(state)
+    converted = {p: a.shape for p, (_, a) in weights.items()}
+    assert not unused
+    classifier = kseg.models.create_model(
+        "hrnetv2_w48", num_classes=1000, head="classification", **TORCH_ARGUMENTS
+    )
+    assert converted == {w.path: tuple(w.shape) for w in classifier.weights}
+    # PyTorch's parameters: kseg's trainable ones and the 4 conv biases folded into batch
+    # norms (256 + 512 + 1024 + 2048), 77.5M
+    parameters = sum(int(np.prod(v)) for k, v in shapes.items() if "running_" not in k)
+    parameters -= sum(1 for k in shapes if k.endswith("num_batches_tracked"))
+    trainable = sum(int(np.prod(w.shape)) for w in classifier.trainable_weights)
+    assert trainable + 3840 == parameters and round(parameters / 1e6, 1) == 77.5
     model = kseg.models.create_model("hrnetv2_w48", **TORCH_ARGUMENTS)
     ours = {w.path: tuple(w.shape) for w in model.weights}
-    assert {p: a.shape for p, (_, a) in weights.items()} == {
+    assert {p: s for p, s in converted.items() if not p.startswith("cls_")} == {
         p: s for p, s in ours.items() if not p.startswith("head_")
     }
-    heads = ("incre_modules.", "downsamp_modules.", "final_layer.", "classifier.")
-    assert unused and all(n.startswith(heads) for n in unused)
+
+
+def test_the_imagenet_classifier_gives_pytorchs_logits(tmp_path):
+    """HRNet's ImageNet classification head on the small HRNet (timm's, with PyTorch's
+    weights, classifier_reference.npz): every weight loads, the conv biases folded into
+    their batch norms, and the class logits are PyTorch's to float32 rounding."""
+    ref = np.load(FIXTURES / "classifier_reference.npz")
+    path = tmp_path / "classifier.safetensors"
+    write_safetensors(path, random_state(json.loads(str(ref["shapes"]))))
+    model = kseg.models.HRNetV2(
+        stage_modules=(1, 1, 1), head="classification", **SMALL, **TORCH_ARGUMENTS
+    )
+    report = init_from(model, str(path), verbose=False)
+    assert len(report["loaded"]) == len(model.weights) and not report["unused"]
+    logits = model.predict(ref["images"].astype("float32") / 255, verbose=0)
+    expected = ref["logits"]
+    # the logits share a large offset (random weights): compare what tells classes apart
+    spread = expected - expected.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(
+        logits - logits.mean(axis=1, keepdims=True), spread, atol=1e-4 * np.abs(spread).max()
+    )
+    assert model.task == "classification" and model.name == "hrnetv2_w4_cls"
 
 
 def test_a_model_without_pytorch_names_is_refused(reference):

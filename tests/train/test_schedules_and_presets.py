@@ -58,7 +58,7 @@ def test_every_preset_file_table_is_a_models_preset():
     files = sorted(Path(kseg.__file__).parent.glob("models/*/*_training.toml"))
     assert len(files) == 6
     tables = {name: p for f in files for name, p in load_presets(f).items()}
-    assert len(tables) == 11
+    assert len(tables) == 12
     assert has_preset("segnode")  # the families have registered theirs
     for name, preset in tables.items():
         assert PRESETS[name] == preset, name

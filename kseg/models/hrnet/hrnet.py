@@ -1,4 +1,5 @@
-"""HRNetV2 for segmentation and its residual form, SegNode's Baseline network."""
+"""HRNetV2 for segmentation and its residual form, SegNode's Baseline network, each with
+HRNet's segmentation head or its ImageNet classification head (`head`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ import keras
 import numpy as np
 
 from kseg.layers.conv import conv_norm_act, stride_padding
-from kseg.layers.hrnet import concat_branches, hr_layer1, hr_module, hr_stem, hr_transition
+from kseg.layers.hrnet import (
+    bottleneck_block,
+    concat_branches,
+    hr_layer1,
+    hr_module,
+    hr_stem,
+    hr_transition,
+)
 from kseg.layers.norm import TORCH_BATCH_NORM
 from kseg.layers.ocr import ocr_head
 from kseg.layers.resize import Upsample
@@ -21,6 +29,14 @@ INPUT_MULTIPLE = 32  # the lowest branch is at 1/32 of the image
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TORCH_ARGUMENTS = {"convention": "pytorch"}
+# What an HRNet's branches feed: HRNetV2's segmentation head (or OCR's), or the head HRNet
+# is pre-trained with on ImageNet (`classification_head`), whose backbone then initialises
+# the segmentation network (`python -m kseg.recipes.imagenet`).
+HEADS = ("segmentation", "classification")
+# The classification head's bottleneck widths per branch (x 4: 128, 256, 512, 1024
+# channels out, for every HRNet width) and its last features.
+CLASSIFIER_PLANES = (32, 64, 128, 256)
+CLASSIFIER_FEATURES = 2048
 
 
 def branch_channels(width: int) -> list[int]:
@@ -64,15 +80,48 @@ def hrnet_front(
 def hrnet_head(xs, num_classes: int, ocr: bool, name: str = "head"):
     """HRNetV2's head (concatenate the upsampled branches, 1x1 conv-BN-ReLU, 1x1 to classes)
     or, with `ocr`, the object-contextual head; logits at 1/4, upsampled to the image.
-    Returns the logits, or (logits, aux_logits) with OCR."""
+    Returns the logits, or with OCR `{"logits", "aux_logits"}`."""
     x = concat_branches(xs, name=f"{name}_concat")
     if ocr:
         logits, aux = ocr_head(x, num_classes, name=f"{name}_ocr")
-        return upsample_logits(logits, f"{name}_logits"), upsample_logits(aux, f"{name}_aux_logits")
+        return {
+            "logits": upsample_logits(logits, f"{name}_logits"),
+            "aux_logits": upsample_logits(aux, f"{name}_aux_logits"),
+        }
     # seg_hrnet gives this conv a bias; before batch norm it has no effect (zero gradient).
     x = conv_norm_act(x, x.shape[-1], 1, norm=TORCH_BATCH_NORM, name=name)
     x = keras.layers.Conv2D(num_classes, 1, name=f"{name}_classifier")(x)
     return upsample_logits(x, f"{name}_logits")
+
+
+def classification_head(xs, num_classes: int, padding: str = "same", name: str = "cls"):
+    """HRNet's ImageNet classification head (Wang et al. 2019, appendix; HRNet-Image-
+    Classification's `incre_modules`, `downsamp_modules`, `final_layer`, `classifier`):
+    each branch through a bottleneck to 128, 256, 512 and 1024 channels; from the
+    highest resolution down, the running features through a stride-2 3x3 conv-BN-ReLU
+    added to the next branch's; a 1x1 conv-BN-ReLU to 2048 channels, global average
+    pooling and a dense layer to class logits (float32 under mixed precision)."""
+    y = None
+    for i, (x, planes) in enumerate(zip(xs, CLASSIFIER_PLANES, strict=True)):
+        x = bottleneck_block(x, planes, name=f"{name}_incre{i}")
+        if y is None:
+            y = x
+            continue
+        y = conv_norm_act(
+            y, x.shape[-1], 3, 2, norm=TORCH_BATCH_NORM, padding=padding, name=f"{name}_down{i}"
+        )
+        y = keras.layers.Add(name=f"{name}_sum{i}")([x, y])
+    y = conv_norm_act(y, CLASSIFIER_FEATURES, 1, norm=TORCH_BATCH_NORM, name=f"{name}_final")
+    y = keras.layers.GlobalAveragePooling2D(name=f"{name}_pool")(y)
+    y = keras.layers.Dense(num_classes, name=f"{name}_classifier")(y)
+    return keras.layers.Activation("linear", dtype="float32", name=f"{name}_logits")(y)
+
+
+def hrnet_outputs(xs, num_classes: int, ocr: bool, head: str, padding: str):
+    """The model's outputs on the four branches `xs`: `head`'s (one of `HEADS`)."""
+    if head == "classification":
+        return classification_head(xs, num_classes, padding)
+    return hrnet_head(xs, num_classes, ocr)
 
 
 def upsample_logits(x, name: str):
@@ -81,18 +130,21 @@ def upsample_logits(x, name: str):
     return keras.layers.Activation("linear", dtype="float32", name=name)(x)
 
 
-def hrnet_outputs(outputs):
-    """The model's outputs: the logits, or `{"logits", "aux_logits"}` with OCR."""
-    if isinstance(outputs, tuple):
-        return {"logits": outputs[0], "aux_logits": outputs[1]}
-    return outputs
+def check_head(head: str, ocr: bool) -> str:
+    """`head` checked against `HEADS` and `ocr`; the model name's suffix for it."""
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+    if ocr and head == "classification":
+        raise ValueError("ocr is a segmentation head: give ocr=False with head='classification'")
+    return "_cls" if head == "classification" else "_ocr" if ocr else ""
 
 
-def _hrnet_input(kwargs: dict, prefix: str, num_classes: int, width: int, ocr: bool, image_shape):
-    """`image_input` for the HRNets, after checking `width`, which their names carry."""
+def _hrnet_input(kwargs: dict, prefix: str, num_classes, width, ocr: bool, head: str, image_shape):
+    """`image_input` for the HRNets, after checking `width` and `head`, which their names
+    carry."""
     if not isinstance(width, int) or width < 1:
         raise ValueError(f"width must be a positive int (48 for HRNetV2-W48), got {width!r}")
-    name = f"{prefix}_w{width}{'_ocr' if ocr else ''}"
+    name = f"{prefix}_w{width}{check_head(head, ocr)}"
     return image_input(kwargs, name, num_classes, image_shape, INPUT_MULTIPLE)
 
 
@@ -129,6 +181,10 @@ class HRNetV2(_HRNet):
             use 4).
         ocr: replace the head with the object-contextual representation head (Yuan et al.
             2020, HRNetV2+OCR of Table 1); outputs become `{"logits", "aux_logits"}`.
+        head: "segmentation", or "classification": HRNet's ImageNet head
+            (`classification_head`, 1000 classes for HRNet-Image-Classification's
+            weights), class logits (N, classes) of the image; what
+            `python -m kseg.recipes.imagenet` pre-trains.
         stage_modules: modules in stages 2, 3 and 4 (HRNetV2: 1, 4, 3).
         blocks: basic blocks per branch in every module (HRNetV2: 4).
         convention: "keras" (Keras' "same" padding of stride-2 convs, the [0, 1] image as
@@ -155,6 +211,7 @@ class HRNetV2(_HRNet):
         num_classes: int = 19,
         width: int = 48,
         ocr: bool = False,
+        head: str = "segmentation",
         stage_modules: tuple[int, int, int] = (1, 4, 3),
         blocks: int = 4,
         convention: str = "keras",
@@ -164,16 +221,17 @@ class HRNetV2(_HRNet):
         stage_modules = tuple(int(m) for m in stage_modules)
 
         # === Functional Model ===
-        name, inputs = _hrnet_input(kwargs, "hrnetv2", num_classes, width, ocr, image_shape)
+        name, inputs = _hrnet_input(kwargs, "hrnetv2", num_classes, width, ocr, head, image_shape)
         xs = hrnet_front(inputs, width, stage_modules[:2], blocks, convention)
         padding = stride_padding(convention)
         for m in range(stage_modules[2]):
             xs = hr_module(xs, blocks, padding=padding, name=f"hrnet_stage4_module{m + 1}")
-        outputs = hrnet_outputs(hrnet_head(xs, num_classes, ocr))
+        outputs = hrnet_outputs(xs, num_classes, ocr, head, padding)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
         # === Config ===
         self.input_multiple = INPUT_MULTIPLE
+        self.task = head  # HEADS are the task names
         self._store_config(locals())
 
 
@@ -191,7 +249,7 @@ class ResidualHRNet(_HRNet):
     HRNetV2's; a BN-ReLU on each branch closes the pre-activation chain before the head.
 
     Args:
-        num_classes, width, ocr, image_shape: as `HRNetV2`.
+        num_classes, width, ocr, head, image_shape: as `HRNetV2`.
         modules: residual module repetitions (the paper: six).
         blocks: pre-activation basic blocks per branch in each module (two, see above).
         stage_modules, front_blocks: modules in HRNetV2's stages 2 and 3 (1, 4) and basic
@@ -201,8 +259,9 @@ class ResidualHRNet(_HRNet):
 
     pretraining = (
         "SegNode's Baseline was pre-trained on ImageNet (Khoshsirat & Kambhamettu, section "
-        "4.1), which kseg does not reproduce; --init-from hrnetv2_w48_imagenet_pretrained.pth "
-        "gives its stages 1-3 HRNet's ImageNet weights"
+        "4.1): `python -m kseg.recipes.imagenet train --model residual_hrnet` pre-trains it, "
+        "and --init-from that run's best.keras starts from it (--init-from "
+        "hrnetv2_w48_imagenet_pretrained.pth gives its stages 1-3 HRNet's ImageNet weights)"
     )
 
     def __init__(
@@ -212,6 +271,7 @@ class ResidualHRNet(_HRNet):
         modules: int = 6,
         blocks: int = 2,
         ocr: bool = False,
+        head: str = "segmentation",
         stage_modules: tuple[int, int] = (1, 4),
         front_blocks: int = 4,
         convention: str = "keras",
@@ -221,7 +281,9 @@ class ResidualHRNet(_HRNet):
         stage_modules = tuple(int(m) for m in stage_modules)
 
         # === Functional Model ===
-        name, inputs = _hrnet_input(kwargs, "residual_hrnet", num_classes, width, ocr, image_shape)
+        name, inputs = _hrnet_input(
+            kwargs, "residual_hrnet", num_classes, width, ocr, head, image_shape
+        )
         xs = hrnet_front(inputs, width, stage_modules, front_blocks, convention)
         padding = stride_padding(convention)
         for m in range(modules):
@@ -236,9 +298,10 @@ class ResidualHRNet(_HRNet):
             )
             for i, x in enumerate(xs)
         ]
-        outputs = hrnet_outputs(hrnet_head(xs, num_classes, ocr))
+        outputs = hrnet_outputs(xs, num_classes, ocr, head, padding)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
         # === Config ===
         self.input_multiple = INPUT_MULTIPLE
+        self.task = head  # HEADS are the task names
         self._store_config(locals())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kseg.models.hrnet.hrnet import HRNetV2, ResidualHRNet
 from kseg.models.registry import register_model
-from kseg.models.segnode.segnode_registry import SEGNODE_BASELINE_PRESETS
+from kseg.models.segnode.segnode_registry import IMAGENET_PRESET, SEGNODE_BASELINE_PRESETS
 from kseg.tasks.losses import CITYSCAPES_CLASS_WEIGHTS
 from kseg.train.presets import load_presets, register_presets, with_ocr_aux
 
@@ -28,7 +28,14 @@ HRNETV2_CITYSCAPES_PRESET = dataclasses.replace(
     loss="ohem",
     class_weights=CITYSCAPES_CLASS_WEIGHTS,
 )
-register_presets("hrnetv2_w48", {"cityscapes": HRNETV2_CITYSCAPES_PRESET, None: HRNETV2_PRESET})
+register_presets(
+    "hrnetv2_w48",
+    {
+        "cityscapes": HRNETV2_CITYSCAPES_PRESET,
+        "imagenet": IMAGENET_PRESET,
+        None: HRNETV2_PRESET,
+    },
+)
 register_presets(
     "hrnetv2_w48_ocr",
     {
@@ -36,4 +43,4 @@ register_presets(
         None: with_ocr_aux(HRNETV2_PRESET),
     },
 )
-register_presets("residual_hrnet", SEGNODE_BASELINE_PRESETS)
+register_presets("residual_hrnet", {**SEGNODE_BASELINE_PRESETS, "imagenet": IMAGENET_PRESET})

@@ -8,9 +8,9 @@ HRNet's published checkpoints name their tensors as the PyTorch modules hold the
 turns such a state dict into kseg's weight paths (`hrnet_stage3_module2_branch1_block4_2_bn/
 gamma`); `kseg.train.init_from` loads them by path and shape.
 
-The classification head (`incre_modules`, `downsamp_modules`, `final_layer`, `classifier`)
-has no counterpart in a segmentation network and is left out, as HRNet-Semantic-Segmentation
-leaves it out.
+The ImageNet classification head (`incre_modules`, `downsamp_modules`, `final_layer`,
+`classifier`) goes to an HRNet built with `head="classification"`; a segmentation network
+has no counterpart and leaves it out, as HRNet-Semantic-Segmentation does.
 """
 
 from __future__ import annotations
@@ -78,18 +78,34 @@ def _keras_layer(module: str) -> str | None:
     # HRNet-Semantic-Segmentation's head: conv (with a bias), bn, ReLU, classifier conv.
     if head == "last_layer" and rest in (["0"], ["1"], ["3"]):
         return {"0": "head_conv", "1": "head_bn", "3": "head_classifier"}[rest[0]]
+    # The classification head: a bottleneck per branch, stride-2 conv-bn-ReLUs between
+    # them and a final 1x1 conv-bn-ReLU (each conv with a bias), a linear classifier.
+    if head == "incre_modules" and len(rest) >= 3 and rest[1] == "0":
+        block = _block_layer(".".join(rest[2:]))
+        return block and f"cls_incre{rest[0]}_{block}"
+    if head == "downsamp_modules" and len(rest) == 2:
+        return f"cls_down{int(rest[0]) + 1}_{_conv_or_norm(rest[1])}"
+    if head == "final_layer" and len(rest) == 1:
+        return f"cls_final_{_conv_or_norm(rest[0])}"
+    if head == "classifier" and not rest:
+        return "cls_classifier"
     return None
+
+
+# Convs followed by batch norm whose PyTorch bias kseg folds into that norm (`keras_weights`).
+_FOLDED_BIASES = ("head_conv", "cls_down", "cls_final_conv")
 
 
 def keras_weights(state: dict[str, np.ndarray]) -> tuple[dict[str, tuple[str, np.ndarray]], list]:
     """({kseg weight path: (the tensor's name in `state`, array)}, the names of `state`
     that have no kseg layer).
 
-    Conv kernels go to Keras' layout (`keras_kernel`). The bias of
-    HRNet-Semantic-Segmentation's head conv, which kseg's conv lacks because batch norm
-    follows it, is folded into that batch norm's moving mean: normalising conv + b with
-    mean m is normalising conv with mean m - b."""
-    weights, unused = {}, []
+    Conv kernels go to Keras' layout (`keras_kernel`), the classifier's matrix is
+    transposed. The bias of a conv that batch norm follows (the segmentation head's first
+    conv, the classification head's), which kseg's conv lacks, is folded into that batch
+    norm's moving mean: normalising conv + b with mean m is normalising conv with mean
+    m - b."""
+    weights, unused, biases = {}, [], {}
     for name, value in state.items():
         module, _, tensor = name.removeprefix("model.").rpartition(".")
         if tensor == "num_batches_tracked":
@@ -100,11 +116,14 @@ def keras_weights(state: dict[str, np.ndarray]) -> tuple[dict[str, tuple[str, np
         elif layer.endswith("_bn"):
             weights[f"{layer}/{BATCH_NORM_VARIABLES[tensor]}"] = (name, value)
         elif tensor == "weight":
-            weights[f"{layer}/kernel"] = (name, keras_kernel(value))
-        elif layer != "head_conv":  # that conv's bias is folded below
+            kernel = value.T if value.ndim == 2 else keras_kernel(value)
+            weights[f"{layer}/kernel"] = (name, kernel)
+        elif layer.startswith(_FOLDED_BIASES):
+            biases[layer.removesuffix("_conv") + "_bn/moving_mean"] = value
+        else:
             weights[f"{layer}/bias"] = (name, value)
-    bias = state.get("last_layer.0.bias", state.get("model.last_layer.0.bias"))
-    if bias is not None and "head_bn/moving_mean" in weights:
-        name, mean = weights["head_bn/moving_mean"]
-        weights["head_bn/moving_mean"] = (name, mean - bias)
+    for path, bias in biases.items():
+        if path in weights:
+            name, mean = weights[path]
+            weights[path] = (name, mean - bias)
     return weights, unused

@@ -11,7 +11,13 @@ from kseg.layers.norm import TORCH_BATCH_NORM
 from kseg.layers.ocr import ocr_head
 from kseg.layers.resize import ResizeLike
 from kseg.models.base import ODEModel, SegmentationModel, image_input
-from kseg.models.hrnet.hrnet import INPUT_MULTIPLE, branch_channels, upsample_logits
+from kseg.models.hrnet.hrnet import (
+    INPUT_MULTIPLE,
+    branch_channels,
+    check_head,
+    classification_head,
+    upsample_logits,
+)
 from kseg.ode import ODEBlock, SolverConfig
 
 ODE_LAYER = "segnode_ode"
@@ -67,6 +73,9 @@ class SegNode(ODEModel, SegmentationModel):
         t1: the end of the integration interval [0, t1].
         norm: "batch" (HRNet's) or "group" normalisation inside the ODE function.
         ocr: the OCR head (SegNode+OCR of Table 1); outputs `{"logits", "aux_logits"}`.
+        head: "segmentation", or "classification": HRNet's ImageNet head on the four
+            streams (`kseg.models.hrnet.classification_head`), for the ImageNet
+            pre-training of section 4.1 (`python -m kseg.recipes.imagenet`).
         image_shape: (height, width, channels); height and width multiples of 32 or None.
 
     Example:
@@ -77,8 +86,9 @@ class SegNode(ODEModel, SegmentationModel):
 
     # What a run that starts from scratch is told (`Runner.train_stage`).
     pretraining = (
-        "SegNode was pre-trained on ImageNet (Khoshsirat & Kambhamettu, section 4.1), which "
-        "kseg does not reproduce"
+        "SegNode was pre-trained on ImageNet (Khoshsirat & Kambhamettu, section 4.1): "
+        "`python -m kseg.recipes.imagenet train --model segnode` pre-trains it, and "
+        "--init-from that run's best.keras starts from it"
     )
 
     def __init__(
@@ -91,6 +101,7 @@ class SegNode(ODEModel, SegmentationModel):
         t1: float = 1.0,
         norm: str = "batch",
         ocr: bool = False,
+        head: str = "segmentation",
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
@@ -99,9 +110,8 @@ class SegNode(ODEModel, SegmentationModel):
         channels = branch_channels(width)
 
         # === Functional Model ===
-        name, inputs = image_input(
-            kwargs, "segnode_ocr" if ocr else "segnode", num_classes, image_shape, INPUT_MULTIPLE
-        )
+        name = f"segnode{check_head(head, ocr)}"
+        name, inputs = image_input(kwargs, name, num_classes, image_shape, INPUT_MULTIPLE)
         x = hr_layer1(hr_stem(inputs, name="stem"), name="layer1")
         states = [conv_norm_act(x, channels[0], 3, norm=TORCH_BATCH_NORM, name="state0")]
         for i in range(1, 4):
@@ -113,7 +123,9 @@ class SegNode(ODEModel, SegmentationModel):
             name=ODE_LAYER,
         )
         xs = block(states)
-        if ocr:
+        if head == "classification":
+            outputs = classification_head(xs, num_classes)
+        elif ocr:
             logits, aux = ocr_head(concat_branches(xs, name="head_concat"), num_classes)
             outputs = {
                 "logits": upsample_logits(logits, "head_logits"),
@@ -125,6 +137,7 @@ class SegNode(ODEModel, SegmentationModel):
 
         # === Config === (the solver is the ODE block's: `ODEModel.solver`)
         self.input_multiple = INPUT_MULTIPLE
+        self.task = head  # HEADS are the task names
         self._store_config(locals())
 
 

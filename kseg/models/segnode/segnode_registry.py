@@ -31,5 +31,8 @@ def _cityscapes_crops(preset: TrainingPreset) -> dict:
 SEGNODE_PRESETS = _cityscapes_crops(PRESETS["segnode"])
 # U-Node and NODEs-UNet train with the Baseline's preset too (see its source).
 SEGNODE_BASELINE_PRESETS = _cityscapes_crops(PRESETS["segnode_baseline"])
-register_presets("segnode", SEGNODE_PRESETS)
+# ImageNet pre-training (`python -m kseg.recipes.imagenet`), for SegNode, its Baseline and
+# HRNetV2 alike.
+IMAGENET_PRESET = PRESETS["segnode_imagenet"]
+register_presets("segnode", {**SEGNODE_PRESETS, "imagenet": IMAGENET_PRESET})
 register_presets("segnode_ocr", {k: with_ocr_aux(v) for k, v in SEGNODE_PRESETS.items()})

@@ -21,6 +21,9 @@ torchvision 0.29.1, timm 1.0.31 and safetensors 0.8 made the files here):
   (`last_layer`) on it, an input batch and the logits PyTorch computes. timm's fusion
   upsamples by nearest neighbour, the segmentation code (and kseg) bilinearly: the fusion
   upsamplings are set to bilinear (align_corners=False, as kseg's resize).
+- `classifier_reference.npz`: the same small HRNet with HRNet-Image-Classification's
+  ImageNet head (timm's `head="classification"`, 5 classes), `random_state` weights, an
+  input batch and its class logits.
 """
 
 import argparse
@@ -56,7 +59,7 @@ def stage(branches: int, channels, block="BASIC"):
     )
 
 
-def tiny_hrnet():
+def tiny_hrnet(**kwargs):
     cfg = dict(
         stem_width=64,
         stage1=stage(1, (64,), "BOTTLENECK"),
@@ -64,7 +67,7 @@ def tiny_hrnet():
         stage3=stage(3, (4, 8, 16)),
         stage4=stage(4, (4, 8, 16, 32)),
     )
-    net = HighResolutionNet(cfg, head="")
+    net = HighResolutionNet(cfg, **{"head": "", **kwargs})
     for module in net.modules():
         if isinstance(module, torch.nn.Upsample):
             module.mode, module.align_corners = "bilinear", False
@@ -151,6 +154,21 @@ def hrnet():
     print(f"{len(names)} names of hrnet_w48; logits {logits.shape}")
 
 
+def classifier():
+    model = tiny_hrnet(head="classification", num_classes=NUM_CLASSES).eval()
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in random_state(shapes).items()})
+    images = np.random.default_rng(2).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    x = torch.from_numpy(((images / 255 - mean) / std).astype(np.float32).transpose(0, 3, 1, 2))
+    with torch.no_grad():
+        logits = model(x).numpy()
+    np.savez_compressed(
+        HERE / "classifier_reference.npz", shapes=json.dumps(shapes), images=images, logits=logits
+    )
+    print(f"classifier: {len(shapes)} tensors; logits {logits.shape}")
+
+
 def xception():
     names = {k: list(v.shape) for k, v in timm.create_model("xception65").state_dict().items()}
     with gzip.open(HERE / "xception65_names.json.gz", "wt") as f:
@@ -190,4 +208,5 @@ def xception():
 if __name__ == "__main__":
     formats()
     hrnet()
+    classifier()
     xception()
