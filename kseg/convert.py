@@ -30,13 +30,13 @@ def main(argv: list[str] | None = None) -> None:
 def convert(args) -> str:
     from kseg.errors import UserError
     from kseg.models import create_model
-    from kseg.train.init_from import load_trained, torch_arguments
+    from kseg.train.init_from import load_trained, source_arguments
 
     if not args.out.endswith(".keras"):
         raise UserError(f"--out {args.out}: give a .keras file name")
     if os.path.exists(args.out):
         raise UserError(f"--out {args.out} exists; kseg does not overwrite it")
-    arguments = {**torch_arguments(args.model, args.checkpoint), **args.model_kwargs}
+    arguments = {**source_arguments(args.model, args.checkpoint), **args.model_kwargs}
     model = create_model(args.model, num_classes=args.num_classes, **arguments)
     load_trained(model, args.checkpoint)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

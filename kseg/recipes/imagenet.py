@@ -45,7 +45,6 @@ DEMO = {
     "test_images": 300,
     "width": 8,
     "crop": (64, 64),
-    "learning_rate": 0.05,
 }
 DEMO_MODEL = {"modules": 1, "blocks": 1}  # where the model takes them
 DEMO_HOLDOUT = 5
@@ -108,7 +107,7 @@ class ImageNetRecipe:
             root, name = config.data_dir, self.title
         else:
             raise UserError(
-                f"give --data-dir, {self.data_dir_help}; ImageNet is never downloaded. Or run "
+                f"give --data-dir, {self.data_dir_help}; kseg never downloads ImageNet. Or run "
                 "`python -m kseg.recipes.imagenet --demo` on real images that ship here"
             )
         train, val = list_images(root, "train"), list_images(root, "val")
@@ -269,15 +268,18 @@ def top_k_errors(model, ds, ten_crop: bool) -> tuple[float, float]:
     image's ten crops' softmax averaged."""
     import tensorflow as tf
 
+    @tf.function(reduce_retracing=True)  # one graph for every batch, not op by op
+    def score(images):
+        if not ten_crop:
+            return model(images, training=False)
+        n = tf.shape(images)[0]
+        flat = tf.reshape(images, tf.concat([[-1], tf.shape(images)[2:]], 0))
+        probs = tf.nn.softmax(model(flat, training=False), axis=-1)
+        return tf.reduce_mean(tf.reshape(probs, [n, 10, -1]), axis=1)
+
     hits1 = hits5 = count = 0
     for images, labels in ds:
-        if ten_crop:
-            n = tf.shape(images)[0]
-            flat = tf.reshape(images, tf.concat([[-1], tf.shape(images)[2:]], 0))
-            probs = tf.nn.softmax(model(flat, training=False), axis=-1)
-            scores = tf.reduce_mean(tf.reshape(probs, [n, 10, -1]), axis=1)
-        else:
-            scores = model(images, training=False)
+        scores = score(images)
         k = min(5, scores.shape[-1])
         hits1 += int(tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, scores, 1), tf.int32)))
         hits5 += int(tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, scores, k), tf.int32)))

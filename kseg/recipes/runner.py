@@ -212,11 +212,11 @@ class Runner:
 
     def build_model(self, create_model, source: str | None, **overrides):
         """`--model` with the recipe's arguments, `--model-kwargs` and `overrides`, built
-        to take the weights of `source` (`kseg.train.init_from.torch_arguments`)."""
-        from kseg.train.init_from import torch_arguments
+        to take the weights of `source` (`kseg.train.init_from.source_arguments`)."""
+        from kseg.train.init_from import source_arguments
 
         kwargs = self.recipe.model_kwargs(self.config, self.preset(), self.open_data())
-        kwargs = {**torch_arguments(self.config.model, source), **kwargs, **overrides}
+        kwargs = {**source_arguments(self.config.model, source), **kwargs, **overrides}
         return create_model(self.config.model, **kwargs)
 
     def train_stage(self, folder: str, make_model, epochs: int | None, learning_rate=None):

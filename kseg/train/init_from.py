@@ -85,21 +85,49 @@ def load_trained(model: keras.Model, source: str) -> dict:
     return report
 
 
-def torch_arguments(model_name: str, source: str | None) -> dict:
-    """With `source` a PyTorch checkpoint: the arguments that build the registered model
-    `model_name` as PyTorch computed it (its family's `torch_arguments`), so that the
-    checkpoint's weights give the features they gave there, and a line saying so; else
-    none."""
+def source_arguments(model_name: str, source: str | None) -> dict:
+    """The arguments that build the registered model `model_name` to compute as the
+    weights of `source` were trained, with a line saying so; else none.
+
+    - A PyTorch checkpoint: its family's `torch_arguments` (as PyTorch computed it).
+    - A kseg `.keras` file whose model was built with a `convention` (the HRNets',
+      `kseg.layers.conv.CONVENTIONS`) that `model_name` takes too: that convention, so
+      that a model pre-trained as PyTorch computes (an ImageNet run started from HRNet's
+      weights) is not fine-tuned with other padding and input scaling.
+    """
+    import inspect
+
     from kseg.models.registry import model_class
     from kseg.models.torch_checkpoint import is_torch_checkpoint
 
-    if not (source and is_torch_checkpoint(source)):
+    if not source:
         return {}
-    arguments = getattr(model_class(model_name), "torch_arguments", {})
-    if arguments:
-        shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
-        print(f"Built as PyTorch computes it ({shown}), as {source}'s weights were trained")
-    return arguments
+    if is_torch_checkpoint(source):
+        arguments = getattr(model_class(model_name), "torch_arguments", {})
+        if arguments:
+            shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+            print(f"Built as PyTorch computes it ({shown}), as {source}'s weights were trained")
+        return arguments
+    convention = saved_config(source).get("convention")
+    takes = inspect.signature(model_class(model_name)).parameters
+    if convention is None or "convention" not in takes:
+        return {}
+    if convention != takes["convention"].default:
+        print(f"Built with convention={convention!r}, as {source}'s model was")
+    return {"convention": convention}
+
+
+def saved_config(path: str) -> dict:
+    """The constructor arguments of the model in the `.keras` file `path` (its
+    config.json; {} for anything else), read without building the model."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("config.json")).get("config", {})
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return {}
 
 
 def torch_weights(model: keras.Model, path: str) -> tuple[dict, list[str]]:

@@ -154,3 +154,20 @@ def test_convert_writes_a_keras_file_that_computes_pytorchs_logits(reference, tm
     with pytest.raises(SystemExit):
         convert(argv(backbone, tmp_path / "backbone.keras"))
     assert "leaves 7 of hrnetv2_w4's weights untrained" in capsys.readouterr().err
+
+
+def test_a_model_pretrained_as_pytorch_computes_is_fine_tuned_so(tmp_path, capsys):
+    """`--init-from` a .keras file of an HRNet built with convention="pytorch" (an
+    ImageNet run started from HRNet's weights) builds the fine-tuned HRNet the same way,
+    and says so; a file of the default convention, or a model without one, changes
+    nothing."""
+    from kseg.train.init_from import source_arguments
+
+    small = {"width": 4, "stage_modules": (1, 1, 1), "blocks": 1}
+    for convention in ("pytorch", "keras"):
+        path = str(tmp_path / f"{convention}.keras")
+        kseg.models.HRNetV2(head="classification", convention=convention, **small).save(path)
+        assert source_arguments("residual_hrnet", path) == {"convention": convention}
+    assert "Built with convention='pytorch', as " in capsys.readouterr().out
+    assert source_arguments("contextnet_cn14", path) == {}
+    assert "Built" not in capsys.readouterr().out

@@ -464,7 +464,8 @@ def test_ctrl_c_ends_a_live_source_and_keeps_its_video(artefacts, tmp_path):
     import av
 
     out = tmp_path / "live"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1",
+           "PYTHONFAULTHANDLER": "1"}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "kseg.predict", artefacts["tflite"], LIVE,
          "--input-format", "lavfi", "--out", str(out)],
@@ -477,7 +478,13 @@ def test_ctrl_c_ends_a_live_source_and_keeps_its_video(artefacts, tmp_path):
             if " frames, " in line:
                 break
         proc.send_signal(signal.SIGINT)
-        printed = proc.communicate(timeout=120)[0]
+        try:
+            printed = proc.communicate(timeout=60)[0]
+        except subprocess.TimeoutExpired:  # where it hangs: its signal state and stacks
+            with open(f"/proc/{proc.pid}/status") as f:
+                state = "".join(line for line in f if line.startswith("Sig"))
+            proc.send_signal(signal.SIGABRT)  # the fault handler prints every thread
+            pytest.fail(f"Ctrl-C did not end it:\n{state}{proc.communicate()[0][-8000:]}")
     finally:
         watchdog.cancel()
     assert proc.returncode == 0, printed
