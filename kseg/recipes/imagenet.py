@@ -58,21 +58,17 @@ class Data:
     classes: tuple[str, ...]
 
 
-@dataclasses.dataclass(frozen=True)
 class ImageNetRecipe:
-    dataset: str = "imagenet"
-    title: str = "ImageNet (ILSVRC-2012)"
-    default_model: str = "segnode"
+    """What the runner and the command line ask of a recipe, for ImageNet's files."""
 
+    dataset = "imagenet"
+    name = title = "ImageNet (ILSVRC-2012)"
+    default_model = "segnode"
     task = ClassificationTask()
     commands = ("train", "evaluate")
     demo = True
     # --data-dir's help: the dataset is never downloaded
     data_dir_help = "the folder holding ImageNet's train/ and val/ (see kseg.data.imagenet)"
-
-    @property
-    def name(self) -> str:
-        return self.title
 
     def add_arguments(self, training, evaluation, preset) -> None:
         """The recipe's own flags, in the command line's training and evaluation groups."""
