@@ -40,6 +40,24 @@ def model_registry():
     registry._MODELS.update(saved)
 
 
+@pytest.fixture(scope="session")
+def tensorflow_oom():
+    """A callable raising TensorFlow's own out-of-memory error: a real one (a 1 TiB tensor
+    its CPU allocator refuses), made once a worker, since the allocator retries for 10 s
+    before it gives up, then raised anew on each call."""
+    import tensorflow as tf
+
+    try:
+        tf.zeros((1 << 38,))
+    except tf.errors.ResourceExhaustedError as real:
+        error = real
+
+    def exhausted(*args, **kwargs):
+        raise type(error)(error.node_def, error.op, error.message)
+
+    return exhausted
+
+
 def built_once(tmp_path_factory, worker_id: str, name: str, build) -> str:
     """The folder `build(folder)` fills, built once for the whole test run: under
     pytest-xdist the first worker to need it builds it under a file lock and the others

@@ -227,15 +227,13 @@ def test_a_disk_that_fills_up_stops_training_with_what_is_saved(
 
 
 def test_running_out_of_memory_in_training_names_the_settings_to_lower(
-    demo_cityscapes, tmp_path, capsys, monkeypatch
+    demo_cityscapes, tmp_path, capsys, monkeypatch, tensorflow_oom
 ):
     """TensorFlow's out-of-memory error in the second epoch (a real one: a 1 TiB tensor its
     allocator refuses, as a GPU's refuses a batch too large): one line naming what did not
     fit, the run's settings and the flags that lower its memory, the epochs saved and where
     the same command resumes; status 2, no traceback."""
-    import tensorflow as tf
-
-    _stop_in_the_second_epoch(monkeypatch, lambda: tf.zeros((1 << 38,)))
+    _stop_in_the_second_epoch(monkeypatch, tensorflow_oom)
     out = str(tmp_path / "run")
     code, err = _train_two_epochs(demo_cityscapes, out, capsys)
     assert code == 2 and "Traceback" not in err
@@ -328,11 +326,14 @@ def test_every_dataset_has_a_recipe_whose_missing_data_error_shows_the_layout(
     assert err.startswith("error: ") and "Expected layout" in err and "Traceback" not in err
 
 
-def test_progressive_pruning_trains_wide_then_prunes_and_fine_tunes(
+def test_progressive_pruning_on_two_replicas_trains_wide_then_prunes_and_fine_tunes(
     demo_cityscapes, tmp_path, capsys
 ):
-    """--prune-from: width 0.5 -> 0.25 with fine-tuning; a second run resumes every
-    finished stage instead of training it again."""
+    """--prune-from: width 0.5 -> 0.25 with fine-tuning, both stages on one
+    MirroredStrategy with batch norm synchronised (a strategy made afresh for the second
+    stage paired its collective ops with the first stage's: "Shape mismatch in the
+    collective instance"); a second run resumes every finished stage instead of training
+    it again."""
     import keras
 
     from kseg.utils.summary import count_params
@@ -341,7 +342,10 @@ def test_progressive_pruning_trains_wide_then_prunes_and_fine_tunes(
     args = ["train", "--data-dir", demo_cityscapes, "--out", out, "--epochs", "1",
             "--prune-from", "0.5", "--prune-to", "0.25", "--finetune-epochs", "1",
             *FAST]  # fmt: skip
-    cityscapes.main(args)
+    proc = _run([*args, "--strategy", "mirrored", "--logical-cpus", "2"])
+    printed = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, printed
+    assert printed.count("2 replica(s) with batch norm over all (") == 2
     summary = json.load(open(os.path.join(out, "pruning.json")))["stages"]
     assert [s["width"] for s in summary] == [0.5, 0.25]
     params = [s["params"] for s in summary]
@@ -352,25 +356,9 @@ def test_progressive_pruning_trains_wide_then_prunes_and_fine_tunes(
     assert first_conv == 8  # make_divisible(32 * 0.5) = 16, pruned by half
     for folder in ("width0.5", "width0.25"):
         assert last_checkpoint(os.path.join(out, folder))[1] == 1
-    capsys.readouterr()
     cityscapes.main(args)
     printed = capsys.readouterr().out
     assert printed.count("nothing to train") == 2, printed
-
-
-def test_progressive_pruning_on_two_replicas_with_batch_norm_over_both(demo_cityscapes, tmp_path):
-    """Both stages of a progressive pruning run train on one MirroredStrategy, with batch
-    norm synchronised. A strategy made afresh for the second stage paired its collective
-    ops with the first stage's ("Shape mismatch in the collective instance")."""
-    out = str(tmp_path / "run")
-    proc = _run(["train", "--data-dir", demo_cityscapes, "--out", out, "--epochs", "1",
-                 "--prune-from", "0.5", "--prune-to", "0.25", "--finetune-epochs", "1",
-                 "--strategy", "mirrored", "--logical-cpus", "2", *FAST])  # fmt: skip
-    printed = proc.communicate(timeout=600)[0]
-    assert proc.returncode == 0, printed
-    assert printed.count("2 replica(s) with batch norm over all (") == 2
-    assert [s["width"] for s in json.load(open(os.path.join(out, "pruning.json")))["stages"]] \
-        == [0.5, 0.25]  # fmt: skip
 
 
 def test_the_demo_exports_its_model_to_verified_tflite(demo_cityscapes, trained, capsys):

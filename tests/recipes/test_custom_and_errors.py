@@ -547,15 +547,13 @@ def test_a_full_disk_is_one_line_and_any_other_os_error_keeps_its_traceback(caps
         run_command(fill, ["--debug"])
 
 
-def test_tensorflows_out_of_memory_is_one_line(capsys):
+def test_tensorflows_out_of_memory_is_one_line(capsys, tensorflow_oom):
     """TensorFlow's own out-of-memory error (a 1 TiB tensor, which its CPU allocator
     refuses) is one `error:` line with what did not fit, status 2."""
-    import tensorflow as tf
-
     from kseg.errors import run_command
 
     with pytest.raises(SystemExit) as exit_:
-        run_command(lambda: tf.zeros((1 << 38,)), [])
+        run_command(tensorflow_oom, [])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "Traceback" not in err and err.count("\n") == 1
     assert err == (
@@ -565,22 +563,17 @@ def test_tensorflows_out_of_memory_is_one_line(capsys):
 
 
 def test_out_of_memory_in_evaluate_and_predict_names_what_lowers_it(
-    trained, demo_cityscapes, tmp_path, monkeypatch, capsys
+    trained, demo_cityscapes, tmp_path, monkeypatch, capsys, tensorflow_oom
 ):
     """A real TensorFlow OOM (1 TiB) where the images go through the model: evaluate names
     its sliding windows, the recipe's predict and `kseg.predict` name --fit."""
-    import tensorflow as tf
-
     import kseg.predict.__main__ as predict_main
     import kseg.predict.predictor
     from kseg.recipes import cityscapes
     from kseg.tasks import SegmentationTask
 
-    def exhausted(*args, **kwargs):
-        return tf.zeros((1 << 38,))
-
-    monkeypatch.setattr(SegmentationTask, "evaluate_outputs", exhausted)
-    monkeypatch.setattr(kseg.predict.predictor.Predictor, "model_logits", exhausted)
+    monkeypatch.setattr(SegmentationTask, "evaluate_outputs", tensorflow_oom)
+    monkeypatch.setattr(kseg.predict.predictor.Predictor, "model_logits", tensorflow_oom)
     best = os.path.join(trained, "best.keras")
     run = ["--data-dir", demo_cityscapes, "--checkpoint", best, "--out", str(tmp_path / "r")]
     did_not_fit = "error: out of memory on CPU:0: a 274877906944 tensor (1,048,576 MiB) did not fit"
