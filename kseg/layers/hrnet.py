@@ -145,9 +145,12 @@ def hr_fuse(
     norm: Norm = TORCH_BATCH_NORM,
     relu: bool = True,
     padding: str = "same",
+    interpolation: str = "bilinear",
     name: str = "fuse",
 ):
-    """Multi-resolution fusion: every branch i receives the sum over all branches j."""
+    """Multi-resolution fusion: every branch i receives the sum over all branches j.
+    `interpolation` of the upsamplings: "bilinear" (HRNet's segmentation code) or
+    "nearest" (its ImageNet classification code)."""
     fused = []
     for i, xi in enumerate(xs):
         terms = []
@@ -158,7 +161,8 @@ def hr_fuse(
                 y = conv_norm_act(
                     xj, xi.shape[-1], 1, norm=norm, activation=None, name=f"{name}{i}_{j}"
                 )
-                terms.append(ResizeLike(name=f"{name}{i}_{j}_up")([y, xi]))
+                up = ResizeLike(interpolation, name=f"{name}{i}_{j}_up")
+                terms.append(up([y, xi]))
             else:
                 y = strided_chain(
                     xj,
@@ -183,9 +187,11 @@ def hr_module(
     preact: bool = False,
     norm: Norm = TORCH_BATCH_NORM,
     padding: str = "same",
+    interpolation: str = "bilinear",
     name: str = "module",
 ):
-    """One high-resolution module: `blocks` basic blocks on every branch, then fusion.
+    """One high-resolution module: `blocks` basic blocks on every branch, then fusion
+    (`hr_fuse`, with its `interpolation`).
 
     `preact=False` is HRNet's module; `preact=True` the residual form (see the module
     docstring). Returns the list of branch outputs, same shapes as `xs`.
@@ -198,7 +204,14 @@ def hr_module(
         ys.append(x)
     if len(ys) == 1:
         return ys
-    return hr_fuse(ys, norm=norm, relu=not preact, padding=padding, name=f"{name}_fuse")
+    return hr_fuse(
+        ys,
+        norm=norm,
+        relu=not preact,
+        padding=padding,
+        interpolation=interpolation,
+        name=f"{name}_fuse",
+    )
 
 
 def concat_branches(xs: Sequence, name: str = "concat"):

@@ -44,19 +44,29 @@ def branch_channels(width: int) -> list[int]:
     return [width * 2**i for i in range(4)]
 
 
+def fusion_interpolation(convention: str, head: str) -> str:
+    """How an HRNet's fusions upsample: bilinearly (HRNet's segmentation code, and kseg's
+    every HRNet), but by the nearest neighbour as PyTorch computes HRNet's ImageNet
+    classifier (convention "pytorch" with the classification head), so that its published
+    weights score there as HRNet-Image-Classification's code scores them."""
+    return "nearest" if convention == "pytorch" and head == "classification" else "bilinear"
+
+
 def hrnet_front(
     x,
     width: int,
     stage_modules=(1, 4),
     blocks: int = 4,
     convention: str = "keras",
+    interpolation: str = "bilinear",
     name: str = "hrnet",
 ):
     """HRNetV2 up to its fourth stage: stem, stage 1, stages 2 and 3 with their transitions,
     and the transition to four branches. Returns the four branch tensors.
 
     `convention` (`kseg.layers.conv.CONVENTIONS`): "pytorch" normalises the image first
-    (`{name}_normalize`) and pads the stride-2 convs on every side."""
+    (`{name}_normalize`) and pads the stride-2 convs on every side. `interpolation`: the
+    fusions' upsampling (`fusion_interpolation`)."""
     padding = stride_padding(convention)
     if convention == "pytorch":
         std = np.asarray(IMAGENET_STD, "float32")
@@ -73,7 +83,8 @@ def hrnet_front(
             xs, channels[:stage], padding=padding, name=f"{name}_transition{stage - 1}_"
         )
         for m in range(modules):
-            xs = hr_module(xs, blocks, padding=padding, name=f"{name}_stage{stage}_module{m + 1}")
+            module = f"{name}_stage{stage}_module{m + 1}"
+            xs = hr_module(xs, blocks, padding=padding, interpolation=interpolation, name=module)
     return hr_transition(xs, channels, padding=padding, name=f"{name}_transition3_")
 
 
@@ -189,8 +200,10 @@ class HRNetV2(_HRNet):
         blocks: basic blocks per branch in every module (HRNetV2: 4).
         convention: "keras" (Keras' "same" padding of stride-2 convs, the [0, 1] image as
             it is) or "pytorch": as HRNet's PyTorch code computes (every side padded, the
-            image normalised by ImageNet's mean and standard deviation), under which
-            HRNet's published weights (`kseg.train.init_from`) give PyTorch's features.
+            image normalised by ImageNet's mean and standard deviation; with the
+            classification head, fusions upsampled by the nearest neighbour as its
+            classification code does), under which HRNet's published weights
+            (`kseg.train.init_from`) give PyTorch's features.
         image_shape: (height, width, channels); height and width multiples of 32 or None.
 
     Example:
@@ -222,10 +235,12 @@ class HRNetV2(_HRNet):
 
         # === Functional Model ===
         name, inputs = _hrnet_input(kwargs, "hrnetv2", num_classes, width, ocr, head, image_shape)
-        xs = hrnet_front(inputs, width, stage_modules[:2], blocks, convention)
+        upsample = fusion_interpolation(convention, head)
+        xs = hrnet_front(inputs, width, stage_modules[:2], blocks, convention, upsample)
         padding = stride_padding(convention)
         for m in range(stage_modules[2]):
-            xs = hr_module(xs, blocks, padding=padding, name=f"hrnet_stage4_module{m + 1}")
+            module = f"hrnet_stage4_module{m + 1}"
+            xs = hr_module(xs, blocks, padding=padding, interpolation=upsample, name=module)
         outputs = hrnet_outputs(xs, num_classes, ocr, head, padding)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
@@ -284,10 +299,14 @@ class ResidualHRNet(_HRNet):
         name, inputs = _hrnet_input(
             kwargs, "residual_hrnet", num_classes, width, ocr, head, image_shape
         )
-        xs = hrnet_front(inputs, width, stage_modules, front_blocks, convention)
+        upsample = fusion_interpolation(convention, head)
+        xs = hrnet_front(inputs, width, stage_modules, front_blocks, convention, upsample)
         padding = stride_padding(convention)
         for m in range(modules):
-            updates = hr_module(xs, blocks, preact=True, padding=padding, name=f"residual{m + 1}")
+            updates = hr_module(
+                xs, blocks, preact=True, padding=padding, interpolation=upsample,
+                name=f"residual{m + 1}",
+            )  # fmt: skip
             xs = [
                 keras.layers.Add(name=f"residual{m + 1}_skip{i}")([x, u])
                 for i, (x, u) in enumerate(zip(xs, updates, strict=True))

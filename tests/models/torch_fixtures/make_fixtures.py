@@ -22,8 +22,9 @@ torchvision 0.29.1, timm 1.0.31 and safetensors 0.8 made the files here):
   upsamples by nearest neighbour, the segmentation code (and kseg) bilinearly: the fusion
   upsamplings are set to bilinear (align_corners=False, as kseg's resize).
 - `classifier_reference.npz`: the same small HRNet with HRNet-Image-Classification's
-  ImageNet head (timm's `head="classification"`, 5 classes), `random_state` weights, an
-  input batch and its class logits.
+  ImageNet head (timm's `head="classification"`, 5 classes) and its fusions as that code
+  computes them (nearest-neighbour upsampling), `random_state` weights, an input batch
+  and its class logits.
 """
 
 import argparse
@@ -59,7 +60,7 @@ def stage(branches: int, channels, block="BASIC"):
     )
 
 
-def tiny_hrnet(**kwargs):
+def tiny_hrnet(bilinear=True, **kwargs):
     cfg = dict(
         stem_width=64,
         stage1=stage(1, (64,), "BOTTLENECK"),
@@ -69,7 +70,7 @@ def tiny_hrnet(**kwargs):
     )
     net = HighResolutionNet(cfg, **{"head": "", **kwargs})
     for module in net.modules():
-        if isinstance(module, torch.nn.Upsample):
+        if bilinear and isinstance(module, torch.nn.Upsample):
             module.mode, module.align_corners = "bilinear", False
     return net
 
@@ -155,7 +156,7 @@ def hrnet():
 
 
 def classifier():
-    model = tiny_hrnet(head="classification", num_classes=NUM_CLASSES).eval()
+    model = tiny_hrnet(bilinear=False, head="classification", num_classes=NUM_CLASSES).eval()
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
     model.load_state_dict({k: torch.from_numpy(v) for k, v in random_state(shapes).items()})
     images = np.random.default_rng(2).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
