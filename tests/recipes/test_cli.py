@@ -281,13 +281,18 @@ def test_a_mirrored_run_killed_after_an_epoch_resumes_from_it(demo_cityscapes, t
     assert len(read_state(out)["history"]["loss"]) >= 2
 
 
-def test_the_voc_recipes_demo_runs_on_real_images_in_the_devkits_layout(tmp_path, capsys):
-    """`python -m kseg.recipes.voc --demo` (here one short epoch): the demo's scenes in
+def test_the_voc_recipes_demo_runs_on_real_images_in_the_devkits_layout(
+    tmp_path, capsys, monkeypatch
+):
+    """`python -m kseg.recipes.voc --demo` (here one short epoch, without the export that
+    test_the_demo_exports_its_model_to_verified_tflite checks): the demo's scenes in
     PASCAL VOC 2012's devkit layout with VOC's labels (car 7 and person 15 on background 0,
     palette PNGs, SBD's train_aug beside them), read by the VOC reader, trained on
     train_aug, evaluated by VOC's class names and predicted in VOC's colours."""
     from kseg.data import VOC
     from kseg.recipes import voc
+
+    monkeypatch.setattr(type(voc.RECIPE), "export_demo", lambda recipe, runner: None)
 
     out = tmp_path / "demo"
     voc.main(["--demo", "--out", str(out), "--epochs", "1", *FAST])
@@ -430,12 +435,17 @@ def test_recompute_norm_act_reaches_the_training_loop(demo_cityscapes, tmp_path,
     assert seen == [False, True]
 
 
-def test_the_camvid_recipes_demo_runs_on_real_images_in_camvids_layout(tmp_path, capsys):
-    """`python -m kseg.recipes.camvid --demo` (here one short epoch): the demo's scenes
+def test_the_camvid_recipes_demo_runs_on_real_images_in_camvids_layout(
+    tmp_path, capsys, monkeypatch
+):
+    """`python -m kseg.recipes.camvid --demo` (here one short epoch, without the export
+    that test_the_demo_exports_its_model_to_verified_tflite checks): the demo's scenes
     written in SegNet's CamVid layout with CamVid's labels (sky 0, building 1, road 3, car 8,
     pedestrian 9, void 11), read by the CamVid reader, trained on, evaluated by CamVid's
-    class names, predicted and exported; `evaluate --split test` scores the test split."""
+    class names and predicted; `evaluate --split test` scores the test split."""
     from kseg.recipes import camvid
+
+    monkeypatch.setattr(type(camvid.RECIPE), "export_demo", lambda recipe, runner: None)
 
     out = tmp_path / "demo"
     camvid.main(["--demo", "--out", str(out), "--epochs", "1", *FAST])
