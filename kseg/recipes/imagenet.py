@@ -12,10 +12,10 @@ our baseline and SegNode networks on ImageNet"), and their top-1 and top-5 error
 HRNet's ImageNet classification head (`head="classification"`); its backbone layers keep
 their segmentation names, so `--init-from` hands them to the segmentation network and
 reports the classification head unused. The protocol is HRNet-Image-Classification's
-(`kseg.models.hrnet`'s `hrnet_imagenet` preset); 10 training images of each class pick
-the best epoch, and `evaluate` reports on the validation set (`--ten-crop`: 10-crop
-testing). The run folder holds what every run's does and `classes.txt`, the WordNet ids
-in the order of the logits.
+(the `segnode_imagenet` preset, kseg/models/segnode/segnode_training.toml); 10 training
+images of each class pick the best epoch, and `evaluate` reports on the validation set
+(`--ten-crop`: 10-crop testing). The run folder holds what every run's does and
+`classes.txt`, the WordNet ids in the order of the logits.
 """
 
 from __future__ import annotations
@@ -154,9 +154,8 @@ class ImageNetRecipe:
         size = self.crop(config, preset)
         per_class = DEMO_HOLDOUT if config.demo else HOLDOUT_PER_CLASS
         train, held = holdout_per_class(data.train, per_class)
-        seed = config.seed
         train_ds = imagenet_pipeline(
-            train.paths, train.labels, batch, training=True, size=size, seed=seed
+            train.paths, train.labels, batch, training=True, size=size, seed=config.seed
         )
         steps = config.steps_per_epoch or -(-len(train) // batch)
         if config.steps_per_epoch:
