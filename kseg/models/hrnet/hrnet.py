@@ -106,7 +106,7 @@ def hrnet_head(xs, num_classes: int, ocr: bool, name: str = "head"):
 
 
 def classification_head(xs, num_classes: int, padding: str = "same", name: str = "cls"):
-    """HRNet's ImageNet classification head (Wang et al. 2019, appendix; HRNet-Image-
+    """HRNet's ImageNet classification head (Wang et al. 2019; HRNet-Image-
     Classification's `incre_modules`, `downsamp_modules`, `final_layer`, `classifier`):
     each branch through a bottleneck to 128, 256, 512 and 1024 channels; from the
     highest resolution down, the running features through a stride-2 3x3 conv-BN-ReLU
