@@ -62,7 +62,7 @@ def describe_precision(model) -> str:
 RUN_FILES = (
     "config.json", "state.json", "log.csv", "best.keras", "last-epoch*.keras", "tensorboard",
     "evaluation*.json", "evaluation*.csv", "pruning.json", "preprocessing.json",
-    "results.json", "solver_steps.png",
+    "results.json", "solver_steps.png", "classes.txt",
 )  # fmt: skip
 RUN_MARK = ".kseg-run"  # in a folder a kseg command has run in
 

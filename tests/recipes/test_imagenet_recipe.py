@@ -74,6 +74,13 @@ def test_ten_crops_evaluate_and_mistakes_are_one_message(pretrained, tmp_path, c
         with pytest.raises(SystemExit) as stop:
             imagenet.main(["train", "--data-dir", data, *flags, "--out", str(tmp_path / "r")])
         assert stop.value.code == 2 and said in capsys.readouterr().err
+    mine = tmp_path / "project"  # a folder of the user's with a classes.txt: left alone
+    mine.mkdir()
+    (mine / "classes.txt").write_text("mine\n")
+    with pytest.raises(SystemExit):
+        imagenet.main(["train", "--data-dir", data, "--model", "segnode", "--out", str(mine)])
+    assert f"{mine / 'classes.txt'} is not a kseg run's" in capsys.readouterr().err
+    assert os.listdir(mine) == ["classes.txt"] and (mine / "classes.txt").read_text() == "mine\n"
 
 
 def test_hrnets_published_imagenet_classifier_evaluates_as_it_is(tmp_path, capsys):
