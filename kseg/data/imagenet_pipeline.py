@@ -45,29 +45,31 @@ def decode(contents):
 
 def random_resized_crop(contents, size: int, seed):
     """The training crop of one encoded image (see the module docstring): (size, size, 3)
-    float32 in [0, 255]."""
-    is_jpeg = tf.io.is_jpeg(contents)
-    shape = tf.cond(
-        is_jpeg,
-        lambda: tf.image.extract_jpeg_shape(contents),
-        lambda: tf.shape(decode(contents)),
-    )
-    begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
-        shape,
-        bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
-        seed=seed,
-        min_object_covered=0.0,
-        aspect_ratio_range=ASPECT_RANGE,
-        area_range=AREA_RANGE,
-        max_attempts=10,
-        use_image_if_no_bounding_boxes=True,
-    )
-    window = tf.stack([begin[0], begin[1], extent[0], extent[1]])
-    crop = tf.cond(
-        is_jpeg,
-        lambda: tf.image.decode_and_crop_jpeg(contents, window, channels=3),
-        lambda: tf.slice(decode(contents), begin, extent),
-    )
+    float32 in [0, 255]. Each file is decoded once: a JPEG inside its window only."""
+
+    def window(shape):
+        begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
+            shape,
+            bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+            seed=seed,
+            min_object_covered=0.0,
+            aspect_ratio_range=ASPECT_RANGE,
+            area_range=AREA_RANGE,
+            max_attempts=10,
+            use_image_if_no_bounding_boxes=True,
+        )
+        return begin, extent
+
+    def jpeg():
+        begin, extent = window(tf.image.extract_jpeg_shape(contents))
+        box = tf.stack([begin[0], begin[1], extent[0], extent[1]])
+        return tf.image.decode_and_crop_jpeg(contents, box, channels=3)
+
+    def other():
+        image = decode(contents)
+        return tf.slice(image, *window(tf.shape(image)))
+
+    crop = tf.cond(tf.io.is_jpeg(contents), jpeg, other)
     crop.set_shape([None, None, 3])
     return tf.image.resize(crop, (size, size), method="bilinear", antialias=True)
 
@@ -81,6 +83,16 @@ def resize_shorter(image, side: int):
     return tf.image.resize(image, new, method="bilinear", antialias=True)
 
 
+def _resized_for_crops(contents, size: int):
+    """The image with its shorter side at `eval_resize(size)`, and the (top, left) of its
+    centre (size, size) window (torchvision's CenterCrop rounds half to even too)."""
+    image = resize_shorter(decode(contents), eval_resize(size))
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    top = tf.cast(tf.round(tf.cast(h - size, tf.float32) / 2), tf.int32)
+    left = tf.cast(tf.round(tf.cast(w - size, tf.float32) / 2), tf.int32)
+    return image, top, left
+
+
 def _window(image, top, left, size: int):
     return tf.image.crop_to_bounding_box(image, top, left, size, size)
 
@@ -88,20 +100,15 @@ def _window(image, top, left, size: int):
 def center_crop(contents, size: int):
     """The evaluation crop of one encoded image: the shorter side to `eval_resize(size)`,
     the centre (size, size) window, float32 in [0, 255]."""
-    image = resize_shorter(decode(contents), eval_resize(size))
-    h, w = tf.shape(image)[0], tf.shape(image)[1]
-    top = tf.cast(tf.round(tf.cast(h - size, tf.float32) / 2), tf.int32)
-    left = tf.cast(tf.round(tf.cast(w - size, tf.float32) / 2), tf.int32)
+    image, top, left = _resized_for_crops(contents, size)
     return _window(image, top, left, size)
 
 
 def ten_crops(contents, size: int):
     """(10, size, size, 3): the corners (top-left, top-right, bottom-left, bottom-right) and
     centre of the image resized as `center_crop`'s, then their mirror images."""
-    image = resize_shorter(decode(contents), eval_resize(size))
+    image, top, left = _resized_for_crops(contents, size)
     h, w = tf.shape(image)[0], tf.shape(image)[1]
-    top = tf.cast(tf.round(tf.cast(h - size, tf.float32) / 2), tf.int32)
-    left = tf.cast(tf.round(tf.cast(w - size, tf.float32) / 2), tf.int32)
     corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), (top, left)]
     crops = tf.stack([_window(image, t, x, size) for t, x in corners])
     return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)

@@ -26,7 +26,6 @@ def init_from(model: keras.Model, source: str | keras.Model, verbose: bool = Tru
         name = source
         converted, unused = torch_weights(model, source)
         available = {path: array for path, (_, array) in converted.items()}
-        unused = list(unused)
     elif isinstance(source, str):
         from kseg.models.loading import load_model
 
