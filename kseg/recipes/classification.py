@@ -247,6 +247,10 @@ class ClassificationRecipe:
         test images go through the model in fixed batches)."""
         return None
 
+    def unreadable_input(self, runner: Runner, error: BaseException, command: str) -> None:
+        """None: the images are arrays in memory, no files a decoder could fail on."""
+        return None
+
     def finish_demo(self, runner: Runner, seconds: float) -> None:
         print(f"\nDemo finished in {seconds:.0f} s; the run is in {runner.out}/")
 

@@ -176,7 +176,10 @@ class Runner:
         for command in commands:
             try:
                 getattr(self, command)()
-            except Exception as error:  # exhausted memory outside training: what to change
+            except Exception as error:  # exhausted memory or a bad file outside training
+                bad = self.recipe.unreadable_input(self, error, command)
+                if bad is not None:
+                    raise UserError(bad) from error
                 memory = out_of_memory(error)
                 hint = self.recipe.memory_hint(command) if memory else None
                 if hint is None:
@@ -336,18 +339,24 @@ class Runner:
 
     def stopped(self, stop: BaseException, folder: str, epochs: int, run: str):
         """What `run_command` reports when training in `folder` stops with `stop`: Ctrl-C,
-        SIGTERM, a full disk or exhausted memory, each with the epochs saved and how to
-        resume (`run`: the model, data and batch, for memory); None for anything else."""
+        SIGTERM, a full disk, exhausted memory or an image file that cannot be decoded,
+        each with the epochs saved and how to resume (`run`: the model, data and batch, for
+        memory); None for anything else."""
         from kseg.train.checkpoints import last_checkpoint
 
         memory = out_of_memory(stop)
+        bad = None
         if isinstance(stop, Exception) and not (memory or disk_full(stop)):
-            return None
+            bad = self.recipe.unreadable_input(self, stop, "train")
+            if bad is None:
+                return None
         found = last_checkpoint(folder)
         done = found[1] if found else 0
         kept = f"{done} of {epochs} epochs are saved in {folder}"
         if isinstance(stop, KeyboardInterrupt):
             return type(stop)(f"{kept}; the same command resumes from epoch {done + 1}")
+        if bad is not None:
+            return UserError(f"{bad}\n{kept}; the same command resumes from epoch {done + 1}")
         if memory:
             crop = self.task.name == "segmentation"  # the classification recipes have none
             return UserError(

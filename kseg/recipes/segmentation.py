@@ -294,6 +294,12 @@ class SegmentationRecipe:
         crop = runner.config.crop or (preset.crop if preset else None) or self.crop
         return round_up(crop, getattr(model, "input_multiple", 1))
 
+    def unreadable_input(self, runner: Runner, error: BaseException, command: str) -> None:
+        """None: every image and label is checked before a command reads it
+        (`SegmentationDataset.verify` and `decodable`): a decoder's error after that is a
+        bug."""
+        return None
+
     def memory_hint(self, command: str) -> str | None:
         """What lowers the memory of `command` when it ran out (training: `Runner.stopped`)."""
         if command == "evaluate":

@@ -277,6 +277,8 @@ def test_bad_custom_files_are_named_or_skipped_and_counted(custom_dir, tmp_path)
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(masks / "photo002.png")  # size mismatch
     jpeg = root / "images" / "train" / "photo003.jpg"
     jpeg.write_bytes(jpeg.read_bytes()[:200])  # truncated
+    cut = root / "images" / "train" / "photo004.jpg"  # cut past its header: opens, not decodes
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
     with pytest.raises(CorruptFileError, match="photo000.jpg: no mask"):
         FolderDataset(str(root)).samples("train")
     (root / "images" / "train" / "photo000.jpg").unlink()
@@ -286,11 +288,13 @@ def test_bad_custom_files_are_named_or_skipped_and_counted(custom_dir, tmp_path)
     assert "photo001.png has value(s) [7] at or above the 5 classes" in message
     assert "photo002.jpg is 128x64 but its label" in message
     assert "photo003.jpg: unreadable" in message
+    assert "photo004.jpg: unreadable (TensorFlow's decoder: jpeg::Uncompress failed" in message
     assert "--skip-bad-files" in message
     skipping = FolderDataset(str(root), on_bad="skip")
-    with pytest.warns(UserWarning, match="skipped 3 bad file"):
+    with pytest.warns(UserWarning, match="skipped 4 bad file"):
         kept = skipping.samples("train")
-    assert len(kept) == 8 - 4 and sum(skipping.skipped.values()) == 3
+    assert len(kept) == 8 - 5 and sum(skipping.skipped.values()) == 4
+    assert str(cut) not in {s.image for s in kept}
 
 
 def test_custom_recipe_fine_tunes_a_cityscapes_model_then_evaluates_and_predicts(

@@ -4,6 +4,7 @@ segmentation network."""
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -70,6 +71,7 @@ def test_ten_crops_evaluate_and_mistakes_are_one_message(pretrained, tmp_path, c
         (["--model", "contextnet_cn14"], "contextnet_cn14 has no ImageNet classification head"),
         (["--model", "segnode_ocr"], "pre-train segnode, whose backbone is the same"),
         (["--model", "segnode", "--data-dir", str(tmp_path)], "has no train/ folder"),
+        (["--model", "segnode", "--crop", "64x32"], "ImageNet crops are square: give N"),
     ]:
         with pytest.raises(SystemExit) as stop:
             imagenet.main(["train", "--data-dir", data, *flags, "--out", str(tmp_path / "r")])
@@ -100,3 +102,36 @@ def test_hrnets_published_imagenet_classifier_evaluates_as_it_is(tmp_path, capsy
     results = json.load(open(tmp_path / "run" / "results.json"))
     assert results["model"] == "hrnetv2_w4_cls" and results["checkpoint"] == str(path)
     assert results["images"] == 2
+
+
+def test_an_image_that_does_not_decode_is_named_or_left_out(pretrained, tmp_path, capsys):
+    """A training image cut short stops training with one message naming it (after the
+    decoder's own error, which names no file) and the epochs saved; an empty validation
+    image stops evaluation so too, and --skip-bad-files leaves it out, counted."""
+    data = tmp_path / "imagenet"
+    shutil.copytree(os.path.join(pretrained, "demo-imagenet"), data)
+    cut = sorted((data / "train").glob("*/*.JPEG"))[30]
+    cut.write_bytes(cut.read_bytes()[:100])
+    empty = sorted((data / "val").glob("*/*.JPEG"))[7]
+    empty.write_bytes(b"")
+    common = ["--data-dir", str(data), "--model", "segnode", "--width", "4", "--model-kwargs",
+              json.dumps({"modules": 1, "blocks": 1}), "--crop", "32", "--verbose", "0",
+              "--no-tensorboard"]  # fmt: skip
+    with pytest.raises(SystemExit) as stop:
+        imagenet.main(["train", *common, "--epochs", "1", "--batch-size", "16",
+                       "--out", str(tmp_path / "run")])  # fmt: skip
+    said = capsys.readouterr()
+    assert stop.value.code == 2 and "decoding each of the 120 train images" in said.out
+    assert f"{cut}: unreadable (TensorFlow's decoder: " in said.err
+    assert said.err.count("unreadable") == 1 and "--skip-bad-files" in said.err
+    assert f"0 of 1 epochs are saved in {tmp_path / 'run'}" in said.err
+
+    evaluate = ["evaluate", *common, "--checkpoint", os.path.join(pretrained, "best.keras")]
+    with pytest.raises(SystemExit) as stop:
+        imagenet.main([*evaluate, "--out", str(tmp_path / "eval")])
+    assert f"{empty}: unreadable (TensorFlow's decoder: Input is empty.)" in (
+        capsys.readouterr().err
+    )
+    with pytest.warns(UserWarning, match="skipped 1 val image"):
+        imagenet.main([*evaluate, "--skip-bad-files", "--out", str(tmp_path / "eval")])
+    assert json.load(open(tmp_path / "eval" / "results.json"))["images"] == 40 - 1

@@ -1,0 +1,87 @@
+"""`kseg.data.decode_check`: the image files TensorFlow cannot decode, against Pillow
+reading each file whole, and the errors of a pipeline that stopped at one."""
+
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from kseg.data.decode_check import decode_failure, undecodable
+
+
+def _jpeg(seed=0, mode="RGB", size=(96, 64)) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+@pytest.fixture
+def files(tmp_path):
+    """Files under image names as a dataset may hold them: good ones in the formats
+    ImageNet's train set mixes in (a CMYK JPEG, a PNG named .JPEG), a GIF, and bad ones."""
+    png = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(png, "PNG")
+    gif = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(gif, "GIF")
+    contents = {
+        "good.jpg": _jpeg(),
+        "cmyk.JPEG": _jpeg(1, mode="CMYK"),
+        "png_named.JPEG": png.getvalue(),
+        "anim.gif": gif.getvalue(),
+        "cut.jpg": _jpeg(2)[: len(_jpeg(2)) // 2],  # an interrupted copy: its header whole
+        "empty.jpg": b"",
+        "page.jpg": b"<html>404 Not Found</html>",  # a download that saved an error page
+    }
+    paths = {}
+    for name, data in contents.items():
+        (tmp_path / name).write_bytes(data)
+        paths[name] = str(tmp_path / name)
+    return paths
+
+
+def _pillow_reads_whole(path) -> bool:
+    try:
+        with Image.open(path) as im:
+            im.load()
+        return True
+    except Exception:
+        return False
+
+
+def test_the_files_that_do_not_decode_are_those_pillow_cannot_read_whole(files):
+    problems = undecodable(files.values())
+    assert list(problems) == [p for p in files.values() if not _pillow_reads_whole(p)]
+    assert list(problems) == [files["cut.jpg"], files["empty.jpg"], files["page.jpg"]]
+    assert problems[files["empty.jpg"]] == (
+        f"{files['empty.jpg']}: unreadable (TensorFlow's decoder: Input is empty.)"
+    )
+    assert "Unknown image file format" in problems[files["page.jpg"]]
+    assert undecodable([]) == {}
+
+
+def test_a_cut_file_passes_a_check_of_its_header_and_a_crop_of_its_top(files):
+    """Why every file is decoded whole: the cut JPEG's size reads, and so does a training
+    crop of its top rows; only a window reaching the lost half fails."""
+    contents = tf.io.read_file(files["cut.jpg"])
+    assert tf.image.extract_jpeg_shape(contents).numpy().tolist() == [64, 96, 3]
+    with Image.open(files["cut.jpg"]) as im:
+        assert im.size == (96, 64)
+    assert tf.image.decode_and_crop_jpeg(contents, [0, 0, 8, 8]).shape == (8, 8, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        tf.image.decode_and_crop_jpeg(contents, [56, 0, 8, 8])
+
+
+def test_a_pipeline_stopped_by_a_decoder_is_known_and_other_errors_are_not(files):
+    ds = tf.data.Dataset.from_tensor_slices([files["good.jpg"], files["cut.jpg"]])
+    ds = ds.map(lambda p: tf.io.decode_jpeg(tf.io.read_file(p)), num_parallel_calls=2)
+    with pytest.raises(tf.errors.InvalidArgumentError) as stop:
+        list(ds)
+    reason = "jpeg::Uncompress failed. Invalid JPEG data or crop window."
+    assert decode_failure(stop.value) == reason
+    with pytest.raises(tf.errors.InvalidArgumentError) as other:
+        tf.reshape(tf.zeros(3), [2])
+    assert decode_failure(other.value) is None
+    assert decode_failure(ValueError("DecodeJpeg failed")) is None
