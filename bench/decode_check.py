@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from _cli import bench_parser
 from PIL import Image
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench._cli import bench_parser  # noqa: E402
 
 
 def write_files(folder: str, count: int, cut_every: int) -> tuple[list[str], set[str]]:

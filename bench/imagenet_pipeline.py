@@ -10,6 +10,10 @@ thread pool; the DataLoader's worker processes). The ratio kseg / torchvision sh
 least 1: a GPU that torchvision's input keeps busy, kseg's does too.
 
     python bench/imagenet_pipeline.py [--images 512] [--batch 64] [--batches 12] [--threads 2]
+        [--runs 3]
+
+The two sides take turns, `--runs` times, and each reports its median: a single second of
+either varies by a fifth between runs on a shared machine.
 """
 
 from __future__ import annotations
@@ -62,38 +66,43 @@ def rate(ds: tf.data.Dataset, batches: int) -> float:
 
 
 def main() -> None:
-    p = bench_parser(__doc__, images=512, batch=64, batches=12, threads=2)
+    p = bench_parser(__doc__, images=512, batch=64, batches=12, threads=2, runs=3)
     args = p.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     options = tf.data.Options()
     options.threading.private_threadpool_size = args.threads
+    ours, theirs = {"train": [], "val": []}, {"train": [], "val": []}
     with tempfile.TemporaryDirectory() as root:
         write_photos(root, args.images)
-        ours = {}
-        for split in ("train", "val"):
-            files = list_images(root, split)
-            ds = imagenet_pipeline(
-                files.paths, files.labels, args.batch, training=split == "train", seed=0
+        for _ in range(args.runs):
+            for split in ("train", "val"):
+                files = list_images(root, split)
+                ds = imagenet_pipeline(
+                    files.paths, files.labels, args.batch, training=split == "train", seed=0
+                )
+                ours[split].append(rate(ds.with_options(options), args.batches))
+            peer = run_peer(
+                "imagenet_pipeline_torch.py",
+                f"--root={root}",
+                f"--batch={args.batch}",
+                f"--batches={args.batches}",
+                f"--workers={args.threads}",
+                python=VISION_PEER_PYTHON,
             )
-            ours[split] = rate(ds.with_options(options), args.batches)
-        peer = run_peer(
-            "imagenet_pipeline_torch.py",
-            f"--root={root}",
-            f"--batch={args.batch}",
-            f"--batches={args.batches}",
-            f"--workers={args.threads}",
-            python=VISION_PEER_PYTHON,
-        )
+            for split in theirs:
+                theirs[split].append(peer[split])
     print(
         f"{args.images} JPEGs a split, 330-500 px a side; batch {args.batch}, {args.batches} "
         f"batches timed; {args.threads} threads; tensorflow {tf.__version__}, torch "
-        f"{peer['torch']}, torchvision {peer['torchvision']}"
+        f"{peer['torch']}, torchvision {peer['torchvision']}; median of {args.runs} runs "
+        "(each run's ratio in brackets)"
     )
     print(f"{'images/s':28s} {'kseg tf.data':>13s} {'torchvision':>12s} {'ratio':>6s}")
     for split, name in (("train", "training (random resized)"), ("val", "evaluation (centre)")):
-        ratio = ours[split] / peer[split]
-        print(f"{name:28s} {ours[split]:13.1f} {peer[split]:12.1f} {ratio:6.2f}")
+        mine, peers = np.median(ours[split]), np.median(theirs[split])
+        each = ", ".join(f"{a / b:.2f}" for a, b in zip(ours[split], theirs[split], strict=True))
+        print(f"{name:28s} {mine:13.1f} {peers:12.1f} {mine / peers:6.2f}  ({each})")
     print("target: ratio >= 1 (kseg's input keeps up with torchvision's on the same threads)")
 
 

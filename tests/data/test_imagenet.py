@@ -14,6 +14,7 @@ from kseg.data.imagenet_pipeline import (
     center_crop,
     eval_resize,
     imagenet_pipeline,
+    random_resized_crop,
     resize_shorter,
     ten_crops,
 )
@@ -105,6 +106,21 @@ def test_evaluation_crops_follow_torchvisions_resize_and_center_crop():
     for k, (top, left) in enumerate(windows):
         np.testing.assert_array_equal(crops[k], resized[top : top + 224, left : left + 224])
         np.testing.assert_array_equal(crops[k + 5], crops[k][:, ::-1])
+
+
+def test_jpegs_are_read_as_pillow_reads_them_in_training_and_evaluation_crops(tmp_path):
+    """torchvision reads ImageNet's JPEGs with Pillow: a JPEG's crops are those of Pillow's
+    pixels of it stored as a PNG, in evaluation and, with the same seed (the window depends
+    only on the image's size), in training (TensorFlow's default DCT is up to 7 off)."""
+    path = tmp_path / "photo.JPEG"
+    _save(str(path), size=(120, 90), seed=3)
+    contents = tf.constant(path.read_bytes())
+    pillow = _encoded(np.asarray(Image.open(path).convert("RGB")))
+    np.testing.assert_array_equal(center_crop(contents, 64), center_crop(pillow, 64))
+    seed = tf.constant([3, 4])
+    np.testing.assert_array_equal(
+        random_resized_crop(contents, 48, seed), random_resized_crop(pillow, 48, seed)
+    )
 
 
 def test_training_batches_are_random_crops_in_0_1_and_deterministic_with_a_seed(tmp_path):
