@@ -149,8 +149,9 @@ def hr_fuse(
     name: str = "fuse",
 ):
     """Multi-resolution fusion: every branch i receives the sum over all branches j.
-    `interpolation` of the upsamplings: "bilinear" (HRNet's segmentation code) or
-    "nearest" (its ImageNet classification code)."""
+    `interpolation` of the upsamplings (`kseg.layers.resize.INTERPOLATIONS`): "bilinear"
+    (HRNet's segmentation code; "bilinear_align_corners" its later code's) or "nearest"
+    (its ImageNet classification code)."""
     fused = []
     for i, xi in enumerate(xs):
         terms = []
@@ -214,7 +215,10 @@ def hr_module(
     )
 
 
-def concat_branches(xs: Sequence, name: str = "concat"):
-    """HRNetV2's representation: all branches upsampled to the first one's size, concatenated."""
-    ups = [xs[0]] + [ResizeLike(name=f"{name}_up{i}")([x, xs[0]]) for i, x in enumerate(xs) if i]
+def concat_branches(xs: Sequence, interpolation: str = "bilinear", name: str = "concat"):
+    """HRNetV2's representation: all branches upsampled to the first one's size (by
+    `interpolation`, as `hr_fuse`'s), concatenated."""
+    ups = [xs[0]] + [
+        ResizeLike(interpolation, name=f"{name}_up{i}")([x, xs[0]]) for i, x in enumerate(xs) if i
+    ]
     return keras.layers.Concatenate(name=name)(ups)

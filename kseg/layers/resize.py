@@ -1,9 +1,30 @@
-"""Resize a tensor to the spatial size of another one."""
+"""Resize a tensor to the spatial size of another one, or by an integer factor."""
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+# "bilinear" has half-pixel centres (PyTorch's align_corners=False); "bilinear_align_corners"
+# maps the corner pixels onto each other (PyTorch's align_corners=True, which
+# HRNet-Semantic-Segmentation's later code and HRNet-OCR train with); "nearest".
+INTERPOLATIONS = ("bilinear", "bilinear_align_corners", "nearest")
+
+
+def _check(interpolation: str) -> str:
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+    return interpolation
+
+
+def resize(x, size, interpolation: str):
+    """`x` (N, H, W, C) resized to `size` by `interpolation` (`INTERPOLATIONS`), in its
+    dtype. Every one lowers to TFLite's builtin resize ops."""
+    if interpolation == "bilinear_align_corners":
+        y = tf.raw_ops.ResizeBilinear(images=x, size=size, align_corners=True)
+    else:
+        y = tf.image.resize(x, size, method=interpolation)
+    return tf.cast(y, x.dtype)
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -14,7 +35,7 @@ class ResizeLike(keras.layers.Layer):
     lowers to TFLite's builtin RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR.
 
     Args:
-        interpolation: "bilinear" or "nearest".
+        interpolation: one of `INTERPOLATIONS`.
 
     Example:
         >>> up = ResizeLike()([coarse_logits, image])
@@ -22,17 +43,11 @@ class ResizeLike(keras.layers.Layer):
 
     def __init__(self, interpolation: str = "bilinear", **kwargs):
         super().__init__(**kwargs)
-        if interpolation not in ("bilinear", "nearest"):
-            raise ValueError(
-                f"interpolation must be 'bilinear' or 'nearest', got {interpolation!r}"
-            )
-        self.interpolation = interpolation
+        self.interpolation = _check(interpolation)
 
     def call(self, inputs):
         x, ref = inputs
-        size = tf.shape(ref)[1:3]
-        y = tf.image.resize(x, size, method=self.interpolation)
-        return tf.cast(y, x.dtype)
+        return resize(x, tf.shape(ref)[1:3], self.interpolation)
 
     def compute_output_shape(self, input_shape):
         x_shape, ref_shape = input_shape
@@ -58,16 +73,11 @@ class Upsample(keras.layers.Layer):
 
     def __init__(self, factor: int, interpolation: str = "bilinear", **kwargs):
         super().__init__(**kwargs)
-        if interpolation not in ("bilinear", "nearest"):
-            raise ValueError(
-                f"interpolation must be 'bilinear' or 'nearest', got {interpolation!r}"
-            )
         self.factor = int(factor)
-        self.interpolation = interpolation
+        self.interpolation = _check(interpolation)
 
     def call(self, inputs):
-        size = tf.shape(inputs)[1:3] * self.factor
-        return tf.cast(tf.image.resize(inputs, size, method=self.interpolation), inputs.dtype)
+        return resize(inputs, tf.shape(inputs)[1:3] * self.factor, self.interpolation)
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape

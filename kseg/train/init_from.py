@@ -84,36 +84,47 @@ def load_trained(model: keras.Model, source: str) -> dict:
     return report
 
 
+# The constructor arguments of a saved model that fix how its weights compute, adopted by
+# a model initialised from it (`source_arguments`).
+SOURCE_SETTINGS = ("convention", "align_corners")
+
+
 def source_arguments(model_name: str, source: str | None) -> dict:
     """The arguments that build the registered model `model_name` to compute as the
     weights of `source` were trained, with a line saying so; else none.
 
-    - A PyTorch checkpoint: its family's `torch_arguments` (as PyTorch computed it).
-    - A kseg `.keras` file whose model was built with a `convention` (the HRNets',
-      `kseg.layers.conv.CONVENTIONS`) that `model_name` takes too: that convention, so
-      that a model pre-trained as PyTorch computes (an ImageNet run started from HRNet's
-      weights) is not fine-tuned with other padding and input scaling.
+    - A PyTorch checkpoint: its family's `torch_arguments` for the checkpoint's tensor
+      names (as PyTorch computed it), those `model_name` takes.
+    - A kseg `.keras` file whose model was built with the `SOURCE_SETTINGS` (the HRNets'
+      `convention`, `kseg.layers.conv.CONVENTIONS`, and HRNetV2's `align_corners`) that
+      `model_name` takes too: those, so that a model pre-trained as PyTorch computes (an
+      ImageNet run started from HRNet's weights) is not fine-tuned with other padding,
+      input scaling or upsampling.
     """
     import inspect
 
     from kseg.models.registry import model_class
-    from kseg.models.torch_checkpoint import is_torch_checkpoint
+    from kseg.models.torch_checkpoint import is_torch_checkpoint, read_state_dict
 
     if not source:
         return {}
+    family = model_class(model_name)
+    takes = inspect.signature(family).parameters
     if is_torch_checkpoint(source):
-        arguments = getattr(model_class(model_name), "torch_arguments", {})
-        if arguments:
-            shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
-            print(f"Built as PyTorch computes it ({shown}), as {source}'s weights were trained")
+        if not hasattr(family, "torch_arguments"):
+            return {}
+        arguments = family.torch_arguments(list(read_state_dict(source)))
+        arguments = {k: v for k, v in arguments.items() if k in takes}
+        shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+        print(f"Built as PyTorch computes it ({shown}), as {source}'s weights were trained")
         return arguments
-    convention = saved_config(source).get("convention")
-    takes = inspect.signature(model_class(model_name)).parameters
-    if convention is None or "convention" not in takes:
-        return {}
-    if convention != takes["convention"].default:
-        print(f"Built with convention={convention!r}, as {source}'s model was")
-    return {"convention": convention}
+    saved = saved_config(source)
+    arguments = {k: saved[k] for k in SOURCE_SETTINGS if k in saved and k in takes}
+    changed = {k: v for k, v in arguments.items() if v != takes[k].default}
+    if changed:
+        shown = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+        print(f"Built with {shown}, as {source}'s model was")
+    return arguments
 
 
 def saved_config(path: str) -> dict:

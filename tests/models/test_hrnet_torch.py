@@ -47,6 +47,37 @@ def test_hrnetv2_built_as_pytorch_computes_gives_pytorchs_logits(reference):
     assert np.abs(other.predict(images, verbose=0) - logits).max() > 0.5 * scale
 
 
+def test_hrnet_ocr_is_built_from_its_checkpoint_as_its_code_computes(tmp_path, capsys):
+    """HRNet-OCR's checkpoint (HRNet-Semantic-Segmentation's names, `model.` first): every
+    weight of kseg's HRNetV2 with ocr=True comes from it (two conv biases folded into
+    batch norms), its names alone make kseg build it as that code computes, with
+    aligned-corner upsampling, and the logits and auxiliary logits are PyTorch's to
+    float32 rounding. Half-pixel upsampling, the default, moves them."""
+    from kseg.train.init_from import source_arguments
+
+    ref = np.load(FIXTURES / "ocr_reference.npz")
+    state = random_state(json.loads(str(ref["shapes"])))
+    path = str(tmp_path / "hrnet_ocr.safetensors")
+    write_safetensors(path, {f"model.{k}": v for k, v in state.items()})
+    arguments = source_arguments("hrnetv2_w48_ocr", path)
+    assert arguments == {"convention": "pytorch", "align_corners": True}
+    assert "(convention='pytorch', align_corners=True)" in capsys.readouterr().out
+    assert source_arguments("residual_hrnet", path) == {"convention": "pytorch"}
+    images = ref["images"].astype("float32") / 255
+    scale = np.abs(ref["logits"]).max()
+    outputs = {}
+    for corners in (True, False):
+        model = kseg.models.HRNetV2(
+            stage_modules=(1, 1, 1), ocr=True, **SMALL, **{**arguments, "align_corners": corners}
+        )
+        report = init_from(model, path, verbose=False)
+        assert len(report["loaded"]) == len(model.weights) and not report["unused"]
+        outputs[corners] = model.predict(images, verbose=0)
+    for key in ("logits", "aux_logits"):
+        np.testing.assert_allclose(outputs[True][key], ref[key], atol=2e-6 * scale)
+    assert np.abs(outputs[False]["logits"] - ref["logits"]).max() > 0.05 * scale
+
+
 def test_the_baseline_takes_hrnets_front_and_leaves_its_residual_stage_fresh(reference, capsys):
     """SegNode's Baseline shares HRNetV2's stem and stages 1-3 and head: those load; its
     residual stage 4 stays fresh, and the checkpoint's stage 4 is reported unused."""
@@ -117,7 +148,7 @@ def test_the_imagenet_classifier_gives_pytorchs_logits(tmp_path, monkeypatch):
     model, logits = classifier()
     np.testing.assert_allclose(logits, spread, atol=1e-4 * np.abs(spread).max())
     assert model.task == "classification" and model.name == "hrnetv2_w4_cls"
-    monkeypatch.setattr(hrnet, "fusion_interpolation", lambda convention, head: "bilinear")
+    monkeypatch.setattr(hrnet, "fusion_interpolation", lambda *arguments: "bilinear")
     _, bilinear = classifier()
     assert np.abs(bilinear - spread).max() > 100 * np.abs(logits - spread).max()
 
@@ -168,9 +199,9 @@ def test_convert_writes_a_keras_file_that_computes_pytorchs_logits(reference, tm
 
 def test_a_model_pretrained_as_pytorch_computes_is_fine_tuned_so(tmp_path, capsys):
     """`--init-from` a .keras file of an HRNet built with convention="pytorch" (an
-    ImageNet run started from HRNet's weights) builds the fine-tuned HRNet the same way,
-    and says so; a file of the default convention, or a model without one, changes
-    nothing."""
+    ImageNet run started from HRNet's weights) or with align_corners builds the fine-tuned
+    HRNet the same way, and says so; a file of the default convention, or a model without
+    one, changes nothing."""
     from kseg.train.init_from import source_arguments
 
     small = {"width": 4, "stage_modules": (1, 1, 1), "blocks": 1}
@@ -181,3 +212,8 @@ def test_a_model_pretrained_as_pytorch_computes_is_fine_tuned_so(tmp_path, capsy
     assert "Built with convention='pytorch', as " in capsys.readouterr().out
     assert source_arguments("contextnet_cn14", path) == {}
     assert "Built" not in capsys.readouterr().out
+    path = str(tmp_path / "corners.keras")  # an HRNet-OCR converted from PyTorch
+    kseg.models.HRNetV2(convention="pytorch", align_corners=True, ocr=True, **small).save(path)
+    arguments = {"convention": "pytorch", "align_corners": True}
+    assert source_arguments("hrnetv2_w48_ocr", path) == arguments
+    assert "Built with convention='pytorch', align_corners=True, as " in capsys.readouterr().out

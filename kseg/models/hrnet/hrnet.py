@@ -44,12 +44,15 @@ def branch_channels(width: int) -> list[int]:
     return [width * 2**i for i in range(4)]
 
 
-def fusion_interpolation(convention: str, head: str) -> str:
+def fusion_interpolation(convention: str, head: str, align_corners: bool = False) -> str:
     """How an HRNet's fusions upsample: bilinearly (HRNet's segmentation code, and kseg's
-    every HRNet), but by the nearest neighbour as PyTorch computes HRNet's ImageNet
-    classifier (convention "pytorch" with the classification head), so that its published
-    weights score there as HRNet-Image-Classification's code scores them."""
-    return "nearest" if convention == "pytorch" and head == "classification" else "bilinear"
+    every HRNet), with `align_corners` as HRNet-Semantic-Segmentation's later code does, but
+    by the nearest neighbour as PyTorch computes HRNet's ImageNet classifier (convention
+    "pytorch" with the classification head), so that its published weights score there as
+    HRNet-Image-Classification's code scores them."""
+    if convention == "pytorch" and head == "classification":
+        return "nearest"
+    return "bilinear_align_corners" if align_corners else "bilinear"
 
 
 def hrnet_front(
@@ -88,21 +91,22 @@ def hrnet_front(
     return hr_transition(xs, channels, padding=padding, name=f"{name}_transition3_")
 
 
-def hrnet_head(xs, num_classes: int, ocr: bool, name: str = "head"):
+def hrnet_head(xs, num_classes: int, ocr: bool, interpolation: str = "bilinear", name="head"):
     """HRNetV2's head (concatenate the upsampled branches, 1x1 conv-BN-ReLU, 1x1 to classes)
-    or, with `ocr`, the object-contextual head; logits at 1/4, upsampled to the image.
-    Returns the logits, or with OCR `{"logits", "aux_logits"}`."""
-    x = concat_branches(xs, name=f"{name}_concat")
+    or, with `ocr`, the object-contextual head; logits at 1/4, upsampled to the image (each
+    upsampling by `interpolation`). Returns the logits, or with OCR `{"logits",
+    "aux_logits"}`."""
+    x = concat_branches(xs, interpolation, name=f"{name}_concat")
     if ocr:
         logits, aux = ocr_head(x, num_classes, name=f"{name}_ocr")
         return {
-            "logits": upsample_logits(logits, f"{name}_logits"),
-            "aux_logits": upsample_logits(aux, f"{name}_aux_logits"),
+            "logits": upsample_logits(logits, f"{name}_logits", interpolation),
+            "aux_logits": upsample_logits(aux, f"{name}_aux_logits", interpolation),
         }
     # seg_hrnet gives this conv a bias; before batch norm it has no effect (zero gradient).
     x = conv_norm_act(x, x.shape[-1], 1, norm=TORCH_BATCH_NORM, name=name)
     x = keras.layers.Conv2D(num_classes, 1, name=f"{name}_classifier")(x)
-    return upsample_logits(x, f"{name}_logits")
+    return upsample_logits(x, f"{name}_logits", interpolation)
 
 
 def classification_head(xs, num_classes: int, padding: str = "same", name: str = "cls"):
@@ -128,16 +132,17 @@ def classification_head(xs, num_classes: int, padding: str = "same", name: str =
     return keras.layers.Activation("linear", dtype="float32", name=f"{name}_logits")(y)
 
 
-def hrnet_outputs(xs, num_classes: int, ocr: bool, head: str, padding: str):
-    """The model's outputs on the four branches `xs`: `head`'s (one of `HEADS`)."""
+def hrnet_outputs(xs, num_classes: int, ocr: bool, head: str, padding: str, interpolation: str):
+    """The model's outputs on the four branches `xs`: `head`'s (one of `HEADS`); the
+    segmentation head upsamples by `interpolation` (its fusions')."""
     if head == "classification":
         return classification_head(xs, num_classes, padding)
-    return hrnet_head(xs, num_classes, ocr)
+    return hrnet_head(xs, num_classes, ocr, interpolation)
 
 
-def upsample_logits(x, name: str):
+def upsample_logits(x, name: str, interpolation: str = "bilinear"):
     """Logits at 1/4 to the image size (bilinear), float32 under mixed precision."""
-    x = Upsample(4, name=f"{name}_upsample")(x)
+    x = Upsample(4, interpolation, name=f"{name}_upsample")(x)
     return keras.layers.Activation("linear", dtype="float32", name=name)(x)
 
 
@@ -163,7 +168,15 @@ class _HRNet(SegmentationModel):
     """What the HRNets share: their PyTorch weights' names (`hrnet_torch`) and the
     arguments that build them as PyTorch computes them."""
 
-    torch_arguments = TORCH_ARGUMENTS
+    @staticmethod
+    def torch_arguments(names) -> dict:
+        """The arguments that build the HRNet as PyTorch computed the checkpoint whose
+        tensors are `names`: its padding and input normalisation, and for HRNet-OCR's the
+        upsampling with aligned corners that all of its models trained with
+        (HRNet-Semantic-Segmentation's `MODEL.ALIGN_CORNERS`; its plain HRNetV2 models
+        trained with either, so theirs is the user's to give)."""
+        ocr = any("ocr_distri_head." in name for name in names)
+        return {**TORCH_ARGUMENTS, "align_corners": True} if ocr else dict(TORCH_ARGUMENTS)
 
     @staticmethod
     def torch_weights(state: dict) -> tuple[dict, list[str]]:
@@ -204,6 +217,10 @@ class HRNetV2(_HRNet):
             classification head, fusions upsampled by the nearest neighbour as its
             classification code does), under which HRNet's published weights
             (`kseg.train.init_from`) give PyTorch's features.
+        align_corners: upsample bilinearly with the corner pixels aligned (PyTorch's
+            `align_corners=True`) in the fusions and the segmentation head, as
+            HRNet-Semantic-Segmentation's later code (its PyTorch 1.1 models and HRNet-OCR,
+            `MODEL.ALIGN_CORNERS`) trained; default half-pixel centres, as its first code.
         image_shape: (height, width, channels); height and width multiples of 32 or None.
 
     Example:
@@ -228,6 +245,7 @@ class HRNetV2(_HRNet):
         stage_modules: tuple[int, int, int] = (1, 4, 3),
         blocks: int = 4,
         convention: str = "keras",
+        align_corners: bool = False,
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
@@ -235,13 +253,13 @@ class HRNetV2(_HRNet):
 
         # === Functional Model ===
         name, inputs = _hrnet_input(kwargs, "hrnetv2", num_classes, width, ocr, head, image_shape)
-        upsample = fusion_interpolation(convention, head)
+        upsample = fusion_interpolation(convention, head, align_corners)
         xs = hrnet_front(inputs, width, stage_modules[:2], blocks, convention, upsample)
         padding = stride_padding(convention)
         for m in range(stage_modules[2]):
             module = f"hrnet_stage4_module{m + 1}"
             xs = hr_module(xs, blocks, padding=padding, interpolation=upsample, name=module)
-        outputs = hrnet_outputs(xs, num_classes, ocr, head, padding)
+        outputs = hrnet_outputs(xs, num_classes, ocr, head, padding, upsample)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
         # === Config ===
@@ -317,7 +335,7 @@ class ResidualHRNet(_HRNet):
             )
             for i, x in enumerate(xs)
         ]
-        outputs = hrnet_outputs(xs, num_classes, ocr, head, padding)
+        outputs = hrnet_outputs(xs, num_classes, ocr, head, padding, upsample)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
         # === Config ===

@@ -10,7 +10,9 @@ gamma`); `kseg.train.init_from` loads them by path and shape.
 
 The ImageNet classification head (`incre_modules`, `downsamp_modules`, `final_layer`,
 `classifier`) goes to an HRNet built with `head="classification"`; a segmentation network
-has no counterpart and leaves it out, as HRNet-Semantic-Segmentation does.
+has no counterpart and leaves it out, as HRNet-Semantic-Segmentation does. HRNet-OCR's
+head (`conv3x3_ocr`, `aux_head`, `ocr_distri_head`, `cls_head`) goes to an HRNet built
+with `ocr=True`.
 """
 
 from __future__ import annotations
@@ -89,11 +91,51 @@ def _keras_layer(module: str) -> str | None:
         return f"cls_final_{_conv_or_norm(rest[0])}"
     if head == "classifier" and not rest:
         return "cls_classifier"
-    return None
+    return _ocr_layer(module)
+
+
+# HRNet-OCR's head (HRNet-Semantic-Segmentation's seg_hrnet_ocr.py): its modules' kseg
+# layers (`kseg.layers.ocr.ocr_head`) under `head_ocr_`.
+_OCR = {
+    "conv3x3_ocr.0": "pixel_conv",
+    "conv3x3_ocr.1": "pixel_bn",
+    "aux_head.0": "aux_conv",
+    "aux_head.1": "aux_bn",
+    "aux_head.3": "aux_classifier",
+    "ocr_distri_head.conv_bn_dropout.0": "fuse_conv",
+    "ocr_distri_head.conv_bn_dropout.1.0": "fuse_bn",
+    "cls_head": "classifier",
+}
+# The object attention's conv, BNReLU pairs (`Sequential(conv, Sequential(bn, ReLU), ...)`).
+_OCR_ATTENTION = {
+    "f_pixel": ("query1", "query2"),
+    "f_object": ("key1", "key2"),
+    "f_down": ("value",),
+    "f_up": ("up",),
+}
+
+
+def _ocr_layer(module: str) -> str | None:
+    if module in _OCR:
+        return f"head_ocr_{_OCR[module]}"
+    match = re.fullmatch(r"ocr_distri_head\.object_context_block\.(\w+)\.(\d+)(\.0)?", module)
+    if match is None or match.group(1) not in _OCR_ATTENTION:
+        return None
+    index, norm = int(match.group(2)), match.group(3) is not None
+    if index % 2 != norm:  # a conv at an even index, its norm inside the odd one after
+        return None
+    layers = _OCR_ATTENTION[match.group(1)]
+    return f"head_ocr_{layers[index // 2]}_{'bn' if norm else 'conv'}"
 
 
 # Convs followed by batch norm whose PyTorch bias kseg folds into that norm (`keras_weights`).
-_FOLDED_BIASES = ("head_conv", "cls_down", "cls_final_conv")
+_FOLDED_BIASES = (
+    "head_conv",
+    "cls_down",
+    "cls_final_conv",
+    "head_ocr_pixel_conv",
+    "head_ocr_aux_conv",
+)
 
 
 def keras_weights(state: dict[str, np.ndarray]) -> tuple[dict[str, tuple[str, np.ndarray]], list]:
@@ -102,7 +144,8 @@ def keras_weights(state: dict[str, np.ndarray]) -> tuple[dict[str, tuple[str, np
 
     Conv kernels go to Keras' layout (`keras_kernel`), the classifier's matrix is
     transposed. The bias of a conv that batch norm follows (the segmentation head's first
-    conv, the classification head's), which kseg's conv lacks, is folded into that batch
+    conv, the classification head's, OCR's pixel and auxiliary convs), which kseg's conv
+    lacks, is folded into that batch
     norm's moving mean: normalising conv + b with mean m is normalising conv with mean
     m - b."""
     weights, unused, biases = {}, [], {}
