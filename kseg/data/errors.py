@@ -16,16 +16,23 @@ class DatasetLayoutError(UserError, FileNotFoundError):
 
 
 class CorruptFileError(UserError, ValueError):
-    """Files that cannot be read, or an image and label of different sizes, listed by name.
-    A class list's (`skippable=False`) cannot be left out: its lines number the classes."""
+    """Files that cannot be read, or an image and label of different sizes, listed by name,
+    with `skip`, what leaves them out. A class list's (`skippable=False`) cannot be left
+    out: its lines number the classes."""
 
-    def __init__(self, dataset: str, problems: list[str], skippable: bool = True):
+    def __init__(
+        self,
+        dataset: str,
+        problems: list[str],
+        skippable: bool = True,
+        skip: str = "on_bad='skip' (--skip-bad-files)",
+    ):
         shown = "\n".join(f"  {p}" for p in problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         if skippable:
             super().__init__(
                 f"{dataset}: {len(problems)} bad file(s):\n{shown}{more}\nFix or remove them, "
-                "or pass on_bad='skip' (--skip-bad-files) to leave them out."
+                f"or pass {skip} to leave them out."
             )
         else:
             super().__init__(

@@ -262,7 +262,9 @@ class ImageNetRecipe:
             flush=True,
         )
         problems = undecodable(files.paths)
-        return str(CorruptFileError(data.name, list(problems.values()))) if problems else None
+        if not problems:
+            return None
+        return str(CorruptFileError(data.name, list(problems.values()), skip="--skip-bad-files"))
 
     def predict(self, runner: Runner) -> None:
         raise UserError("the ImageNet recipe trains and evaluates; it has no predict")

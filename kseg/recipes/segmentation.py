@@ -296,8 +296,8 @@ class SegmentationRecipe:
 
     def unreadable_input(self, runner: Runner, error: BaseException, command: str) -> None:
         """None: every image and label is checked before a command reads it
-        (`SegmentationDataset.verify` and `decodable`): a decoder's error after that is a
-        bug."""
+        (`SegmentationDataset.verify`, which decodes JPEGs whole): a decoder's error after
+        that is a bug."""
         return None
 
     def memory_hint(self, command: str) -> str | None:

@@ -141,7 +141,8 @@ def hrnet_outputs(xs, num_classes: int, ocr: bool, head: str, padding: str, inte
 
 
 def upsample_logits(x, name: str, interpolation: str = "bilinear"):
-    """Logits at 1/4 to the image size (bilinear), float32 under mixed precision."""
+    """Logits at 1/4 to the image size (by `interpolation`, bilinear by default), float32
+    under mixed precision."""
     x = Upsample(4, interpolation, name=f"{name}_upsample")(x)
     return keras.layers.Activation("linear", dtype="float32", name=name)(x)
 

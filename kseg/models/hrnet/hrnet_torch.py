@@ -145,9 +145,8 @@ def keras_weights(state: dict[str, np.ndarray]) -> tuple[dict[str, tuple[str, np
     Conv kernels go to Keras' layout (`keras_kernel`), the classifier's matrix is
     transposed. The bias of a conv that batch norm follows (the segmentation head's first
     conv, the classification head's, OCR's pixel and auxiliary convs), which kseg's conv
-    lacks, is folded into that batch
-    norm's moving mean: normalising conv + b with mean m is normalising conv with mean
-    m - b."""
+    lacks, is folded into that batch norm's moving mean: normalising conv + b with mean m
+    is normalising conv with mean m - b."""
     weights, unused, biases = {}, [], {}
     for name, value in state.items():
         module, _, tensor = name.removeprefix("model.").rpartition(".")
