@@ -84,23 +84,26 @@ def random_resized_crop(contents, size: int, seed):
     return tf.image.resize(crop, (size, size), method="bilinear", antialias=True)
 
 
+def _shorter_to(shape, side: int):
+    """The float32 (height, width) of an image of int `shape` whose shorter side is
+    resized to `side`, the longer one truncated as torchvision's Resize(int) does."""
+    shape = tf.cast(shape, tf.float32)
+    return tf.floor(shape * (side / tf.reduce_min(shape)) + 1e-4)  # the shorter side exactly
+
+
 def resize_shorter(image, side: int):
     """`image` resized so that its shorter side is `side` (bilinear, antialiased), the
     longer one truncated as torchvision's Resize(int) does: float32 in [0, 255]."""
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    scale = side / tf.reduce_min(shape)
-    new = tf.cast(tf.floor(shape * scale + 1e-4), tf.int32)  # the shorter side exactly `side`
-    return tf.image.resize(image, new, method="bilinear", antialias=True)
+    new = _shorter_to(tf.shape(image)[:2], side)
+    return tf.image.resize(image, tf.cast(new, tf.int32), method="bilinear", antialias=True)
 
 
-def _resized_for_crops(contents, size: int):
-    """The image with its shorter side at `eval_resize(size)`, and the (top, left) of its
-    centre (size, size) window (torchvision's CenterCrop rounds half to even too)."""
-    image = resize_shorter(decode(contents), eval_resize(size))
-    h, w = tf.shape(image)[0], tf.shape(image)[1]
-    top = tf.cast(tf.round(tf.cast(h - size, tf.float32) / 2), tf.int32)
-    left = tf.cast(tf.round(tf.cast(w - size, tf.float32) / 2), tf.int32)
-    return image, top, left
+def _centre(height, width, size: int):
+    """The (top, left) of the centre (size, size) window of a `height` x `width` image
+    (torchvision's CenterCrop rounds half to even too)."""
+    top = tf.round(tf.cast(height - size, tf.float32) / 2)
+    left = tf.round(tf.cast(width - size, tf.float32) / 2)
+    return top, left
 
 
 def _window(image, top, left, size: int):
@@ -109,16 +112,31 @@ def _window(image, top, left, size: int):
 
 def center_crop(contents, size: int):
     """The evaluation crop of one encoded image: the shorter side to `eval_resize(size)`,
-    the centre (size, size) window, float32 in [0, 255]."""
-    image, top, left = _resized_for_crops(contents, size)
-    return _window(image, top, left, size)
+    the centre (size, size) window, float32 in [0, 255]. Only the window is computed
+    (`ScaleAndTranslate`, what `tf.image.resize` antialiases with, given the resize's
+    scale and the window's offset): the pixels of resizing the whole image and cropping,
+    to float32 rounding, in about a third less time."""
+    image = decode(contents)
+    shape = tf.shape(image)[:2]
+    new = _shorter_to(shape, eval_resize(size))
+    top, left = _centre(new[0], new[1], size)
+    crop = tf.raw_ops.ScaleAndTranslate(
+        images=image[None],
+        size=[size, size],
+        scale=new / tf.cast(shape, tf.float32),
+        translation=-tf.stack([top, left]),
+        kernel_type="triangle",
+        antialias=True,
+    )
+    return tf.ensure_shape(crop[0], [size, size, 3])
 
 
 def ten_crops(contents, size: int):
     """(10, size, size, 3): the corners (top-left, top-right, bottom-left, bottom-right) and
     centre of the image resized as `center_crop`'s, then their mirror images."""
-    image, top, left = _resized_for_crops(contents, size)
+    image = resize_shorter(decode(contents), eval_resize(size))
     h, w = tf.shape(image)[0], tf.shape(image)[1]
+    top, left = (tf.cast(v, tf.int32) for v in _centre(h, w, size))
     corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), (top, left)]
     crops = tf.stack([_window(image, t, x, size) for t, x in corners])
     return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
