@@ -104,13 +104,20 @@ class SegmentationDataset:
         return self.verify_each(samples, _check_pair)
 
     def verify_each(self, samples: Sequence[Sample], check) -> list[Sample]:
-        """The samples whose JPEG, BMP, GIF and WebP files TensorFlow decodes whole (a file
-        cut short passes the checks of headers) and that `check` (a sample -> its problem,
-        or None) passes; the others' problems go to `report_bad`, all in one report."""
-        from kseg.data.decode_check import DECODED_SUFFIXES, undecodable
+        """The samples whose JPEG, BMP, GIF and WebP files TensorFlow decodes whole and
+        whose TIFF files hold all their image data (a file cut short passes the checks of
+        headers), and that `check` (a sample -> its problem, or None) passes; the others'
+        problems go to `report_bad`, all in one report."""
+        from kseg.data.decode_check import (
+            DECODED_SUFFIXES,
+            TIFF_SUFFIXES,
+            tiff_cut_short,
+            undecodable,
+        )
 
         files = [p for s in samples for p in (s.image, s.label)]
         cut = undecodable(p for p in files if p.lower().endswith(DECODED_SUFFIXES))
+        cut |= tiff_cut_short(p for p in files if p.lower().endswith(TIFF_SUFFIXES))
         checked = [(s, cut.get(s.image) or cut.get(s.label) or check(s)) for s in samples]
         self.report_bad([problem for _, problem in checked if problem])
         return [s for s, problem in checked if not problem]

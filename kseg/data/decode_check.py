@@ -1,23 +1,30 @@
-"""Which image files TensorFlow's decoders cannot read, named, and whether an error that
-stopped a pipeline was one of them.
+"""Which image files TensorFlow's decoders cannot read and which TIFF files are cut short,
+named, and whether an error that stopped a pipeline was one of them.
 
 A file cut short (an interrupted copy, download or unzip) keeps its header, so a check of
 headers passes it; TensorFlow's decoder then stops the pipeline at it with an error that
 names no file, and when the pipeline decodes a crop window only (ImageNet's training
 crops) it does so only for the windows that reach the missing part. `undecodable`
 decodes each file whole, JPEGs at an eighth of their size (libjpeg still reads every
-byte), in parallel (`bench/decode_check.py` measures it against Pillow).
+byte), in parallel (`bench/decode_check.py` measures it against Pillow). TIFF files,
+which Pillow reads (aerial and microscopy images of thousands of pixels a side), are not
+decoded: `tiff_cut_short` compares where their header says the image data ends with the
+file's size.
 """
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
 
-# The formats checked here; PNG (whose chunk checksums Pillow verifies) and TIFF (read by
-# Pillow) are the checks' of `kseg.data.base`.
+# The formats `undecodable` checks; PNG's chunk checksums are Pillow's to verify
+# (`kseg.data.base`), TIFF's data `tiff_cut_short`'s.
 DECODED_SUFFIXES = (".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+TIFF_SUFFIXES = (".tif", ".tiff")
+# TIFF tags: where the strips (or tiles) of the first image start, and their lengths.
+_STRIP_OFFSETS, _STRIP_BYTES, _TILE_OFFSETS, _TILE_BYTES = 273, 279, 324, 325
 _DECODE_OPS = re.compile(
     r"\b(DecodeAndCropJpeg|DecodeJpeg|DecodePng|DecodeImage|DecodeBmp|DecodeGif|DecodeWebP|"
     r"ExtractJpegShape)\b"
@@ -61,6 +68,32 @@ def undecodable(paths) -> dict[str, str]:
         except tf.errors.OpError as e:
             reason = tensorflow_reason(e)
         problems[paths[i]] = f"{paths[i]}: unreadable (TensorFlow's decoder: {reason})"
+    return problems
+
+
+def tiff_cut_short(paths) -> dict[str, str]:
+    """{path: "PATH: unreadable (cut short: ...)"} for each TIFF of `paths` whose image data
+    runs past the end of the file, read from its header's strip or tile table (a file
+    whose header is lost too is the header check's to report)."""
+    from PIL import Image
+
+    problems = {}
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                tags = im.tag_v2
+                offsets = tags.get(_STRIP_OFFSETS) or tags.get(_TILE_OFFSETS)
+                counts = tags.get(_STRIP_BYTES) or tags.get(_TILE_BYTES)
+        except Exception:  # not a TIFF Pillow opens: the header check names it
+            continue
+        if not offsets or not counts:
+            continue
+        end, size = max(o + c for o, c in zip(offsets, counts, strict=False)), os.path.getsize(path)
+        if end > size:
+            problems[path] = (
+                f"{path}: unreadable (cut short: its image data ends at byte {end:,}, the file "
+                f"at byte {size:,})"
+            )
     return problems
 
 

@@ -1,14 +1,16 @@
-"""`kseg.data.decode_check`: the image files TensorFlow cannot decode, against Pillow
-reading each file whole, and the errors of a pipeline that stopped at one."""
+"""`kseg.data.decode_check`: the image files TensorFlow cannot decode and the TIFF files
+cut short, against Pillow reading each file whole, and the errors of a pipeline that
+stopped at one."""
 
 import io
+import re
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
-from kseg.data.decode_check import decode_failure, undecodable
+from kseg.data.decode_check import decode_failure, tiff_cut_short, undecodable
 
 
 def _jpeg(seed=0, mode="RGB", size=(96, 64)) -> bytes:
@@ -85,3 +87,31 @@ def test_a_pipeline_stopped_by_a_decoder_is_known_and_other_errors_are_not(files
         tf.reshape(tf.zeros(3), [2])
     assert decode_failure(other.value) is None
     assert decode_failure(ValueError("DecodeJpeg failed")) is None
+
+
+def test_a_tiff_cut_short_is_found_from_its_strip_table(tmp_path):
+    """An uncompressed TIFF keeps its header first, so one cut short opens and gives its
+    size; its strips then end past the file's end. The TIFFs found are those Pillow
+    cannot load whole; an LZW one cut short loses its header (Pillow writes it last) and
+    is the header check's."""
+    pixels = np.random.default_rng(4).integers(0, 256, (60, 80, 3), np.uint8)
+    paths = []
+    for name, options in [("plain", {}), ("lzw", {"compression": "tiff_lzw"}),
+                          ("grey16", {})]:  # fmt: skip
+        grey16 = pixels[..., 0].astype(np.uint16) * 257
+        image = Image.fromarray(grey16 if name == "grey16" else pixels)
+        image.save(tmp_path / f"{name}.tif", **options)
+        paths.append(str(tmp_path / f"{name}.tif"))
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes((tmp_path / "plain.tif").read_bytes()[:10000])
+    paths.append(str(cut))
+    with Image.open(cut) as im:
+        assert im.size == (80, 60)
+    problems = tiff_cut_short(paths)
+    assert list(problems) == [p for p in paths if not _pillow_reads_whole(p)] == [str(cut)]
+    said = re.fullmatch(
+        rf"{re.escape(str(cut))}: unreadable \(cut short: its image data ends at byte "
+        r"([\d,]+), the file at byte 10,000\)",
+        problems[str(cut)],
+    )
+    assert said and int(said.group(1).replace(",", "")) >= 60 * 80 * 3  # the pixels' bytes

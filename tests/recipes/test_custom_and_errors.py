@@ -279,6 +279,11 @@ def test_bad_custom_files_are_named_or_skipped_and_counted(custom_dir, tmp_path)
     jpeg.write_bytes(jpeg.read_bytes()[:200])  # truncated
     cut = root / "images" / "train" / "photo004.jpg"  # cut past its header: opens, not decodes
     cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    photo = root / "images" / "train" / "photo005.jpg"  # as an uncompressed TIFF, cut short
+    tiff = photo.with_suffix(".tif")
+    Image.open(photo).save(tiff)
+    photo.unlink()
+    tiff.write_bytes(tiff.read_bytes()[: tiff.stat().st_size * 2 // 3])
     with pytest.raises(CorruptFileError, match="photo000.jpg: no mask"):
         FolderDataset(str(root)).samples("train")
     (root / "images" / "train" / "photo000.jpg").unlink()
@@ -289,11 +294,12 @@ def test_bad_custom_files_are_named_or_skipped_and_counted(custom_dir, tmp_path)
     assert "photo002.jpg is 128x64 but its label" in message
     assert "photo003.jpg: unreadable" in message
     assert "photo004.jpg: unreadable (TensorFlow's decoder: jpeg::Uncompress failed" in message
+    assert "photo005.tif: unreadable (cut short: its image data ends at byte" in message
     assert "--skip-bad-files" in message
     skipping = FolderDataset(str(root), on_bad="skip")
-    with pytest.warns(UserWarning, match="skipped 4 bad file"):
+    with pytest.warns(UserWarning, match="skipped 5 bad file"):
         kept = skipping.samples("train")
-    assert len(kept) == 8 - 5 and sum(skipping.skipped.values()) == 4
+    assert len(kept) == 8 - 6 and sum(skipping.skipped.values()) == 5
     assert str(cut) not in {s.image for s in kept}
 
 
