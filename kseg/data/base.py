@@ -108,6 +108,16 @@ class SegmentationDataset:
         whose TIFF files hold all their image data (a file cut short passes the checks of
         headers), and that `check` (a sample -> its problem, or None) passes; the others'
         problems go to `report_bad`, all in one report."""
+        cut = self._cut_short([p for s in samples for p in (s.image, s.label)])
+        checked = [(s, cut.get(s.image) or cut.get(s.label) or check(s)) for s in samples]
+        self.report_bad([problem for _, problem in checked if problem])
+        return [s for s, problem in checked if not problem]
+
+    def _cut_short(self, files: list[str]) -> dict[str, str]:
+        """{file: its problem} of `files` that do not decode or whose TIFF data is cut
+        short (`kseg.data.decode_check`). Each file is checked once in the reader's life: a
+        run asks for its splits' samples again (evaluation, export calibration), and
+        decoding a split of large photos takes a while."""
         from kseg.data.decode_check import (
             DECODED_SUFFIXES,
             TIFF_SUFFIXES,
@@ -115,12 +125,12 @@ class SegmentationDataset:
             undecodable,
         )
 
-        files = [p for s in samples for p in (s.image, s.label)]
-        cut = undecodable(p for p in files if p.lower().endswith(DECODED_SUFFIXES))
-        cut |= tiff_cut_short(p for p in files if p.lower().endswith(TIFF_SUFFIXES))
-        checked = [(s, cut.get(s.image) or cut.get(s.label) or check(s)) for s in samples]
-        self.report_bad([problem for _, problem in checked if problem])
-        return [s for s, problem in checked if not problem]
+        known = self.__dict__.setdefault("_checked_contents", {})  # file -> problem or None
+        new = [p for p in dict.fromkeys(files) if p not in known]
+        known.update(dict.fromkeys(new))
+        known.update(undecodable(p for p in new if p.lower().endswith(DECODED_SUFFIXES)))
+        known.update(tiff_cut_short(p for p in new if p.lower().endswith(TIFF_SUFFIXES)))
+        return {p: known[p] for p in files if known[p]}
 
     def report_bad(self, problems: list[str], split: str = "") -> None:
         """Stops at `problems` (bad files, one line each) naming them, or with

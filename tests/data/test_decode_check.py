@@ -115,3 +115,26 @@ def test_a_tiff_cut_short_is_found_from_its_strip_table(tmp_path):
         problems[str(cut)],
     )
     assert said and int(said.group(1).replace(",", "")) >= 60 * 80 * 3  # the pixels' bytes
+
+
+def test_a_reader_decodes_each_file_once_however_often_a_run_asks(tmp_path, monkeypatch):
+    """A run asks for a split's samples for training, again for evaluation and for export
+    calibration: the files are decoded the first time only."""
+    from kseg.data import FolderDataset, decode_check
+    from kseg.data.demo_data import build_demo_folder
+
+    root = build_demo_folder(str(tmp_path / "data"), train=4, val=2, height=32, width=64)
+    decoded = []
+    real = decode_check.undecodable
+
+    def counting(paths):
+        paths = list(paths)
+        decoded.extend(paths)
+        return real(paths)
+
+    monkeypatch.setattr(decode_check, "undecodable", counting)
+    dataset = FolderDataset(root)
+    first = dataset.samples("train")
+    assert sorted(decoded) == sorted(s.image for s in first)  # the JPEG photos, not the PNGs
+    decoded.clear()
+    assert dataset.samples("train") == first and dataset.samples("val") and len(decoded) == 2
