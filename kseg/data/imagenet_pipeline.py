@@ -115,7 +115,7 @@ def center_crop(contents, size: int):
     the centre (size, size) window, float32 in [0, 255]. Only the window is computed
     (`ScaleAndTranslate`, what `tf.image.resize` antialiases with, given the resize's
     scale and the window's offset): the pixels of resizing the whole image and cropping,
-    to float32 rounding, in about a third less time."""
+    to float32 rounding, without resizing the rest (at 224, 43% of a 256x341 image)."""
     image = decode(contents)
     shape = tf.shape(image)[:2]
     new = _shorter_to(shape, eval_resize(size))
