@@ -17,8 +17,9 @@ image, takes the whole image (torchvision a centre window of the nearest allowed
 JPEG files are decoded only inside the training window (`decode_and_crop_jpeg`); the few
 other files under a .JPEG name (ImageNet's train set has a PNG and CMYK JPEGs) are read by
 their content. JPEGs are decoded with libjpeg's accurate DCT, as Pillow (torchvision's
-reader) decodes them: TensorFlow's default, the fast DCT, is off by up to 7 levels, so
-HRNet's published classifier would be scored on pixels its code never sees.
+reader) decodes them: TensorFlow's default DCT gives slightly different pixels
+(bench/jpeg_dct.py), and HRNet's published classifier is to be scored on the pixels its
+own code saw.
 """
 
 from __future__ import annotations
