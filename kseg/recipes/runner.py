@@ -225,7 +225,7 @@ class Runner:
     def train_stage(self, folder: str, make_model, epochs: int | None, learning_rate=None):
         """Trains the model of `make_model()` (or resumes the one in `folder`) for `epochs`
         (None: the preset's)."""
-        from kseg.train.checkpoints import last_checkpoint
+        from kseg.train.checkpoints import last_checkpoint, read_state
         from kseg.train.engine import fit, resume_point
         from kseg.train.presets import apply_weight_decay, describe_weight_decay, has_preset
         from kseg.train.schedules import resume_schedule
@@ -264,6 +264,8 @@ class Runner:
             if "class_weights" in prepared.details:  # --balance-classes
                 weights = tuple(prepared.details["class_weights"])  # recorded with the run
                 preset = dataclasses.replace(preset, class_weights=weights)
+            if resumed and read_state(folder) is None:
+                state = self.recovered_state(folder, initial_epoch, prepared.validation)
             if resumed:
                 changed = resume_schedule(
                     model.optimizer, preset.make_schedule(epochs * prepared.steps, prepared.steps)
@@ -336,6 +338,32 @@ class Runner:
             if said is None:
                 raise
             raise said from None
+
+    def recovered_state(self, folder: str, epochs_done: int, validation) -> dict:
+        """The state of a resumed run whose folder has checkpoints but no `state.json` (a
+        run copied without it): its history and best score from `log.csv`, else the score
+        of its `best.keras` on `validation`, measured again, so that the next epoch does
+        not replace a better `best.keras`. Says which."""
+        import keras
+
+        from kseg.train.checkpoints import BEST, LOG, state_from_log
+
+        state = state_from_log(folder, epochs_done)
+        if state is not None:
+            print(f"{folder} has no state.json: the history and best score of its "
+                  f"{epochs_done} epochs come from its {LOG}")  # fmt: skip
+            return state
+        best = os.path.join(folder, BEST)
+        if validation is None or not os.path.exists(best):
+            return {}
+        model = keras.saving.load_model(best)
+        monitor = self.task.monitor(model, self.config.monitor) if self.config.monitor else None
+        monitor = monitor or self.task.monitor(model)
+        scores = model.evaluate(self.task.targets(validation, model), return_dict=True, verbose=0)
+        score = float(scores[monitor.removeprefix("val_")])
+        print(f"{folder} has no state.json or {LOG}: {BEST} scored again on the validation "
+              f"data, {monitor} {score:.4f}, the score later epochs must beat")  # fmt: skip
+        return {"best": score, "best_epoch": None}
 
     def stopped(self, stop: BaseException, folder: str, epochs: int, run: str):
         """What `run_command` reports when training in `folder` stops with `stop`: Ctrl-C,

@@ -8,10 +8,14 @@ the same way: that rename commits the epoch. Only after it does the copy become
 `best.keras` and the older `last-epoch*.keras` go. A run stopped at any moment resumes
 from the epoch `state.json` names, with the history and best score of that epoch, so at
 most the epoch in progress is lost; `settle` finishes or discards what the stop left.
+A folder that lost its `state.json` (a run copied without it) has its history and best
+score rebuilt from `log.csv` (`state_from_log`), or the runner scores `best.keras` again,
+so that the first epoch trained after the copy does not replace a better `best.keras`.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -20,7 +24,7 @@ import shutil
 
 import keras
 
-BEST, STATE = "best.keras", "state.json"
+BEST, STATE, LOG = "best.keras", "state.json", "log.csv"
 _LAST = re.compile(r"^last-epoch(\d+)\.keras$")
 _PENDING_BEST = re.compile(r"^\.best-epoch(\d+)\.keras$")
 _TEMPORARY = re.compile(r"^\.tmp-\d+-(last-epoch\d+\.keras|\.best-epoch\d+\.keras|state\.json)$")
@@ -134,6 +138,46 @@ def read_state(folder: str) -> dict | None:
     return read_json(os.path.join(folder, STATE))
 
 
+def state_from_log(folder: str, epochs: int) -> dict | None:
+    """What `state.json` held after `epochs` epochs, its history rebuilt from the run's
+    `log.csv` (Keras' CSVLogger: a row of logs an epoch, numbered from 0, appended after
+    the epoch's commit), or None when the log lacks one of those epochs (a stop between
+    the commit and the row). The best score and its epoch are left to `AtomicCheckpoint`,
+    which knows the monitored key."""
+    path = os.path.join(folder, LOG)
+    if not os.path.exists(path):
+        return None
+    rows = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                rows[int(row["epoch"])] = row
+            except (KeyError, TypeError, ValueError):  # not a log kseg wrote
+                return None
+    if any(epoch not in rows for epoch in range(epochs)):
+        return None
+    history: dict[str, list[float]] = {}
+    for epoch in range(epochs):
+        for key, value in rows[epoch].items():
+            # CSVLogger writes NA for a key an epoch did not log
+            if key in ("epoch", None) or value in ("", "NA", None):
+                continue
+            try:
+                history.setdefault(key, []).append(float(value))
+            except ValueError:  # not a log kseg wrote
+                return None
+    return {"epoch": epochs, "history": history}
+
+
+def best_in(history: dict[str, list[float]], monitor: str, mode: str = "max"):
+    """(best finite value of `history[monitor]`, its epoch counted from 1), or None."""
+    scores = [(v, i + 1) for i, v in enumerate(history.get(monitor, [])) if math.isfinite(v)]
+    if not scores:
+        return None
+    pick = max if mode == "max" else min
+    return pick(scores, key=lambda pair: pair[0])
+
+
 class AtomicCheckpoint(keras.callbacks.Callback):
     """Saves `last-epochNNNN.keras` every epoch and `best.keras` when `monitor` improves,
     committing each epoch with `state.json` (the module's docstring says in which order).
@@ -143,7 +187,8 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         monitor: a log key, e.g. "val_mean_iou"; None saves no best model.
         mode: "max" or "min".
         state: a previous `state.json` content when resuming (keeps the best score, its
-            epoch and the history of the earlier epochs).
+            epoch and the history of the earlier epochs). A state without a best score
+            (`state_from_log`'s) takes the best of its history's `monitor`.
         write: False on the workers of a multi-worker run that are not the chief: they
             follow the epochs but write nothing. The chief `settle`s the folder first.
 
@@ -164,6 +209,9 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
         self.folder, self.monitor, self.mode = folder, monitor, mode
         state = state or {}
+        found = best_in(state.get("history", {}), monitor, mode) if monitor else None
+        if "best" not in state and found:
+            state = {**state, "best": found[0], "best_epoch": found[1]}
         self.best = state.get("best", -math.inf if mode == "max" else math.inf)
         self.best_epoch: int | None = state.get("best_epoch")
         self.history: dict[str, list[float]] = state.get("history", {})

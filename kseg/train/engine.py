@@ -13,7 +13,7 @@ from kseg.errors import TrainingDiverged
 from kseg.layers.recompute import recomputing_norm_act
 from kseg.tasks.base import main_logits, output_names  # noqa: F401 (kept importable here)
 from kseg.train.accumulation import accumulating_train_step
-from kseg.train.checkpoints import AtomicCheckpoint, last_checkpoint, read_state
+from kseg.train.checkpoints import LOG, AtomicCheckpoint, last_checkpoint, read_state
 from kseg.train.graph_optimization import graph_optimization as optimizing_graphs
 from kseg.train.precise_bn import PreciseBN
 from kseg.train.presets import TrainingPreset
@@ -228,7 +228,7 @@ def fit(
         checkpoint,
     ]
     if chief:
-        log = os.path.join(folder, "log.csv")
+        log = os.path.join(folder, LOG)
         callbacks.append(keras.callbacks.CSVLogger(log, append=initial_epoch > 0))
         if tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(os.path.join(folder, "tensorboard")))

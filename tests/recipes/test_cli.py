@@ -177,9 +177,20 @@ def test_ctrl_c_in_an_epoch_says_what_is_saved_and_the_same_command_resumes_the_
     assert last_checkpoint(out)[1] == 2
     # A third epoch: the poly schedule, saved for 2 x 2 steps, is stretched to 3 x 2, its
     # rate at step 4 0.045 (1 - 4 / 6) ** 0.98 (kept as saved, the rate would be 0 from
-    # step 4 on, and the third epoch would not train).
+    # step 4 on, and the third epoch would not train). The run is resumed as if copied
+    # without state.json and log.csv: best.keras is scored again, and stays unless the
+    # third epoch beats it.
+    best = read_state(out)["best"]
+    for name in ("state.json", "log.csv"):
+        os.remove(os.path.join(out, name))
     cityscapes.main([*args, "--epochs", "3", "--verbose", "auto"])
     printed = capsys.readouterr().out
+    scored = re.search(f"{re.escape(out)} has no state.json or log.csv: best.keras scored "
+                       r"again on the validation data, val_logits_mean_iou (\d\.\d{4}), "
+                       "the score later epochs must beat", printed)  # fmt: skip
+    assert scored and float(scored.group(1)) == pytest.approx(best, abs=1e-4)
+    third = read_state(out)["history"]["val_logits_mean_iou"]
+    assert len(third) == 1 and read_state(out)["best"] == pytest.approx(max(best, third[0]))
     # --verbose auto into a file (not a terminal): one line an epoch, no progress bars
     assert re.search(r"^2/2 - \d+s - .*val_logits_mean_iou", printed, re.M) and "━" not in printed
     assert ("Resuming with other settings: the learning-rate schedule is this command's "

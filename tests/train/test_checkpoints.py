@@ -146,3 +146,50 @@ def test_precise_bn_sets_the_moving_statistics_to_the_batch_average():
     np.testing.assert_allclose(
         bn.moving_variance.numpy(), np.mean([b.var(0) for b in batches[:3]], 0), rtol=1e-4
     )
+
+
+class _Score(keras.callbacks.Callback):
+    """Logs `score` = `scores[epoch]`, for the callbacks after it to see."""
+
+    def __init__(self, scores):
+        super().__init__()
+        self.scores = scores
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["score"] = self.scores[epoch]
+
+
+def test_a_run_copied_without_state_json_resumes_with_its_history_and_best_from_log_csv(
+    tmp_path,
+):
+    """A folder whose state.json is gone (a run copied without it): the resumed run takes
+    the history and the best score from log.csv, so a fourth epoch scoring 0.7 leaves
+    best.keras as epoch 2's 0.9 (without them, any score beat minus infinity and replaced
+    it). A log missing an epoch rebuilds nothing."""
+    folder, model, seen = str(tmp_path), _tiny_model(), _Weights()
+    x, y = np.ones((8, 4), "float32"), np.zeros((8, 3), "float32")
+    log = os.path.join(folder, "log.csv")
+
+    def callbacks(scores, state=None, append=False):
+        return [
+            _Score(scores),
+            seen,
+            AtomicCheckpoint(folder, "score", "max", state=state),
+            keras.callbacks.CSVLogger(log, append=append),
+        ]
+
+    model.fit(x, y, epochs=3, verbose=0, callbacks=callbacks([0.5, 0.9, 0.6]))
+    written = read_state(folder)
+    os.remove(os.path.join(folder, "state.json"))
+    state = checkpoints.state_from_log(folder, 3)
+    assert state["epoch"] == 3 and state["history"]["score"] == [0.5, 0.9, 0.6]
+    np.testing.assert_allclose(state["history"]["loss"], written["history"]["loss"], rtol=1e-6)
+    assert checkpoints.state_from_log(folder, 4) is None  # the log has three epochs
+
+    model = keras.saving.load_model(last_checkpoint(folder)[0])
+    model.fit(x, y, epochs=4, initial_epoch=3, verbose=0,
+              callbacks=callbacks([0, 0, 0, 0.7], state, append=True))  # fmt: skip
+    state = read_state(folder)
+    assert (state["best"], state["best_epoch"]) == (0.9, 2)
+    assert state["history"]["score"] == [0.5, 0.9, 0.6, 0.7]
+    assert _holds(os.path.join(folder, "best.keras"), seen.at[2])
