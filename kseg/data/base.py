@@ -209,11 +209,28 @@ def _check_pair(s: Sample) -> str | None:
             with Image.open(path) as im:
                 sizes.append(oriented_size(im))
         except Exception as e:  # PIL raises many types for bad files
-            return f"{path}: unreadable ({type(e).__name__}: {e})"
+            return unreadable(path, e)
     if sizes[0] != sizes[1]:
         (iw, ih), (lw, lh) = sizes
         return f"{s.image} is {iw}x{ih} but its label {s.label} is {lw}x{lh}"
     return None
+
+
+def unreadable(path: str, error: Exception) -> str:
+    """Why Pillow did not open `path` for the checks, as a line of their report: an image
+    over Pillow's limit (twice `Image.MAX_IMAGE_PIXELS`, against decompression bombs) with
+    its size and what to do, other errors as Pillow says them."""
+    if isinstance(error, Image.DecompressionBombError):
+        from kseg.data.tile import large_images
+
+        with large_images(None), Image.open(path) as im:  # its header only
+            shown = f"{im.width}x{im.height}, {im.width * im.height:,} pixels"
+        return (
+            f"{path}: too large to train on whole ({shown}; Pillow reads up to "
+            f"{2 * Image.MAX_IMAGE_PIXELS:,}): cut your data into tiles with "
+            "python -m kseg.data.tile"
+        )
+    return f"{path}: unreadable ({type(error).__name__}: {error})"
 
 
 def size_problem(s: Sample, width, height) -> str | None:
@@ -223,7 +240,7 @@ def size_problem(s: Sample, width, height) -> str | None:
         with Image.open(s.image) as im:
             shown = oriented_size(im)
     except Exception as e:  # PIL raises many types for bad files
-        return f"{s.image}: unreadable ({type(e).__name__}: {e})"
+        return unreadable(s.image, e)
     if shown != (width, height):
         return f"{s.image} is {shown[0]}x{shown[1]} but {s.label} records {width}x{height}"
     return None
