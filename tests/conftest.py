@@ -2,6 +2,7 @@ import fcntl
 import gc
 import os
 import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -17,6 +18,10 @@ import pytest  # noqa: E402
 # (a little more memory for less time in the collector; bench/RESULTS.md, startup).
 gc.freeze()
 gc.set_threshold(50_000, 20, 20)
+
+# What kseg keeps in the Keras cache (the record of decoded image files, labelme's embedded
+# images) goes to a folder of the test process's own, not the user's ~/.keras.
+os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="kseg-tests-keras-")
 
 
 @pytest.fixture(autouse=True)

@@ -138,3 +138,35 @@ def test_a_reader_decodes_each_file_once_however_often_a_run_asks(tmp_path, monk
     assert sorted(decoded) == sorted(s.image for s in first)  # the JPEG photos, not the PNGs
     decoded.clear()
     assert dataset.samples("train") == first and dataset.samples("val") and len(decoded) == 2
+
+
+def test_files_decoded_before_and_unchanged_since_are_not_decoded_again(
+    files, tmp_path, monkeypatch
+):
+    """A second check over the same files decodes only the bad ones (never remembered) and
+    those written since; a good file cut short afterwards is found, by its new size and
+    time; without the record (`remember=False`) every file is decoded."""
+    from kseg.data import decode_check
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    decoded = []
+    real = decode_check._decode_all
+
+    def counting(paths):
+        decoded.append(sorted(paths))
+        return real(paths)
+
+    monkeypatch.setattr(decode_check, "_decode_all", counting)
+    first = undecodable(files.values())
+    bad = sorted(first)
+    assert decoded.pop() == sorted(files.values())
+    assert undecodable(files.values()) == first and decoded.pop() == bad
+
+    good = files["good.jpg"]
+    data = open(good, "rb").read()
+    with open(good, "wb") as f:
+        f.write(data[: len(data) // 2])
+    again = undecodable(files.values())
+    assert decoded.pop() == sorted([*bad, good]) and good in again
+    assert undecodable(files.values(), remember=False).keys() == again.keys()
+    assert decoded.pop() == sorted(files.values())
