@@ -296,6 +296,8 @@ class Runner:
             print(f"{config.model} has no paper preset; training with {preset.source}")
         weights = config.model_kwargs.get("backbone_weights")
         weights = any(weights) if isinstance(weights, (list, tuple)) else weights
+        for line in [] if resumed else getattr(model, "backbone_report", []):
+            print(line)
         if not (resumed or config.init_from or weights) and self.task.name == "segmentation":
             if pretraining := getattr(model, "pretraining", None):
                 print(f"Note: this run starts from scratch. {pretraining}")

@@ -72,6 +72,10 @@ def test_imagenet_weights_load_by_name_and_a_tiny_backbone_says_why_not(keras_re
         model.get_layer("conv4_block23_2_conv").kernel, ref.get_layer("conv4_block23_2_conv").kernel
     )
     assert "backbone_weights" not in model.get_config()  # a saved model carries its own
+    # what a run prints of them
+    assert model.backbone_report == [
+        f"Backbone resnet101: ImageNet weights from {path} (208 layers)"
+    ]
     with pytest.raises(ValueError, match="full-depth ResNet-101"):
         DeepLabV3Plus(num_classes=21, backbone_depth=(1, 1, 1, 1), backbone_weights=path)
     with pytest.raises(UserError, match="not a PyTorch state dict"):  # Xception's are timm's

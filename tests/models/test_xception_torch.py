@@ -69,6 +69,10 @@ def test_the_cross_cooperative_pairs_top_takes_them_under_its_prefix(reference):
     )
     high, _ = _features(model, images, prefix="top_")
     np.testing.assert_allclose(high, ref["high"], atol=5e-6 * np.abs(ref["high"]).max())
+    tensors = sum(w.path.startswith("top_xception_") for w in model.weights)
+    assert model.backbone_report == [
+        f"Backbone top xception65: ImageNet weights from {path} ({tensors} tensors)"
+    ]
 
 
 def test_every_tensor_of_xception65s_imagenet_weights_has_its_place():

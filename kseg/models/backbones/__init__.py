@@ -59,4 +59,11 @@ def load_backbone_weights(model, name: str, weights: str, prefix: str = "") -> i
     return load_keras_resnet_weights(model, weights, prefix)
 
 
-__all__ = ["BACKBONES", "build_backbone", "load_backbone_weights"]
+def loaded_backbone(name: str, weights: str, count: int, prefix: str = "") -> str:
+    """What a run prints of the backbone weights a model loaded at construction."""
+    unit = "tensors" if name == "xception65" else "layers"
+    stream = f"{prefix.rstrip('_')} " if prefix else ""
+    return f"Backbone {stream}{name}: ImageNet weights from {weights} ({count} {unit})"
+
+
+__all__ = ["BACKBONES", "build_backbone", "load_backbone_weights", "loaded_backbone"]

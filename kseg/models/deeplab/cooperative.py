@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import keras
 
 from kseg.layers.conv import stride_padding
-from kseg.models.backbones import build_backbone, load_backbone_weights
+from kseg.models.backbones import build_backbone, load_backbone_weights, loaded_backbone
 from kseg.models.base import SegmentationModel, image_input
 from kseg.models.deeplab.deeplab import _listify, check_head_args
 from kseg.models.deeplab.head import deeplabv3plus_head
@@ -147,9 +147,11 @@ class CrossCooperative(SegmentationModel):
             logits = keras.layers.Identity(dtype="float32", name="prediction")(chosen)
         outputs = {"logits": logits, "top_logits": top_logits, "bottom_logits": bottom_logits}
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        self.backbone_report: list[str] = []  # as `DeepLabV3Plus.backbone_report`
         for b, w, p in zip((top, bottom), backbone_weights, STREAMS, strict=True):
             if w is not None:
-                load_backbone_weights(self, b, w, prefix=p)
+                count = load_backbone_weights(self, b, w, prefix=p)
+                self.backbone_report.append(loaded_backbone(b, w, count, prefix=p))
 
         # === Config ===
         top_depth = None if top_depth is None else _listify(top_depth)

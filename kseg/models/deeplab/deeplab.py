@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import keras
 
 from kseg.layers.conv import stride_padding
-from kseg.models.backbones import build_backbone, load_backbone_weights
+from kseg.models.backbones import build_backbone, load_backbone_weights, loaded_backbone
 from kseg.models.base import SegmentationModel, image_input
 from kseg.models.deeplab.head import deeplabv3plus_head
 
@@ -95,8 +95,11 @@ class DeepLabV3Plus(SegmentationModel):
             inputs, [high], [low], num_classes, channels=head_channels, rates=rates
         )
         super().__init__(inputs=inputs, outputs=logits, name=name, **kwargs)
+        # What the run prints of the weights loaded here (`Runner.train_stage`).
+        self.backbone_report: list[str] = []
         if backbone_weights is not None:
-            load_backbone_weights(self, backbone, backbone_weights)
+            count = load_backbone_weights(self, backbone, backbone_weights)
+            self.backbone_report.append(loaded_backbone(backbone, backbone_weights, count))
 
         # === Config ===
         backbone_depth = None if backbone_depth is None else _listify(backbone_depth)
