@@ -13,7 +13,8 @@ from PIL import Image
 
 from kseg.data.errors import CorruptFileError, DatasetLayoutError
 from kseg.data.images import oriented_size
-from kseg.errors import UnknownNameError
+from kseg.errors import UnknownNameError, UserError
+from kseg.predict.standalone import HEIF_EXTENSIONS, UsageError, heif_opener
 
 IGNORE_LABEL = 255
 
@@ -108,6 +109,11 @@ class SegmentationDataset:
         whose TIFF files hold all their image data (a file cut short passes the checks of
         headers), and that `check` (a sample -> its problem, or None) passes; the others'
         problems go to `report_bad`, all in one report."""
+        if any(s.image.lower().endswith(HEIF_EXTENSIONS) for s in samples):
+            try:
+                heif_opener()  # Pillow reads them through pillow-heif
+            except UsageError as e:  # it is not installed
+                raise UserError(f"{self.name}: {e}") from None
         cut = self._cut_short([p for s in samples for p in (s.image, s.label)])
         checked = [(s, cut.get(s.image) or cut.get(s.label) or check(s)) for s in samples]
         self.report_bad([problem for _, problem in checked if problem])

@@ -1,7 +1,7 @@
 """Your own segmentation data: a folder of images, a folder of masks and a class list.
 
     DIR/classes.txt                   one class a line: `name` or `name R G B`
-    DIR/images/{train,val}/NAME.jpg   (or .png, .jpeg, .bmp, .tif, .webp)
+    DIR/images/{train,val}/NAME.jpg   (or .png, .jpeg, .bmp, .tif, .webp, .heic)
     DIR/masks/{train,val}/NAME.png    pixel value = class index, 255 = ignore
 
 Without `images/val`, a tenth of the training images is held out for validation (at least
@@ -45,7 +45,7 @@ from kseg.data.base import IGNORE_LABEL, Sample, SegmentationDataset, _check_pai
 from kseg.data.errors import CorruptFileError
 from kseg.errors import UserError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".heic", ".heif")
 # What masks may be stored as: PNG, and the other formats datasets ship masks in (GIF:
 # Carvana, DRIVE; JPEG: Kvasir-SEG, read by the nearest class colour).
 MASK_EXTENSIONS = (".png", ".gif", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
@@ -290,7 +290,7 @@ class FolderDataset(SegmentationDataset):
     LAYOUT = """\
 <root>/
   classes.txt                   one class a line: name, or name R G B
-  images/{train,val}/NAME.jpg   (.jpg, .jpeg, .png, .bmp, .tif or .webp)
+  images/{train,val}/NAME.jpg   (.jpg, .jpeg, .png, .bmp, .tif, .webp or .heic)
   masks/{train,val}/NAME.png    pixel value = class index (0..K-1), 255 = ignore
                                 (or colour PNGs, every class's colour in classes.txt;
                                 black-and-white masks: `name 0 0 0`, `name 255 255 255`;

@@ -3,9 +3,10 @@ the way every viewer shows them.
 
 - Formats: TensorFlow's decoders read JPEG (with libjpeg's accurate DCT, so the pixels
   are Pillow's, which `kseg.predict` reads), PNG, BMP, GIF and WebP; TIFF (microscopy,
-  remote sensing) goes through Pillow, with kseg's predictions' reading of images
-  (`kseg.predict.standalone.to_rgb`: 16-bit images scaled to 8 bits, as TensorFlow's
-  PNG decoder scales them).
+  remote sensing) and HEIC/HEIF (iPhones' photos, through pillow-heif, whose libheif
+  applies the file's rotation) go through Pillow, with kseg's predictions' reading of
+  images (`kseg.predict.standalone.to_rgb`: 16-bit images scaled to 8 bits, as
+  TensorFlow's PNG decoder scales them).
 - Orientation: a camera or phone stores a photo taken upright (portrait) as landscape
   pixels and says in the file's EXIF "Orientation" tag how to turn them. Image viewers,
   labelling tools (labelme, CVAT) and OpenCV's `imread` turn the pixels, so a mask drawn
@@ -23,13 +24,15 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from kseg.predict.standalone import to_rgb
+from kseg.predict.standalone import heif_opener, to_rgb
 
 ORIENTATION_TAG = 0x0112  # EXIF 274
 # Orientations 5 to 8 turn the image by a quarter: height and width swap.
 SWAPS_SIDES = (5, 6, 7, 8)
 # How a TIFF file starts (little- and big-endian), the format TensorFlow does not decode.
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+# The box an ISO base media file (HEIC, HEIF) starts with after its length, at byte 4.
+HEIF_BOX = b"ftyp"
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
@@ -88,13 +91,16 @@ def orient(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
 
 
 def _pillow_rgb(data) -> np.ndarray:
-    with Image.open(io.BytesIO(_bytes(data))) as im:
+    data = _bytes(data)
+    if data[4:8] == HEIF_BOX:
+        heif_opener()  # registered once; the dataset's checks asked for it before
+    with Image.open(io.BytesIO(data)) as im:
         return to_rgb(im)
 
 
 def decode_image(data: tf.Tensor) -> tf.Tensor:
     """An encoded image (a scalar string tensor) as uint8 H x W x 3, turned by its EXIF
-    orientation: TensorFlow's decoders, or Pillow for TIFF."""
+    orientation: TensorFlow's decoders, or Pillow for TIFF and HEIC/HEIF."""
 
     def tensorflow():
         image = tf.cond(
@@ -114,4 +120,9 @@ def decode_image(data: tf.Tensor) -> tf.Tensor:
 
     head = tf.strings.substr(data, 0, 4)
     is_tiff = tf.reduce_any(tf.equal(head, TIFF_MAGIC))
-    return tf.cond(is_tiff, pillow, tensorflow)
+    is_heif = tf.cond(  # (substr past the end is an error: a file too short to be one)
+        tf.strings.length(data) >= 8,
+        lambda: tf.equal(tf.strings.substr(data, 4, 4), HEIF_BOX),
+        lambda: tf.constant(False),
+    )
+    return tf.cond(is_tiff | is_heif, pillow, tensorflow)

@@ -103,3 +103,28 @@ def test_a_tiff_photo_trains_and_evaluates(phone_photo_folder):
     train = segmentation_pipeline(dataset, dataset.samples("train"), 1, True, crop=(32, 32))
     (image, label), *_ = train
     assert image.shape == (1, 32, 32, 3) and set(np.unique(label)) <= {0, 1, 255}
+
+
+def test_an_iphones_heic_photo_trains_upright_as_predict_reads_it(phone_photo_folder):
+    """iPhones' HEIC photos in your own data (through pillow-heif): the portrait photo's
+    landscape pixels saved as HEIC with their rotation pass the size check against the
+    upright mask, and the pipeline reads the pixels `kseg.predict` reads, upright."""
+    for split in ("train", "val"):
+        jpeg = phone_photo_folder / "images" / split / "portrait.jpg"
+        with Image.open(jpeg) as im:
+            stored, exif = np.asarray(im), im.info["exif"]
+        standalone.heif_opener()
+        Image.fromarray(stored).save(jpeg.with_suffix(".heic"), exif=exif, quality=95)
+        jpeg.unlink()
+    dataset = FolderDataset(str(phone_photo_folder))
+    samples = dataset.samples("val")
+    assert samples[0].image.endswith("portrait.heic")
+    (image, label), *_ = segmentation_pipeline(dataset, samples, 1, training=False)
+    image = np.round(image.numpy()[0] * 255).astype(np.uint8)
+    np.testing.assert_array_equal(image, standalone.read_image(samples[0].image))
+    image = image.astype(int)
+    assert np.abs(image[4:28] - RED).max() < 24 and np.abs(image[36:60] - BLUE).max() < 24
+    assert (label.numpy()[0][32:] == 1).all()
+    train = segmentation_pipeline(dataset, dataset.samples("train"), 1, True, crop=(32, 32))
+    (image, label), *_ = train
+    assert image.shape == (1, 32, 32, 3)
