@@ -6,7 +6,8 @@ headers passes it; TensorFlow's decoder then stops the pipeline at it with an er
 names no file, and when the pipeline decodes a crop window only (ImageNet's training
 crops) it does so only for the windows that reach the missing part. `undecodable`
 decodes each file whole, JPEGs at an eighth of their size (libjpeg still reads every
-byte), in parallel (`bench/decode_check.py` measures it against Pillow). TIFF files,
+byte), in parallel (`bench/decode_check.py` measures it against Pillow); HEIC files,
+which TensorFlow does not read, are decoded whole by Pillow (pillow-heif). TIFF files,
 which Pillow reads (aerial and microscopy images of thousands of pixels a side), are not
 decoded: `tiff_cut_short` compares where their header says the image data ends with the
 file's size.
@@ -27,7 +28,8 @@ import numpy as np
 
 # The formats `undecodable` checks; PNG's chunk checksums are Pillow's to verify
 # (`kseg.data.base`), TIFF's data `tiff_cut_short`'s.
-DECODED_SUFFIXES = (".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+DECODED_SUFFIXES = (".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".heic", ".heif")
+HEIF_SUFFIXES = (".heic", ".heif")  # of those, the ones Pillow decodes (pillow-heif)
 TIFF_SUFFIXES = (".tif", ".tiff")
 # TIFF tags: where the strips (or tiles) of the first image start, and their lengths.
 _STRIP_OFFSETS, _STRIP_BYTES, _TILE_OFFSETS, _TILE_BYTES = 273, 279, 324, 325
@@ -106,6 +108,42 @@ def undecodable(paths, remember: bool = True) -> dict[str, str]:
 
 def _decode_all(paths: list[str]) -> dict[str, str]:
     """`undecodable` without the record: every file decoded."""
+    heif = [p for p in paths if p.lower().endswith(HEIF_SUFFIXES)]
+    problems = {**_tensorflow_undecodable([p for p in paths if p not in set(heif)]),
+                **_pillow_undecodable(heif)}  # fmt: skip
+    return {p: problems[p] for p in paths if p in problems}
+
+
+def _pillow_undecodable(paths: list[str]) -> dict[str, str]:
+    """`undecodable` for HEIC/HEIF files, which Pillow decodes (through pillow-heif), a
+    thread per core."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    from kseg.predict.standalone import UsageError, heif_opener
+
+    if not paths:
+        return {}
+    try:
+        heif_opener()
+    except UsageError as e:  # pillow-heif is not installed
+        return {p: f"{p}: unreadable ({e})" for p in paths}
+
+    def problem(path: str) -> str | None:
+        try:
+            with Image.open(path) as im:
+                im.load()
+            return None
+        except Exception as e:  # Pillow and pillow-heif raise many types
+            return f"{path}: unreadable (Pillow's decoder: {e})"
+
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        found = dict(zip(paths, pool.map(problem, paths), strict=True))
+    return {p: why for p, why in found.items() if why}
+
+
+def _tensorflow_undecodable(paths: list[str]) -> dict[str, str]:
     import tensorflow as tf
 
     if not paths:

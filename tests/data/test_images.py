@@ -128,3 +128,20 @@ def test_an_iphones_heic_photo_trains_upright_as_predict_reads_it(phone_photo_fo
     train = segmentation_pipeline(dataset, dataset.samples("train"), 1, True, crop=(32, 32))
     (image, label), *_ = train
     assert image.shape == (1, 32, 32, 3)
+
+
+def test_a_heic_photo_cut_short_is_named_before_training(phone_photo_folder):
+    """A HEIC photo cut short by an interrupted copy keeps its header; the checks decode it
+    (Pillow, through pillow-heif) and name it."""
+    from kseg.data.errors import CorruptFileError
+
+    jpeg = phone_photo_folder / "images" / "train" / "portrait.jpg"
+    heic = jpeg.with_suffix(".heic")
+    standalone.heif_opener()
+    with Image.open(jpeg) as im:
+        ImageOps.exif_transpose(im).save(heic, quality=95)
+    jpeg.unlink()
+    data = heic.read_bytes()
+    heic.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(CorruptFileError, match=rf"{heic}: unreadable \(Pillow's decoder: "):
+        FolderDataset(str(phone_photo_folder)).samples("train")
