@@ -1,3 +1,4 @@
+import atexit
 import fcntl
 import gc
 import os
@@ -22,6 +23,7 @@ gc.set_threshold(50_000, 20, 20)
 # What kseg keeps in the Keras cache (the record of decoded image files, labelme's embedded
 # images) goes to a folder of the test process's own, not the user's ~/.keras.
 os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="kseg-tests-keras-")
+atexit.register(shutil.rmtree, os.environ["KERAS_HOME"], ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
