@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from kseg.data.errors import CorruptFileError, DatasetLayoutError
-from kseg.data.images import oriented_size
+from kseg.data.images import large_images, oriented_size
 from kseg.errors import UnknownNameError, UserError
 from kseg.predict.standalone import HEIF_EXTENSIONS, UsageError, heif_opener
 
@@ -227,8 +227,6 @@ def unreadable(path: str, error: Exception) -> str:
     over Pillow's limit (twice `Image.MAX_IMAGE_PIXELS`, against decompression bombs) with
     its size and what to do, other errors as Pillow says them."""
     if isinstance(error, Image.DecompressionBombError):
-        from kseg.data.tile import large_images
-
         with large_images(None), Image.open(path) as im:  # its header only
             shown = f"{im.width}x{im.height}, {im.width * im.height:,} pixels"
         return (

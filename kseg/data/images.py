@@ -18,13 +18,15 @@ the way every viewer shows them.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import warnings
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from kseg.predict.standalone import heif_opener, to_rgb
+from kseg.predict.standalone import MAX_IMAGE_PIXELS, heif_opener, to_rgb
 
 ORIENTATION_TAG = 0x0112  # EXIF 274
 # Orientations 5 to 8 turn the image by a quarter: height and width swap.
@@ -126,3 +128,18 @@ def decode_image(data: tf.Tensor) -> tf.Tensor:
         lambda: tf.constant(False),
     )
     return tf.cond(is_tiff | is_heif, pillow, tensorflow)
+
+
+@contextlib.contextmanager
+def large_images(limit: int | None = MAX_IMAGE_PIXELS):
+    """Pillow opens images of up to `limit` pixels (None: any) without its
+    decompression-bomb warning or error (which come at its limit and twice it) while the
+    block runs."""
+    before = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = limit and limit // 2  # Pillow refuses twice its limit
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = before

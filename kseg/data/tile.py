@@ -31,36 +31,20 @@ corner, `NAME_y1024_x2048.png`, images in `TILES/images/{train,val}/` and masks
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import sys
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
 
 from kseg.data.base import IGNORE_LABEL
+from kseg.data.images import large_images
 from kseg.errors import UserError
 from kseg.predict.standalone import MAX_IMAGE_PIXELS
 
 SPLITS = ("train", "val")
-
-
-@contextlib.contextmanager
-def large_images(limit: int | None = MAX_IMAGE_PIXELS):
-    """Pillow opens images of up to `limit` pixels (None: any) without its
-    decompression-bomb warning or error (which come at its limit and twice it) while the
-    block runs."""
-    before = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = limit and limit // 2  # Pillow refuses twice its limit
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = before
 
 
 def tile_starts(length: int, size: int, overlap: int = 0, cover_once: bool = False) -> list[int]:
