@@ -92,9 +92,9 @@ def _remember(prints: np.ndarray) -> None:
 
 def undecodable(paths, remember: bool = True) -> dict[str, str]:
     """{path: "PATH: unreadable (TensorFlow's decoder: its reason)"} for each of `paths`
-    that TensorFlow cannot decode, in the order of `paths`. With `remember`, files that
-    decoded before, unchanged since (`remembered_decoded`), are not decoded again, and
-    those that decode now are remembered."""
+    that TensorFlow cannot decode (Pillow, for HEIC files), in the order of `paths`. With
+    `remember`, files that decoded before, unchanged since (`remembered_decoded`), are not
+    decoded again, and those that decode now are remembered."""
     paths = list(paths)
     if not remember:
         return _decode_all(paths)
@@ -108,9 +108,9 @@ def undecodable(paths, remember: bool = True) -> dict[str, str]:
 
 def _decode_all(paths: list[str]) -> dict[str, str]:
     """`undecodable` without the record: every file decoded."""
-    heif = [p for p in paths if p.lower().endswith(HEIF_SUFFIXES)]
-    problems = {**_tensorflow_undecodable([p for p in paths if p not in set(heif)]),
-                **_pillow_undecodable(heif)}  # fmt: skip
+    heif = {p for p in paths if p.lower().endswith(HEIF_SUFFIXES)}
+    problems = {**_tensorflow_undecodable([p for p in paths if p not in heif]),
+                **_pillow_undecodable([p for p in paths if p in heif])}  # fmt: skip
     return {p: problems[p] for p in paths if p in problems}
 
 
