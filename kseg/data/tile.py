@@ -164,14 +164,14 @@ def tile_dataset(root: str, out: str, size: tuple[int, int], overlap: int = 0, *
 
 def main(argv: list[str] | None = None) -> None:
     from kseg.errors import command_parser, run_command
-    from kseg.recipes.config import size
+    from kseg.recipes.config import side_or_size
 
     p = command_parser("python -m kseg.data.tile", __doc__.splitlines()[0])
     p.add_argument("data_dir", help="your data (what python -m kseg.recipes.custom reads)")
     p.add_argument("--out", required=True, help="the folder of tiles (new or empty)")
     p.add_argument(
         "--size",
-        type=lambda text: (int(text),) * 2 if text.isdigit() else size(text),
+        type=side_or_size,
         default=(1024, 1024),
         help="tiles' HEIGHTxWIDTH, or N for NxN; twice the training crop lets its random "
         "scale of 0.5 still fill a crop",

@@ -210,6 +210,11 @@ def size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def side_or_size(text: str) -> tuple[int, int]:
+    """N for NxN pixels, or HEIGHTxWIDTH."""
+    return (int(text),) * 2 if text.isdigit() else size(text)
+
+
 def eval_crop(text: str) -> tuple[int, int] | str:
     return "full" if text.lower() == "full" else size(text)
 

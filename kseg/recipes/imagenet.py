@@ -291,9 +291,9 @@ def square(text: str) -> tuple[int, int]:
     """--crop: N or NxN pixels."""
     import argparse
 
-    from kseg.recipes.config import size
+    from kseg.recipes.config import side_or_size
 
-    h, w = (int(text),) * 2 if text.isdigit() else size(text)
+    h, w = side_or_size(text)
     if h != w:
         raise argparse.ArgumentTypeError(
             f"ImageNet crops are square: give N, e.g. 224; got {text!r}"
