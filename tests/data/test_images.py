@@ -145,3 +145,19 @@ def test_a_heic_photo_cut_short_is_named_before_training(phone_photo_folder):
     heic.write_bytes(data[: len(data) * 2 // 3])
     with pytest.raises(CorruptFileError, match=rf"{heic}: unreadable \(Pillow's decoder: "):
         FolderDataset(str(phone_photo_folder)).samples("train")
+
+
+def test_heic_photos_without_pillow_heif_say_how_to_install_it(phone_photo_folder, monkeypatch):
+    import sys
+
+    from kseg.errors import UserError
+
+    jpeg = phone_photo_folder / "images" / "train" / "portrait.jpg"
+    jpeg.rename(jpeg.with_suffix(".heic"))  # the checks stop before reading it
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # not installed
+    standalone.heif_opener.cache_clear()
+    try:
+        with pytest.raises(UserError, match="HEIC/HEIF photos need pillow-heif: pip install"):
+            FolderDataset(str(phone_photo_folder)).samples("train")
+    finally:
+        standalone.heif_opener.cache_clear()
