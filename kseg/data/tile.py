@@ -1,5 +1,6 @@
-"""`python -m kseg.data.tile`: large images (aerial, whole-slide) and their masks cut into
-tiles, written in the folder layout of your own data.
+"""Large images (aerial, whole-slide) and their masks cut into tiles for training.
+
+`python -m kseg.data.tile` writes the tiles in the folder layout of your own data:
 
     python -m kseg.data.tile DIR --out TILES [--size 1024] [--overlap 0]
     python -m kseg.recipes.custom train --data-dir TILES
@@ -167,10 +168,15 @@ def main(argv: list[str] | None = None) -> None:
     from kseg.recipes.config import side_or_size
 
     p = command_parser("python -m kseg.data.tile", __doc__.splitlines()[0])
-    p.add_argument("data_dir", help="your data (what python -m kseg.recipes.custom reads)")
-    p.add_argument("--out", required=True, help="the folder of tiles (new or empty)")
+    p.add_argument(
+        "data_dir", metavar="DIR", help="your data (what python -m kseg.recipes.custom reads)"
+    )
+    p.add_argument(
+        "--out", metavar="TILES", required=True, help="the folder of tiles (new or empty)"
+    )
     p.add_argument(
         "--size",
+        metavar="HxW",
         type=side_or_size,
         default=(1024, 1024),
         help="tiles' HEIGHTxWIDTH, or N for NxN; twice the training crop lets its random "
@@ -178,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument(
         "--overlap",
+        metavar="PIXELS",
         type=int,
         default=0,
         help="pixels shared by neighbouring training tiles (validation tiles share none)",
