@@ -143,7 +143,8 @@ def test_ctrl_c_in_an_epoch_says_what_is_saved_and_the_same_command_resumes_the_
     the run kept and status 130, no traceback; the same command resumes from there, and a
     command naming another model is refused instead of training the saved one. A resumed
     run given more epochs trains them on its schedule stretched to the new length, and
-    into a file (not a terminal) `--verbose auto` logs a line an epoch."""
+    into a file (not a terminal) `--verbose auto` logs a line an epoch. Resumed without
+    its state.json and log.csv (a copied run), it scores best.keras again first."""
     import keras
 
     def ctrl_c():
