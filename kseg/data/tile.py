@@ -15,19 +15,20 @@ the same data.
 
 DIR is anything `python -m kseg.recipes.custom` reads (your folder layout, a labelling
 tool's VOC export, labelme's or a COCO export), up to `MAX_IMAGE_PIXELS` an image. Each
-split is cut apart, a held-out validation split included, so that no image trains in one
-and validates in the other:
+split (training, validation, and test where DIR has one) is cut apart, a held-out
+validation split included, so that no image trains in one and validates in the other:
 
 - training tiles are all `size` (an image smaller than it stays whole), `overlap` pixels
   shared by neighbours and the last row and column moved back to end at the border;
-- validation tiles cover each image once, the last row and column smaller, so that
-  scores over the tiles count every pixel of the images once;
+- validation (and test) tiles cover each image once, the last row and column smaller, so
+  that scores over the tiles count every pixel of the images once;
 - tiles whose mask is the ignore label (255) throughout are left out: they have nothing
   to learn or score.
 
 Tiles are PNG (lossless: the pixels training reads), named after their image and their
-corner, `NAME_y1024_x2048.png`, images in `TILES/images/{train,val}/` and masks
-(palette PNGs of class indices) in `TILES/masks/{train,val}/`, with TILES/classes.txt.
+corner, `NAME_y1024_x2048.png`, images in `TILES/images/{train,val,test}/` and masks
+(palette PNGs of class indices) in `TILES/masks/{train,val,test}/`, with
+TILES/classes.txt.
 """
 
 from __future__ import annotations
@@ -45,7 +46,20 @@ from kseg.data.images import large_images
 from kseg.errors import UserError
 from kseg.predict.standalone import MAX_IMAGE_PIXELS
 
-SPLITS = ("train", "val")
+SPLITS = ("train", "val")  # and "test" where the data has one
+
+
+def _splits(dataset) -> list[str]:
+    """The splits to cut: training and validation, and a test split the data holds."""
+    from kseg.data.errors import DatasetLayoutError
+
+    if "test" not in dataset.splits:
+        return list(SPLITS)
+    try:
+        dataset.samples("test", verify=False)
+    except DatasetLayoutError:  # no test images
+        return list(SPLITS)
+    return [*SPLITS, "test"]
 
 
 def tile_starts(length: int, size: int, overlap: int = 0, cover_once: bool = False) -> list[int]:
@@ -136,7 +150,7 @@ def _write_png(path: str, pixels: np.ndarray, palette: list[int] | None) -> None
 
 
 def tile_dataset(root: str, out: str, size: tuple[int, int], overlap: int = 0, **options):
-    """Cuts the training and validation images of the data in `root` (any layout
+    """Cuts the training, validation and test images of the data in `root` (any layout
     `kseg.data.FolderDataset` reads; `options` are its options, e.g. `mask_suffix`) into
     tiles in the folder `out`, which must not exist or be empty: written beside it first
     and renamed into place when whole. Returns {split: `tile_split`'s counts}."""
@@ -152,7 +166,7 @@ def tile_dataset(root: str, out: str, size: tuple[int, int], overlap: int = 0, *
     try:
         with large_images():
             dataset = FolderDataset(root, **options)
-            counts = {s: tile_split(dataset, s, partial, size, overlap) for s in SPLITS}
+            counts = {s: tile_split(dataset, s, partial, size, overlap) for s in _splits(dataset)}
         with open(os.path.join(partial, "classes.txt"), "w", encoding="utf-8") as f:
             f.write("".join(f"{line}\n" for line in _class_lines(dataset)))
         if os.path.isdir(out):

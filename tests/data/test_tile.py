@@ -5,6 +5,7 @@ what to do."""
 
 import os
 import re
+import shutil
 import struct
 import zlib
 
@@ -36,17 +37,19 @@ def _decoded(dataset, sample) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_tiles_hold_what_training_reads_of_the_whole_images(tmp_path, capsys):
-    """The demo folder (JPEG photos, palette masks, coloured classes.txt) cut into 40x48
-    tiles sharing 8 pixels: each tile, read back as your own data, is the window of the
-    whole image's decoded pixels and classes at the corner its name gives; training tiles
-    are whole and cover every labelled pixel, validation tiles cover each pixel once, and
-    a window whose mask is all ignore is left out. The tiles' folder is refused as --out
-    of a second run."""
+    """The demo folder (JPEG photos, palette masks, coloured classes.txt, a test split) cut
+    into 40x48 tiles sharing 8 pixels: each tile, read back as your own data, is the window
+    of the whole image's decoded pixels and classes at the corner its name gives; training
+    tiles are whole and cover every labelled pixel, validation and test tiles cover each
+    pixel once, and a window whose mask is all ignore is left out. The tiles' folder is
+    refused as --out of a second run."""
     from kseg.data.demo_data import build_demo_folder
 
     root = build_demo_folder(str(tmp_path / "data"), train=3, val=2, height=64, width=100)
+    for kind in ("images", "masks"):  # a test split too: cut as validation is
+        shutil.copytree(os.path.join(root, kind, "val"), os.path.join(root, kind, "test"))
     source = FolderDataset(root)
-    samples = {s: source.samples(s) for s in ("train", "val")}
+    samples = {s: source.samples(s) for s in ("train", "val", "test")}
     unlabelled = samples["train"][0].label  # its top-left tile's window: all ignore
     with Image.open(unlabelled) as im:
         mask = np.array(im)
@@ -62,12 +65,12 @@ def test_tiles_hold_what_training_reads_of_the_whole_images(tmp_path, capsys):
     # train: rows at 0, 24 and columns at 0, 40, 52 (moved back to end at 100): 6 a photo
     # val: rows at 0, 40 and columns at 0, 48, 96: 6 a photo, the last ones smaller
     assert "train: 3 image(s) -> 17 tiles (1 wholly unlabelled left out)" in printed
-    assert "val: 2 image(s) -> 12 tiles" in printed
+    assert "val: 2 image(s) -> 12 tiles" in printed and "test: 2 image(s) -> 12 tiles" in printed
 
     tiles = FolderDataset(out)
     assert tiles.class_names == source.class_names
     np.testing.assert_array_equal(tiles.mask_colours, source.mask_colours)
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
         whole = {os.path.splitext(os.path.basename(s.image))[0]: _decoded(source, s)
                  for s in samples[split]}  # fmt: skip
         covered = {name: np.zeros(label.shape, int) for name, (_, label) in whole.items()}
