@@ -26,6 +26,8 @@ import re
 
 import numpy as np
 
+from kseg.utils.cache import kseg_cache
+
 # The formats `undecodable` checks; PNG's chunk checksums are Pillow's to verify
 # (`kseg.data.base`), TIFF's data `tiff_cut_short`'s.
 DECODED_SUFFIXES = (".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".heic", ".heif")
@@ -53,9 +55,8 @@ def _decode_shape(contents):
 
 def remembered_decoded() -> str:
     """The record of the files that decoded: `kseg/decoded-files.npy` in the Keras cache
-    (`$KERAS_HOME`, by default ~/.keras), 8 bytes a file."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return os.path.join(home, "kseg", "decoded-files.npy")
+    (`kseg.utils.cache.kseg_cache`), 8 bytes a file."""
+    return kseg_cache("decoded-files.npy")
 
 
 def _fingerprints(paths: list[str]) -> np.ndarray:

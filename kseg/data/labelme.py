@@ -38,6 +38,7 @@ from PIL import Image, ImageDraw
 
 from kseg.data.base import IGNORE_LABEL, Sample, size_problem, stem
 from kseg.data.folder import IGNORE_LINE, ClassList, FolderDataset, read_classes
+from kseg.utils.cache import kseg_cache
 
 # labelme's widths of the shapes that have no area (its `shape_to_mask` defaults).
 LINE_WIDTH = 10
@@ -62,9 +63,8 @@ EMBEDDED_ENDINGS = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "GIF": ".gif",
 
 def embedded_images_dir() -> str:
     """Where the images that labelme files embed are written to be read: `kseg/labelme`
-    in the Keras cache (`$KERAS_HOME`, by default ~/.keras, where Keras keeps datasets)."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return os.path.join(home, "kseg", "labelme")
+    in the Keras cache (`kseg.utils.cache.kseg_cache`)."""
+    return kseg_cache("labelme")
 
 
 def embedded_image(json_path: str, data: str) -> str | None:

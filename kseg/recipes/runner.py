@@ -332,7 +332,7 @@ class Runner:
                 verbose=verbose,
                 extra_callbacks=self.recipe.callbacks(preset, state),
                 task=self.task,
-                monitor=self.task.monitor(model, config.monitor) if config.monitor else None,
+                monitor=self.monitored(model),
             )
         except (KeyboardInterrupt, Exception) as stop:
             said = self.stopped(stop, folder, epochs, f"{model.name} on {prepared.description}, "
@@ -340,6 +340,13 @@ class Runner:
             if said is None:
                 raise
             raise said from None
+
+    def monitored(self, model) -> str:
+        """The validation score that picks `best.keras`: the task's, or that of the network
+        `--monitor` names."""
+        if self.config.monitor:
+            return self.task.monitor(model, self.config.monitor)
+        return self.task.monitor(model)
 
     def recovered_state(self, folder: str, epochs_done: int, validation) -> dict:
         """The state of a resumed run whose folder has checkpoints but no `state.json` (a
@@ -359,8 +366,7 @@ class Runner:
         if validation is None or not os.path.exists(best):
             return {}
         model = keras.saving.load_model(best)
-        monitor = self.task.monitor(model, self.config.monitor) if self.config.monitor else None
-        monitor = monitor or self.task.monitor(model)
+        monitor = self.monitored(model)
         scores = model.evaluate(self.task.targets(validation, model), return_dict=True, verbose=0)
         score = float(scores[monitor.removeprefix("val_")])
         print(f"{folder} has no state.json or {LOG}: {BEST} scored again on the validation "
