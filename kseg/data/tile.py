@@ -145,7 +145,8 @@ def _write_png(path: str, pixels: np.ndarray, palette: list[int] | None) -> None
     written = Image.fromarray(pixels)
     if palette is not None:
         written.putpalette(palette)
-    # zlib's fastest level: 4x faster than Pillow's default on photos, 1% larger
+    # zlib's fastest level: photos' PNGs come out barely larger than at Pillow's default
+    # level, several times faster (bench/RESULTS.md, tile)
     written.save(path, compress_level=1)
 
 
