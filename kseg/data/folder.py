@@ -263,6 +263,13 @@ def _mask_suffix(names: Sequence[str], masks: Sequence[str]) -> str:
     return max(counts, key=lambda ending: (counts[ending], ending == ".png", -len(ending)))
 
 
+def _folded(name: str) -> str:
+    """`name` with its extension in lower case: "a/B.png" for "a/B.PNG", ".png" for
+    ".PNG" (a mask suffix)."""
+    root, dot, extension = name.rpartition(".")
+    return root + dot + extension.lower()
+
+
 def _codes(rgb: np.ndarray) -> np.ndarray:
     """One int per colour of an (..., 3) uint8 array: R * 65536 + G * 256 + B."""
     return rgb.astype(np.int64) @ [65536, 256, 1]
@@ -402,13 +409,15 @@ or an annotation platform's COCO export: annotations/instances_*.json (CVAT),
         image_dir, mask_dir = self.require_dir("images", split), self.require_dir("masks", split)
         images = [p for p in list_files(image_dir, "**/*") if p.lower().endswith(IMAGE_EXTENSIONS)]
         names = [os.path.splitext(os.path.relpath(p, image_dir))[0] for p in images]
-        masks = [
-            os.path.relpath(p, mask_dir)
+        # by name with the extension in lower case, as images' extensions are matched:
+        # cameras and Windows tools write NAME.PNG as often as NAME.png
+        by_folded = {
+            _folded(path): path
             for p in list_files(mask_dir, "**/*")
-            if p.lower().endswith(MASK_EXTENSIONS)
-        ]
+            if (path := os.path.relpath(p, mask_dir)).lower().endswith(MASK_EXTENSIONS)
+        }
         if self.mask_suffix is None:
-            self.mask_suffix = _mask_suffix(names, masks)
+            self.mask_suffix = _mask_suffix(names, list(by_folded))
             if self.mask_suffix != ".png":
                 print(
                     f"{self.name}: masks pair with images by the ending {self.mask_suffix!r} "
@@ -416,16 +425,18 @@ or an annotation platform's COCO export: annotations/instances_*.json (CVAT),
                     f"{os.path.join('masks', split, names[0] + self.mask_suffix)}), found "
                     "from the files; --mask-suffix sets it"
                 )
-        if images and masks and not set(masks) & {n + self.mask_suffix for n in names}:
+        suffix = _folded(self.mask_suffix)
+        if images and by_folded and not by_folded.keys() & {n + suffix for n in names}:
+            example = next(iter(by_folded.values()))
             self.layout_error(
                 f"none of the {len(images)} images in {image_dir} has its mask: an image "
                 f"NAME.jpg pairs with the mask NAME{self.mask_suffix} in {mask_dir}, which "
-                f"holds e.g. {masks[0]} (for other endings, e.g. NAME_mask.png, give "
+                f"holds e.g. {example} (for other endings, e.g. NAME_mask.png, give "
                 "--mask-suffix _mask.png)"
             )
         return self.existing(
             [
-                Sample(image, os.path.join(mask_dir, name + self.mask_suffix))
+                Sample(image, os.path.join(mask_dir, by_folded.get(name + suffix, name + suffix)))
                 for image, name in zip(images, names, strict=True)
             ],
             split,

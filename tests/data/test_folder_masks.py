@@ -149,6 +149,31 @@ def test_the_ending_is_the_one_that_pairs_most_and_can_be_given(objects, tmp_pat
     assert "--mask-suffix _mask.png" in message
 
 
+def test_mask_extensions_pair_in_any_case(objects, tmp_path, capsys):
+    """Cameras and Windows tools write NAME.JPG and NAME.PNG: a mask whose extension is in
+    capitals pairs with its image as a lower-case one does, mixed in one folder too, and
+    without the "another ending" message; a suffix given in capitals pairs the same."""
+    stems = sorted(objects)
+
+    def mixed(mask, folder, name):
+        extension = ".PNG" if stems.index(name) % 2 else ".png"
+        Image.fromarray(mask).save(folder / f"{name}{extension}", format="png")
+
+    root = _binary_dataset(tmp_path / "mixed", objects, mixed)
+    os.rename(os.path.join(root, "images", f"{stems[1]}.jpg"),
+              os.path.join(root, "images", f"{stems[1]}.JPG"))  # fmt: skip
+    dataset = FolderDataset(root)
+    _assert_reads_the_objects(dataset, objects)
+    assert dataset.mask_suffix == ".png"
+    assert "masks pair with images by the ending" not in capsys.readouterr().out
+    pairs = dataset._pairs("")
+    assert len(pairs) == len(objects)
+    assert {os.path.basename(p.label) for p in pairs} == {
+        f"{stem}{'.PNG' if k % 2 else '.png'}" for k, stem in enumerate(stems)
+    }
+    _assert_reads_the_objects(FolderDataset(root, mask_suffix=".PNG"), objects)
+
+
 def test_the_custom_recipe_passes_mask_suffix_and_records_it(objects, tmp_path):
     """--mask-suffix reaches the reader and config.json; the other recipes do not take it."""
     from kseg.recipes import cityscapes, custom
