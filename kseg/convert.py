@@ -13,12 +13,12 @@ import os
 
 def main(argv: list[str] | None = None) -> None:
     from kseg.errors import command_parser, run_command
-    from kseg.recipes.config import model_kwargs
+    from kseg.recipes.config import model_kwargs, positive
 
     p = command_parser("python -m kseg.convert", __doc__.splitlines()[0])
     p.add_argument("checkpoint", help="a .pth, .pt, .bin or .safetensors file")
     p.add_argument("--model", required=True, help="a name from kseg.models.list_models()")
-    p.add_argument("--num-classes", type=int, required=True, help="the checkpoint's classes")
+    p.add_argument("--num-classes", type=positive, required=True, help="the checkpoint's classes")
     p.add_argument(
         "--model-kwargs", type=model_kwargs, default={}, help="other model arguments as JSON"
     )

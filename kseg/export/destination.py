@@ -73,6 +73,8 @@ class Destination:
 
     def __init__(self, out: str):
         self.out = out
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise UserError(f"--out {out} is a file, not a folder: give a folder for the export")
         os.makedirs(out, exist_ok=True)
         remove_stale_stages(out)
         self.stage = tempfile.mkdtemp(prefix=f"{STAGING}{os.getpid()}-", dir=out)

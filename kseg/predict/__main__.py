@@ -92,10 +92,7 @@ def _positive(text: str) -> int:
 def _box(text: str) -> tuple[int, int]:
     from kseg.recipes.config import size
 
-    box = size(text)
-    if min(box) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive HEIGHTxWIDTH; got {text!r}")
-    return box
+    return size(text)
 
 
 def main(argv: list[str] | None = None) -> None:

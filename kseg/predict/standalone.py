@@ -864,11 +864,20 @@ def benchmark_table(results: list[dict]) -> str:
 # ----------------------------------------------------------------------------- command
 
 
+def count(text: str, least: int = 1) -> int:
+    """A command-line count: a whole number of at least `least` (kseg.recipes.config's
+    `positive`, here for segment.py, which runs without kseg)."""
+    if not text.isdigit() or int(text) < least:
+        message = f"expected a whole number of at least {least}, got {text!r}"
+        raise argparse.ArgumentTypeError(message)
+    return int(text)
+
+
 def add_output_arguments(p: argparse.ArgumentParser, required_out: bool = False) -> None:
     """The options segment.py shares with `python -m kseg.predict` (one command line)."""
     p.add_argument("--out", required=required_out, help="output folder")
-    p.add_argument("--batch-size", type=int, default=4, help="images per step")
-    p.add_argument("--threads", type=int, default=2, help="LiteRT (and onnxruntime) threads")
+    p.add_argument("--batch-size", type=count, default=4, help="images per step")
+    p.add_argument("--threads", type=count, default=2, help="LiteRT (and onnxruntime) threads")
     p.add_argument(
         "--classes",
         help="a classes.txt (`name R G B` lines) or labelmap.txt for the label colours "
@@ -903,8 +912,13 @@ def build_parser() -> argparse.ArgumentParser:
         "than the model's input (aerial, whole-slide)",
     )
     p.add_argument("--benchmark", action="store_true", help="time the model instead")
-    p.add_argument("--runs", type=int, default=50, help="timed runs of --benchmark")
-    p.add_argument("--warmup", type=int, default=5, help="untimed runs before them")
+    p.add_argument("--runs", type=count, default=50, help="timed runs of --benchmark")
+    p.add_argument(
+        "--warmup",
+        type=functools.partial(count, least=0),
+        default=5,
+        help="untimed runs before them",
+    )
     p.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--no-xnnpack", action="store_true", help=argparse.SUPPRESS)
     return p

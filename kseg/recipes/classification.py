@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable
 
 from kseg.errors import UserError
+from kseg.recipes import config as types
 from kseg.recipes.runner import Runner, TrainingData
 from kseg.tasks import ClassificationTask
 
@@ -77,7 +78,7 @@ class ClassificationRecipe:
         )
         evaluation.add_argument(
             "--steps-images",
-            type=int,
+            type=types.positive,
             help="count solver steps per image on the first N test images (Table 1, Fig. 1; "
             "default all)",
         )

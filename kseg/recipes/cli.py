@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from kseg.errors import command_parser
+from kseg.errors import UserError, command_parser
 from kseg.recipes import config as types
 from kseg.recipes.config import RunConfig, read_config_file
 
@@ -92,15 +92,23 @@ def build_parser(recipe) -> argparse.ArgumentParser:
             + ")",
         )
     g = p.add_argument_group("training (defaults: the model's paper preset)")
-    g.add_argument("--epochs", type=int, help=f"default {preset.epochs} ({preset.source})")
-    g.add_argument("--batch-size", type=int, help=f"default {preset.batch_size}")
-    g.add_argument("--learning-rate", type=float, help=f"base rate, default {preset.learning_rate}")
+    g.add_argument(
+        "--epochs", type=types.positive, help=f"default {preset.epochs} ({preset.source})"
+    )
+    g.add_argument("--batch-size", type=types.positive, help=f"default {preset.batch_size}")
+    g.add_argument(
+        "--learning-rate",
+        type=types.positive_number,
+        help=f"base rate, default {preset.learning_rate}",
+    )
     g.add_argument(
         "--optimizer",
         choices=("sgd", "rmsprop", "adam", "adamw"),
         help=f"default {preset.optimizer}",
     )
-    g.add_argument("--weight-decay", type=float, help=f"default {preset.weight_decay}")
+    g.add_argument(
+        "--weight-decay", type=types.non_negative_number, help=f"default {preset.weight_decay}"
+    )
     g.add_argument(
         "--loss",
         choices=recipe.task.loss_names,
@@ -120,9 +128,11 @@ def build_parser(recipe) -> argparse.ArgumentParser:
         help="ignore the preset's class weights (HRNet's Cityscapes weights for HRNetV2)",
     )
     g.add_argument(
-        "--steps-per-epoch", type=int, help="limit each epoch (default: the whole split)"
+        "--steps-per-epoch", type=types.positive, help="limit each epoch (default: the whole split)"
     )
-    g.add_argument("--seed", type=int, help="deterministic pipeline and initial weights")
+    g.add_argument(
+        "--seed", type=types.non_negative, help="deterministic pipeline and initial weights"
+    )
     g.add_argument(
         "--no-resume",
         dest="resume",
@@ -148,7 +158,7 @@ def build_parser(recipe) -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--logical-cpus",
-        type=int,
+        type=types.non_negative,
         help="split the CPU into this many logical devices (try --strategy mirrored)",
     )
     g.add_argument(
@@ -220,13 +230,13 @@ def build_parser(recipe) -> argparse.ArgumentParser:
         )
         g.add_argument(
             "--precise-bn-batches",
-            type=int,
+            type=types.non_negative,
             help="re-estimate BatchNorm statistics on this many training batches before each "
             "validation (default 8; 0: keep the moving averages, as the paper)",
         )
         g.add_argument(
             "--prune-from",
-            type=float,
+            type=types.positive_number,
             help="progressive pruning (ContextNet section 3.2.2): train at this width "
             "multiplier (the paper: 2.0), then prune to each of --prune-to with fine-tuning",
         )
@@ -243,25 +253,25 @@ def build_parser(recipe) -> argparse.ArgumentParser:
         )
         g.add_argument(
             "--finetune-epochs",
-            type=int,
+            type=types.positive,
             help="epochs after each pruning step, at a tenth of the learning rate (the paper "
             "does not say; default a quarter of --epochs)",
         )
     else:
         g.add_argument(
             "--width",
-            type=int,
+            type=types.positive,
             help="filters of the main blocks (ODE nets: 256; ChoiceNet: the growth, 67/81/90; "
             "HRNets: 48)",
         )
         g.add_argument(
             "--train-images",
-            type=int,
+            type=types.positive,
             help="train on N images only (the first N; ImageNet: N spread over its classes)",
         )
         g.add_argument(
             "--test-images",
-            type=int,
+            type=types.positive,
             help="test on N images only (the first N; ImageNet: N spread over its classes)",
         )
     e = p.add_argument_group("evaluate and predict")
@@ -277,7 +287,9 @@ def build_parser(recipe) -> argparse.ArgumentParser:
     if segmentation:
         e.add_argument("--split", help=f"split to use (default {recipe.eval_split})")
         e.add_argument(
-            "--limit", type=int, help="only the first N images (qat scores on 16 by default)"
+            "--limit",
+            type=types.positive,
+            help="only the first N images (qat scores on 16 by default)",
         )
         e.add_argument(
             "--scales",
@@ -319,6 +331,7 @@ def parse(recipe, argv: list[str] | None = None) -> RunConfig:
     flags.pop("debug", None)
     path = flags.pop("config", None)
     file_values = read_config_file(path) if path else {}
+    _check_file_values(parser, file_values, path)
     config = RunConfig.from_sources(file_values, flags)
     if config.command is None and not config.demo:
         parser.error(f"give a command ({', '.join(recipe.commands)}) or --demo")
@@ -328,6 +341,17 @@ def parse(recipe, argv: list[str] | None = None) -> RunConfig:
             if getattr(config, key) is None:
                 setattr(config, key, value)
     return config
+
+
+def _check_file_values(parser: argparse.ArgumentParser, values: dict, path: str) -> None:
+    """The numbers of a `--config` file, checked as the command line checks its flags'."""
+    for action in parser._actions:
+        value = values.get(action.dest)
+        if callable(action.type) and type(value) in (int, float):
+            try:
+                action.type(str(value))
+            except argparse.ArgumentTypeError as e:
+                raise UserError(f"--config {path}: {action.dest}: {e}") from None
 
 
 def main(recipe, argv: list[str] | None = None) -> None:

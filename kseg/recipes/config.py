@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import typing
 from typing import Literal
@@ -205,14 +206,20 @@ def size(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        message = f"expected HEIGHTxWIDTH, e.g. 512x1024; got {text!r}"
-        raise argparse.ArgumentTypeError(message) from None
+        h = w = 0
+    if min(h, w) < 1:
+        message = f"expected HEIGHTxWIDTH in pixels, e.g. 512x1024; got {text!r}"
+        raise argparse.ArgumentTypeError(message)
     return h, w
 
 
 def side_or_size(text: str) -> tuple[int, int]:
     """N for NxN pixels, or HEIGHTxWIDTH."""
-    return (int(text),) * 2 if text.isdigit() else size(text)
+    try:
+        return size(f"{text}x{text}" if text.isdigit() else text)
+    except argparse.ArgumentTypeError:
+        message = f"expected N or HEIGHTxWIDTH in pixels, e.g. 1024 or 512x1024; got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
 
 
 def eval_crop(text: str) -> tuple[int, int] | str:
@@ -232,10 +239,50 @@ def model_kwargs(text: str) -> dict:
 
 
 def positive(text: str) -> int:
-    """A whole number of at least 1 (`--accumulate`, `kseg.predict --frames`)."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    """A whole number of at least 1: a count (`--epochs`, `--batch-size`, `--accumulate`)."""
+    return _whole(text, 1)
+
+
+def non_negative(text: str) -> int:
+    """A whole number of at least 0, where 0 means none (`--precise-bn-batches`)."""
+    return _whole(text, 0)
+
+
+def _whole(text: str, least: int) -> int:
+    if not text.isdigit() or int(text) < least:
+        message = f"expected a whole number of at least {least}, got {text!r}"
+        raise argparse.ArgumentTypeError(message)
     return int(text)
+
+
+def positive_number(text: str) -> float:
+    """A number above 0 (`--learning-rate`)."""
+    return _number(text, lambda v: v > 0, "a number above 0")
+
+
+def non_negative_number(text: str) -> float:
+    """A number of at least 0 (`--weight-decay`)."""
+    return _number(text, lambda v: v >= 0, "a number of at least 0")
+
+
+def fraction(text: str) -> float:
+    """A fraction in [0, 1) (`kseg.export --prune`: the filters removed)."""
+    return _number(text, lambda v: 0 <= v < 1, "a fraction from 0 up to, not including, 1")
+
+
+def share(text: str) -> float:
+    """A fraction above 0 and up to 1 (`kseg.export --ode-agreement`: of the pixels)."""
+    return _number(text, lambda v: 0 < v <= 1, "a fraction above 0 and up to 1")
+
+
+def _number(text: str, within, expected: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and within(value)):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
 
 
 def splits(text: str) -> tuple[str, ...]:
@@ -257,7 +304,7 @@ def scales(text: str) -> tuple[float, ...]:
 
 def widths(text: str) -> tuple[float, ...]:
     try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        message = f"expected widths like 1.5,1.25,1.0; got {text!r}"
+        return tuple(positive_number(v) for v in text.split(","))
+    except argparse.ArgumentTypeError:
+        message = f"expected widths above 0 like 1.5,1.25,1.0; got {text!r}"
         raise argparse.ArgumentTypeError(message) from None

@@ -30,6 +30,12 @@ DEMO_MODELS = ("resnet_gn", "res_ode_net", "ode_only_net")
 
 def build_parser() -> argparse.ArgumentParser:
     from kseg.features import PAPER_CS
+    from kseg.recipes.config import non_negative, positive
+
+    def at_least_two(text: str) -> int:  # cross-validation needs two folds
+        if positive(text) < 2:
+            raise argparse.ArgumentTypeError(f"expected at least 2 folds, got {text!r}")
+        return int(text)
 
     p = command_parser(
         "python -m kseg.recipes.ode_features",
@@ -44,16 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="without --models: first train resnet_gn, res_ode_net and "
         "ode_only_net as `python -m kseg.recipes.cifar10 --demo` does",
     )
-    p.add_argument("--limit", type=int, help="use the first N target images only")
-    p.add_argument("--folds", type=int, default=5, help="cross-validation folds")
+    p.add_argument("--limit", type=positive, help="use the first N target images only")
+    p.add_argument("--folds", type=at_least_two, default=5, help="cross-validation folds")
     p.add_argument("--cs", default=",".join(f"{c:g}" for c in PAPER_CS), help="SVM C grid")
     p.add_argument(
         "--steps-images",
-        type=int,
+        type=non_negative,
         default=200,
         help="count solver steps on the first N target images (0: skip)",
     )
-    p.add_argument("--demo-epochs", type=int, help="--demo: epochs of each source model")
+    p.add_argument("--demo-epochs", type=positive, help="--demo: epochs of each source model")
     p.add_argument("--jobs", type=int, default=None, help="parallel SVM fits (scikit-learn)")
     return p
 

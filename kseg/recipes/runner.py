@@ -120,6 +120,8 @@ class Runner:
         self.recipe, self.config = recipe, config
         self.task = recipe.task
         self.out = config.out or os.path.join("runs", f"{recipe.dataset}-{config.model}")
+        if os.path.exists(self.out) and not os.path.isdir(self.out):
+            raise UserError(f"--out {self.out} is a file, not a folder: give a folder for the run")
         self.data = None
         self._strategy = None
 

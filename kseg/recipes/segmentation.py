@@ -134,7 +134,15 @@ class SegmentationRecipe:
         details = {"crop": list(crop), "train_split": split}  # recorded in config.json
         if config.balance_classes:
             details["class_weights"] = self.balanced_weights(runner, preset, dataset, samples)
-        steps = config.steps_per_epoch or max(1, len(samples) // batch)
+        if len(samples) < batch:  # each step takes a whole batch: no step would run
+            unit = strategy.num_replicas_in_sync * config.accumulate  # what a batch divides by
+            largest = len(samples) // unit * unit
+            raise UserError(
+                f"{dataset.name} {split}: {len(samples)} training image(s), fewer than one "
+                f"batch of {batch} ({'--batch-size' if config.batch_size else 'the preset'}'s): "
+                + (f"give --batch-size {largest} or less" if largest else "add images")
+            )
+        steps = config.steps_per_epoch or len(samples) // batch
         if config.steps_per_epoch:
             train = train.repeat().take(steps)
         # One image per replica; a strategy leaves out the last partial batch (the

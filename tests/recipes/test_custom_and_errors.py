@@ -482,6 +482,78 @@ def test_user_mistakes_give_one_error_and_status_2(custom_dir, tmp_path, capsys)
     assert err.startswith("error: steps=4 is a fixed-grid setting and dopri5 is adaptive")
 
 
+def test_numbers_out_of_range_and_an_out_that_is_a_file_are_one_error(custom_dir, tmp_path, capsys):
+    """A count below 1 (or 0 where 0 means none), a rate or size that is not positive, a
+    fraction past 1: each command's parser names the flag, and a --config file's numbers
+    are checked as the flags are. Before, --batch-size 0 and --learning-rate -1 trained,
+    --epochs -1 and --out FILE ended in a traceback. Fewer training images than one batch
+    trained no step at all; now that is one error with the batch that fits."""
+    from kseg.data.tile import main as tile_main
+    from kseg.export.__main__ import main as export_main
+    from kseg.models import create_model
+    from kseg.predict.__main__ import main as predict_main
+    from kseg.predict.standalone import main as segment_main
+
+    out = str(tmp_path / "r")
+    data = ["--data-dir", custom_dir, "--out", out]
+    whole = "expected a whole number of at least"
+    for flag, value, said in [
+        ("--epochs", "0", f"{whole} 1, got '0'"),
+        ("--batch-size", "-2", f"{whole} 1, got '-2'"),
+        ("--steps-per-epoch", "1.5", f"{whole} 1, got '1.5'"),
+        ("--precise-bn-batches", "-1", f"{whole} 0, got '-1'"),
+        ("--seed", "-3", f"{whole} 0, got '-3'"),
+        ("--learning-rate", "0", "expected a number above 0, got '0'"),
+        ("--learning-rate", "nan", "expected a number above 0, got 'nan'"),
+        ("--weight-decay", "-1e-4", "expected a number of at least 0, got '-1e-4'"),
+        ("--crop", "0x64", "expected HEIGHTxWIDTH in pixels, e.g. 512x1024; got '0x64'"),
+        ("--prune-to", "1.0,-0.5", "expected widths above 0 like 1.5,1.25,1.0"),
+    ]:
+        err = _error_of(custom.main, ["train", *data, f"{flag}={value}"], capsys)
+        assert f"error: argument {flag}: {said}" in err, err
+    config = tmp_path / "settings.json"
+    config.write_text('{"epochs": 2, "batch_size": 0}')
+    err = _error_of(custom.main, ["train", *data, "--config", str(config)], capsys)
+    assert err.strip() == f"error: --config {config}: batch_size: {whole} 1, got '0'"
+
+    model = str(tmp_path / "m.keras")
+    create_model("contextnet_cn14", num_classes=5, width_multiplier=0.25).save(model)
+    for main, argv, said in [
+        (export_main, [model, "--out", "e", "--prune", "1.5"],
+         "argument --prune: expected a fraction from 0 up to, not including, 1, got '1.5'"),
+        (export_main, [model, "--out", "e", "--ode-steps", "0"],
+         "argument --ode-steps: expected auto or a number of steps, got '0'"),
+        (export_main, [model, "--out", "e", "--ode-agreement", "99.5"],
+         "argument --ode-agreement: expected a fraction above 0 and up to 1, got '99.5'"),
+        (predict_main, [model, custom_dir, "--out", "p", "--batch-size", "0"],
+         f"argument --batch-size: {whole} 1, got '0'"),
+        (segment_main, ["m.tflite", "--benchmark", "--threads", "0"],
+         f"argument --threads: {whole} 1, got '0'"),
+        (tile_main, [custom_dir, "--out", "t", "--size", "0"],
+         "argument --size: expected N or HEIGHTxWIDTH in pixels, e.g. 1024 or 512x1024; got '0'"),
+        (tile_main, [custom_dir, "--out", "t", "--overlap", "-8"],
+         f"argument --overlap: {whole} 0, got '-8'"),
+    ]:  # fmt: skip
+        assert f"error: {said}" in _error_of(main, argv, capsys)
+
+    mine = tmp_path / "notes.txt"
+    mine.write_text("mine")
+    err = _error_of(custom.main, ["train", "--data-dir", custom_dir, "--out", str(mine)], capsys)
+    assert err.strip() == f"error: --out {mine} is a file, not a folder: give a folder for the run"
+    err = _error_of(export_main, [model, "--out", str(mine)], capsys)
+    assert f"error: --out {mine} is a file, not a folder: give a folder for the export" in err
+    assert mine.read_text() == "mine"
+
+    err = _error_of(custom.main, ["train", *data, "--crop", "64x128"], capsys)  # the preset's 16
+    assert err.strip() == (
+        "error: data train: 8 training image(s), fewer than one batch of 16 (the preset's): "
+        "give --batch-size 8 or less"
+    )
+    err = _error_of(custom.main, ["train", *data, "--batch-size", "9", "--accumulate", "3"],
+                    capsys)  # fmt: skip
+    assert "fewer than one batch of 9 (--batch-size's): give --batch-size 6 or less" in err
+
+
 def test_a_registered_model_without_a_preset_trains_with_the_default(
     custom_dir, tmp_path, capsys, model_registry
 ):
