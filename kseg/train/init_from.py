@@ -12,8 +12,9 @@ def init_from(model: keras.Model, source: str | keras.Model, verbose: bool = Tru
     fine-tuned to 5 classes.
 
     `source` is a kseg `.keras` file or a model, or a PyTorch checkpoint (`.pth`, `.pt`,
-    `.bin`, `.safetensors`) of a model family that knows its PyTorch names (the HRNets:
-    HRNet's ImageNet weights, timm's `hrnet_w*`, HRNet-Semantic-Segmentation's models).
+    `.bin`, `.safetensors`) of a model family that knows its PyTorch names (the HRNets and
+    SegNode: HRNet's ImageNet weights, timm's `hrnet_w*`, HRNet-Semantic-Segmentation's
+    models).
 
     Returns {"loaded": [paths], "shape_mismatch": [paths], "missing": [paths], "unused":
     [what `source` holds that no weight of `model` has a place for: a PyTorch checkpoint's
@@ -149,8 +150,8 @@ def torch_weights(model: keras.Model, path: str) -> tuple[dict, list[str]]:
     convert = getattr(model, "torch_weights", None)
     if convert is None:
         raise UserError(
-            f"{path}: kseg reads PyTorch checkpoints into the HRNets (--model hrnetv2_w48 "
-            f"or residual_hrnet), not into {model.name}, which takes kseg .keras files "
+            f"{path}: kseg reads PyTorch checkpoints into the HRNets (--model hrnetv2_w48, "
+            f"residual_hrnet or segnode), not into {model.name}, which takes kseg .keras files "
             "(DeepLab's Xception-65 ImageNet weights go through backbone_weights)"
         )
     return convert(read_state_dict(path))

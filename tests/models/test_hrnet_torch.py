@@ -92,6 +92,49 @@ def test_the_baseline_takes_hrnets_front_and_leaves_its_residual_stage_fresh(ref
     )
 
 
+def test_segnode_takes_hrnets_stem_stage_1_and_first_transition(reference, capsys):
+    """SegNode's stem, stage 1, state0 and state1 are HRNetV2's stem, stage 1 and first
+    transition: built as PyTorch computes (which the checkpoint's names choose), SegNode
+    loads exactly those from HRNet's PyTorch weights, and its streams 0 and 1 are the two
+    branches HRNetV2 makes from the same checkpoint (whose logits are PyTorch's, above).
+    The ODE function, states 2 and 3 and the head stay fresh; the checkpoint's later stages
+    and head are reported unused. Built as Keras pads, the streams differ."""
+    import keras
+
+    from kseg.train.init_from import source_arguments
+
+    _, images, path = reference
+    assert source_arguments("segnode", path) == {"convention": "pytorch"}
+    small = {"num_classes": 5, "width": 4, "modules": 1, "blocks": 1}
+    segnode = kseg.models.SegNode(**small, convention="pytorch")
+    report = init_from(segnode, path)
+    shared = ("stem", "layer1_", "state0_", "state1_")
+    assert sorted(report["loaded"]) == sorted(w.path for w in segnode.weights
+                                              if w.path.startswith(shared))  # fmt: skip
+    fresh = ("module", "segnode_ode", "state2_", "state3_", "head")  # ODE function, counters
+    assert report["missing"] and all(p.startswith(fresh) for p in report["missing"])
+    later = ("transition2", "transition3", "stage", "last_layer")
+    assert report["unused"] and all(n.startswith(later) for n in report["unused"])
+    assert f"Initialised from {path}: {len(report['loaded'])} of " in capsys.readouterr().out
+    hrnet = kseg.models.HRNetV2(stage_modules=(1, 1, 1), **SMALL, **TORCH_ARGUMENTS)
+    init_from(hrnet, path, verbose=False)
+
+    def streams(model, names):
+        outputs = [model.get_layer(n).output for n in names]
+        return keras.Model(model.inputs, outputs)(images, training=False)
+
+    theirs = streams(hrnet, ["hrnet_transition1_0_relu", "hrnet_transition1_1_1_relu"])
+    ours = streams(segnode, ["state0_relu", "state1_1_relu"])
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5 * float(np.abs(b).max()))
+    keras_padded = kseg.models.SegNode(**small)
+    init_from(keras_padded, path, verbose=False)
+    other = streams(keras_padded, ["state0_relu", "state1_1_relu"])
+    assert (
+        np.abs(np.asarray(other[1]) - np.asarray(theirs[1])).max() > 0.1 * np.abs(theirs[1]).max()
+    )
+
+
 def test_every_tensor_of_hrnet_w48s_imagenet_weights_has_its_place_in_hrnetv2_w48():
     """timm's `hrnet_w48` names (HRNet-Image-Classification's, the ImageNet weights):
     built with the classification head, kseg's `hrnetv2_w48` has a weight of the same

@@ -55,6 +55,14 @@ def fusion_interpolation(convention: str, head: str, align_corners: bool = False
     return "bilinear_align_corners" if align_corners else "bilinear"
 
 
+def imagenet_normalize(x, name: str):
+    """The [0, 1] image normalised by ImageNet's mean and standard deviation, as HRNet's
+    PyTorch code takes it (torchvision's normalisation)."""
+    std = np.asarray(IMAGENET_STD, "float32")
+    scale, offset = 1 / std, -np.asarray(IMAGENET_MEAN, "float32") / std
+    return keras.layers.Rescaling(scale.tolist(), offset=offset.tolist(), name=name)(x)
+
+
 def hrnet_front(
     x,
     width: int,
@@ -72,11 +80,7 @@ def hrnet_front(
     fusions' upsampling (`fusion_interpolation`)."""
     padding = stride_padding(convention)
     if convention == "pytorch":
-        std = np.asarray(IMAGENET_STD, "float32")
-        scale, offset = 1 / std, -np.asarray(IMAGENET_MEAN, "float32") / std
-        x = keras.layers.Rescaling(
-            scale.tolist(), offset=offset.tolist(), name=f"{name}_normalize"
-        )(x)
+        x = imagenet_normalize(x, name=f"{name}_normalize")
     channels = branch_channels(width)
     x = hr_stem(x, padding=padding, name=f"{name}_stem")
     x = hr_layer1(x, name=f"{name}_layer1")

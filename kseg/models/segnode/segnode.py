@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import keras
 
-from kseg.layers.conv import conv_norm_act
+from kseg.layers.conv import conv_norm_act, stride_padding
 from kseg.layers.hrnet import NORMS, concat_branches, hr_layer1, hr_module, hr_stem, strided_chain
 from kseg.layers.norm import TORCH_BATCH_NORM
 from kseg.layers.ocr import ocr_head
@@ -13,11 +13,14 @@ from kseg.layers.resize import ResizeLike
 from kseg.models.base import ODEModel, SegmentationModel, image_input
 from kseg.models.hrnet.hrnet import (
     INPUT_MULTIPLE,
+    TORCH_ARGUMENTS,
     branch_channels,
     check_head,
     classification_head,
+    imagenet_normalize,
     upsample_logits,
 )
+from kseg.models.hrnet.hrnet_torch import keras_weights
 from kseg.ode import ODEBlock, SolverConfig
 
 ODE_LAYER = "segnode_ode"
@@ -25,17 +28,32 @@ ODE_LAYER = "segnode_ode"
 # method: torchdiffeq's rk4 (3/8 rule), here on two steps of the interval. Neither the
 # steps nor a tolerance is given; docs/deviations.md says why this reading.
 SOLVER = SolverConfig("rk4", steps=2, gradient="adjoint")
+# The layers SegNode shares with HRNetV2 (its stem and stage 1, section 4.1, and the
+# first transition, whose two branches are how SegNode's state0 and state1 are made), by
+# the prefix of their names in each: where HRNet's PyTorch weights go (`torch_weights`).
+HRNET_LAYERS = {
+    "hrnet_stem": "stem",
+    "hrnet_layer1_": "layer1_",
+    "hrnet_transition1_0_": "state0_",
+    "hrnet_transition1_1_1_": "state1_1_",
+}
 
 
 def hr_ode_function(
-    channels: list[int], modules: int = 2, blocks: int = 2, norm: str = "batch"
+    channels: list[int],
+    modules: int = 2,
+    blocks: int = 2,
+    norm: str = "batch",
+    padding: str = "same",
 ) -> keras.Model:
     """The derivative of SegNode's ODE: `modules` residual-form HRNet modules in sequence
     (`kseg.layers.hrnet.hr_module(preact=True)`), four streams in, four out."""
     inputs = [keras.Input((None, None, c), name=f"stream{i}") for i, c in enumerate(channels)]
     xs = inputs
     for m in range(modules):
-        xs = hr_module(xs, blocks, preact=True, norm=NORMS[norm], name=f"module{m + 1}")
+        xs = hr_module(
+            xs, blocks, preact=True, norm=NORMS[norm], padding=padding, name=f"module{m + 1}"
+        )
     return keras.Model(inputs, xs, name="segnode_function")
 
 
@@ -76,6 +94,10 @@ class SegNode(ODEModel, SegmentationModel):
         head: "segmentation", or "classification": HRNet's ImageNet head on the four
             streams (`kseg.models.hrnet.classification_head`), for the ImageNet
             pre-training of section 4.1 (`python -m kseg.recipes.imagenet`).
+        convention: "keras" or "pytorch", as `HRNetV2`'s: "pytorch" pads the stride-2 convs
+            on every side and normalises the image as HRNet's PyTorch code, so that HRNet's
+            ImageNet weights (`--init-from hrnetv2_w48_imagenet_pretrained.pth`) give the
+            stem, stage 1, state0 and state1 the features they give in HRNetV2.
         image_shape: (height, width, channels); height and width multiples of 32 or None.
 
     Example:
@@ -88,7 +110,9 @@ class SegNode(ODEModel, SegmentationModel):
     pretraining = (
         "SegNode was pre-trained on ImageNet (Khoshsirat & Kambhamettu, section 4.1): "
         "`python -m kseg.recipes.imagenet train --model segnode` pre-trains it, and "
-        "--init-from that run's best.keras starts from it"
+        "--init-from that run's best.keras starts from it (--init-from "
+        "hrnetv2_w48_imagenet_pretrained.pth gives its stem, stage 1, state0 and state1 "
+        "HRNet's ImageNet weights)"
     )
 
     def __init__(
@@ -102,29 +126,32 @@ class SegNode(ODEModel, SegmentationModel):
         norm: str = "batch",
         ocr: bool = False,
         head: str = "segmentation",
+        convention: str = "keras",
         image_shape: tuple[int | None, int | None, int] = (None, None, 3),
         **kwargs,
     ):
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {sorted(NORMS)}, got {norm!r}")
         channels = branch_channels(width)
+        padding = stride_padding(convention)
 
         # === Functional Model ===
         name = f"segnode{check_head(head, ocr)}"
         name, inputs = image_input(kwargs, name, num_classes, image_shape, INPUT_MULTIPLE)
-        x = hr_layer1(hr_stem(inputs, name="stem"), name="layer1")
+        x = imagenet_normalize(inputs, "normalize") if convention == "pytorch" else inputs
+        x = hr_layer1(hr_stem(x, padding=padding, name="stem"), name="layer1")
         states = [conv_norm_act(x, channels[0], 3, norm=TORCH_BATCH_NORM, name="state0")]
         for i in range(1, 4):
-            states.append(strided_chain(x, channels[i], i, name=f"state{i}"))
+            states.append(strided_chain(x, channels[i], i, padding=padding, name=f"state{i}"))
         block = ODEBlock(
-            hr_ode_function(channels, modules, blocks, norm),
+            hr_ode_function(channels, modules, blocks, norm, padding),
             t1=t1,
             solver=SOLVER if solver is None else solver,
             name=ODE_LAYER,
         )
         xs = block(states)
         if head == "classification":
-            outputs = classification_head(xs, num_classes)
+            outputs = classification_head(xs, num_classes, padding)
         elif ocr:
             logits, aux = ocr_head(concat_branches(xs, name="head_concat"), num_classes)
             outputs = {
@@ -139,6 +166,22 @@ class SegNode(ODEModel, SegmentationModel):
         self.input_multiple = INPUT_MULTIPLE
         self.task = head  # HEADS are the task names
         self._store_config(locals())
+
+    @staticmethod
+    def torch_arguments(names) -> dict:
+        """Built as HRNet's PyTorch code computes (`HRNetV2.torch_arguments`)."""
+        return dict(TORCH_ARGUMENTS)
+
+    @staticmethod
+    def torch_weights(state: dict) -> tuple[dict, list[str]]:
+        """HRNet's PyTorch state dict (`HRNetV2.torch_weights`) under SegNode's names where
+        SegNode has the layer (`HRNET_LAYERS`); `init_from` reports the rest unused."""
+        converted, unused = keras_weights(state)
+        renamed = {}
+        for path, value in converted.items():
+            prefix = next((p for p in HRNET_LAYERS if path.startswith(p)), None)
+            renamed[HRNET_LAYERS[prefix] + path[len(prefix) :] if prefix else path] = value
+        return renamed, unused
 
 
 def _streams_to_logits(xs, num_classes: int):
