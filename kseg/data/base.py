@@ -188,7 +188,7 @@ class SegmentationDataset:
         path = os.path.join(self.root, *parts)
         if not os.path.isfile(path):
             self.layout_error(f"missing split list {path}")
-        with open(path) as f:
+        with open(path, encoding="utf-8-sig") as f:
             return [line.split()[0] for line in f if line.strip()]
 
     def existing(self, paths: list[str], split: str) -> list[str]:

@@ -90,7 +90,7 @@ class CocoFolder(FolderDataset):
 
         categories = {}
         for path in coco_files(self.root):
-            with open(path, encoding="utf-8") as f:
+            with open(path, encoding="utf-8-sig") as f:
                 data = json.load(f)
             if not all(isinstance(data.get(k), list) for k in ("images", "annotations")):
                 continue

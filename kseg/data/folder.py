@@ -77,7 +77,7 @@ def read_classes(path: str) -> ClassList:
     """The `ClassList` of a `classes.txt` (`name` or `name R G B` lines; labelme's
     `labels.txt`, whose `__ignore__` line names no class, reads as one)."""
     names, colours = [], []
-    with open(path) as f:
+    with open(path, encoding="utf-8-sig") as f:
         for number, line in enumerate(f, start=1):
             parts = line.split()
             if not parts or parts[0].startswith("#") or parts == [IGNORE_LINE]:
@@ -106,7 +106,7 @@ def read_classes(path: str) -> ClassList:
 def read_class_list(path: str) -> ClassList:
     """The `ClassList` of a classes.txt, or of a labelling tool's labelmap.txt (its lines
     `name:R,G,B:parts:actions`, `kseg.data.voc_export.read_labelmap`)."""
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         labelmap = any(":" in line for line in f if not line.lstrip().startswith("#"))
     if labelmap:
         from kseg.data.voc_export import read_labelmap

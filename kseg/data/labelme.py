@@ -104,7 +104,7 @@ def is_labelme_folder(root: str) -> bool:
 
 def _read_json(path: str, default=None):
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             return json.load(f)
     except (OSError, ValueError, UnicodeDecodeError):
         return default

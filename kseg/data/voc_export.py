@@ -32,7 +32,7 @@ SPLIT_NAMES = {"train": ("train",), "val": ("val", "valid", "validation"), "test
 def read_labelmap(path: str) -> ClassList:
     """The `ClassList` of a labelmap.txt (`name:R,G,B:parts:actions` lines, `#` comments)."""
     names, colours = [], []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         for number, line in enumerate(f, start=1):
             line = line.strip()
             if not line or line.startswith("#"):
@@ -142,5 +142,5 @@ class VocExport(FolderDataset):
 
 def _read_names(path: str) -> list[str]:
     """The image names of a subset list, one a line."""
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         return [line.strip() for line in f if line.strip()]

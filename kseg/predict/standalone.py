@@ -487,7 +487,7 @@ def read_palette(path: str, num_classes: int | None = None) -> np.ndarray:
     palette = np.zeros((256, 3), np.uint8)
     voc = label_colormap()
     try:
-        lines = [line.strip() for line in open(path)]
+        lines = [line.strip() for line in open(path, encoding="utf-8-sig")]
     except OSError as e:
         raise UsageError(f"{path}: unreadable classes file ({e})") from None
     # labelme's labels.txt starts with a line `__ignore__`, which names no class.

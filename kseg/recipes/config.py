@@ -121,7 +121,7 @@ def read_config_file(path: str) -> dict:
     if not os.path.isfile(path):
         raise UserError(f"--config {path}: no such file")
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8-sig") as f:
             data = json.load(f)
     except json.JSONDecodeError as e:
         raise UserError(f"--config {path} is not valid JSON ({e})") from None

@@ -121,7 +121,13 @@ def test_a_labelme_folder_reads_the_masks_it_was_drawn_from(demo, tmp_path):
 
     root = tmp_path / "flat"
     masks = _labelme_folder(root, demo, splits=False)
-    (root / "labels.txt").write_text("__ignore__\n_background_\nbuilding\nroad\ncar\nperson\n")
+    # as a Windows editor saves them: UTF-8 with a byte order mark, CRLF line ends
+    windows = {"encoding": "utf-8-sig", "newline": "\r\n"}
+    for path in root.glob("*.json"):
+        path.write_text(path.read_text(encoding="utf-8"), **windows)
+    (root / "labels.txt").write_text(
+        "__ignore__\n_background_\nbuilding\nroad\ncar\nperson\n", **windows
+    )
     dataset = FolderDataset(str(root))
     assert dataset.class_names == ("_background_", "building", "road", "car", "person")
     train, val = labels_by_name(dataset, "train"), labels_by_name(dataset, "val")

@@ -191,7 +191,8 @@ def test_a_labelling_tools_voc_export_reads_as_it_is(custom_dir, tmp_path):
     SegmentationClass/, subset lists): FolderDataset opens it, with the labels of the index
     masks its colour masks were painted from; subsets train and val are the splits, and
     CVAT's single `default` subset has a tenth held out; a labelmap without colours means
-    VOC's colour map."""
+    VOC's colour map. Its text files as a Windows editor saves them (UTF-8 with a byte
+    order mark, CRLF line ends) and a class named outside ASCII read as written."""
     import shutil
 
     from kseg.data import segmentation_pipeline
@@ -199,7 +200,7 @@ def test_a_labelling_tools_voc_export_reads_as_it_is(custom_dir, tmp_path):
     from kseg.errors import UserError
 
     palette = FolderDataset(custom_dir).palette
-    names = ["background", "building", "road", "car", "person"]  # class 0 as CVAT's
+    names = ["background", "building", "road", "car", "piéton"]  # class 0 as CVAT's
     root = tmp_path / "cvat"
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (root / sub).mkdir(parents=True)
@@ -215,10 +216,13 @@ def test_a_labelling_tools_voc_export_reads_as_it_is(custom_dir, tmp_path):
             Image.fromarray(palette[labels[name]]).save(root / "SegmentationClass" / f"{name}.png")
             subsets[split].append(name)
     lines = [f"{n}:{','.join(map(str, c))}::" for n, c in zip(names, palette.tolist(), strict=True)]
-    (root / "labelmap.txt").write_text("# label:color_rgb:parts:actions\n" + "\n".join(lines))
+    windows = {"encoding": "utf-8-sig", "newline": "\r\n"}
+    (root / "labelmap.txt").write_text(
+        "# label:color_rgb:parts:actions\n" + "\n".join(lines), **windows
+    )
     lists = root / "ImageSets" / "Segmentation"
     for split, subset in subsets.items():
-        (lists / f"{split.title()}.txt").write_text("\n".join(subset) + "\n")
+        (lists / f"{split.title()}.txt").write_text("\n".join(subset) + "\n", **windows)
 
     dataset = FolderDataset(str(root))
     assert isinstance(dataset, VocExport) and dataset.class_names == tuple(names)
@@ -512,7 +516,7 @@ def test_numbers_out_of_range_and_an_out_that_is_a_file_are_one_error(custom_dir
         err = _error_of(custom.main, ["train", *data, f"{flag}={value}"], capsys)
         assert f"error: argument {flag}: {said}" in err, err
     config = tmp_path / "settings.json"
-    config.write_text('{"epochs": 2, "batch_size": 0}')
+    config.write_text('{"epochs": 2, "batch_size": 0}', encoding="utf-8-sig")  # as Notepad
     err = _error_of(custom.main, ["train", *data, "--config", str(config)], capsys)
     assert err.strip() == f"error: --config {config}: batch_size: {whole} 1, got '0'"
 
