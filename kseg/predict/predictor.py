@@ -171,8 +171,9 @@ def segment_video(
     live: bool = False,
 ) -> tuple[int, float]:
     """Segments every frame of the video `path`, upright (`upright_frame`), and writes the
-    overlay video `out_path` (H.264 at the source frame rate, upright without a rotation);
-    returns (frames, seconds). `out_path` lies in `outputs` (a
+    overlay video `out_path` (H.264 at the source frame rate, upright without a rotation,
+    with the source's sound up to the last frame, copied as it is); returns (frames,
+    seconds). `out_path` lies in `outputs` (a
     `kseg.predict.outputs.OutputFolder`), which records the video; the caller has checked
     `out_path` against it before any work, as `kseg.predict` does. Without `outputs`, the
     video's own folder, checked here: a file kseg did not write is refused.
@@ -215,12 +216,22 @@ def segment_video(
             raise UserError(f"{path}: no video frames in it")
         known = [n for n in (stream_in.frames, max_frames) if n]  # a live source: neither
         progress = Progress(min(known) if known else None, "frames", quiet)
-        with outputs.writing(name) as partial, av.open(partial, "w") as sink:
-            rate = stream_in.average_rate or 25
-            _write_overlays(
-                predictor, first, frames, sink, rate, palette, 1 if live else batch_size,
-                progress, live,
-            )  # fmt: skip
+        sound = source.streams.audio[0] if source.streams.audio and not live else None
+        with outputs.writing(name) as partial:
+            # with sound, the video goes to a file of its own first, then both into place
+            silent = _beside(partial, "video") if sound else partial
+            try:
+                with av.open(silent, "w") as sink:
+                    rate = stream_in.average_rate or 25
+                    end = _write_overlays(
+                        predictor, first, frames, sink, rate, palette,
+                        1 if live else batch_size, progress, live,
+                    )  # fmt: skip
+                if sound:
+                    _add_sound(silent, path, input_format, sound.index, first[1] or 0, end, partial)
+            finally:
+                if sound and os.path.lexists(silent):
+                    os.remove(silent)
     finally:  # a reader still inside the source must not have it closed under it
         if newest is None or newest.close():
             source.close()
@@ -233,6 +244,53 @@ def segment_video(
             "the video keeps each written frame's time"
         )
     return done
+
+
+def _beside(path: str, what: str) -> str:
+    """A temporary file beside `path`, of the same extension."""
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".kseg-{what}-{name}")
+
+
+def _add_sound(video: str, source: str, input_format, index: int, start, end, out: str):
+    """Writes `out`: the video stream of the file `video` and the sound (stream `index`)
+    of `source` from the time `start` (the first frame's, where `video` starts) to `end`
+    seconds after it, both as they are (no encoding), interleaved by time. A sound the
+    container cannot hold is left out, in a line that says so."""
+    import heapq
+
+    import av
+
+    with av.open(video) as frames, av.open(source, format=input_format) as sounds:
+        picture, sound = frames.streams.video[0], sounds.streams[index]
+        with av.open(out, "w") as sink:
+            codec = sound.codec_context.name
+            if codec not in sink.supported_codecs:
+                print(f"Left out the sound of {source}: {codec} does not go in {out[-4:]}")
+                sound = None
+            streams = {picture: sink.add_stream_from_template(picture)}
+            packets = [_timed_packets(frames.demux(picture), 0)]
+            if sound is not None:
+                streams[sound] = sink.add_stream_from_template(sound)
+                # the video starts at the first frame's time: the sound, moved as much
+                packets.append(_timed_packets(sounds.demux(sound), round(start / sound.time_base)))
+            for _, packet in heapq.merge(*packets, key=lambda timed: timed[0]):
+                # (sound before the first frame stays: a decoder's priming, which the
+                # container's edit list then skips, as the source's did)
+                if packet.stream is not picture and packet.pts * sound.time_base >= end:
+                    continue
+                packet.stream = streams[packet.stream]
+                sink.mux(packet)
+
+
+def _timed_packets(packets: Iterable, ticks: int) -> Iterator[tuple[float, object]]:
+    """(decoding time in seconds, packet) of each demuxed packet, its times moved back by
+    `ticks` of its stream's time base; a demuxer's flushing packet (no time) is left out."""
+    for packet in packets:
+        if packet.dts is None or packet.pts is None:
+            continue
+        packet.pts, packet.dts = packet.pts - ticks, packet.dts - ticks
+        yield float(packet.dts * packet.time_base), packet
 
 
 def _timed_frames(decoded: Iterable, live: bool) -> Iterator[tuple[np.ndarray, float | None]]:
@@ -252,7 +310,7 @@ def _write_overlays(
     container `sink`: H.264 at `rate` frames a second, each frame at its time from the
     first (in the rate's frame slots: a frame left out leaves its slot empty, which players
     show as the frame before), upright without a rotation. Ctrl-C ends a `live` source: the
-    video so far is finished."""
+    video so far is finished. Returns the video's length in seconds."""
     import av
 
     from kseg.predict.outputs import overlay
@@ -279,3 +337,4 @@ def _write_overlays(
             raise
     for packet in stream.encode():
         sink.mux(packet)
+    return float((slot + 1) / rate)

@@ -71,6 +71,79 @@ def test_a_video_of_the_demo_frames_becomes_an_overlay_video(
         assert len(decoded) == len(frames) and decoded[0].shape == (64, 128, 3)
 
 
+def test_a_videos_sound_is_kept_up_to_its_last_frame(artefacts, demo_cityscapes, tmp_path, capsys):
+    """A phone's or camera's video has sound: the overlay video keeps it, its packets
+    copied as they are (decoded, the same samples as the source's), up to the last
+    segmented frame: 12 frames at 5 a second keep 2.4 s of a 4 s sound, --frames 5 one
+    second. A sound the container cannot hold is left out with a line saying so."""
+    import av
+
+    pattern = os.path.join(demo_cityscapes, "leftImg8bit", "*", "*", "*.png")
+    frames = [np.asarray(Image.open(p)) for p in sorted(glob.glob(pattern))]
+    rate, seconds = 16000, 4
+    t = np.arange(rate * seconds) / rate
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    video = str(tmp_path / "walk.mp4")
+    with av.open(video, "w") as container:
+        picture = container.add_stream("libx264", rate=5)
+        picture.width, picture.height, picture.pix_fmt = 128, 64, "yuv420p"
+        sound = container.add_stream("aac", rate=rate, layout="mono")
+        for frame in frames:
+            for packet in picture.encode(av.VideoFrame.from_ndarray(frame, "rgb24")):
+                container.mux(packet)
+        for start in range(0, len(tone), 1024):
+            chunk = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], "fltp", "mono")
+            chunk.sample_rate, chunk.pts = rate, start
+            for packet in sound.encode(chunk):
+                container.mux(packet)
+        for stream in (picture, sound):
+            for packet in stream.encode():
+                container.mux(packet)
+
+    def decoded_sound(path):
+        with av.open(path) as result:
+            assert result.streams.audio[0].codec_context.name == "aac"
+            return np.concatenate([f.to_ndarray()[0] for f in result.decode(audio=0)])
+
+    source = decoded_sound(video)
+    for count, length in ((None, 2.4), (5, 1.0)):
+        out = str(tmp_path / f"with-sound-{count}")
+        limit = ["--frames", str(count)] if count else []
+        main([artefacts["keras"], video, "--out", out, "--quiet", *limit])
+        overlay = os.path.join(out, "walk_overlay.mp4")
+        with av.open(overlay) as result:
+            assert sum(1 for _ in result.decode(video=0)) == count or len(frames)
+        kept = decoded_sound(overlay)
+        # AAC packets of 1024 samples: the last one that starts before the last frame ends
+        assert length * rate <= len(kept) < length * rate + 1024 + 1024, (count, len(kept))
+        np.testing.assert_array_equal(kept, source[: len(kept)])
+        assert not [n for n in os.listdir(out) if n.startswith((".kseg-partial", ".kseg-video"))]
+
+    # G.711 sound (a security camera's), which MP4 cannot hold
+    camera = str(tmp_path / "camera.mov")
+    with av.open(camera, "w") as container:
+        picture = container.add_stream("libx264", rate=5)
+        picture.width, picture.height, picture.pix_fmt = 128, 64, "yuv420p"
+        sound = container.add_stream("pcm_mulaw", rate=8000, layout="mono")
+        pcm = (tone[::2][:8000] * 32767).astype(np.int16)[None]
+        chunk = av.AudioFrame.from_ndarray(pcm, "s16", "mono")
+        chunk.sample_rate, chunk.pts = 8000, 0
+        for packet in [*sound.encode(chunk), *sound.encode()]:
+            container.mux(packet)
+        for frame in frames[:3]:
+            for packet in picture.encode(av.VideoFrame.from_ndarray(frame, "rgb24")):
+                container.mux(packet)
+        for packet in picture.encode():
+            container.mux(packet)
+    out = str(tmp_path / "camera")
+    main([artefacts["keras"], camera, "--out", out, "--quiet"])
+    assert f"Left out the sound of {camera}: pcm_mulaw does not go in .mp4" in (
+        capsys.readouterr().out
+    )
+    with av.open(os.path.join(out, "camera_overlay.mp4")) as result:
+        assert not result.streams.audio and result.streams.video[0].frames == 3
+
+
 def test_a_portrait_phone_video_is_segmented_upright(artefacts, demo_cityscapes, tmp_path):
     """Phones store a portrait video as landscape frames and a display rotation. The same
     upright frames stored that way (either quarter turn) or stored upright give the same
