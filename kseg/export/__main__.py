@@ -247,7 +247,8 @@ def run(args) -> None:
     print(table(artefacts))
     scores = os.path.join(args.out, "per_class_iou.txt")
     if eval_labels is not None and os.path.exists(scores):
-        print(f"\n{open(scores).read().rstrip()}")
+        with open(scores, encoding="utf-8") as f:
+            print(f"\n{f.read().rstrip()}")
 
 
 if __name__ == "__main__":

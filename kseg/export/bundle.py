@@ -62,10 +62,10 @@ def write_labels(
 
         raise UserError(f"{len(names)} class names for a model of {num_classes} classes")
     path = os.path.join(out, "labels.txt")
-    with open(path, "w") as f:
+    with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(names) + "\n")
     if palette is not None:
-        with open(os.path.join(out, BUNDLE_CLASSES), "w") as f:
+        with open(os.path.join(out, BUNDLE_CLASSES), "w", encoding="utf-8") as f:
             f.writelines(  # a class list's names have no spaces: traffic_light
                 f"{n.replace(' ', '_')} {r} {g} {b}\n"
                 for n, (r, g, b) in zip(names, palette[: len(names)], strict=True)
@@ -96,6 +96,6 @@ def write_readme(out: str, name: str, input_size, num_classes: int, artefacts, t
         per_class="\nIoU per class: per_class_iou.txt\n" if any(a.iou for a in artefacts) else "",
     )  # fmt: skip
     path = os.path.join(out, "README.txt")
-    with open(path, "w") as f:
+    with open(path, "w", encoding="utf-8") as f:
         f.write(text)
     return path

@@ -293,7 +293,7 @@ def export(
             write_segment_py(out)
         if checked_labels is not None:
             names = class_names or [f"class_{i}" for i in range(num_classes)]
-            with open(os.path.join(out, "per_class_iou.txt"), "w") as f:
+            with open(os.path.join(out, "per_class_iou.txt"), "w", encoding="utf-8") as f:
                 f.write(f"IoU per class on {where}\n{per_class_table(artefacts, names)}\n")
         write_readme(out, name, input_size, num_classes, artefacts, threads)
         moved = destination.publish()
@@ -436,7 +436,7 @@ def add_onnx_metadata(path: str, name: str, labels_txt: str, height: int, width:
     ONNX file `path` (`kseg.export.metadata.onnx_metadata`)."""
     import kseg
 
-    with open(labels_txt) as f:
+    with open(labels_txt, encoding="utf-8") as f:
         labels = f.read().splitlines()
     metadata = onnx_metadata(name, labels, height, width, kseg.__version__)
     attach_onnx_metadata(path, metadata)

@@ -290,7 +290,7 @@ class SegmentationRecipe:
         csv = "\n".join([f"class,{','.join(columns)}", *rows, ",".join(["mean", *means])]) + "\n"
 
         def write_csv(tmp: str) -> None:
-            with open(tmp, "w") as f:
+            with open(tmp, "w", encoding="utf-8") as f:
                 f.write(csv)
 
         atomic_write(os.path.join(out, f"{stem}.csv"), write_csv)

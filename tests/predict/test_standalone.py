@@ -4,8 +4,10 @@ environment that holds only ai-edge-litert, numpy and pillow, matches Keras and
 
 import glob
 import importlib.metadata as metadata
+import json
 import os
 import subprocess
+import sys
 import venv
 
 import numpy as np
@@ -462,3 +464,33 @@ def test_an_overlay_wider_than_jpeg_holds_is_scaled_to_fit(tmp_path):
     writer.close()
     assert np.asarray(Image.open(tmp_path / "strip_pred.png")).shape == (4, 70_000)
     assert Image.open(tmp_path / "strip_overlay.jpg").size == (65_500, 3)
+
+
+def test_class_names_outside_ascii_are_written_and_read_as_utf8_in_any_locale(tmp_path):
+    """A bundle's labels.txt and classes.txt, written and read back in a process whose
+    locale is not UTF-8 (Windows' cp1252, or LC_ALL=C as here with Python's coercion off):
+    class names in Chinese and French come back as written, by segment.py's reader and
+    kseg's. Before, writing them raised UnicodeEncodeError."""
+    names = ["\u884c\u4eba", "pi\u00e9ton", "car"]
+    script = f"""
+import json, locale, numpy as np
+from kseg.data.folder import read_class_list
+from kseg.export.bundle import write_labels
+from kseg.predict.standalone import read_palette
+write_labels({str(tmp_path)!r}, {ascii(names)}, 3, np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], np.uint8))
+print("RESULT" + json.dumps({{
+    "encoding": locale.getpreferredencoding(False),
+    "palette": read_palette({str(tmp_path / "classes.txt")!r})[:3].tolist(),
+    "names": list(read_class_list({str(tmp_path / "classes.txt")!r}).names),
+}}))
+"""
+    env = {**os.environ, "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0",
+           "TF_CPP_MIN_LOG_LEVEL": "3"}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, encoding="utf-8"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.split("RESULT", 1)[1])
+    assert result["encoding"].lower() in ("ascii", "ansi_x3.4-1968")  # the locale's, not UTF-8
+    assert result["names"] == names and result["palette"] == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    assert (tmp_path / "labels.txt").read_text(encoding="utf-8").split() == names
