@@ -190,6 +190,15 @@ def build_parser(recipe) -> argparse.ArgumentParser:
         "piece alone (not over replicas); N must divide each replica's batch. Default 1",
     )
     g.add_argument(
+        "--val-every",
+        type=types.positive,
+        metavar="N",
+        help="validate, and pick best.keras, every N epochs and after the last one (default "
+        "1: every epoch). A long run's validation on full-size images can cost as much as "
+        "its training; mmsegmentation validates every 4,000 or 8,000 iterations. A plateau "
+        "schedule's patience then counts validations",
+    )
+    g.add_argument(
         "--recompute-norm-act",
         action="store_true",
         help="less training memory for a little more time: batch norm -> ReLU -> conv chains "

@@ -52,6 +52,7 @@ class RunConfig:
     graph_optimization: Literal["auto", "on", "off"] = "auto"  # Grappler; auto: with a GPU
     recompute_norm_act: bool = False  # BN-ReLU recomputed in the backward pass
     accumulate: int = 1  # each step's batch run in this many pieces, gradients summed
+    val_every: int = 1  # validate every N epochs (and after the last)
     # Segmentation
     crop: tuple[int, int] | None = None
     eval_crop: tuple[int, int] | Literal["full"] | None = None

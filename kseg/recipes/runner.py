@@ -311,7 +311,8 @@ class Runner:
             f"Training {model.name} ({count_params(model):,} parameters) on "
             f"{prepared.description}, batch {batch}{pieces}, {prepared.steps} steps x {epochs} "
             "epochs, "
-            f"{replicas} replica(s){synced_bn}; {describe_weight_decay(model, preset)}; "
+            + (f"validated every {config.val_every} and the last, " if config.val_every > 1 else "")
+            + f"{replicas} replica(s){synced_bn}; {describe_weight_decay(model, preset)}; "
             f"preset: {preset.source}"
             + (f"; this run's own: {own}" if (own := self.own_settings(preset)) else "")
             + (f"; {precision}" if (precision := describe_precision(model)) else "")
@@ -330,6 +331,7 @@ class Runner:
                 graph_optimization=config.graph_optimization,
                 recompute_norm_act=config.recompute_norm_act,
                 accumulate=config.accumulate,
+                val_every=config.val_every,
                 precise_bn_batches=config.precise_bn_batches if self.task.precise_bn else 0,
                 verbose=verbose,
                 extra_callbacks=self.recipe.callbacks(preset, state),

@@ -159,19 +159,24 @@ def state_from_log(folder: str, epochs: int) -> dict | None:
     history: dict[str, list[float]] = {}
     for epoch in range(epochs):
         for key, value in rows[epoch].items():
-            # CSVLogger writes NA for a key an epoch did not log
-            if key in ("epoch", None) or value in ("", "NA", None):
+            if key in ("epoch", None):
                 continue
-            try:
-                history.setdefault(key, []).append(float(value))
+            try:  # CSVLogger writes NA for a key an epoch did not log
+                missing = value in ("", "NA", None)
+                history.setdefault(key, []).append(None if missing else float(value))
             except ValueError:  # not a log kseg wrote
                 return None
     return {"epoch": epochs, "history": history}
 
 
 def best_in(history: dict[str, list[float]], monitor: str, mode: str = "max"):
-    """(best finite value of `history[monitor]`, its epoch counted from 1), or None."""
-    scores = [(v, i + 1) for i, v in enumerate(history.get(monitor, [])) if math.isfinite(v)]
+    """(best finite value of `history[monitor]`, its epoch counted from 1), or None. An
+    epoch without the score (None: not validated, `fit(val_every=...)`) is passed over."""
+    scores = [
+        (v, i + 1)
+        for i, v in enumerate(history.get(monitor, []))
+        if v is not None and math.isfinite(v)
+    ]
     if not scores:
         return None
     pick = max if mode == "max" else min
@@ -237,8 +242,12 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         last = os.path.join(self.folder, f"last-epoch{done:04d}.keras")
         atomic_write(last, self.model.save)
         history = {key: list(values) for key, values in self.history.items()}
-        for key, value in logs.items():
-            history.setdefault(key, []).append(float(value))
+        # one entry an epoch for every key: None where an epoch did not log it (the
+        # validation scores of an epoch that was not validated)
+        before = max((len(values) for values in history.values()), default=0)
+        for key in history.keys() | logs.keys():
+            value = logs.get(key)
+            history.setdefault(key, [None] * before).append(None if value is None else float(value))
         best, best_epoch, pending = self.best, self.best_epoch, None
         value = logs.get(self.monitor) if self.monitor else None
         if value is not None and math.isfinite(value) and self._improved(float(value)):

@@ -177,6 +177,14 @@ def _logs_as_vectors(step):
     return wrapped
 
 
+def validation_epochs(epochs: int, every: int) -> int | list[int]:
+    """Keras' `validation_freq` for validating every `every` epochs and after the last of
+    `epochs` (counted from 1, as Keras counts them here)."""
+    if every == 1:
+        return 1
+    return [e for e in range(1, epochs + 1) if e % every == 0 or e == epochs]
+
+
 def fit(
     model: keras.Model,
     train_ds: tf.data.Dataset,
@@ -194,6 +202,7 @@ def fit(
     graph_optimization: str = "auto",
     recompute_norm_act: bool = False,
     accumulate: int = 1,
+    val_every: int = 1,
 ) -> keras.callbacks.History:
     """Trains with atomic checkpoints, CSV (appended on resume) and TensorBoard logs.
 
@@ -209,7 +218,9 @@ def fit(
     conv chains recomputing their norm and ReLU in the backward pass instead of keeping
     their output: less memory for a little more time, the same gradients
     (`kseg.layers.recompute`). `accumulate` > 1 runs each batch in that many pieces, their
-    gradients summed into one step (`kseg.train.accumulation`)."""
+    gradients summed into one step (`kseg.train.accumulation`). `val_every` > 1 validates
+    (and so may replace best.keras) only every that many epochs and after the last one;
+    the other epochs' validation scores are None in the history and NA in log.csv."""
     task = task or _task(model)
     strategy = model.distribute_strategy
     chief = is_chief(strategy)
@@ -255,6 +266,7 @@ def fit(
             validation_data=None if val_ds is None else task.targets(val_ds, model),
             epochs=epochs,
             initial_epoch=initial_epoch,
+            validation_freq=validation_epochs(epochs, val_every),
             shuffle=False,  # the pipeline shuffles
             callbacks=callbacks,
             verbose=verbose,

@@ -107,7 +107,9 @@ class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
 
     def __init__(self, history: list[float] | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.replay = [float(v) for v in history or []]
+        # an epoch without the score (not validated) counts as Keras' callback counts it:
+        # not at all
+        self.replay = [float(v) for v in history or [] if v is not None]
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -123,3 +125,10 @@ class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
                 self.wait += 1
                 if self.wait >= self.patience:  # the rate was reduced at this epoch
                     self.cooldown_counter, self.wait = self.cooldown, 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self.monitor not in logs:  # not validated: not counted
+            rate = keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+            logs["learning_rate"] = float(rate)  # logged as Keras' callback logs it
+            return
+        super().on_epoch_end(epoch, logs)

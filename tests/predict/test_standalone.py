@@ -477,7 +477,8 @@ import json, locale, numpy as np
 from kseg.data.folder import read_class_list
 from kseg.export.bundle import write_labels
 from kseg.predict.standalone import read_palette
-write_labels({str(tmp_path)!r}, {ascii(names)}, 3, np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], np.uint8))
+palette = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], np.uint8)
+write_labels({str(tmp_path)!r}, {ascii(names)}, 3, palette)
 print("RESULT" + json.dumps({{
     "encoding": locale.getpreferredencoding(False),
     "palette": read_palette({str(tmp_path / "classes.txt")!r})[:3].tolist(),

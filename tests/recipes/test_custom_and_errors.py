@@ -702,15 +702,21 @@ def test_a_default_crop_larger_than_every_image_is_fitted_to_them(custom_dir, ca
 def test_accumulate_trains_each_batch_in_pieces(custom_dir, tmp_path, capsys):
     """`--accumulate 2` trains a ContextNet with each batch of 2 in two pieces of one image
     (`kseg.train.accumulation`, whose step is tested against Keras' own), says so, and
-    records it with the run."""
+    records it with the run. `--val-every 2` (here too, to spare a run) validates the
+    second epoch and not the first (tests/train/test_checkpoints.py has what the history
+    and best.keras make of it)."""
     out = tmp_path / "pieces"
-    custom.main(["train", "--data-dir", custom_dir, "--out", str(out), "--epochs", "1",
-                 "--accumulate", "2", *FAST])  # fmt: skip
-    assert "batch 2 in 2 pieces of 1 (--accumulate; batch norm on each piece)" in (
-        capsys.readouterr().out
-    )
-    assert json.load(open(out / "config.json"))["run"]["accumulate"] == 2
-    assert (out / "last-epoch0001.keras").exists()
+    custom.main(["train", "--data-dir", custom_dir, "--out", str(out), "--epochs", "2",
+                 "--accumulate", "2", "--val-every", "2", *FAST])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "batch 2 in 2 pieces of 1 (--accumulate; batch norm on each piece)" in printed
+    assert "1 steps x 2 epochs, validated every 2 and the last, 1 replica(s)" in printed
+    run = json.load(open(out / "config.json"))["run"]
+    assert run["accumulate"] == 2 and run["val_every"] == 2
+    state = json.load(open(out / "state.json"))
+    scores = state["history"]["val_logits_mean_iou"]
+    assert scores[0] is None and scores[1] is not None and state["best_epoch"] == 2
+    assert (out / "last-epoch0002.keras").exists()
 
 
 def test_a_step_of_2_31_pixels_in_one_loss_is_refused_before_training():

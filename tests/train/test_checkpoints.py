@@ -193,3 +193,66 @@ def test_a_run_copied_without_state_json_resumes_with_its_history_and_best_from_
     assert (state["best"], state["best_epoch"]) == (0.9, 2)
     assert state["history"]["score"] == [0.5, 0.9, 0.6, 0.7]
     assert _holds(os.path.join(folder, "best.keras"), seen.at[2])
+
+
+class _ValScore(keras.callbacks.Callback):
+    """Logs `val_score` = `scores[epoch]` on the epochs Keras validated (val_loss logged),
+    and a training `score` every epoch, as a compiled metric is logged."""
+
+    def __init__(self, scores):
+        super().__init__()
+        self.scores = scores
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["score"] = 0.0
+        if "val_loss" in logs:
+            logs["val_score"] = self.scores[epoch]
+
+
+def test_validating_every_second_epoch_picks_best_among_the_validated_ones(tmp_path):
+    """`fit(val_every=2)` over 5 epochs validates after epochs 2, 4 and 5 (the last): the
+    history holds None for the others' validation scores, one entry an epoch for every
+    key, log.csv NA; best.keras is the best validated epoch's even where an unvalidated
+    one would have scored higher; the history rebuilt from log.csv is the same, and a
+    resumed run and the plateau schedule read it without counting the unvalidated epochs."""
+    from kseg.train import ResumableReduceLROnPlateau
+    from kseg.train.engine import validation_epochs
+
+    assert validation_epochs(5, 2) == [2, 4, 5] and validation_epochs(6, 3) == [3, 6]
+    assert validation_epochs(5, 1) == 1
+    folder, model, seen = str(tmp_path), _tiny_model(), _Weights()
+    x, y = np.ones((8, 4), "float32"), np.zeros((8, 3), "float32")
+    log = os.path.join(folder, "log.csv")
+    scores = [0.99, 0.5, 0.98, 0.8, 0.6, 0.7]  # epochs 1 and 3 are never validated
+    model.fit(x, y, validation_data=(x, y), epochs=5, validation_freq=validation_epochs(5, 2),
+              verbose=0, callbacks=[_ValScore(scores), seen, keras.callbacks.CSVLogger(log),
+                                    AtomicCheckpoint(folder, "val_score", "max")])  # fmt: skip
+    state = read_state(folder)
+    assert state["history"]["val_score"] == [None, 0.5, None, 0.8, 0.6]
+    assert [v is None for v in state["history"]["val_loss"]] == [True, False, True, False, False]
+    assert {len(values) for values in state["history"].values()} == {5}
+    assert (state["best"], state["best_epoch"]) == (0.8, 4)
+    assert _holds(os.path.join(folder, "best.keras"), seen.at[4])
+    rows = open(log).read().splitlines()
+    header = rows[0].split(",")
+    assert [r.split(",")[header.index("val_loss")] == "NA" for r in rows[1:]] == [
+        True, False, True, False, False
+    ]  # fmt: skip
+    rebuilt = checkpoints.state_from_log(folder, 5)["history"]
+    assert rebuilt["val_score"] == state["history"]["val_score"]
+
+    resumed = AtomicCheckpoint(
+        str(tmp_path / "copy"), "val_score", "max", state={"history": rebuilt}
+    )
+    assert (resumed.best, resumed.best_epoch) == (0.8, 4)
+    plateau = ResumableReduceLROnPlateau(history=rebuilt["val_score"], monitor="val_score",
+                                         mode="max", patience=1, factor=0.5)  # fmt: skip
+    model = keras.saving.load_model(last_checkpoint(folder)[0])
+    before = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    model.fit(x, y, validation_data=(x, y), epochs=6, initial_epoch=5, verbose=0,
+              validation_freq=validation_epochs(6, 2),
+              callbacks=[_ValScore(scores), plateau])  # fmt: skip
+    # the replayed 0.5, 0.8, 0.6 (the None of epochs 1 and 3 not counted) leave 0.8 the
+    # best; epoch 6's 0.7 does not beat it, and with patience 1 the rate halves
+    after = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    assert after == pytest.approx(before * 0.5)
