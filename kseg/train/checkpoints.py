@@ -156,7 +156,7 @@ def state_from_log(folder: str, epochs: int) -> dict | None:
                 return None
     if any(epoch not in rows for epoch in range(epochs)):
         return None
-    history: dict[str, list[float]] = {}
+    history: dict[str, list[float | None]] = {}
     for epoch in range(epochs):
         for key, value in rows[epoch].items():
             if key in ("epoch", None):
@@ -169,7 +169,7 @@ def state_from_log(folder: str, epochs: int) -> dict | None:
     return {"epoch": epochs, "history": history}
 
 
-def best_in(history: dict[str, list[float]], monitor: str, mode: str = "max"):
+def best_in(history: dict[str, list[float | None]], monitor: str, mode: str = "max"):
     """(best finite value of `history[monitor]`, its epoch counted from 1), or None. An
     epoch without the score (None: not validated, `fit(val_every=...)`) is passed over."""
     scores = [
@@ -219,7 +219,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             state = {**state, "best": found[0], "best_epoch": found[1]}
         self.best = state.get("best", -math.inf if mode == "max" else math.inf)
         self.best_epoch: int | None = state.get("best_epoch")
-        self.history: dict[str, list[float]] = state.get("history", {})
+        self.history: dict[str, list[float | None]] = state.get("history", {})
         self.write = write
         self.diverged: tuple[int, list[str]] | None = None
         if write:

@@ -105,7 +105,7 @@ class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
     `state.json`), so the patience count and the best value continue where they stopped.
     """
 
-    def __init__(self, history: list[float] | None = None, **kwargs):
+    def __init__(self, history: list[float | None] | None = None, **kwargs):
         super().__init__(**kwargs)
         # an epoch without the score (not validated) counts as Keras' callback counts it:
         # not at all
