@@ -194,8 +194,8 @@ def build_parser(recipe) -> argparse.ArgumentParser:
         type=types.positive,
         metavar="N",
         help="validate, and pick best.keras, every N epochs and after the last one (default "
-        "1: every epoch). A long run's validation on full-size images can cost as much as "
-        "its training; mmsegmentation validates every 4,000 or 8,000 iterations. A plateau "
+        "1: every epoch). A long run's validation on full-size images can take a large share "
+        "of its time; mmsegmentation validates every 4,000 or 8,000 iterations. A plateau "
         "schedule's patience then counts validations",
     )
     g.add_argument(
