@@ -198,7 +198,9 @@ def _classes_of(dataset):
 def run(args) -> None:
     from kseg.export.exporter import export, table
     from kseg.models.loading import load_model
+    from kseg.train.checkpoints import model_of
 
+    args.model = model_of(args.model)
     model = load_model(args.model)
     height, width = args.input_size
     images = labels = eval_images = eval_labels = class_names = palette = None

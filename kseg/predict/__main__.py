@@ -117,10 +117,12 @@ def run(args) -> dict:
         throughput,
     )
     from kseg.recipes.config import trained_data
+    from kseg.train.checkpoints import model_of
 
     live = [x for x in args.inputs if is_live(x, args.input_format)]
     files = [x for x in args.inputs if x not in live]
     images, videos = expand_inputs(files, args.out) if files else ([], [])
+    args.model = model_of(args.model)
     backend = open_model(args.model, threads=args.threads)
     if args.fit and backend.input_size is not None:
         h, w = backend.input_size

@@ -85,6 +85,17 @@ def settle(folder: str) -> None:
             os.remove(os.path.join(folder, name))
 
 
+def model_of(path: str) -> str:
+    """`path`, or where it is a run folder (a recipe's `--out`, holding a checkpoint) the
+    model that run hands on (`best_or_last`), said in a line: `kseg.predict` and
+    `kseg.export` take a run folder as its model."""
+    if os.path.isdir(path) and last_checkpoint(path):
+        found = best_or_last(path)
+        print(f"{path} is a run folder: its model is {found}")
+        return found
+    return path
+
+
 def best_or_last(folder: str) -> str:
     """The model a finished run hands on: its best checkpoint (the committed one, if a stop
     came before it was renamed to `best.keras`), else its last."""

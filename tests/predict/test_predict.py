@@ -180,6 +180,27 @@ def test_a_portrait_phone_video_is_segmented_upright(artefacts, demo_cityscapes,
         assert np.abs(got - upright_overlay).mean() < upside_down / 4, rotation
 
 
+def test_a_run_folder_is_taken_as_the_model_it_hands_on(trained, demo_cityscapes, tmp_path, capsys):
+    """`kseg.predict` and `kseg.export` given a run folder (a recipe's --out) use its
+    best.keras, and say so, with the classes of the data it trained on; a folder that is
+    neither a run nor a SavedModel is still one error."""
+    from kseg.export.__main__ import main as export_main
+
+    images = os.path.join(demo_cityscapes, "leftImg8bit", "val")
+    main([trained, images, "--out", str(tmp_path / "p"), "--quiet"])
+    printed = capsys.readouterr().out
+    best = os.path.join(trained, "best.keras")
+    assert printed.startswith(f"{trained} is a run folder: its model is {best}\n")
+    assert "with keras best.keras" in printed and "Classes of " in printed
+    assert masks_in(str(tmp_path / "p"))  # segmented
+    export_main([trained, "--out", str(tmp_path / "e"), "--formats", "keras",
+                 "--input-size", "64x128"])  # fmt: skip
+    assert f"{best} at 64x128, artefacts in " in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "p"), images, "--out", str(tmp_path / "q")])
+    assert "is a folder without saved_model.pb: not a SavedModel" in capsys.readouterr().err
+
+
 def test_bad_inputs_are_named(artefacts, tmp_path, capsys):
     image = str(tmp_path / "a.png")
     Image.fromarray(np.zeros((64, 128, 3), np.uint8)).save(image)
