@@ -285,7 +285,8 @@ def build_parser(recipe) -> argparse.ArgumentParser:
         )
     e = p.add_argument_group("evaluate and predict")
     exported = (
-        "a .keras file, or an exported .tflite, .onnx or SavedModel folder run in its own "
+        "a .keras file or another run's folder (its best, else last), or an exported "
+        ".tflite, .onnx or SavedModel folder run in its own "
         "runtime, or an HRNet's PyTorch checkpoint with --model (evaluate writes "
         "evaluation_<name>.json); "
     )

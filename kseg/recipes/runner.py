@@ -122,6 +122,10 @@ class Runner:
         self.out = config.out or os.path.join("runs", f"{recipe.dataset}-{config.model}")
         if os.path.exists(self.out) and not os.path.isdir(self.out):
             raise UserError(f"--out {self.out} is a file, not a folder: give a folder for the run")
+        if config.checkpoint:  # a run folder: the model it hands on
+            from kseg.train.checkpoints import model_of
+
+            config.checkpoint = model_of(config.checkpoint)
         self.data = None
         self._strategy = None
 

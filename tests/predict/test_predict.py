@@ -181,10 +181,11 @@ def test_a_portrait_phone_video_is_segmented_upright(artefacts, demo_cityscapes,
 
 
 def test_a_run_folder_is_taken_as_the_model_it_hands_on(trained, demo_cityscapes, tmp_path, capsys):
-    """`kseg.predict` and `kseg.export` given a run folder (a recipe's --out) use its
-    best.keras, and say so, with the classes of the data it trained on; a folder that is
-    neither a run nor a SavedModel is still one error."""
+    """`kseg.predict`, `kseg.export` and a recipe's `--checkpoint` given a run folder (a
+    recipe's --out) use its best.keras, and say so, with the classes of the data it
+    trained on; a folder that is neither a run nor a SavedModel is still one error."""
     from kseg.export.__main__ import main as export_main
+    from kseg.recipes import cityscapes
 
     images = os.path.join(demo_cityscapes, "leftImg8bit", "val")
     main([trained, images, "--out", str(tmp_path / "p"), "--quiet"])
@@ -196,6 +197,11 @@ def test_a_run_folder_is_taken_as_the_model_it_hands_on(trained, demo_cityscapes
     export_main([trained, "--out", str(tmp_path / "e"), "--formats", "keras",
                  "--input-size", "64x128"])  # fmt: skip
     assert f"{best} at 64x128, artefacts in " in capsys.readouterr().out
+    scored = tmp_path / "scored"
+    cityscapes.main(["evaluate", "--data-dir", demo_cityscapes, "--out", str(scored),
+                     "--checkpoint", trained, "--limit", "2"])  # fmt: skip
+    assert f"{trained} is a run folder: its model is {best}" in capsys.readouterr().out
+    assert (scored / "evaluation_best.json").exists()  # named after the checkpoint
     with pytest.raises(SystemExit):
         main([str(tmp_path / "p"), images, "--out", str(tmp_path / "q")])
     assert "is a folder without saved_model.pb: not a SavedModel" in capsys.readouterr().err
