@@ -212,11 +212,16 @@ class Runner:
 
     # === Training ===
     def new_model(self, create_model, **overrides):
-        model = self.build_model(create_model, self.config.init_from, **overrides)
-        if self.config.init_from:
+        from kseg.train.checkpoints import model_of
+
+        if self.config.init_from:  # a run folder: the model it hands on, recorded as such
+            self.config.init_from = model_of(self.config.init_from)
+        source = self.config.init_from
+        model = self.build_model(create_model, source, **overrides)
+        if source:
             from kseg.train.init_from import init_from
 
-            init_from(model, self.config.init_from)
+            init_from(model, source)
         return model
 
     def build_model(self, create_model, source: str | None, **overrides):

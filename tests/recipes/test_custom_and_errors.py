@@ -310,27 +310,29 @@ def test_bad_custom_files_are_named_or_skipped_and_counted(custom_dir, tmp_path)
 def test_custom_recipe_fine_tunes_a_cityscapes_model_then_evaluates_and_predicts(
     custom_dir, trained, tmp_path, capsys
 ):
-    """A 19-class demo model fine-tuned to the custom set's 5 classes: every weight but
-    the heads' classifiers loads; the run records its settings; evaluate and predict use
-    classes.txt."""
+    """A 19-class demo model fine-tuned to the custom set's 5 classes (--init-from its run
+    folder: the model it hands on): every weight but the heads' classifiers loads; the run
+    records its settings; evaluate and predict use classes.txt."""
     import keras
 
     source = trained
     out = str(tmp_path / "custom-run")
     capsys.readouterr()
     custom.main(["train", "--data-dir", custom_dir, "--out", out, "--epochs", "1",
-                 "--init-from", os.path.join(source, "best.keras"), "--optimizer", "adam",
+                 "--init-from", source, "--optimizer", "adam",
                  "--learning-rate", "0.001", "--weight-decay", "0", "--loss", "focal",
                  *FAST])  # fmt: skip
     printed = capsys.readouterr().out
-    assert "Initialised from" in printed and "kept fresh (shape differs)" in printed
+    best = os.path.join(source, "best.keras")
+    assert f"{source} is a run folder: its model is {best}\nInitialised from {best}:" in printed
+    assert "kept fresh (shape differs)" in printed
     # the paper preset's line says which of its values this run's flags replaced
     assert (
         "this run's own: optimizer adam, learning rate 0.001, weight decay 0.0, loss focal"
         in printed
     )
     record = json.load(open(os.path.join(out, "config.json")))
-    assert record["run"]["init_from"].endswith("best.keras")
+    assert record["run"]["init_from"] == best  # the file the folder handed on
     assert record["preset"]["optimizer"] == "adam" and record["preset"]["learning_rate"] == 0.001
     assert record["run"]["loss"] == "focal" and record["dataset"] == "custom"
     assert set(record["versions"]) == {"kseg", "tensorflow", "keras"}
