@@ -141,10 +141,11 @@ def build_parser(recipe) -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--init-from",
-        help="fine-tune: initialise from this kseg .keras file every weight whose name and "
-        "shape match (e.g. all but a head with another number of classes); for the HRNets "
-        "also HRNet's PyTorch weights (.pth, .bin, .safetensors: the ImageNet weights its "
-        "papers start from), the model then built as PyTorch computes it",
+        help="fine-tune: initialise from this kseg .keras file (or a run folder's best) every "
+        "weight whose name and shape match (e.g. all but a head with another number of "
+        "classes); for the HRNets and SegNode also HRNet's PyTorch weights (.pth, .bin, "
+        ".safetensors: the ImageNet weights its papers start from), the model then built "
+        "as PyTorch computes it",
     )
     g.add_argument(
         "--strategy", choices=STRATEGIES, help="tf.distribute strategy (default: one device)"
