@@ -121,7 +121,7 @@ def test_segnode_takes_hrnets_stem_stage_1_and_first_transition(reference, capsy
 
     def streams(model, names):
         outputs = [model.get_layer(n).output for n in names]
-        return keras.Model(model.inputs, outputs)(images, training=False)
+        return keras.Model(model.input, outputs)(images, training=False)
 
     theirs = streams(hrnet, ["hrnet_transition1_0_relu", "hrnet_transition1_1_1_relu"])
     ours = streams(segnode, ["state0_relu", "state1_1_relu"])
