@@ -26,12 +26,12 @@ import re
 
 import numpy as np
 
+from kseg.predict.standalone import HEIF_EXTENSIONS
 from kseg.utils.cache import kseg_cache
 
-# The formats `undecodable` checks; PNG's chunk checksums are Pillow's to verify
-# (`kseg.data.base`), TIFF's data `tiff_cut_short`'s.
-DECODED_SUFFIXES = (".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".heic", ".heif")
-HEIF_SUFFIXES = (".heic", ".heif")  # of those, the ones Pillow decodes (pillow-heif)
+# The formats `undecodable` checks (HEIF_EXTENSIONS: Pillow's, through pillow-heif); PNG's
+# chunk checksums are Pillow's to verify (`kseg.data.base`), TIFF's data `tiff_cut_short`'s.
+DECODED_SUFFIXES = (".jpg", ".jpeg", ".bmp", ".gif", ".webp", *HEIF_EXTENSIONS)
 TIFF_SUFFIXES = (".tif", ".tiff")
 # TIFF tags: where the strips (or tiles) of the first image start, and their lengths.
 _STRIP_OFFSETS, _STRIP_BYTES, _TILE_OFFSETS, _TILE_BYTES = 273, 279, 324, 325
@@ -109,7 +109,7 @@ def undecodable(paths, remember: bool = True) -> dict[str, str]:
 
 def _decode_all(paths: list[str]) -> dict[str, str]:
     """`undecodable` without the record: every file decoded."""
-    heif = {p for p in paths if p.lower().endswith(HEIF_SUFFIXES)}
+    heif = {p for p in paths if p.lower().endswith(HEIF_EXTENSIONS)}
     problems = {**_tensorflow_undecodable([p for p in paths if p not in heif]),
                 **_pillow_undecodable([p for p in paths if p in heif])}  # fmt: skip
     return {p: problems[p] for p in paths if p in problems}

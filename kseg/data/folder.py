@@ -44,8 +44,8 @@ from PIL import Image, ImageOps
 from kseg.data.base import IGNORE_LABEL, Sample, SegmentationDataset, _check_pair, list_files
 from kseg.data.errors import CorruptFileError
 from kseg.errors import UserError
+from kseg.predict.standalone import IMAGE_EXTENSIONS  # what kseg reads, to train or predict
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".heic", ".heif")
 # What masks may be stored as: PNG, and the other formats datasets ship masks in (GIF:
 # Carvana, DRIVE; JPEG: Kvasir-SEG, read by the nearest class colour).
 MASK_EXTENSIONS = (".png", ".gif", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")

@@ -17,6 +17,7 @@ from kseg.errors import command_parser
 
 def build_parser() -> argparse.ArgumentParser:
     from kseg.predict.standalone import add_output_arguments
+    from kseg.recipes.config import positive, size
 
     p = command_parser(
         "python -m kseg.predict", __doc__.splitlines()[0], formatter_class=argparse.HelpFormatter
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_output_arguments(p, required_out=True)
     p.add_argument(
         "--fit",
-        type=_box,
+        type=size,
         metavar="HxW",
         help="segment each image scaled, aspect kept, to fit HxW in either orientation "
         "(e.g. 1024x2048, the scale of a Cityscapes model); the outputs keep the image's "
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--frames",
-        type=_positive,
+        type=positive,
         metavar="N",
         help="at most N frames of each video or live source",
     )
@@ -63,12 +64,13 @@ def _tile(text: str | None, backend, model: str) -> tuple[int, int] | None:
     """`--tile`'s window: the file's input size for an exported file, the given HxW for a
     .keras file; None without --tile."""
     from kseg.errors import UserError
+    from kseg.recipes.config import size
 
     if text is None:
         return None
     fixed = backend.input_size
     try:
-        given = None if text == "input" else _box(text)
+        given = None if text == "input" else size(text)
     except argparse.ArgumentTypeError as e:
         raise UserError(f"--tile: {e}") from None
     if fixed and given not in (None, fixed):
@@ -81,18 +83,6 @@ def _tile(text: str | None, backend, model: str) -> tuple[int, int] | None:
             f"--tile: give the window for {model}, e.g. --tile 1024x1024 (its training crop)"
         )
     return fixed or given
-
-
-def _positive(text: str) -> int:
-    from kseg.recipes.config import positive
-
-    return positive(text)
-
-
-def _box(text: str) -> tuple[int, int]:
-    from kseg.recipes.config import size
-
-    return size(text)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -865,8 +865,9 @@ def benchmark_table(results: list[dict]) -> str:
 
 
 def count(text: str, least: int = 1) -> int:
-    """A command-line count: a whole number of at least `least` (kseg.recipes.config's
-    `positive`, here for segment.py, which runs without kseg)."""
+    """A command-line count: a whole number of at least `least`. Here for segment.py,
+    which runs without kseg; kseg's commands take it through `kseg.recipes.config`'s
+    `positive` and `non_negative`."""
     if not text.isdigit() or int(text) < least:
         message = f"expected a whole number of at least {least}, got {text!r}"
         raise argparse.ArgumentTypeError(message)

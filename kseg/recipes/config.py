@@ -241,19 +241,16 @@ def model_kwargs(text: str) -> dict:
 
 def positive(text: str) -> int:
     """A whole number of at least 1: a count (`--epochs`, `--batch-size`, `--accumulate`)."""
-    return _whole(text, 1)
+    from kseg.predict.standalone import count  # segment.py's, which runs without kseg
+
+    return count(text, 1)
 
 
 def non_negative(text: str) -> int:
     """A whole number of at least 0, where 0 means none (`--precise-bn-batches`)."""
-    return _whole(text, 0)
+    from kseg.predict.standalone import count
 
-
-def _whole(text: str, least: int) -> int:
-    if not text.isdigit() or int(text) < least:
-        message = f"expected a whole number of at least {least}, got {text!r}"
-        raise argparse.ArgumentTypeError(message)
-    return int(text)
+    return count(text, 0)
 
 
 def positive_number(text: str) -> float:
